@@ -1,0 +1,73 @@
+-- taskyard's whole schema. Applied on open when PRAGMA user_version is 0;
+-- later migrations are numbered from 2 and listed in src/store/mod.rs.
+-- Timestamps are Unix microseconds (UTC); JSON columns hold compact text.
+
+-- A task group and its status counts. The counts change in the same
+-- transaction as every run change (DESIGN invariant 6), so reading a
+-- group's status costs one row, whatever its size.
+CREATE TABLE groups (
+    seq            INTEGER PRIMARY KEY,
+    id             TEXT    NOT NULL UNIQUE,
+    metadata       TEXT,
+    created_at     INTEGER NOT NULL,
+    modified_at    INTEGER NOT NULL,
+    num_runs       INTEGER NOT NULL DEFAULT 0,
+    n_queued       INTEGER NOT NULL DEFAULT 0,
+    n_running      INTEGER NOT NULL DEFAULT 0,
+    n_cancelling   INTEGER NOT NULL DEFAULT 0,
+    n_completed    INTEGER NOT NULL DEFAULT 0,
+    n_failed       INTEGER NOT NULL DEFAULT 0,
+    n_cancelled    INTEGER NOT NULL DEFAULT 0
+);
+
+-- A task run. `request` is the RunInput as the caller gave it (what
+-- `.../input` answers); `task_spec` is the effective spec after the group
+-- default was applied. `cursor` is the id of the run's creation event.
+CREATE TABLE runs (
+    seq            INTEGER PRIMARY KEY,
+    id             TEXT    NOT NULL UNIQUE,
+    group_seq      INTEGER REFERENCES groups(seq),
+    cursor         INTEGER NOT NULL,
+    status         TEXT    NOT NULL,
+    processor      TEXT    NOT NULL,
+    request        TEXT    NOT NULL,
+    task_spec      TEXT    NOT NULL,
+    default_spec   INTEGER NOT NULL,
+    metadata       TEXT,
+    enable_events  INTEGER NOT NULL,
+    attempts       INTEGER NOT NULL DEFAULT 0,
+    max_attempts   INTEGER NOT NULL,
+    error          TEXT,
+    warnings       TEXT,
+    output         TEXT,
+    created_at     INTEGER NOT NULL,
+    modified_at    INTEGER NOT NULL
+);
+
+-- The group runs stream walks a group's runs in cursor order.
+CREATE INDEX runs_by_group ON runs(group_seq, cursor);
+
+-- The scheduler claims queued runs in creation order, and recovery finds
+-- the runs a crash left running; only active runs are indexed, so the
+-- index stays small however many finished runs the database holds.
+CREATE INDEX runs_active ON runs(status, seq)
+    WHERE status IN ('queued', 'running', 'cancelling');
+
+-- The append-only event log. `id` is the cursor on the wire: AUTOINCREMENT
+-- makes it strictly increasing and never reused (DESIGN invariant 2).
+-- `stream` says which stream shows the row: 0 none (history only), 1 the
+-- group events stream, 2 the run events stream (progress). `data` is the
+-- event's wire JSON where a stream shows it, else NULL.
+CREATE TABLE events (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    type           TEXT    NOT NULL,
+    group_seq      INTEGER,
+    run_seq        INTEGER,
+    stream         INTEGER NOT NULL,
+    status         TEXT,
+    data           TEXT,
+    created_at     INTEGER NOT NULL
+);
+
+CREATE INDEX events_group_stream ON events(group_seq, id) WHERE stream = 1;
+CREATE INDEX events_run_stream ON events(run_seq, id) WHERE stream = 2;

@@ -1,0 +1,668 @@
+//! The scheduler: a dispatcher thread and a fixed pool of worker threads.
+//!
+//! The dispatcher claims queued runs from the store in creation order (so
+//! FIFO within a group), within the worker capacity and each processor's
+//! `max_concurrency`, and hands them to the workers through a bounded
+//! crossbeam channel. A worker applies the reserved `mock_*` metadata
+//! (spec 10.9), calls the processor, validates its output against the
+//! task spec and queues the finish with the writer; the dispatcher frees the
+//! slot once the finish is durable. Transient failures are retried with
+//! exponential backoff and jitter; cancels reach running processors through
+//! their [`CancelToken`]; shutdown stops claiming, lets running attempts
+//! finish within a grace period and puts the rest back in the queue.
+//!
+//! It knows processors, the store's ops and the model; never HTTP, never
+//! SQL, never the shape of a stream.
+
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
+use parking_lot::Mutex;
+use serde_json::Value;
+
+use crate::limits::{
+    CANCEL_GRACE_S, CLAIM_BATCH_MAX, RETRY_BACKOFF_MS_BASE, RETRY_BACKOFF_MS_MAX,
+};
+use crate::model::{
+    to_json, ErrorObject, EventType, JsonObject, Output, RunInput, RunStatus, SchemaKind,
+    TaskSpec, Warning,
+};
+use crate::processors::{CancelToken, ProcessorError, ProgressSink, Registry, RunContext};
+use crate::schema::{first_violation, SchemaCache};
+use crate::store::{ClaimedRun, Finish, Op, Store};
+use crate::validate::mock_controls;
+
+/// How the scheduler runs.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// Worker threads, each running one attempt at a time.
+    pub workers: usize,
+    /// Time a cancelled running run gets to return before it is marked
+    /// `cancelled` anyway (spec 10.1).
+    pub cancel_grace: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> SchedulerConfig {
+        SchedulerConfig {
+            workers: 16,
+            cancel_grace: Duration::from_secs(CANCEL_GRACE_S),
+        }
+    }
+}
+
+/// Messages to the dispatcher thread.
+enum Control {
+    /// Runs may be waiting in the queue.
+    Wake,
+    /// These running runs were cancelled.
+    Cancel(Vec<i64>),
+    /// A worker's finish is durable: free its slots.
+    Done { run_seq: i64 },
+    /// A transient failure: attempt again at `due`.
+    Retry { job: Job, due: Instant },
+    /// Stop claiming; finish or requeue what runs, then answer.
+    Shutdown { grace: Duration, done: Sender<()> },
+}
+
+/// One attempt of a run, as handed to a worker.
+struct Job {
+    run: ClaimedRun,
+    token: Arc<CancelToken>,
+    /// True when this attempt follows a transient failure.
+    retry: bool,
+}
+
+/// Handle to the scheduler's threads.
+pub struct Scheduler {
+    control: Sender<Control>,
+    tokens: Arc<Mutex<HashMap<i64, Arc<CancelToken>>>>,
+    dispatcher: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Scheduler {
+    pub fn start(
+        store: Arc<Store>,
+        registry: Arc<Registry>,
+        schemas: Arc<SchemaCache>,
+        config: SchedulerConfig,
+    ) -> std::io::Result<Scheduler> {
+        let workers = config.workers.max(1);
+        let (control_sender, control_receiver) = unbounded();
+        let (job_sender, job_receiver) = bounded::<Job>(workers * 2);
+        let tokens: Arc<Mutex<HashMap<i64, Arc<CancelToken>>>> = Arc::default();
+        let mut worker_threads = Vec::with_capacity(workers);
+        for index in 0..workers {
+            let worker = Worker {
+                store: store.clone(),
+                registry: registry.clone(),
+                schemas: schemas.clone(),
+                control: control_sender.clone(),
+            };
+            let jobs = job_receiver.clone();
+            worker_threads.push(
+                std::thread::Builder::new()
+                    .name(format!("taskyard-worker-{index}"))
+                    .spawn(move || {
+                        for job in jobs {
+                            worker.attempt(job);
+                        }
+                    })?,
+            );
+        }
+        let dispatcher = Dispatcher {
+            store,
+            registry,
+            config: config.clone(),
+            jobs: Some(job_sender),
+            control: control_sender.clone(),
+            tokens: tokens.clone(),
+            capacity: workers * 2,
+            outstanding: HashMap::new(),
+            by_processor: HashMap::new(),
+            retries: BinaryHeap::new(),
+            cancel_deadlines: BinaryHeap::new(),
+            maybe_work: true,
+            worker_threads,
+        };
+        let dispatcher = std::thread::Builder::new()
+            .name("taskyard-dispatcher".into())
+            .spawn(move || dispatcher.run(control_receiver))?;
+        Ok(Scheduler {
+            control: control_sender,
+            tokens,
+            dispatcher: Mutex::new(Some(dispatcher)),
+        })
+    }
+
+    /// Tells the dispatcher that queued runs may be waiting.
+    pub fn wake(&self) {
+        let _ = self.control.send(Control::Wake);
+    }
+
+    /// Raises the cancel flag of these runs (now `cancelling`) and starts
+    /// their grace period.
+    pub fn cancel(&self, run_seqs: Vec<i64>) {
+        if run_seqs.is_empty() {
+            return;
+        }
+        {
+            let tokens = self.tokens.lock();
+            for seq in &run_seqs {
+                if let Some(token) = tokens.get(seq) {
+                    token.cancel();
+                }
+            }
+        }
+        let _ = self.control.send(Control::Cancel(run_seqs));
+    }
+
+    /// Stops claiming, waits up to `grace` for running attempts, puts the
+    /// rest back to `queued` and stops the dispatcher. Afterwards no run is
+    /// left `running` by this process.
+    pub fn shutdown(&self, grace: Duration) {
+        let (done, finished) = bounded(1);
+        if self.control.send(Control::Shutdown { grace, done }).is_ok() {
+            let _ = finished.recv();
+        }
+        if let Some(thread) = self.dispatcher.lock().take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A due time in a min-heap.
+struct Due<T>(Instant, T);
+
+impl<T> PartialEq for Due<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+impl<T> Eq for Due<T> {}
+impl<T> PartialOrd for Due<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<T> Ord for Due<T> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other.0.cmp(&self.0)
+    }
+}
+
+struct Dispatcher {
+    store: Arc<Store>,
+    registry: Arc<Registry>,
+    config: SchedulerConfig,
+    /// Dropped at shutdown so that idle workers exit.
+    jobs: Option<Sender<Job>>,
+    control: Sender<Control>,
+    tokens: Arc<Mutex<HashMap<i64, Arc<CancelToken>>>>,
+    /// Attempts claimed or queued for workers at most at once; twice the
+    /// workers, so a worker finds its next job waiting.
+    capacity: usize,
+    /// Runs claimed and not yet durably finished, with their processor;
+    /// those in `retries` included.
+    outstanding: HashMap<i64, String>,
+    by_processor: HashMap<String, usize>,
+    retries: BinaryHeap<Due<Job>>,
+    cancel_deadlines: BinaryHeap<Due<i64>>,
+    maybe_work: bool,
+    worker_threads: Vec<JoinHandle<()>>,
+}
+
+impl Dispatcher {
+    fn run(mut self, control: Receiver<Control>) {
+        let mut shutdown: Option<(Instant, Sender<()>)> = None;
+        loop {
+            let next_due = [
+                self.retries.peek().map(|due| due.0),
+                self.cancel_deadlines.peek().map(|due| due.0),
+                shutdown.as_ref().map(|(deadline, _)| *deadline),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let message = match next_due {
+                Some(due) => control.recv_timeout(due.saturating_duration_since(Instant::now())),
+                None => control.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match message {
+                Ok(message) => {
+                    if let Some(answer) = self.handle(message) {
+                        shutdown = Some(answer);
+                    }
+                    // Take every message already waiting before claiming,
+                    // so one claim covers many freed slots.
+                    for message in control.try_iter() {
+                        if let Some(answer) = self.handle(message) {
+                            shutdown = Some(answer);
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            let now = Instant::now();
+            self.fire_cancel_deadlines(now);
+            if let Some((deadline, _)) = &shutdown {
+                let stopping_now = self.outstanding.is_empty() || now >= *deadline;
+                if stopping_now {
+                    let (_, done) = shutdown.take().expect("checked above");
+                    self.requeue_outstanding();
+                    let _ = done.send(());
+                    break;
+                }
+                // While stopping, backoffs are not resumed: they are requeued.
+                continue;
+            }
+            self.fire_retries(now);
+            self.claim();
+        }
+        // Let idle workers see the closed channel and exit. A worker stuck
+        // in a processor that ignores its cancel flag is not waited for.
+        self.jobs = None;
+        for thread in self.worker_threads.drain(..) {
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
+        }
+    }
+
+    /// Handles one message; answers the shutdown deadline when asked to stop.
+    fn handle(&mut self, message: Control) -> Option<(Instant, Sender<()>)> {
+        match message {
+            Control::Wake => self.maybe_work = true,
+            Control::Cancel(run_seqs) => {
+                let deadline = Instant::now() + self.config.cancel_grace;
+                for seq in run_seqs {
+                    if self.outstanding.contains_key(&seq) {
+                        self.cancel_deadlines.push(Due(deadline, seq));
+                    }
+                }
+            }
+            Control::Done { run_seq } => {
+                if let Some(processor) = self.outstanding.remove(&run_seq) {
+                    if let Some(count) = self.by_processor.get_mut(&processor) {
+                        *count = count.saturating_sub(1);
+                    }
+                }
+                self.tokens.lock().remove(&run_seq);
+                self.maybe_work = true;
+            }
+            Control::Retry { job, due } => self.retries.push(Due(due, job)),
+            Control::Shutdown { grace, done } => {
+                self.maybe_work = false;
+                return Some((Instant::now() + grace, done));
+            }
+        }
+        None
+    }
+
+    /// Marks `cancelled` the cancelled runs whose processor did not return
+    /// within the grace period; the processor's late finish is ignored.
+    fn fire_cancel_deadlines(&mut self, now: Instant) {
+        while self.cancel_deadlines.peek().is_some_and(|due| due.0 <= now) {
+            let Due(_, run_seq) = self.cancel_deadlines.pop().expect("peeked");
+            if self.outstanding.contains_key(&run_seq) {
+                let _ = self.store.writer.submit(Op::Finish {
+                    run_seq,
+                    finish: Finish::Cancelled,
+                    reply: Box::new(|_| {}),
+                });
+            }
+        }
+    }
+
+    fn fire_retries(&mut self, now: Instant) {
+        while self.retries.peek().is_some_and(|due| due.0 <= now) {
+            let Due(_, job) = self.retries.pop().expect("peeked");
+            if job.token.is_cancelled() {
+                self.finish_without_worker(job.run.seq, Finish::Cancelled);
+            } else if let Some(jobs) = &self.jobs {
+                // The slot is already counted in `outstanding`.
+                let _ = jobs.send(job);
+            }
+        }
+    }
+
+    /// Queues a finish whose durability frees the run's slot.
+    fn finish_without_worker(&self, run_seq: i64, finish: Finish) {
+        let control = self.control.clone();
+        let _ = self.store.writer.submit(Op::Finish {
+            run_seq,
+            finish,
+            reply: Box::new(move |_| {
+                let _ = control.send(Control::Done { run_seq });
+            }),
+        });
+    }
+
+    fn claim(&mut self) {
+        while self.maybe_work && self.outstanding.len() < self.capacity {
+            let max = (self.capacity - self.outstanding.len()).min(CLAIM_BATCH_MAX);
+            let exclude: Vec<String> = self
+                .registry
+                .iter()
+                .filter(|config| {
+                    self.by_processor.get(&config.name).copied().unwrap_or(0)
+                        >= config.max_concurrency
+                })
+                .map(|config| config.name.clone())
+                .collect();
+            let claimed = match self.store.writer.call(|reply| Op::Claim {
+                max,
+                exclude,
+                reply,
+            }) {
+                Ok(claimed) => claimed,
+                Err(error) => {
+                    // The store is busy or full: try again on the next wake.
+                    eprintln!("taskyard: claiming runs failed: {error}");
+                    self.maybe_work = false;
+                    return;
+                }
+            };
+            if claimed.len() < max {
+                self.maybe_work = false;
+            }
+            if claimed.is_empty() {
+                return;
+            }
+            let mut over_limit = false;
+            for run in claimed {
+                let count = self.by_processor.entry(run.processor.clone()).or_default();
+                *count += 1;
+                let limit = self
+                    .registry
+                    .get(&run.processor)
+                    .map_or(usize::MAX, |config| config.max_concurrency);
+                over_limit |= *count >= limit;
+                self.outstanding.insert(run.seq, run.processor.clone());
+                let token = Arc::new(CancelToken::new());
+                self.tokens.lock().insert(run.seq, token.clone());
+                let job = Job {
+                    run,
+                    token,
+                    retry: false,
+                };
+                if let Some(jobs) = &self.jobs {
+                    let _ = jobs.send(job);
+                }
+            }
+            // A processor reached its limit inside this batch: the next
+            // claim must exclude it, so re-evaluate before claiming more.
+            if over_limit {
+                self.maybe_work = true;
+            }
+        }
+    }
+
+    /// Shutdown: what is still outstanding goes back to the queue.
+    fn requeue_outstanding(&mut self) {
+        let tokens = self.tokens.lock();
+        for token in tokens.values() {
+            token.cancel();
+        }
+        drop(tokens);
+        let run_seqs: Vec<i64> = self.outstanding.keys().copied().collect();
+        for run_seq in run_seqs {
+            let _ = self.store.writer.call(|reply| Op::Finish {
+                run_seq,
+                finish: Finish::Requeue,
+                reply,
+            });
+        }
+    }
+}
+
+struct Worker {
+    store: Arc<Store>,
+    registry: Arc<Registry>,
+    schemas: Arc<SchemaCache>,
+    control: Sender<Control>,
+}
+
+/// What one attempt came to.
+enum Attempt {
+    Finished(Finish),
+    Transient(String),
+}
+
+impl Worker {
+    fn attempt(&self, job: Job) {
+        let run_seq = job.run.seq;
+        if job.retry {
+            match self.store.writer.call(|reply| Op::StartAttempt {
+                run_seq,
+                attempt: job.run.attempt,
+                reply,
+            }) {
+                Ok(RunStatus::Running) => {}
+                // Cancelled or finished meanwhile: end it without running.
+                _ => return self.finish(run_seq, Finish::Cancelled),
+            }
+        }
+        match self.execute(&job) {
+            Attempt::Finished(finish) => self.finish(run_seq, finish),
+            Attempt::Transient(message) => self.retry_or_fail(job, message),
+        }
+    }
+
+    fn finish(&self, run_seq: i64, finish: Finish) {
+        let control = self.control.clone();
+        let submitted = self.store.writer.submit(Op::Finish {
+            run_seq,
+            finish,
+            reply: Box::new(move |_| {
+                let _ = control.send(Control::Done { run_seq });
+            }),
+        });
+        if submitted.is_err() {
+            let _ = self.control.send(Control::Done { run_seq });
+        }
+    }
+
+    fn retry_or_fail(&self, mut job: Job, message: String) {
+        let attempt = job.run.attempt;
+        if attempt >= job.run.max_attempts {
+            let error = ErrorObject::new(
+                message,
+                Some(serde_json::json!({"attempts": attempt, "transient": true})),
+            );
+            return self.finish(job.run.seq, Finish::Failed { error });
+        }
+        let warning = Warning {
+            kind: "warning".into(),
+            message: format!("attempt {attempt} failed and will be retried: {message}"),
+            detail: Some(serde_json::json!({"attempt": attempt})),
+        };
+        let _ = self.store.writer.call(|reply| Op::Warn {
+            run_seq: job.run.seq,
+            warning,
+            reply,
+        });
+        let due = Instant::now() + backoff(&job.run.id, attempt);
+        job.run.attempt += 1;
+        job.retry = true;
+        let _ = self.control.send(Control::Retry { job, due });
+    }
+
+    fn execute(&self, job: &Job) -> Attempt {
+        let run = &job.run;
+        if job.token.is_cancelled() {
+            return Attempt::Finished(Finish::Cancelled);
+        }
+        let parsed = parse_claimed(run);
+        let (input, task_spec, metadata) = match parsed {
+            Ok(parsed) => parsed,
+            Err(message) => return failed(message, None),
+        };
+        let controls = mock_controls(metadata.as_ref());
+        if controls.delay_ms > 0 && job.token.wait(Duration::from_millis(controls.delay_ms)) {
+            return Attempt::Finished(Finish::Cancelled);
+        }
+        if run.attempt <= controls.fail_times {
+            return Attempt::Transient(format!(
+                "forced transient failure {} of {} (mock_fail_times)",
+                run.attempt, controls.fail_times
+            ));
+        }
+        if let Some(message) = controls.fail {
+            return failed(message, None);
+        }
+        let Some(config) = self.registry.get(&run.processor) else {
+            return failed(format!("processor '{}' is no longer configured", run.processor), None);
+        };
+        let progress = Progress {
+            store: &self.store,
+            run_seq: run.seq,
+            enabled: run.enable_events,
+        };
+        let context = RunContext {
+            run_id: &run.id,
+            processor: &run.processor,
+            input: &input,
+            task_spec: &task_spec,
+            metadata: metadata.as_ref(),
+            attempt: run.attempt,
+            cancel: &job.token,
+            progress: &progress,
+        };
+        // A panicking processor fails its run, never the worker thread.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            config.processor.run(&context)
+        }));
+        if job.token.is_cancelled() {
+            return Attempt::Finished(Finish::Cancelled);
+        }
+        match outcome {
+            Ok(Ok(output)) => match self.check_output(&output, &task_spec) {
+                Ok(()) => Attempt::Finished(Finish::Completed {
+                    output: to_json(&output),
+                }),
+                Err(message) => failed(message, None),
+            },
+            Ok(Err(ProcessorError::Transient(message))) => Attempt::Transient(message),
+            Ok(Err(ProcessorError::Permanent(message))) => failed(message, None),
+            Err(_) => failed(format!("processor '{}' panicked", run.processor), None),
+        }
+    }
+
+    /// Output must fit the task spec before a run is marked completed.
+    fn check_output(&self, output: &Output, task_spec: &TaskSpec) -> Result<(), String> {
+        match (SchemaKind::of(&task_spec.output_schema), output) {
+            (SchemaKind::Json(json_schema), Output::Json { content, .. }) => {
+                let validator = self
+                    .schemas
+                    .compile(json_schema)
+                    .map_err(|message| format!("output schema does not compile: {message}"))?;
+                match first_violation(&validator, &Value::Object(content.clone())) {
+                    None => Ok(()),
+                    Some(violation) => Err(format!(
+                        "output does not match the output schema: {violation}"
+                    )),
+                }
+            }
+            (SchemaKind::Json(_), Output::Text { .. }) => {
+                Err("processor returned text where the output schema is json".into())
+            }
+            (SchemaKind::Text(_), Output::Json { .. }) => {
+                Err("processor returned json where the output schema is text".into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn failed(message: String, detail: Option<Value>) -> Attempt {
+    Attempt::Finished(Finish::Failed {
+        error: ErrorObject::new(message, detail),
+    })
+}
+
+type Parsed = (Value, TaskSpec, Option<JsonObject>);
+
+fn parse_claimed(run: &ClaimedRun) -> Result<Parsed, String> {
+    let request: RunInput = serde_json::from_str(&run.request)
+        .map_err(|e| format!("stored run input does not decode: {e}"))?;
+    let task_spec: TaskSpec = serde_json::from_str(&run.task_spec)
+        .map_err(|e| format!("stored task spec does not decode: {e}"))?;
+    Ok((request.input, task_spec, request.metadata))
+}
+
+/// Backoff before attempt `attempt + 1`: 100 ms doubling, at most 5 s
+/// (spec 10.9), less up to a quarter of jitter drawn from the run id so that
+/// runs failing together do not retry in lock-step.
+fn backoff(run_id: &str, attempt: u32) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(16);
+    let base_ms = (RETRY_BACKOFF_MS_BASE << exponent).min(RETRY_BACKOFF_MS_MAX);
+    let draw = crate::processors::fnv1a(&[run_id.as_bytes(), &attempt.to_le_bytes()]);
+    let jitter_ms = draw % (base_ms / 4 + 1);
+    Duration::from_millis(base_ms - jitter_ms)
+}
+
+/// Writes a running run's progress reports when its events are enabled.
+struct Progress<'a> {
+    store: &'a Store,
+    run_seq: i64,
+    enabled: bool,
+}
+
+impl ProgressSink for Progress<'_> {
+    fn message(&self, kind: EventType, message: &str) {
+        let allowed = matches!(
+            kind,
+            EventType::ProgressPlan
+                | EventType::ProgressSearch
+                | EventType::ProgressResult
+                | EventType::ProgressToolCall
+                | EventType::ProgressExecStatus
+        );
+        if !self.enabled || !allowed {
+            return;
+        }
+        let data = crate::store::progress_message_json(
+            kind,
+            message,
+            crate::model::Timestamp::now().micros(),
+        );
+        let _ = self.store.writer.call(|reply| Op::Progress {
+            run_seq: self.run_seq,
+            kind,
+            data,
+            reply,
+        });
+    }
+
+    fn stats(&self, progress_meter: f64, considered: Option<u64>, read: Option<u64>) {
+        if !self.enabled || !(0.0..=100.0).contains(&progress_meter) {
+            return;
+        }
+        let data = crate::store::progress_stats_json(progress_meter, considered, read);
+        let _ = self.store.writer.call(|reply| Op::Progress {
+            run_seq: self.run_seq,
+            kind: EventType::ProgressStats,
+            data,
+            reply,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_bounded_jitter() {
+        for attempt in 1..=10 {
+            let nominal = (RETRY_BACKOFF_MS_BASE << (attempt - 1)).min(RETRY_BACKOFF_MS_MAX);
+            let wait = backoff("trun_x", attempt).as_millis() as u64;
+            assert!(wait <= nominal && wait >= nominal - nominal / 4, "{attempt}: {wait}");
+        }
+    }
+}

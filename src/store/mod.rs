@@ -1,0 +1,469 @@
+//! The store: the only module that speaks SQL.
+//!
+//! Owns the SQLite file, its pragmas and migrations (`schema.sql`), the
+//! writer thread that commits every change ([`writer`]), the read pool
+//! ([`read`]) and crash recovery ([`recovery`]). It knows the model (it
+//! writes event rows in their wire form) but never the HTTP layer, the
+//! engine or the scheduler; everything above reaches SQLite through the
+//! narrow interface here, so a second backend could be one more module.
+
+mod read;
+mod recovery;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+use rusqlite::{Connection, OpenFlags};
+
+pub use read::{EventRow, GroupRunRow, ListPage};
+pub use recovery::Recovered;
+pub use writer::{
+    progress_message_json, progress_stats_json, AddedRuns, ClaimedRun, CommitNotice, Finish,
+    NewGroup, NewRun, Op, Reply, RunCancel, StreamKey, Writer,
+};
+
+use crate::model::{
+    ErrorObject, Group, GroupStatus, JsonObject, Run, RunStatus, Timestamp, Warning,
+};
+
+/// The schema, applied on open to a new database.
+const SCHEMA_SQL: &str = include_str!("../../schema.sql");
+
+/// Migrations after the first schema, in order; `PRAGMA user_version` is
+/// the number of the last one applied (the first schema is version 1).
+const MIGRATIONS: &[&str] = &[];
+
+/// Version a database has once every migration is applied.
+pub const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
+
+/// What can go wrong in the store. Clone, because one failed commit is
+/// answered to every caller whose request was in it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// Another process holds the write lock past the busy timeout.
+    #[error("database busy: {0}")]
+    Busy(String),
+    /// The disk or the database's page limit is full.
+    #[error("database full: {0}")]
+    Full(String),
+    /// The database could not be opened or prepared.
+    #[error("cannot open database {path}: {message}")]
+    Open { path: PathBuf, message: String },
+    /// The writer thread has stopped (shutdown, or it died).
+    #[error("the store is closed")]
+    Closed,
+    /// A row or id that an operation needs is not there.
+    #[error("{kind} {id} not found")]
+    NotFound { kind: &'static str, id: String },
+    /// Any other SQLite failure, or a stored value that does not decode.
+    #[error("database error: {0}")]
+    Sqlite(String),
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(error: rusqlite::Error) -> Error {
+        use rusqlite::ErrorCode;
+        match error.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                Error::Busy(error.to_string())
+            }
+            Some(ErrorCode::DiskFull) => Error::Full(error.to_string()),
+            _ => Error::Sqlite(error.to_string()),
+        }
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(error: serde_json::Error) -> Error {
+        Error::Sqlite(format!("stored JSON does not decode: {error}"))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How hard a commit waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// WAL with `synchronous=NORMAL`: a commit survives a process crash;
+    /// a power loss may take back the last commits, never corrupt the file.
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: a commit is on disk before it is acknowledged,
+    /// also across a power loss.
+    Full,
+}
+
+/// How to open the store.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub synchronous: Synchronous,
+    /// How long a write waits for another process's lock before `Busy`.
+    pub busy_timeout: Duration,
+    /// Read-only connections in the pool.
+    pub read_connections: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            synchronous: Synchronous::Normal,
+            busy_timeout: Duration::from_secs(5),
+            read_connections: 4,
+        }
+    }
+}
+
+/// An open database: the writer handle and the read pool.
+pub struct Store {
+    pub writer: Writer,
+    readers: ReadPool,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`, applies the schema
+    /// and migrations, recovers runs a crash left running, and starts the
+    /// writer thread. `on_commit` runs on the writer thread after each
+    /// commit, before any caller is answered.
+    pub fn open(
+        path: &Path,
+        options: &Options,
+        on_commit: Box<dyn Fn(&CommitNotice) + Send>,
+    ) -> Result<(Store, Recovered)> {
+        let open_error = |message: String| Error::Open {
+            path: path.to_path_buf(),
+            message,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if !parent.is_dir() {
+                return Err(open_error(format!(
+                    "directory {} does not exist",
+                    parent.display()
+                )));
+            }
+        }
+        let mut connection = Connection::open(path).map_err(|e| open_error(e.to_string()))?;
+        configure_write_connection(&connection, options).map_err(|e| open_error(e.to_string()))?;
+        migrate(&mut connection).map_err(|e| open_error(e.to_string()))?;
+        let recovered = recovery::recover(&mut connection)?;
+        let readers = ReadPool::open(path, options)?;
+        let writer = Writer::start(connection, on_commit)?;
+        Ok((
+            Store {
+                writer,
+                readers,
+                path: path.to_path_buf(),
+            },
+            recovered,
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `read` on a pooled read-only connection.
+    pub(crate) fn read<T>(&self, read: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.readers.with(read)
+    }
+}
+
+fn configure_write_connection(connection: &Connection, options: &Options) -> Result<()> {
+    connection.busy_timeout(options.busy_timeout)?;
+    // Read each pragma back: SQLite ignores a misspelt pragma silently.
+    let mode: String = connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::Sqlite(format!(
+            "journal_mode is {mode}, WAL is required"
+        )));
+    }
+    let synchronous = match options.synchronous {
+        Synchronous::Normal => 1,
+        Synchronous::Full => 2,
+    };
+    connection.execute_batch(&format!("PRAGMA synchronous = {synchronous}"))?;
+    let read_back: i64 = connection.query_row("PRAGMA synchronous", [], |row| row.get(0))?;
+    if read_back != synchronous {
+        return Err(Error::Sqlite(format!(
+            "synchronous is {read_back}, expected {synchronous}"
+        )));
+    }
+    connection.execute_batch("PRAGMA foreign_keys = ON")?;
+    Ok(())
+}
+
+fn migrate(connection: &mut Connection) -> Result<()> {
+    let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(Error::Sqlite(format!(
+            "database schema version {version} is newer than this taskyard ({SCHEMA_VERSION})"
+        )));
+    }
+    let transaction = connection.transaction()?;
+    if version == 0 {
+        transaction.execute_batch(SCHEMA_SQL)?;
+    }
+    for migration in MIGRATIONS.iter().skip((version.max(1) - 1) as usize) {
+        transaction.execute_batch(migration)?;
+    }
+    transaction.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+    transaction.commit()?;
+    Ok(())
+}
+
+/// A small pool of read-only connections. WAL lets them read beside the
+/// writer; each sees only committed transactions (DESIGN invariant 4).
+struct ReadPool {
+    idle: Mutex<Vec<Connection>>,
+    returned: Condvar,
+}
+
+impl ReadPool {
+    fn open(path: &Path, options: &Options) -> Result<ReadPool> {
+        let mut idle = Vec::new();
+        for _ in 0..options.read_connections.max(1) {
+            let connection = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                    | OpenFlags::SQLITE_OPEN_URI,
+            )
+            .map_err(|e| Error::Open {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+            connection.busy_timeout(options.busy_timeout)?;
+            idle.push(connection);
+        }
+        Ok(ReadPool {
+            idle: Mutex::new(idle),
+            returned: Condvar::new(),
+        })
+    }
+
+    fn with<T>(&self, read: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let connection = {
+            let mut idle = self.idle.lock();
+            loop {
+                if let Some(connection) = idle.pop() {
+                    break connection;
+                }
+                self.returned.wait(&mut idle);
+            }
+        };
+        // Give the connection back even if `read` panics, so one bad read
+        // does not shrink the pool for everyone.
+        struct Return<'a>(&'a ReadPool, Option<Connection>);
+        impl Drop for Return<'_> {
+            fn drop(&mut self) {
+                if let Some(connection) = self.1.take() {
+                    self.0.idle.lock().push(connection);
+                    self.0.returned.notify_one();
+                }
+            }
+        }
+        let guard = Return(self, Some(connection));
+        read(guard.1.as_ref().expect("held until drop"))
+    }
+}
+
+/// A run as stored, with what the model needs to show it.
+#[derive(Debug, Clone)]
+pub struct RunRow {
+    pub seq: i64,
+    pub id: String,
+    pub group_id: Option<String>,
+    pub group_seq: Option<i64>,
+    pub cursor: i64,
+    pub status: RunStatus,
+    pub processor: String,
+    pub metadata: Option<String>,
+    pub error: Option<String>,
+    pub warnings: Option<String>,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub created_at: i64,
+    pub modified_at: i64,
+}
+
+/// The columns [`RunRow::from_row`] reads, for `SELECT` lists; the query
+/// must join `groups g` on `r.group_seq`.
+pub(crate) const RUN_COLUMNS: &str = "r.seq, r.id, g.id, r.group_seq, r.cursor, r.status, \
+     r.processor, r.metadata, r.error, r.warnings, r.attempts, r.max_attempts, \
+     r.created_at, r.modified_at";
+
+impl RunRow {
+    pub(crate) fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+        let status: String = row.get(5)?;
+        Ok(RunRow {
+            seq: row.get(0)?,
+            id: row.get(1)?,
+            group_id: row.get(2)?,
+            group_seq: row.get(3)?,
+            cursor: row.get(4)?,
+            status: RunStatus::parse(&status).unwrap_or(RunStatus::Failed),
+            processor: row.get(6)?,
+            metadata: row.get(7)?,
+            error: row.get(8)?,
+            warnings: row.get(9)?,
+            attempts: row.get(10)?,
+            max_attempts: row.get(11)?,
+            created_at: row.get(12)?,
+            modified_at: row.get(13)?,
+        })
+    }
+
+    /// The run as the API shows it.
+    pub fn to_model(&self) -> Result<Run> {
+        let metadata: Option<JsonObject> = parse_optional(&self.metadata)?;
+        let error: Option<ErrorObject> = parse_optional(&self.error)?;
+        let warnings: Option<Vec<Warning>> = parse_optional(&self.warnings)?;
+        Ok(Run {
+            run_id: self.id.clone(),
+            interaction_id: self.id.clone(),
+            status: self.status,
+            is_active: self.status.is_active(),
+            processor: self.processor.clone(),
+            metadata,
+            error,
+            warnings,
+            taskgroup_id: self.group_id.clone(),
+            created_at: Timestamp(self.created_at),
+            modified_at: Timestamp(self.modified_at),
+        })
+    }
+}
+
+fn parse_optional<T: serde::de::DeserializeOwned>(text: &Option<String>) -> Result<Option<T>> {
+    match text {
+        Some(text) => Ok(Some(serde_json::from_str(text)?)),
+        None => Ok(None),
+    }
+}
+
+/// A group as stored, counts included.
+#[derive(Debug, Clone)]
+pub struct GroupRow {
+    pub seq: i64,
+    pub id: String,
+    pub metadata: Option<String>,
+    pub created_at: i64,
+    pub modified_at: i64,
+    pub counts: Counts,
+}
+
+/// Runs of a group by status; `num_runs` is their sum.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub num_runs: i64,
+    pub queued: i64,
+    pub running: i64,
+    pub cancelling: i64,
+    pub completed: i64,
+    pub failed: i64,
+    pub cancelled: i64,
+}
+
+impl Counts {
+    pub fn is_active(&self) -> bool {
+        self.queued + self.running + self.cancelling > 0
+    }
+
+    pub fn get(&self, status: RunStatus) -> i64 {
+        match status {
+            RunStatus::Queued => self.queued,
+            RunStatus::Running => self.running,
+            RunStatus::Cancelling => self.cancelling,
+            RunStatus::Completed => self.completed,
+            RunStatus::Failed => self.failed,
+            RunStatus::Cancelled => self.cancelled,
+            RunStatus::ActionRequired => 0,
+        }
+    }
+
+    pub fn add(&mut self, status: RunStatus, delta: i64) {
+        match status {
+            RunStatus::Queued => self.queued += delta,
+            RunStatus::Running => self.running += delta,
+            RunStatus::Cancelling => self.cancelling += delta,
+            RunStatus::Completed => self.completed += delta,
+            RunStatus::Failed => self.failed += delta,
+            RunStatus::Cancelled => self.cancelled += delta,
+            RunStatus::ActionRequired => {}
+        }
+    }
+}
+
+/// The columns [`GroupRow::from_row`] reads, in order.
+pub(crate) const GROUP_COLUMNS: &str = "seq, id, metadata, created_at, modified_at, num_runs, \
+     n_queued, n_running, n_cancelling, n_completed, n_failed, n_cancelled";
+
+impl GroupRow {
+    pub(crate) fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<GroupRow> {
+        Ok(GroupRow {
+            seq: row.get(0)?,
+            id: row.get(1)?,
+            metadata: row.get(2)?,
+            created_at: row.get(3)?,
+            modified_at: row.get(4)?,
+            counts: Counts {
+                num_runs: row.get(5)?,
+                queued: row.get(6)?,
+                running: row.get(7)?,
+                cancelling: row.get(8)?,
+                completed: row.get(9)?,
+                failed: row.get(10)?,
+                cancelled: row.get(11)?,
+            },
+        })
+    }
+
+    pub fn status(&self) -> GroupStatus {
+        let mut counts = serde_json::Map::new();
+        for status in RunStatus::ALL {
+            let count = self.counts.get(status);
+            if count > 0 {
+                counts.insert(status.as_str().to_string(), count.into());
+            }
+        }
+        GroupStatus {
+            num_task_runs: self.counts.num_runs.max(0) as u64,
+            task_run_status_counts: counts,
+            is_active: self.counts.is_active(),
+            status_message: None,
+            modified_at: Timestamp(self.modified_at),
+        }
+    }
+
+    pub fn to_model(&self) -> Result<Group> {
+        Ok(Group {
+            taskgroup_id: self.id.clone(),
+            status: self.status(),
+            created_at: Timestamp(self.created_at),
+            metadata: parse_optional(&self.metadata)?,
+        })
+    }
+}
+
+/// Shared handle to the store for the layers above.
+pub type SharedStore = Arc<Store>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_applies_to_an_in_memory_database() {
+        let mut connection = Connection::open_in_memory().expect("in-memory database");
+        migrate(&mut connection).expect("schema applies");
+        let version: i64 = connection
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .expect("user_version");
+        assert_eq!(version, SCHEMA_VERSION);
+        // A second open of the same database applies nothing twice.
+        migrate(&mut connection).expect("migrations are idempotent");
+    }
+}

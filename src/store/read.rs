@@ -1,0 +1,246 @@
+//! Read queries, run on the pool's read-only connections.
+//!
+//! Each method is one consistent snapshot (one read transaction), so what
+//! it answers was committed together (invariant 4). Event rows come back in
+//! their stored wire form; nothing is re-serialised here.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{GroupRow, Result, RunRow, Store, GROUP_COLUMNS, RUN_COLUMNS};
+use crate::model::{EventType, RunStatus};
+
+/// An event row as a stream sends it.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub id: u64,
+    pub kind: EventType,
+    pub data: String,
+}
+
+/// One run of the group runs stream, with what the query asked to include.
+#[derive(Debug, Clone)]
+pub struct GroupRunRow {
+    pub run: RunRow,
+    /// The RunInput as given, when inputs were asked for.
+    pub request: Option<String>,
+    /// The effective task spec, when inputs were asked for and the run had
+    /// none of its own (spec 2.2 choice: the group default is shown).
+    pub default_task_spec: Option<String>,
+    /// The output JSON, when outputs were asked for and the run completed.
+    pub output: Option<String>,
+}
+
+/// One page of a list, newest first.
+#[derive(Debug, Clone)]
+pub struct ListPage<T> {
+    pub items: Vec<T>,
+    pub more: bool,
+}
+
+fn event_rows(
+    connection: &Connection,
+    sql: &str,
+    key: i64,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<EventRow>> {
+    let mut statement = connection.prepare_cached(sql)?;
+    let rows = statement
+        .query_map(params![key, after as i64, limit as i64], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, Option<String>>(2)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, kind, data)| {
+            Some(EventRow {
+                id: id as u64,
+                kind: EventType::parse(&kind)?,
+                data: data?,
+            })
+        })
+        .collect())
+}
+
+impl Store {
+    pub fn run(&self, run_id: &str) -> Result<Option<RunRow>> {
+        self.read(|connection| {
+            Ok(connection
+                .prepare_cached(&format!(
+                    "SELECT {RUN_COLUMNS} FROM runs r LEFT JOIN groups g ON g.seq = r.group_seq \
+                     WHERE r.id = ?1"
+                ))?
+                .query_row([run_id], RunRow::from_row)
+                .optional()?)
+        })
+    }
+
+    /// The run, its request as given, and its effective task spec.
+    pub fn run_request(&self, run_id: &str) -> Result<Option<(RunRow, String, String, bool)>> {
+        self.read(|connection| {
+            Ok(connection
+                .prepare_cached(&format!(
+                    "SELECT {RUN_COLUMNS}, r.request, r.task_spec, r.default_spec FROM runs r \
+                     LEFT JOIN groups g ON g.seq = r.group_seq WHERE r.id = ?1"
+                ))?
+                .query_row([run_id], |row| {
+                    Ok((
+                        RunRow::from_row(row)?,
+                        row.get(14)?,
+                        row.get(15)?,
+                        row.get(16)?,
+                    ))
+                })
+                .optional()?)
+        })
+    }
+
+    /// The run and its output JSON (set once completed).
+    pub fn run_output(&self, run_id: &str) -> Result<Option<(RunRow, Option<String>)>> {
+        self.read(|connection| {
+            Ok(connection
+                .prepare_cached(&format!(
+                    "SELECT {RUN_COLUMNS}, r.output FROM runs r \
+                     LEFT JOIN groups g ON g.seq = r.group_seq WHERE r.id = ?1"
+                ))?
+                .query_row([run_id], |row| Ok((RunRow::from_row(row)?, row.get(14)?)))
+                .optional()?)
+        })
+    }
+
+    pub fn group(&self, group_id: &str) -> Result<Option<GroupRow>> {
+        self.read(|connection| {
+            Ok(connection
+                .prepare_cached(&format!("SELECT {GROUP_COLUMNS} FROM groups WHERE id = ?1"))?
+                .query_row([group_id], GroupRow::from_row)
+                .optional()?)
+        })
+    }
+
+    /// Group-stream events of a group after `after`, at most `limit`, and
+    /// whether the group was active in the same snapshot: when the page is
+    /// empty and the group inactive, the stream has ended (spec 4.6).
+    pub fn group_events(
+        &self,
+        group_seq: i64,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<EventRow>, bool)> {
+        self.read(|connection| {
+            let transaction = connection.unchecked_transaction()?;
+            let events = event_rows(
+                &transaction,
+                "SELECT id, type, data FROM events WHERE group_seq = ?1 AND stream = 1 \
+                 AND id > ?2 ORDER BY id LIMIT ?3",
+                group_seq,
+                after,
+                limit,
+            )?;
+            let active: bool = transaction
+                .prepare_cached(
+                    "SELECT n_queued + n_running + n_cancelling > 0 FROM groups WHERE seq = ?1",
+                )?
+                .query_row([group_seq], |row| row.get(0))?;
+            transaction.finish()?;
+            Ok((events, active))
+        })
+    }
+
+    /// Progress events of a run after `after`, and the run in the same
+    /// snapshot.
+    pub fn run_progress(
+        &self,
+        run_seq: i64,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<EventRow>, RunRow, Option<String>)> {
+        self.read(|connection| {
+            let transaction = connection.unchecked_transaction()?;
+            let events = event_rows(
+                &transaction,
+                "SELECT id, type, data FROM events WHERE run_seq = ?1 AND stream = 2 \
+                 AND id > ?2 ORDER BY id LIMIT ?3",
+                run_seq,
+                after,
+                limit,
+            )?;
+            let (run, output) = transaction
+                .prepare_cached(&format!(
+                    "SELECT {RUN_COLUMNS}, r.output FROM runs r \
+                     LEFT JOIN groups g ON g.seq = r.group_seq WHERE r.seq = ?1"
+                ))?
+                .query_row([run_seq], |row| Ok((RunRow::from_row(row)?, row.get(14)?)))?;
+            transaction.finish()?;
+            Ok((events, run, output))
+        })
+    }
+
+    /// Calls `each` for the runs of a group with a cursor above `after`, in
+    /// cursor order, all from one snapshot; stops early when `each` answers
+    /// false.
+    pub fn group_runs(
+        &self,
+        group_seq: i64,
+        after: u64,
+        status: Option<RunStatus>,
+        include_input: bool,
+        include_output: bool,
+        mut each: impl FnMut(GroupRunRow) -> bool,
+    ) -> Result<()> {
+        self.read(|connection| {
+            let transaction = connection.unchecked_transaction()?;
+            let mut statement = transaction.prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS}, \
+                 CASE WHEN ?3 THEN r.request END, \
+                 CASE WHEN ?3 AND r.default_spec THEN r.task_spec END, \
+                 CASE WHEN ?4 AND r.status = 'completed' THEN r.output END \
+                 FROM runs r LEFT JOIN groups g ON g.seq = r.group_seq \
+                 WHERE r.group_seq = ?1 AND r.cursor > ?2 \
+                 AND (?5 IS NULL OR r.status = ?5) ORDER BY r.cursor"
+            ))?;
+            let mut rows = statement.query(params![
+                group_seq,
+                after as i64,
+                include_input,
+                include_output,
+                status.map(RunStatus::as_str)
+            ])?;
+            while let Some(row) = rows.next()? {
+                let item = GroupRunRow {
+                    run: RunRow::from_row(row)?,
+                    request: row.get(14)?,
+                    default_task_spec: row.get(15)?,
+                    output: row.get(16)?,
+                };
+                if !each(item) {
+                    break;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The largest committed event id.
+    pub fn last_event_id(&self) -> Result<u64> {
+        self.read(|connection| {
+            let id: i64 = connection.query_row(
+                "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)",
+                [],
+                |row| row.get(0),
+            )?;
+            Ok(id as u64)
+        })
+    }
+
+    /// True when a read answers (health check).
+    pub fn ping(&self) -> Result<()> {
+        self.read(|connection| {
+            connection.query_row("SELECT 1", [], |_| Ok(()))?;
+            Ok(())
+        })
+    }
+}

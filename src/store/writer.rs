@@ -1,0 +1,1114 @@
+//! The writer thread: the one owner of the write connection.
+//!
+//! Every change to the database is an [`Op`] sent here. The thread takes
+//! whatever ops are waiting (up to `WRITER_BATCH_OPS_MAX`) and commits them
+//! in one transaction, each inside a savepoint so that one bad op does not
+//! sink its neighbours (group commit, after effectum's db_writer). Callers
+//! are answered only after the commit; a failed commit answers every op in
+//! it with the error, none is dropped. Each state change and its event row
+//! are written by the same op, so they commit together (invariant 1).
+
+use std::collections::HashMap;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use parking_lot::Mutex;
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+
+use super::{Counts, Error, GroupRow, Result, RunRow, GROUP_COLUMNS, RUN_COLUMNS};
+use crate::limits::{WRITER_BATCH_OPS_MAX, WRITER_QUEUE_MAX};
+use crate::model::{
+    to_json, ErrorObject, EventType, GroupStatusEvent, RunStateEvent, RunStatus, Timestamp,
+    Warning,
+};
+
+/// How an op's result reaches its caller: called once, after the commit.
+pub type Reply<T> = Box<dyn FnOnce(Result<T>) + Send>;
+
+/// A stream whose events a commit may have advanced; the hub wakes only
+/// the subscribers of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StreamKey {
+    /// The group events stream of a group (by its `seq`).
+    Group(i64),
+    /// A run's progress or terminal state (by its `seq`).
+    Run(i64),
+}
+
+/// What one commit changed, for the hub.
+#[derive(Debug, Clone)]
+pub struct CommitNotice {
+    /// The largest event id now committed.
+    pub last_event_id: u64,
+    pub keys: Vec<StreamKey>,
+}
+
+/// A group to create.
+#[derive(Debug, Clone)]
+pub struct NewGroup {
+    pub id: String,
+    pub metadata: Option<String>,
+}
+
+/// A run to create, already validated; JSON fields are compact text.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub id: String,
+    pub processor: String,
+    /// The RunInput as the caller gave it.
+    pub request: String,
+    /// The effective task spec.
+    pub task_spec: String,
+    /// True when `task_spec` came from the group's default.
+    pub default_spec: bool,
+    pub metadata: Option<String>,
+    pub enable_events: bool,
+    pub max_attempts: u32,
+    pub warnings: Option<String>,
+}
+
+/// A run the scheduler took from the queue; it is `running` now.
+#[derive(Debug, Clone)]
+pub struct ClaimedRun {
+    pub seq: i64,
+    pub id: String,
+    pub processor: String,
+    pub request: String,
+    pub task_spec: String,
+    pub metadata: Option<String>,
+    /// This attempt's number, 1-based.
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub enable_events: bool,
+}
+
+/// How a run attempt ended.
+#[derive(Debug, Clone)]
+pub enum Finish {
+    /// `output` is the Output's wire JSON.
+    Completed { output: String },
+    Failed { error: ErrorObject },
+    /// The cancel flag was seen, or the cancel grace ran out.
+    Cancelled,
+    /// Shutdown interrupted the attempt: back to `queued`, attempt not counted.
+    Requeue,
+}
+
+/// The answer to a run cancel: the status before, and the run after.
+#[derive(Debug, Clone)]
+pub struct RunCancel {
+    pub before: RunStatus,
+    pub run: RunRow,
+}
+
+/// The answer to an add-runs op.
+#[derive(Debug, Clone)]
+pub struct AddedRuns {
+    pub run_ids: Vec<String>,
+    /// The largest event id before this request's first row, if the group
+    /// had runs before (spec 6).
+    pub cursor: Option<u64>,
+    pub group: GroupRow,
+}
+
+/// Every change the store can make.
+pub enum Op {
+    CreateGroup {
+        group: NewGroup,
+        reply: Reply<GroupRow>,
+    },
+    AddRuns {
+        group_id: String,
+        runs: Vec<NewRun>,
+        reply: Reply<AddedRuns>,
+    },
+    CreateRun {
+        run: NewRun,
+        reply: Reply<RunRow>,
+    },
+    /// Moves up to `max` queued runs to `running`, oldest first, skipping
+    /// the processors in `exclude` (at their concurrency limit).
+    Claim {
+        max: usize,
+        exclude: Vec<String>,
+        reply: Reply<Vec<ClaimedRun>>,
+    },
+    /// Ends an attempt. Answers false when the run was no longer running
+    /// or cancelling, so the finish was ignored (invariant 5).
+    Finish {
+        run_seq: i64,
+        finish: Finish,
+        reply: Reply<bool>,
+    },
+    /// Starts attempt `attempt` of a run in retry: counts it and writes
+    /// its exec_status message. Answers the run's status, so a run that
+    /// was cancelled during its backoff is not attempted again.
+    StartAttempt {
+        run_seq: i64,
+        attempt: u32,
+        reply: Reply<RunStatus>,
+    },
+    /// Adds a warning to a run without changing its status.
+    Warn {
+        run_seq: i64,
+        warning: Warning,
+        reply: Reply<()>,
+    },
+    /// Appends a progress event (run events stream).
+    Progress {
+        run_seq: i64,
+        kind: EventType,
+        data: String,
+        reply: Reply<()>,
+    },
+    CancelRun {
+        run_id: String,
+        reply: Reply<RunCancel>,
+    },
+    /// Cancels every active run of a group; answers the group after and the
+    /// runs that are now `cancelling` (their processors must be told).
+    CancelGroup {
+        group_id: String,
+        reply: Reply<(GroupRow, Vec<i64>)>,
+    },
+}
+
+enum Message {
+    Op(Op),
+    Stop,
+}
+
+/// Handle to the writer thread.
+pub struct Writer {
+    sender: Sender<Message>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Writer {
+    pub(super) fn start(
+        connection: Connection,
+        on_commit: Box<dyn Fn(&CommitNotice) + Send>,
+    ) -> Result<Writer> {
+        let last_event_id: i64 = connection.query_row(
+            "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)",
+            [],
+            |row| row.get(0),
+        )?;
+        let (sender, receiver) = bounded(WRITER_QUEUE_MAX);
+        let thread = std::thread::Builder::new()
+            .name("taskyard-writer".into())
+            .spawn(move || {
+                let mut thread = WriterThread {
+                    connection,
+                    last_event_id: last_event_id as u64,
+                    on_commit,
+                };
+                thread.run(receiver);
+            })
+            .map_err(|e| Error::Sqlite(format!("cannot start the writer thread: {e}")))?;
+        Ok(Writer {
+            sender,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Queues an op; its reply is called after its transaction commits.
+    /// Blocks while the queue is full (back-pressure).
+    pub fn submit(&self, op: Op) -> Result<()> {
+        self.sender.send(Message::Op(op)).map_err(|_| Error::Closed)
+    }
+
+    /// Queues the op that `make` builds around a reply channel and waits
+    /// for the answer, which arrives only once the rows are durable.
+    pub fn call<T: Send + 'static>(&self, make: impl FnOnce(Reply<T>) -> Op) -> Result<T> {
+        let (sender, receiver) = bounded(1);
+        self.submit(make(Box::new(move |result| {
+            let _ = sender.send(result);
+        })))?;
+        receiver.recv().map_err(|_| Error::Closed)?
+    }
+
+    /// Lets the queue drain, then stops the thread. Later ops get `Closed`.
+    pub fn stop(&self) {
+        let _ = self.sender.send(Message::Stop);
+        if let Some(thread) = self.thread.lock().take() {
+            let _ = thread.join();
+        }
+    }
+
+    /// True while the writer thread runs.
+    pub fn is_alive(&self) -> bool {
+        self.thread
+            .lock()
+            .as_ref()
+            .is_some_and(|thread| !thread.is_finished())
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Runs after the commit: answers one op's caller.
+type Completion = Box<dyn FnOnce(Option<&Error>) + Send>;
+
+struct WriterThread {
+    connection: Connection,
+    last_event_id: u64,
+    on_commit: Box<dyn Fn(&CommitNotice) + Send>,
+}
+
+impl WriterThread {
+    fn run(&mut self, receiver: Receiver<Message>) {
+        let mut stopping = false;
+        while !stopping {
+            let first = match receiver.recv() {
+                Ok(Message::Op(op)) => op,
+                Ok(Message::Stop) | Err(_) => break,
+            };
+            let mut ops = vec![first];
+            while ops.len() < WRITER_BATCH_OPS_MAX {
+                match receiver.try_recv() {
+                    Ok(Message::Op(op)) => ops.push(op),
+                    Ok(Message::Stop) => {
+                        stopping = true;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit_batch(ops);
+        }
+        // Ops that raced with the stop are answered, not dropped.
+        for message in receiver.try_iter() {
+            if let Message::Op(op) = message {
+                fail_op(op, Error::Closed);
+            }
+        }
+    }
+
+    fn commit_batch(&mut self, ops: Vec<Op>) {
+        let transaction = match self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+        {
+            Ok(transaction) => transaction,
+            Err(error) => {
+                let error = Error::from(error);
+                for op in ops {
+                    fail_op(op, error.clone());
+                }
+                return;
+            }
+        };
+        let mut batch = Batch {
+            next_event_id: self.last_event_id + 1,
+            keys: Vec::new(),
+            now: Timestamp::now().micros(),
+        };
+        let mut completions: Vec<Completion> = Vec::with_capacity(ops.len());
+        for op in ops {
+            let event_id_before = batch.next_event_id;
+            let keys_before = batch.keys.len();
+            if let Err(error) = transaction.execute_batch("SAVEPOINT op") {
+                let error = Error::from(error);
+                completions.push(Box::new(move |_| fail_op(op, error)));
+                continue;
+            }
+            let (ok, completion) = apply(&transaction, &mut batch, op);
+            let end = if ok {
+                "RELEASE op"
+            } else {
+                "ROLLBACK TO op; RELEASE op"
+            };
+            if !ok {
+                batch.next_event_id = event_id_before;
+                batch.keys.truncate(keys_before);
+            }
+            if let Err(error) = transaction.execute_batch(end) {
+                // The transaction is in an unknown state: fail it whole.
+                let error = Error::from(error);
+                completions.push(completion);
+                drop(transaction);
+                for completion in completions {
+                    completion(Some(&error));
+                }
+                return;
+            }
+            completions.push(completion);
+        }
+        match transaction.commit() {
+            Ok(()) => {
+                let last_event_id = batch.next_event_id - 1;
+                assert!(
+                    last_event_id >= self.last_event_id,
+                    "event ids must never go back"
+                );
+                self.last_event_id = last_event_id;
+                let mut keys = batch.keys;
+                keys.sort_unstable_by_key(|key| match key {
+                    StreamKey::Group(seq) => (0, *seq),
+                    StreamKey::Run(seq) => (1, *seq),
+                });
+                keys.dedup();
+                (self.on_commit)(&CommitNotice {
+                    last_event_id,
+                    keys,
+                });
+                for completion in completions {
+                    completion(None);
+                }
+            }
+            Err(error) => {
+                let error = Error::from(error);
+                for completion in completions {
+                    completion(Some(&error));
+                }
+            }
+        }
+    }
+}
+
+/// Answers an op that never ran.
+fn fail_op(op: Op, error: Error) {
+    match op {
+        Op::CreateGroup { reply, .. } => reply(Err(error)),
+        Op::AddRuns { reply, .. } => reply(Err(error)),
+        Op::CreateRun { reply, .. } => reply(Err(error)),
+        Op::Claim { reply, .. } => reply(Err(error)),
+        Op::Finish { reply, .. } => reply(Err(error)),
+        Op::Warn { reply, .. } => reply(Err(error)),
+        Op::StartAttempt { reply, .. } => reply(Err(error)),
+        Op::Progress { reply, .. } => reply(Err(error)),
+        Op::CancelRun { reply, .. } => reply(Err(error)),
+        Op::CancelGroup { reply, .. } => reply(Err(error)),
+    }
+}
+
+/// State of the transaction being built.
+pub(super) struct Batch {
+    pub(super) next_event_id: u64,
+    pub(super) keys: Vec<StreamKey>,
+    pub(super) now: i64,
+}
+
+/// Where an event row shows (the `stream` column).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    History = 0,
+    Group = 1,
+    Run = 2,
+}
+
+impl Batch {
+    #[allow(clippy::too_many_arguments)]
+    fn append_event(
+        &mut self,
+        transaction: &Transaction<'_>,
+        kind: &str,
+        group_seq: Option<i64>,
+        run_seq: Option<i64>,
+        stream: Stream,
+        status: Option<RunStatus>,
+        data: impl FnOnce(u64) -> Option<String>,
+    ) -> Result<u64> {
+        let id = self.next_event_id;
+        let data = data(id);
+        let mut insert = transaction.prepare_cached(
+            "INSERT INTO events (id, type, group_seq, run_seq, stream, status, data, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        insert.execute(params![
+            id as i64,
+            kind,
+            group_seq,
+            run_seq,
+            stream as i64,
+            status.map(RunStatus::as_str),
+            data,
+            self.now
+        ])?;
+        // Paired with the stream's check that each id it sends exceeds its
+        // cursor: ids only grow within a transaction (invariant 2).
+        assert_eq!(
+            transaction.last_insert_rowid(),
+            id as i64,
+            "event id assigned"
+        );
+        self.next_event_id = id + 1;
+        match (stream, group_seq, run_seq) {
+            (Stream::Group, Some(group_seq), _) => self.keys.push(StreamKey::Group(group_seq)),
+            (Stream::Run, _, Some(run_seq)) => self.keys.push(StreamKey::Run(run_seq)),
+            _ => {}
+        }
+        Ok(id)
+    }
+}
+
+fn apply(transaction: &Transaction<'_>, batch: &mut Batch, op: Op) -> (bool, Completion) {
+    match op {
+        Op::CreateGroup { group, reply } => done(create_group(transaction, batch, group), reply),
+        Op::AddRuns {
+            group_id,
+            runs,
+            reply,
+        } => done(add_runs(transaction, batch, &group_id, runs), reply),
+        Op::CreateRun { run, reply } => done(create_run(transaction, batch, run), reply),
+        Op::Claim {
+            max,
+            exclude,
+            reply,
+        } => done(claim(transaction, batch, max, &exclude), reply),
+        Op::Finish {
+            run_seq,
+            finish,
+            reply,
+        } => done(finish_run(transaction, batch, run_seq, finish), reply),
+        Op::Warn {
+            run_seq,
+            warning,
+            reply,
+        } => done(warn(transaction, batch, run_seq, &warning), reply),
+        Op::StartAttempt {
+            run_seq,
+            attempt,
+            reply,
+        } => done(start_attempt(transaction, batch, run_seq, attempt), reply),
+        Op::Progress {
+            run_seq,
+            kind,
+            data,
+            reply,
+        } => done(
+            progress(transaction, batch, run_seq, kind, data),
+            reply,
+        ),
+        Op::CancelRun { run_id, reply } => done(cancel_run(transaction, batch, &run_id), reply),
+        Op::CancelGroup { group_id, reply } => {
+            done(cancel_group(transaction, batch, &group_id), reply)
+        }
+    }
+}
+
+/// Pairs an op's result with its reply, to be sent after the commit.
+fn done<T: Send + 'static>(result: Result<T>, reply: Reply<T>) -> (bool, Completion) {
+    let ok = result.is_ok();
+    let completion: Completion = Box::new(move |commit_error| match commit_error {
+        Some(error) if ok => reply(Err(error.clone())),
+        _ => reply(result),
+    });
+    (ok, completion)
+}
+
+fn create_group(
+    transaction: &Transaction<'_>,
+    batch: &mut Batch,
+    group: NewGroup,
+) -> Result<GroupRow> {
+    transaction
+        .prepare_cached(
+            "INSERT INTO groups (id, metadata, created_at, modified_at) VALUES (?1, ?2, ?3, ?3)",
+        )?
+        .execute(params![group.id, group.metadata, batch.now])?;
+    Ok(GroupRow {
+        seq: transaction.last_insert_rowid(),
+        id: group.id,
+        metadata: group.metadata,
+        created_at: batch.now,
+        modified_at: batch.now,
+        counts: Counts::default(),
+    })
+}
+
+/// Inserts one run and its creation event; returns the run's seq.
+fn insert_run(
+    transaction: &Transaction<'_>,
+    batch: &mut Batch,
+    run: &NewRun,
+    group_seq: Option<i64>,
+) -> Result<(i64, i64)> {
+    let cursor = batch.next_event_id as i64;
+    transaction
+        .prepare_cached(
+            "INSERT INTO runs (id, group_seq, cursor, status, processor, request, task_spec, \
+             default_spec, metadata, enable_events, max_attempts, warnings, created_at, \
+             modified_at) VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+        )?
+        .execute(params![
+            run.id,
+            group_seq,
+            cursor,
+            run.processor,
+            run.request,
+            run.task_spec,
+            run.default_spec,
+            run.metadata,
+            run.enable_events,
+            run.max_attempts,
+            run.warnings,
+            batch.now
+        ])?;
+    let run_seq = transaction.last_insert_rowid();
+    let id = batch.append_event(
+        transaction,
+        EventType::RunState.as_str(),
+        group_seq,
+        Some(run_seq),
+        Stream::History,
+        Some(RunStatus::Queued),
+        |_| None,
+    )?;
+    debug_assert_eq!(id as i64, cursor);
+    Ok((run_seq, cursor))
+}
+
+fn add_runs(
+    transaction: &Transaction<'_>,
+    batch: &mut Batch,
+    group_id: &str,
+    runs: Vec<NewRun>,
+) -> Result<AddedRuns> {
+    let group = group_by_id(transaction, group_id)?;
+    let cursor = (group.counts.num_runs > 0).then(|| batch.next_event_id - 1);
+    let mut run_ids = Vec::with_capacity(runs.len());
+    for run in &runs {
+        insert_run(transaction, batch, run, Some(group.seq))?;
+        run_ids.push(run.id.clone());
+    }
+    let mut delta = Counts {
+        num_runs: runs.len() as i64,
+        ..Counts::default()
+    };
+    delta.add(RunStatus::Queued, runs.len() as i64);
+    let group = apply_counts(transaction, batch, group.seq, &delta, true)?;
+    Ok(AddedRuns {
+        run_ids,
+        cursor,
+        group,
+    })
+}
+
+fn create_run(transaction: &Transaction<'_>, batch: &mut Batch, run: NewRun) -> Result<RunRow> {
+    let (seq, cursor) = insert_run(transaction, batch, &run, None)?;
+    Ok(RunRow {
+        seq,
+        id: run.id,
+        group_id: None,
+        group_seq: None,
+        cursor,
+        status: RunStatus::Queued,
+        processor: run.processor,
+        metadata: run.metadata,
+        error: None,
+        warnings: run.warnings,
+        attempts: 0,
+        max_attempts: run.max_attempts,
+        created_at: batch.now,
+        modified_at: batch.now,
+    })
+}
+
+fn group_by_id(transaction: &Transaction<'_>, group_id: &str) -> Result<GroupRow> {
+    transaction
+        .prepare_cached(&format!("SELECT {GROUP_COLUMNS} FROM groups WHERE id = ?1"))?
+        .query_row([group_id], GroupRow::from_row)
+        .optional()?
+        .ok_or_else(|| Error::NotFound {
+            kind: "group",
+            id: group_id.to_string(),
+        })
+}
+
+/// Adds `delta` to a group's counts. Appends a `task_group_status` event
+/// when `always_event`, or when the change made the group inactive
+/// (spec 3): the status as recorded travels in the event.
+fn apply_counts(
+    transaction: &Transaction<'_>,
+    batch: &mut Batch,
+    group_seq: i64,
+    delta: &Counts,
+    always_event: bool,
+) -> Result<GroupRow> {
+    let group = transaction
+        .prepare_cached(&format!(
+            "UPDATE groups SET num_runs = num_runs + ?2, n_queued = n_queued + ?3, \
+             n_running = n_running + ?4, n_cancelling = n_cancelling + ?5, \
+             n_completed = n_completed + ?6, n_failed = n_failed + ?7, \
+             n_cancelled = n_cancelled + ?8, modified_at = ?9 WHERE seq = ?1 \
+             RETURNING {GROUP_COLUMNS}"
+        ))?
+        .query_row(
+            params![
+                group_seq,
+                delta.num_runs,
+                delta.queued,
+                delta.running,
+                delta.cancelling,
+                delta.completed,
+                delta.failed,
+                delta.cancelled,
+                batch.now
+            ],
+            GroupRow::from_row,
+        )?;
+    let before_active = (group.counts.queued - delta.queued)
+        + (group.counts.running - delta.running)
+        + (group.counts.cancelling - delta.cancelling)
+        > 0;
+    if always_event || (before_active && !group.counts.is_active()) {
+        let status = group.status();
+        batch.append_event(
+            transaction,
+            EventType::GroupStatus.as_str(),
+            Some(group_seq),
+            None,
+            Stream::Group,
+            None,
+            |id| {
+                Some(to_json(&GroupStatusEvent {
+                    kind: EventType::GroupStatus.as_str(),
+                    event_id: id.to_string(),
+                    status: &status,
+                }))
+            },
+        )?;
+    }
+    Ok(group)
+}
+
+/// Per-group count changes gathered over one op, applied once per group.
+#[derive(Default)]
+pub(super) struct CountChanges(HashMap<i64, Counts>);
+
+impl CountChanges {
+    fn moved(&mut self, group_seq: Option<i64>, from: RunStatus, to: RunStatus) {
+        if let Some(group_seq) = group_seq {
+            let counts = self.0.entry(group_seq).or_default();
+            counts.add(from, -1);
+            counts.add(to, 1);
+        }
+    }
+
+    pub(super) fn apply(self, transaction: &Transaction<'_>, batch: &mut Batch) -> Result<()> {
+        let mut groups: Vec<_> = self.0.into_iter().collect();
+        groups.sort_unstable_by_key(|(seq, _)| *seq);
+        for (group_seq, delta) in groups {
+            apply_counts(transaction, batch, group_seq, &delta, false)?;
+        }
+        Ok(())
+    }
+}
+
+fn claim(
+    transaction: &Transaction<'_>,
+    batch: &mut Batch,
+    max: usize,
+    exclude: &[String],
+) -> Result<Vec<ClaimedRun>> {
+    let mut sql = String::from(
+        "SELECT seq, id, processor, request, task_spec, metadata, attempts, max_attempts, \
+         enable_events, group_seq FROM runs WHERE status = 'queued'",
+    );
+    if !exclude.is_empty() {
+        sql.push_str(" AND processor NOT IN (");
+        sql.push_str(&vec!["?"; exclude.len()].join(", "));
+        sql.push(')');
+    }
+    sql.push_str(&format!(" ORDER BY seq LIMIT {max}"));
+    let mut select = transaction.prepare_cached(&sql)?;
+    let rows = select
+        .query_map(rusqlite::params_from_iter(exclude.iter()), |row| {
+            Ok((
+                ClaimedRun {
+                    seq: row.get(0)?,
+                    id: row.get(1)?,
+                    processor: row.get(2)?,
+                    request: row.get(3)?,
+                    task_spec: row.get(4)?,
+                    metadata: row.get(5)?,
+                    attempt: row.get::<_, u32>(6)? + 1,
+                    max_attempts: row.get(7)?,
+                    enable_events: row.get(8)?,
+                },
+                row.get::<_, Option<i64>>(9)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut changes = CountChanges::default();
+    let mut update = transaction.prepare_cached(
+        "UPDATE runs SET status = 'running', attempts = ?2, modified_at = ?3 WHERE seq = ?1",
+    )?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    for (run, group_seq) in rows {
+        update.execute(params![run.seq, run.attempt, batch.now])?;
+        batch.append_event(
+            transaction,
+            EventType::RunState.as_str(),
+            group_seq,
+            Some(run.seq),
+            Stream::History,
+            Some(RunStatus::Running),
+            |_| None,
+        )?;
+        if run.enable_events {
+            // Spec 4.3 choice: an exec_status message when an attempt starts.
+            let message = format!("attempt {} of {} started", run.attempt, run.max_attempts);
+            let data = progress_message_json(EventType::ProgressExecStatus, &message, batch.now);
+            batch.append_event(
+                transaction,
+                EventType::ProgressExecStatus.as_str(),
+                group_seq,
+                Some(run.seq),
+                Stream::Run,
+                None,
+                |_| Some(data),
+            )?;
+        }
+        changes.moved(group_seq, RunStatus::Queued, RunStatus::Running);
+        claimed.push(run);
+    }
+    changes.apply(transaction, batch)?;
+    Ok(claimed)
+}
+
+/// The wire JSON of a `task_run.progress_msg.*` event.
+pub fn progress_message_json(kind: EventType, message: &str, at_micros: i64) -> String {
+    serde_json::json!({
+        "type": kind.as_str(),
+        "message": message,
+        "timestamp": Timestamp(at_micros),
+    })
+    .to_string()
+}
+
+/// The wire JSON of a `task_run.progress_stats` event.
+pub fn progress_stats_json(
+    progress_meter: f64,
+    sources_considered: Option<u64>,
+    sources_read: Option<u64>,
+) -> String {
+    serde_json::json!({
+        "type": EventType::ProgressStats.as_str(),
+        "progress_meter": progress_meter,
+        "source_stats": {
+            "num_sources_considered": sources_considered,
+            "num_sources_read": sources_read,
+            "sources_read_sample": null,
+        },
+    })
+    .to_string()
+}
+
+fn run_by_seq(transaction: &Transaction<'_>, run_seq: i64) -> Result<RunRow> {
+    transaction
+        .prepare_cached(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs r LEFT JOIN groups g ON g.seq = r.group_seq \
+             WHERE r.seq = ?1"
+        ))?
+        .query_row([run_seq], RunRow::from_row)
+        .optional()?
+        .ok_or_else(|| Error::NotFound {
+            kind: "run",
+            id: run_seq.to_string(),
+        })
+}
+
+fn run_by_id(transaction: &Transaction<'_>, run_id: &str) -> Result<RunRow> {
+    transaction
+        .prepare_cached(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs r LEFT JOIN groups g ON g.seq = r.group_seq \
+             WHERE r.id = ?1"
+        ))?
+        .query_row([run_id], RunRow::from_row)
+        .optional()?
+        .ok_or_else(|| Error::NotFound {
+            kind: "run",
+            id: run_id.to_string(),
+        })
+}
+
+/// Moves a run to `to`, writing its event; a terminal move also records the
+/// run as the group events stream shows it (spec 4.6: "as recorded").
+pub(super) fn transition(
+    transaction: &Transaction<'_>,
+    batch: &mut Batch,
+    run: &mut RunRow,
+    to: RunStatus,
+    error: Option<&ErrorObject>,
+    output: Option<&str>,
+    changes: &mut CountChanges,
+) -> Result<()> {
+    let from = run.status;
+    let error_json = error.map(to_json);
+    transaction
+        .prepare_cached(
+            "UPDATE runs SET status = ?2, modified_at = ?3, error = coalesce(?4, error), \
+             output = coalesce(?5, output) WHERE seq = ?1",
+        )?
+        .execute(params![
+            run.seq,
+            to.as_str(),
+            batch.now,
+            error_json,
+            output
+        ])?;
+    run.status = to;
+    run.modified_at = batch.now;
+    if error_json.is_some() {
+        run.error = error_json;
+    }
+    if to.is_terminal() {
+        let model = run.to_model()?;
+        let stream = if run.group_seq.is_some() {
+            Stream::Group
+        } else {
+            Stream::History
+        };
+        batch.append_event(
+            transaction,
+            EventType::RunState.as_str(),
+            run.group_seq,
+            Some(run.seq),
+            stream,
+            Some(to),
+            |id| Some(to_json(&RunStateEvent::new(Some(id), &model, None, None))),
+        )?;
+        // wait_for_result and run streams wait on this key.
+        batch.keys.push(StreamKey::Run(run.seq));
+    } else {
+        batch.append_event(
+            transaction,
+            EventType::RunState.as_str(),
+            run.group_seq,
+            Some(run.seq),
+            Stream::History,
+            Some(to),
+            |_| None,
+        )?;
+    }
+    changes.moved(run.group_seq, from, to);
+    Ok(())
+}
+
+fn finish_run(
+    transaction: &Transaction<'_>,
+    batch: &mut Batch,
+    run_seq: i64,
+    finish: Finish,
+) -> Result<bool> {
+    let mut run = run_by_seq(transaction, run_seq)?;
+    let mut changes = CountChanges::default();
+    match (run.status, finish) {
+        (RunStatus::Running, Finish::Completed { output }) => {
+            let enable_events: bool = transaction
+                .prepare_cached("SELECT enable_events FROM runs WHERE seq = ?1")?
+                .query_row([run_seq], |row| row.get(0))?;
+            if enable_events {
+                // Spec 4.3 choice: progress_stats at 100 on completion.
+                let data = progress_stats_json(100.0, None, None);
+                batch.append_event(
+                    transaction,
+                    EventType::ProgressStats.as_str(),
+                    run.group_seq,
+                    Some(run.seq),
+                    Stream::Run,
+                    None,
+                    |_| Some(data),
+                )?;
+            }
+            let output = Some(output.as_str());
+            transition(
+                transaction,
+                batch,
+                &mut run,
+                RunStatus::Completed,
+                None,
+                output,
+                &mut changes,
+            )?;
+        }
+        (RunStatus::Running, Finish::Failed { error }) => {
+            transition(
+                transaction,
+                batch,
+                &mut run,
+                RunStatus::Failed,
+                Some(&error),
+                None,
+                &mut changes,
+            )?;
+        }
+        (RunStatus::Running, Finish::Requeue) => {
+            transition(
+                transaction,
+                batch,
+                &mut run,
+                RunStatus::Queued,
+                None,
+                None,
+                &mut changes,
+            )?;
+            transaction
+                .prepare_cached("UPDATE runs SET attempts = max(attempts - 1, 0) WHERE seq = ?1")?
+                .execute([run_seq])?;
+        }
+        (RunStatus::Running, Finish::Cancelled) | (RunStatus::Cancelling, _) => {
+            // A finish after a cancel is dropped: the run ends cancelled.
+            transition(
+                transaction,
+                batch,
+                &mut run,
+                RunStatus::Cancelled,
+                None,
+                None,
+                &mut changes,
+            )?;
+        }
+        // Already terminal (or queued again): a late finish is ignored,
+        // never recorded (invariant 5).
+        _ => return Ok(false),
+    }
+    changes.apply(transaction, batch)?;
+    Ok(true)
+}
+
+fn start_attempt(
+    transaction: &Transaction<'_>,
+    batch: &mut Batch,
+    run_seq: i64,
+    attempt: u32,
+) -> Result<RunStatus> {
+    let (status, enable_events, max_attempts, group_seq): (String, bool, u32, Option<i64>) =
+        transaction
+            .prepare_cached(
+                "SELECT status, enable_events, max_attempts, group_seq FROM runs WHERE seq = ?1",
+            )?
+            .query_row([run_seq], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })?;
+    let status = RunStatus::parse(&status).unwrap_or(RunStatus::Failed);
+    if status != RunStatus::Running {
+        return Ok(status);
+    }
+    transaction
+        .prepare_cached("UPDATE runs SET attempts = ?2 WHERE seq = ?1")?
+        .execute(params![run_seq, attempt])?;
+    if enable_events {
+        let message = format!("attempt {attempt} of {max_attempts} started");
+        let data = progress_message_json(EventType::ProgressExecStatus, &message, batch.now);
+        batch.append_event(
+            transaction,
+            EventType::ProgressExecStatus.as_str(),
+            group_seq,
+            Some(run_seq),
+            Stream::Run,
+            None,
+            |_| Some(data),
+        )?;
+    }
+    Ok(status)
+}
+
+fn warn(
+    transaction: &Transaction<'_>,
+    _batch: &mut Batch,
+    run_seq: i64,
+    warning: &Warning,
+) -> Result<()> {
+    transaction
+        .prepare_cached(
+            "UPDATE runs SET warnings = json_insert(coalesce(warnings, '[]'), '$[#]', json(?2)) \
+             WHERE seq = ?1",
+        )?
+        .execute(params![run_seq, to_json(warning)])?;
+    Ok(())
+}
+
+fn progress(
+    transaction: &Transaction<'_>,
+    batch: &mut Batch,
+    run_seq: i64,
+    kind: EventType,
+    data: String,
+) -> Result<()> {
+    let run = run_by_seq(transaction, run_seq)?;
+    if !run.status.is_active() {
+        return Ok(());
+    }
+    batch.append_event(
+        transaction,
+        kind.as_str(),
+        run.group_seq,
+        Some(run_seq),
+        Stream::Run,
+        None,
+        |_| Some(data),
+    )?;
+    Ok(())
+}
+
+fn cancel_one(
+    transaction: &Transaction<'_>,
+    batch: &mut Batch,
+    run: &mut RunRow,
+    changes: &mut CountChanges,
+) -> Result<()> {
+    match run.status {
+        RunStatus::Queued => transition(
+            transaction,
+            batch,
+            run,
+            RunStatus::Cancelled,
+            None,
+            None,
+            changes,
+        ),
+        RunStatus::Running => transition(
+            transaction,
+            batch,
+            run,
+            RunStatus::Cancelling,
+            None,
+            None,
+            changes,
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn cancel_run(transaction: &Transaction<'_>, batch: &mut Batch, run_id: &str) -> Result<RunCancel> {
+    let mut run = run_by_id(transaction, run_id)?;
+    let before = run.status;
+    let mut changes = CountChanges::default();
+    cancel_one(transaction, batch, &mut run, &mut changes)?;
+    changes.apply(transaction, batch)?;
+    Ok(RunCancel { before, run })
+}
+
+fn cancel_group(
+    transaction: &Transaction<'_>,
+    batch: &mut Batch,
+    group_id: &str,
+) -> Result<(GroupRow, Vec<i64>)> {
+    let group = group_by_id(transaction, group_id)?;
+    let mut runs = transaction
+        .prepare_cached(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs r LEFT JOIN groups g ON g.seq = r.group_seq \
+             WHERE r.group_seq = ?1 AND r.status IN ('queued', 'running') ORDER BY r.seq"
+        ))?
+        .query_map([group.seq], RunRow::from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut changes = CountChanges::default();
+    let mut cancelling = Vec::new();
+    for run in &mut runs {
+        cancel_one(transaction, batch, run, &mut changes)?;
+        if run.status == RunStatus::Cancelling {
+            cancelling.push(run.seq);
+        }
+    }
+    changes.apply(transaction, batch)?;
+    let group = group_by_id(transaction, group_id)?;
+    Ok((group, cancelling))
+}

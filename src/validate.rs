@@ -1,0 +1,2219 @@
+//! Request shapes and semantic checks: turns the JSON a client sent into
+//! the model's request types, or into a list of problems that each name
+//! their field.
+//!
+//! Owns the `parse_*` functions (shape and type: spec 2.2, 2.3, 4.4, 4.5),
+//! the `check_*` functions (what needs the registry or the schema cache:
+//! unknown processors, limits of spec 8, reserved `mock_` keys of spec
+//! 10.9, JSON Schema validity) and the run warnings of spec 2.1. Every
+//! problem found is reported, not just the first. Locations are relative to
+//! the object parsed; the HTTP layer prefixes `body`. It holds no SQL and
+//! no HTTP, and never panics on any input: bad input is a `FieldError`.
+
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use crate::limits;
+use crate::model::{AddRuns, JsonObject, RunInput, SchemaKind, TaskSpec, Warning};
+use crate::processors::Registry;
+use crate::schema::{self, json_type_name, SchemaCache};
+
+/// A limit's name and value together, so an error can never cite one
+/// limit with another's number.
+macro_rules! named_limit {
+    ($name:ident) => {
+        (stringify!($name), limits::$name as u64)
+    };
+}
+
+/// One step of a field's location: an object key or an array index.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Loc {
+    Key(String),
+    Index(usize),
+}
+
+impl From<&str> for Loc {
+    fn from(key: &str) -> Loc {
+        Loc::Key(key.to_string())
+    }
+}
+
+impl From<String> for Loc {
+    fn from(key: String) -> Loc {
+        Loc::Key(key)
+    }
+}
+
+impl From<usize> for Loc {
+    fn from(index: usize) -> Loc {
+        Loc::Index(index)
+    }
+}
+
+impl Loc {
+    fn to_json(&self) -> Value {
+        match self {
+            Loc::Key(key) => Value::String(key.clone()),
+            Loc::Index(index) => Value::from(*index),
+        }
+    }
+}
+
+impl Serialize for Loc {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Loc::Key(key) => serializer.serialize_str(key),
+            Loc::Index(index) => serializer.serialize_u64(*index as u64),
+        }
+    }
+}
+
+/// What is wrong with a field; becomes the `type` of an error item
+/// (spec 1.6).
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldErrorKind {
+    /// A required field is absent or null.
+    Missing,
+    /// The field has the wrong JSON type.
+    TypeError,
+    /// The field has the right type but a value the spec does not allow.
+    ValueError,
+    /// `processor` names no processor in the registry (a 403 when alone).
+    UnknownProcessor,
+    /// A limit of section 8 or 10.9 was passed; `limit` is its name in
+    /// `limits.rs`.
+    LimitExceeded {
+        limit: &'static str,
+        max: u64,
+        got: u64,
+    },
+}
+
+/// One problem of a request, at one field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldError {
+    pub loc: Vec<Loc>,
+    pub msg: String,
+    pub kind: FieldErrorKind,
+}
+
+impl FieldError {
+    pub fn new(loc: Vec<Loc>, kind: FieldErrorKind, msg: impl Into<String>) -> FieldError {
+        FieldError {
+            loc,
+            msg: msg.into(),
+            kind,
+        }
+    }
+
+    pub fn missing(loc: Vec<Loc>) -> FieldError {
+        FieldError::new(loc, FieldErrorKind::Missing, "field required")
+    }
+
+    /// `expected` names the type wanted, with its article: "a string".
+    pub fn type_error(loc: Vec<Loc>, expected: &str) -> FieldError {
+        FieldError::new(
+            loc,
+            FieldErrorKind::TypeError,
+            format!("expected {expected}"),
+        )
+    }
+
+    pub fn value_error(loc: Vec<Loc>, msg: impl Into<String>) -> FieldError {
+        FieldError::new(loc, FieldErrorKind::ValueError, msg)
+    }
+
+    pub fn limit(loc: Vec<Loc>, limit: &'static str, max: u64, got: u64) -> FieldError {
+        FieldError::new(
+            loc,
+            FieldErrorKind::LimitExceeded { limit, max, got },
+            format!("got {got}, at most {max} ({limit})"),
+        )
+    }
+
+    /// The same error, its location under `prefix`.
+    pub fn prefixed(mut self, prefix: &[Loc]) -> FieldError {
+        let mut loc = prefix.to_vec();
+        loc.append(&mut self.loc);
+        self.loc = loc;
+        self
+    }
+
+    /// The wire `type` of the error item (spec 1.6).
+    pub fn type_str(&self) -> &'static str {
+        match self.kind {
+            FieldErrorKind::Missing => "missing",
+            FieldErrorKind::TypeError => "type_error",
+            FieldErrorKind::ValueError => "value_error",
+            FieldErrorKind::UnknownProcessor => "unknown_processor",
+            FieldErrorKind::LimitExceeded { .. } => "limit_exceeded",
+        }
+    }
+
+    /// The error item of spec 1.6: `loc`, `msg`, `type`, and for a limit
+    /// also `limit`, `max`, `got`.
+    pub fn to_json(&self) -> Value {
+        let mut item = Map::new();
+        item.insert(
+            "loc".into(),
+            Value::Array(self.loc.iter().map(Loc::to_json).collect()),
+        );
+        item.insert("msg".into(), Value::String(self.msg.clone()));
+        item.insert("type".into(), Value::String(self.type_str().into()));
+        if let FieldErrorKind::LimitExceeded { limit, max, got } = self.kind {
+            item.insert("limit".into(), Value::String(limit.into()));
+            item.insert("max".into(), Value::from(max));
+            item.insert("got".into(), Value::from(got));
+        }
+        Value::Object(item)
+    }
+
+    /// The location as a path: keys joined by `.`, indices as `[n]`, e.g.
+    /// `inputs[3].processor`.
+    pub fn loc_string(&self) -> String {
+        render_loc("", &self.loc)
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.loc_string(), self.msg)
+    }
+}
+
+fn render_loc(prefix: &str, loc: &[Loc]) -> String {
+    let mut text = prefix.to_string();
+    for step in loc {
+        match step {
+            Loc::Key(key) => {
+                if !text.is_empty() {
+                    text.push('.');
+                }
+                text.push_str(key);
+            }
+            Loc::Index(index) => {
+                text.push('[');
+                text.push_str(&index.to_string());
+                text.push(']');
+            }
+        }
+    }
+    text
+}
+
+/// The `message` of a validation error (spec 1.6): the first problem as
+/// `loc: msg`, its location under `prefix` (`body`), then ` (and N more)`.
+pub fn summarize(errors: &[FieldError], prefix: &str) -> String {
+    let Some(first) = errors.first() else {
+        return "invalid request".to_string();
+    };
+    let loc = render_loc(prefix, &first.loc);
+    let mut message = if loc.is_empty() {
+        first.msg.clone()
+    } else {
+        format!("{loc}: {}", first.msg)
+    };
+    if errors.len() > 1 {
+        message.push_str(&format!(" (and {} more)", errors.len() - 1));
+    }
+    message
+}
+
+// ---------------------------------------------------------------------
+// Reading fields. A field set to null equals an absent one (spec 1.4).
+// ---------------------------------------------------------------------
+
+fn loc_of(steps: &[&str]) -> Vec<Loc> {
+    steps.iter().map(|step| Loc::from(*step)).collect()
+}
+
+fn with_step(loc: &[Loc], step: impl Into<Loc>) -> Vec<Loc> {
+    let mut longer = loc.to_vec();
+    longer.push(step.into());
+    longer
+}
+
+/// A type error that also says what was sent.
+fn wrong_type(loc: Vec<Loc>, expected: &str, got: &Value) -> FieldError {
+    FieldError::new(
+        loc,
+        FieldErrorKind::TypeError,
+        format!("expected {expected}, got {}", json_type_name(got)),
+    )
+}
+
+/// The value of `key`, or `None` when it is absent or null.
+fn present<'a>(object: &'a JsonObject, key: &str) -> Option<&'a Value> {
+    object.get(key).filter(|value| !value.is_null())
+}
+
+fn read_string(
+    object: &JsonObject,
+    key: &str,
+    loc: &[Loc],
+    errors: &mut Vec<FieldError>,
+) -> Option<String> {
+    match present(object, key)? {
+        Value::String(text) => Some(text.clone()),
+        other => {
+            errors.push(wrong_type(with_step(loc, key), "a string", other));
+            None
+        }
+    }
+}
+
+fn read_bool(
+    object: &JsonObject,
+    key: &str,
+    loc: &[Loc],
+    errors: &mut Vec<FieldError>,
+) -> Option<bool> {
+    match present(object, key)? {
+        Value::Bool(flag) => Some(*flag),
+        other => {
+            errors.push(wrong_type(with_step(loc, key), "a boolean", other));
+            None
+        }
+    }
+}
+
+fn read_object<'a>(
+    object: &'a JsonObject,
+    key: &str,
+    loc: &[Loc],
+    errors: &mut Vec<FieldError>,
+) -> Option<&'a JsonObject> {
+    match present(object, key)? {
+        Value::Object(inner) => Some(inner),
+        other => {
+            errors.push(wrong_type(with_step(loc, key), "an object", other));
+            None
+        }
+    }
+}
+
+/// An array of strings; each bad element is reported at its index.
+fn read_string_array(
+    object: &JsonObject,
+    key: &str,
+    loc: &[Loc],
+    errors: &mut Vec<FieldError>,
+) -> Option<Vec<String>> {
+    let field_loc = with_step(loc, key);
+    let items = match present(object, key)? {
+        Value::Array(items) => items,
+        other => {
+            errors.push(wrong_type(field_loc, "an array of strings", other));
+            return None;
+        }
+    };
+    let errors_before = errors.len();
+    let mut strings = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        match item {
+            Value::String(text) => strings.push(text.clone()),
+            other => errors.push(wrong_type(with_step(&field_loc, index), "a string", other)),
+        }
+    }
+    (errors.len() == errors_before).then_some(strings)
+}
+
+/// A root that must be an object, or the one error saying it is not.
+fn expect_root_object(value: &Value) -> Result<&JsonObject, Vec<FieldError>> {
+    match value {
+        Value::Object(object) => Ok(object),
+        other => Err(vec![wrong_type(Vec::new(), "an object", other)]),
+    }
+}
+
+fn finish<T>(value: T, errors: Vec<FieldError>) -> Result<T, Vec<FieldError>> {
+    if errors.is_empty() {
+        Ok(value)
+    } else {
+        Err(errors)
+    }
+}
+
+// ---------------------------------------------------------------------
+// RunInput (spec 2.2)
+// ---------------------------------------------------------------------
+
+/// Reads one run as requested: the body of create run or an element of
+/// add-runs `inputs`. Shape and types only; [`check_run_input`] does the
+/// checks that need the registry or the schema cache. Unknown fields are
+/// dropped here, so they are never stored (spec 1.4).
+pub fn parse_run_input(value: &Value) -> Result<RunInput, Vec<FieldError>> {
+    let object = expect_root_object(value)?;
+    let mut errors = Vec::new();
+    let root: &[Loc] = &[];
+
+    let input = match present(object, "input") {
+        None => {
+            errors.push(FieldError::missing(loc_of(&["input"])));
+            Value::Null
+        }
+        Some(input @ (Value::String(_) | Value::Object(_))) => input.clone(),
+        Some(other) => {
+            errors.push(wrong_type(
+                loc_of(&["input"]),
+                "a string or an object",
+                other,
+            ));
+            Value::Null
+        }
+    };
+
+    let processor = match present(object, "processor") {
+        None => {
+            errors.push(FieldError::missing(loc_of(&["processor"])));
+            String::new()
+        }
+        Some(Value::String(name)) => name.clone(),
+        Some(other) => {
+            errors.push(wrong_type(loc_of(&["processor"]), "a string", other));
+            String::new()
+        }
+    };
+
+    let metadata = read_object(object, "metadata", root, &mut errors).cloned();
+
+    let task_spec = match present(object, "task_spec") {
+        None => None,
+        Some(spec_value) => match parse_task_spec(spec_value) {
+            Ok(spec) => Some(spec),
+            Err(spec_errors) => {
+                let prefix = loc_of(&["task_spec"]);
+                errors.extend(spec_errors.into_iter().map(|e| e.prefixed(&prefix)));
+                None
+            }
+        },
+    };
+
+    let enable_events = read_bool(object, "enable_events", root, &mut errors);
+    let source_policy = read_object(object, "source_policy", root, &mut errors)
+        .map(|policy| parse_source_policy(policy, &mut errors));
+    let advanced_settings = read_object(object, "advanced_settings", root, &mut errors)
+        .map(|settings| Value::Object(settings.clone()));
+    let mcp_servers = parse_mcp_servers(object, &mut errors);
+    let memory_scope_key = read_string(object, "memory_scope_key", root, &mut errors);
+    let previous_interaction_id = read_string(object, "previous_interaction_id", root, &mut errors);
+    let webhook = read_object(object, "webhook", root, &mut errors)
+        .map(|webhook| parse_webhook(webhook, &mut errors));
+
+    let run = RunInput {
+        input,
+        processor,
+        metadata,
+        task_spec,
+        enable_events,
+        source_policy,
+        advanced_settings,
+        mcp_servers,
+        memory_scope_key,
+        previous_interaction_id,
+        webhook,
+    };
+    finish(run, errors)
+}
+
+/// SourcePolicy: known keys only, nulls left out. The domain count is a
+/// limit, checked in [`check_run_input`].
+fn parse_source_policy(policy: &JsonObject, errors: &mut Vec<FieldError>) -> Value {
+    let loc = loc_of(&["source_policy"]);
+    let mut kept = Map::new();
+    for key in ["include_domains", "exclude_domains"] {
+        if let Some(domains) = read_string_array(policy, key, &loc, errors) {
+            kept.insert(
+                key.to_string(),
+                Value::Array(domains.into_iter().map(Value::String).collect()),
+            );
+        }
+    }
+    if let Some(after_date) = read_string(policy, "after_date", &loc, errors) {
+        if is_calendar_date(&after_date) {
+            kept.insert("after_date".into(), Value::String(after_date));
+        } else {
+            errors.push(FieldError::value_error(
+                with_step(&loc, "after_date"),
+                format!("expected a date as YYYY-MM-DD, got '{after_date}'"),
+            ));
+        }
+    }
+    Value::Object(kept)
+}
+
+/// True for `YYYY-MM-DD` naming a day that exists.
+fn is_calendar_date(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let digits_at = |range: std::ops::Range<usize>| bytes[range].iter().all(u8::is_ascii_digit);
+    if bytes.len() != 10 || bytes[4] != b'-' || bytes[7] != b'-' {
+        return false;
+    }
+    if !(digits_at(0..4) && digits_at(5..7) && digits_at(8..10)) {
+        return false;
+    }
+    let number = |range: std::ops::Range<usize>| {
+        bytes[range]
+            .iter()
+            .fold(0u32, |sum, digit| sum * 10 + u32::from(digit - b'0'))
+    };
+    let (year, month, day) = (number(0..4), number(5..7), number(8..10));
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    (1..=days_in_month).contains(&day)
+}
+
+/// McpServer[]: `name`, `url` required strings, `type` `"url"`, `headers`
+/// an object of strings, `allowed_tools` a string array. Known keys only.
+fn parse_mcp_servers(object: &JsonObject, errors: &mut Vec<FieldError>) -> Option<Vec<Value>> {
+    let servers_loc = loc_of(&["mcp_servers"]);
+    let servers = match present(object, "mcp_servers")? {
+        Value::Array(servers) => servers,
+        other => {
+            errors.push(wrong_type(servers_loc, "an array of objects", other));
+            return None;
+        }
+    };
+    let mut kept_servers = Vec::with_capacity(servers.len());
+    for (index, server) in servers.iter().enumerate() {
+        let loc = with_step(&servers_loc, index);
+        let Value::Object(server) = server else {
+            errors.push(wrong_type(loc, "an object", server));
+            continue;
+        };
+        let mut kept = Map::new();
+        for key in ["name", "url"] {
+            match read_string(server, key, &loc, errors) {
+                Some(text) => {
+                    kept.insert(key.to_string(), Value::String(text));
+                }
+                None if present(server, key).is_none() => {
+                    errors.push(FieldError::missing(with_step(&loc, key)));
+                }
+                None => {}
+            }
+        }
+        if let Some(kind) = read_string(server, "type", &loc, errors) {
+            if kind == "url" {
+                kept.insert("type".into(), Value::String(kind));
+            } else {
+                errors.push(FieldError::value_error(
+                    with_step(&loc, "type"),
+                    format!("expected \"url\", got '{kind}'"),
+                ));
+            }
+        }
+        if let Some(headers) = read_object(server, "headers", &loc, errors) {
+            let headers_loc = with_step(&loc, "headers");
+            let mut headers_ok = true;
+            for (name, header_value) in headers {
+                if !header_value.is_string() {
+                    headers_ok = false;
+                    errors.push(wrong_type(
+                        with_step(&headers_loc, name.as_str()),
+                        "a string",
+                        header_value,
+                    ));
+                }
+            }
+            if headers_ok {
+                kept.insert("headers".into(), Value::Object(headers.clone()));
+            }
+        }
+        if let Some(tools) = read_string_array(server, "allowed_tools", &loc, errors) {
+            kept.insert(
+                "allowed_tools".into(),
+                Value::Array(tools.into_iter().map(Value::String).collect()),
+            );
+        }
+        kept_servers.push(Value::Object(kept));
+    }
+    Some(kept_servers)
+}
+
+/// The only webhook event type (spec 9).
+const WEBHOOK_EVENT_TYPE: &str = "task_run.status";
+
+/// Webhook: `url` (http or https, required), `event_types` (array of
+/// `"task_run.status"`). Known keys only.
+fn parse_webhook(webhook: &JsonObject, errors: &mut Vec<FieldError>) -> Value {
+    let loc = loc_of(&["webhook"]);
+    let mut kept = Map::new();
+    match read_string(webhook, "url", &loc, errors) {
+        Some(url) => {
+            let url_loc = with_step(&loc, "url");
+            let (limit, max) = named_limit!(WEBHOOK_URL_CHARS_MAX);
+            let chars = url.chars().count() as u64;
+            if chars > max {
+                errors.push(FieldError::new(
+                    url_loc,
+                    FieldErrorKind::LimitExceeded {
+                        limit,
+                        max,
+                        got: chars,
+                    },
+                    format!("URL too long: {chars} characters, at most {max} ({limit})"),
+                ));
+            } else if !is_http_url(&url) {
+                errors.push(FieldError::value_error(
+                    url_loc,
+                    "expected an http or https URL",
+                ));
+            } else {
+                kept.insert("url".into(), Value::String(url));
+            }
+        }
+        None if present(webhook, "url").is_none() => {
+            errors.push(FieldError::missing(with_step(&loc, "url")));
+        }
+        None => {}
+    }
+    if let Some(event_types) = read_string_array(webhook, "event_types", &loc, errors) {
+        let types_loc = with_step(&loc, "event_types");
+        let mut all_known = true;
+        for (index, event_type) in event_types.iter().enumerate() {
+            if event_type != WEBHOOK_EVENT_TYPE {
+                all_known = false;
+                errors.push(FieldError::value_error(
+                    with_step(&types_loc, index),
+                    format!("expected \"{WEBHOOK_EVENT_TYPE}\", got '{event_type}'"),
+                ));
+            }
+        }
+        if all_known {
+            kept.insert(
+                "event_types".into(),
+                Value::Array(event_types.into_iter().map(Value::String).collect()),
+            );
+        }
+    }
+    Value::Object(kept)
+}
+
+/// An absolute http or https URL with a host and no whitespace. Not a full
+/// URL parser: the delivery client rejects what this lets through, and
+/// the point here is to refuse other schemes (`file:`, `javascript:`).
+fn is_http_url(url: &str) -> bool {
+    let lower = url.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"));
+    let Some(rest) = rest else {
+        return false;
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    !host.is_empty() && !url.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+// ---------------------------------------------------------------------
+// TaskSpec (spec 2.3)
+// ---------------------------------------------------------------------
+
+/// Which side of a task spec a schema is on; `auto` and the top-level
+/// `type` rule differ between them.
+#[derive(Clone, Copy, PartialEq)]
+enum SchemaSide {
+    Output,
+    Input,
+}
+
+impl SchemaSide {
+    fn key(self) -> &'static str {
+        match self {
+            SchemaSide::Output => "output_schema",
+            SchemaSide::Input => "input_schema",
+        }
+    }
+}
+
+/// Reads a task spec. Schemas are kept exactly as sent (spec 2.3); their
+/// JSON Schema validity is for [`check_task_spec`].
+pub fn parse_task_spec(value: &Value) -> Result<TaskSpec, Vec<FieldError>> {
+    let object = expect_root_object(value)?;
+    let mut errors = Vec::new();
+
+    let output_schema = match present(object, "output_schema") {
+        None => {
+            errors.push(FieldError::missing(loc_of(&["output_schema"])));
+            Value::Null
+        }
+        Some(schema_value) => {
+            check_schema_shape(schema_value, SchemaSide::Output, &mut errors);
+            schema_value.clone()
+        }
+    };
+    let input_schema = present(object, "input_schema").map(|schema_value| {
+        check_schema_shape(schema_value, SchemaSide::Input, &mut errors);
+        schema_value.clone()
+    });
+
+    finish(
+        TaskSpec {
+            output_schema,
+            input_schema,
+        },
+        errors,
+    )
+}
+
+/// The shape rules of one schema of a task spec; the kinds it accepts are
+/// exactly those [`SchemaKind::of`] reads back.
+fn check_schema_shape(schema_value: &Value, side: SchemaSide, errors: &mut Vec<FieldError>) {
+    let loc = loc_of(&[side.key()]);
+    let object = match schema_value {
+        // A bare string is a text schema with that description.
+        Value::String(_) => return,
+        Value::Object(object) => object,
+        other => {
+            errors.push(wrong_type(loc, "a schema object or a string", other));
+            return;
+        }
+    };
+
+    if let Some(description) = object.get("description") {
+        if !(description.is_string() || description.is_null()) {
+            errors.push(wrong_type(
+                with_step(&loc, "description"),
+                "a string",
+                description,
+            ));
+        }
+    }
+
+    let declared_type = match object.get("type") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(kind)) => Some(kind.as_str()),
+        Some(other) => {
+            errors.push(wrong_type(with_step(&loc, "type"), "a string", other));
+            return;
+        }
+    };
+    let is_json = match declared_type {
+        Some("json") => true,
+        Some("text") => false,
+        Some("auto") if side == SchemaSide::Output => false,
+        Some("auto") => {
+            errors.push(FieldError::value_error(
+                with_step(&loc, "type"),
+                "an input schema cannot be auto; expected json or text",
+            ));
+            return;
+        }
+        Some(other) => {
+            let allowed = match side {
+                SchemaSide::Output => "json, text or auto",
+                SchemaSide::Input => "json or text",
+            };
+            errors.push(FieldError::value_error(
+                with_step(&loc, "type"),
+                format!("unknown schema type '{other}'; expected {allowed}"),
+            ));
+            return;
+        }
+        // Without `type`, a `json_schema` key makes it json (spec 2.3).
+        None => object.contains_key("json_schema"),
+    };
+    if !is_json {
+        return;
+    }
+
+    let json_schema_loc = with_step(&loc, "json_schema");
+    let json_schema = match object.get("json_schema") {
+        // Present-but-null with no `type` is refused rather than read as
+        // text: the schema is stored as sent, and `SchemaKind::of` would
+        // read it back as json.
+        None => {
+            errors.push(FieldError::missing(json_schema_loc));
+            return;
+        }
+        Some(Value::Null) if declared_type.is_some() => {
+            errors.push(FieldError::missing(json_schema_loc));
+            return;
+        }
+        Some(Value::Object(json_schema)) => json_schema,
+        Some(other) => {
+            errors.push(wrong_type(json_schema_loc, "an object", other));
+            return;
+        }
+    };
+
+    // Output `content` is always an object (spec 2.4).
+    if side == SchemaSide::Output {
+        if let Some(top_type) = json_schema.get("type") {
+            if top_type.as_str() != Some("object") {
+                errors.push(FieldError::value_error(
+                    with_step(&json_schema_loc, "type"),
+                    format!("an output json_schema must describe an object; got type {top_type}"),
+                ));
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------
+// Add runs and create group (spec 4.4, 4.5)
+// ---------------------------------------------------------------------
+
+/// Reads an add-runs body. Each input's errors carry its index, so the
+/// whole batch is rejected naming each bad run (DESIGN invariant 8).
+pub fn parse_add_runs(value: &Value) -> Result<AddRuns, Vec<FieldError>> {
+    let object = expect_root_object(value)?;
+    let mut errors = Vec::new();
+    let inputs_loc = loc_of(&["inputs"]);
+
+    let mut inputs = Vec::new();
+    match present(object, "inputs") {
+        None => errors.push(FieldError::missing(inputs_loc)),
+        Some(Value::Array(items)) => {
+            let (limit, max) = named_limit!(RUNS_PER_REQUEST_MAX);
+            let got = items.len() as u64;
+            if items.is_empty() || got > max {
+                // Past the limit the entries are not read at all: the
+                // answer is the same and the work stays bounded.
+                errors.push(FieldError::new(
+                    inputs_loc,
+                    FieldErrorKind::LimitExceeded { limit, max, got },
+                    format!("expected 1 to {max} inputs ({limit}), got {got}"),
+                ));
+            } else {
+                inputs.reserve(items.len());
+                for (index, item) in items.iter().enumerate() {
+                    match parse_run_input(item) {
+                        Ok(run) => inputs.push(run),
+                        Err(run_errors) => {
+                            let prefix = with_step(&inputs_loc, index);
+                            errors.extend(run_errors.into_iter().map(|e| e.prefixed(&prefix)));
+                        }
+                    }
+                }
+            }
+        }
+        Some(other) => errors.push(wrong_type(inputs_loc, "an array of run inputs", other)),
+    }
+
+    let default_task_spec = match present(object, "default_task_spec") {
+        None => None,
+        Some(spec_value) => match parse_task_spec(spec_value) {
+            Ok(spec) => Some(spec),
+            Err(spec_errors) => {
+                let prefix = loc_of(&["default_task_spec"]);
+                errors.extend(spec_errors.into_iter().map(|e| e.prefixed(&prefix)));
+                None
+            }
+        },
+    };
+
+    finish(
+        AddRuns {
+            inputs,
+            default_task_spec,
+        },
+        errors,
+    )
+}
+
+/// Reads a create-group body: `{}` or `{"metadata": {...}}`. Metadata
+/// limits apply; `mock_` keys are plain keys in a group (spec 10.9).
+pub fn parse_group_create(value: &Value) -> Result<Option<JsonObject>, Vec<FieldError>> {
+    let object = expect_root_object(value)?;
+    let mut errors = Vec::new();
+    let metadata = read_object(object, "metadata", &[], &mut errors).cloned();
+    if let Some(metadata) = &metadata {
+        errors.extend(check_metadata(metadata, false));
+    }
+    finish(metadata, errors)
+}
+
+// ---------------------------------------------------------------------
+// Metadata (spec 8, 10.9)
+// ---------------------------------------------------------------------
+
+const MOCK_KEY_PREFIX: &str = "mock_";
+const MOCK_DELAY_MS_KEY: &str = "mock_delay_ms";
+const MOCK_FAIL_KEY: &str = "mock_fail";
+const MOCK_FAIL_TIMES_KEY: &str = "mock_fail_times";
+
+/// Checks a metadata object against spec 8; with `run`, also the reserved
+/// `mock_` keys of spec 10.9. Locations are `["metadata", key]`.
+pub fn check_metadata(metadata: &JsonObject, run: bool) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let metadata_loc = loc_of(&["metadata"]);
+
+    let (limit, max) = named_limit!(METADATA_KEYS_MAX);
+    let keys = metadata.len() as u64;
+    if keys > max {
+        errors.push(FieldError::new(
+            metadata_loc.clone(),
+            FieldErrorKind::LimitExceeded {
+                limit,
+                max,
+                got: keys,
+            },
+            format!("too many keys: {keys}, at most {max} ({limit})"),
+        ));
+    }
+
+    for (key, value) in metadata {
+        let loc = with_step(&metadata_loc, key.as_str());
+
+        let (limit, max) = named_limit!(METADATA_KEY_CHARS_MAX);
+        let key_chars = key.chars().count() as u64;
+        if key_chars > max {
+            errors.push(FieldError::new(
+                loc.clone(),
+                FieldErrorKind::LimitExceeded {
+                    limit,
+                    max,
+                    got: key_chars,
+                },
+                format!("key too long: {key_chars} characters, at most {max} ({limit})"),
+            ));
+        }
+
+        if run && key.starts_with(MOCK_KEY_PREFIX) {
+            if let Some(error) = check_mock_key(key, value, loc) {
+                errors.push(error);
+            }
+        } else if let Some(error) = check_metadata_value(value, loc) {
+            errors.push(error);
+        }
+    }
+    errors
+}
+
+/// A plain metadata value: a string of bounded length, a finite number or
+/// a boolean.
+fn check_metadata_value(value: &Value, loc: Vec<Loc>) -> Option<FieldError> {
+    match value {
+        Value::String(text) => {
+            let (limit, max) = named_limit!(METADATA_VALUE_CHARS_MAX);
+            let chars = text.chars().count() as u64;
+            (chars > max).then(|| {
+                FieldError::new(
+                    loc,
+                    FieldErrorKind::LimitExceeded {
+                        limit,
+                        max,
+                        got: chars,
+                    },
+                    format!("value too long: {chars} characters, at most {max} ({limit})"),
+                )
+            })
+        }
+        Value::Bool(_) => None,
+        // serde_json never parses a non-finite number, but a value built
+        // in code could carry one through `as_f64`; refuse it all the same.
+        Value::Number(number) => match number.as_f64() {
+            Some(float) if !float.is_finite() => Some(FieldError::value_error(
+                loc,
+                "metadata numbers must be finite",
+            )),
+            _ => None,
+        },
+        Value::Null | Value::Array(_) | Value::Object(_) => Some(FieldError::value_error(
+            loc,
+            format!(
+                "metadata values must be strings, numbers or booleans, got {}",
+                json_type_name(value)
+            ),
+        )),
+    }
+}
+
+/// One reserved key of run metadata (spec 10.9); any other `mock_` key is
+/// a typo guard error.
+fn check_mock_key(key: &str, value: &Value, loc: Vec<Loc>) -> Option<FieldError> {
+    match key {
+        MOCK_DELAY_MS_KEY => {
+            let Some(delay_ms) = mock_number(value) else {
+                return Some(FieldError::value_error(
+                    loc,
+                    format!(
+                        "expected a number of milliseconds >= 0 or a string holding one, \
+                         got {}",
+                        describe_value(value)
+                    ),
+                ));
+            };
+            let (limit, max) = named_limit!(MOCK_DELAY_MS_MAX);
+            // The sub-millisecond part is ignored (spec 10.9); `as`
+            // saturates, so a huge number reports `u64::MAX`.
+            let got = delay_ms.floor() as u64;
+            (got > max).then(|| {
+                FieldError::new(
+                    loc,
+                    FieldErrorKind::LimitExceeded { limit, max, got },
+                    format!("delay too long: {got} ms, at most {max} ({limit})"),
+                )
+            })
+        }
+        MOCK_FAIL_KEY => {
+            let Value::String(message) = value else {
+                return Some(wrong_type(loc, "a string", value));
+            };
+            let (limit, max) = named_limit!(MOCK_FAIL_CHARS_MAX);
+            let chars = message.chars().count() as u64;
+            if chars == 0 {
+                Some(FieldError::value_error(
+                    loc,
+                    "expected a failure message of 1 or more characters",
+                ))
+            } else if chars > max {
+                Some(FieldError::new(
+                    loc,
+                    FieldErrorKind::LimitExceeded {
+                        limit,
+                        max,
+                        got: chars,
+                    },
+                    format!("message too long: {chars} characters, at most {max} ({limit})"),
+                ))
+            } else {
+                None
+            }
+        }
+        MOCK_FAIL_TIMES_KEY => {
+            let Some(times) = mock_integer(value) else {
+                return Some(FieldError::value_error(
+                    loc,
+                    format!(
+                        "expected an integer >= 0 or a string of digits, got {}",
+                        describe_value(value)
+                    ),
+                ));
+            };
+            let (limit, max) = named_limit!(MOCK_FAIL_TIMES_MAX);
+            (times > max).then(|| {
+                FieldError::new(
+                    loc,
+                    FieldErrorKind::LimitExceeded {
+                        limit,
+                        max,
+                        got: times,
+                    },
+                    format!("too many forced failures: {times}, at most {max} ({limit})"),
+                )
+            })
+        }
+        _ => Some(FieldError::value_error(
+            loc,
+            format!(
+                "unknown reserved key '{key}': keys starting with '{MOCK_KEY_PREFIX}' are \
+                 reserved; the known ones are {MOCK_DELAY_MS_KEY}, {MOCK_FAIL_KEY} and \
+                 {MOCK_FAIL_TIMES_KEY}"
+            ),
+        )),
+    }
+}
+
+/// A short rendering of a bad value for a message, cut so that a huge
+/// value does not make a huge message.
+fn describe_value(value: &Value) -> String {
+    const SHOWN_CHARS_MAX: usize = 40;
+    let text = value.to_string();
+    if text.chars().count() > SHOWN_CHARS_MAX {
+        let cut: String = text.chars().take(SHOWN_CHARS_MAX).collect();
+        format!("{cut}...")
+    } else {
+        text
+    }
+}
+
+/// A non-negative number, or a string holding one in plain decimal
+/// (`"1500"`, `"1500.5"`).
+fn mock_number(value: &Value) -> Option<f64> {
+    let number = match value {
+        Value::Number(number) => number.as_f64()?,
+        Value::String(text) => {
+            let (whole, fraction) = match text.split_once('.') {
+                Some((whole, fraction)) => (whole, Some(fraction)),
+                None => (text.as_str(), None),
+            };
+            let all_digits =
+                |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+            if !all_digits(whole) || !fraction.is_none_or(all_digits) {
+                return None;
+            }
+            text.parse::<f64>().ok()?
+        }
+        _ => return None,
+    };
+    (number.is_finite() && number >= 0.0).then_some(number)
+}
+
+/// A non-negative JSON integer, or a string of digits; a digit string too
+/// large for `u64` reads as `u64::MAX` so the limit check names it.
+fn mock_integer(value: &Value) -> Option<u64> {
+    match value {
+        Value::Number(number) => number.as_u64(),
+        Value::String(text) => {
+            if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            Some(text.parse::<u64>().unwrap_or(u64::MAX))
+        }
+        _ => None,
+    }
+}
+
+/// The forced behaviour a run's metadata asks for (spec 10.9).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MockControls {
+    /// Least duration of each attempt, in whole milliseconds.
+    pub delay_ms: u64,
+    /// Fail permanently with this message (after the forced transient
+    /// failures).
+    pub fail: Option<String>,
+    /// Attempts 1 to `fail_times` fail with a transient error.
+    pub fail_times: u32,
+}
+
+/// Reads the reserved keys of metadata that [`check_metadata`] accepted.
+/// Tolerant: a value it cannot read counts as absent and an out-of-range
+/// one is clamped to its limit, so a bad row read back can never panic.
+pub fn mock_controls(metadata: Option<&JsonObject>) -> MockControls {
+    let Some(metadata) = metadata else {
+        return MockControls::default();
+    };
+    let delay_ms = metadata
+        .get(MOCK_DELAY_MS_KEY)
+        .and_then(mock_number)
+        .map(|delay_ms| (delay_ms.floor() as u64).min(limits::MOCK_DELAY_MS_MAX))
+        .unwrap_or(0);
+    let fail = metadata
+        .get(MOCK_FAIL_KEY)
+        .and_then(Value::as_str)
+        .filter(|message| !message.is_empty())
+        .map(str::to_string);
+    let fail_times = metadata
+        .get(MOCK_FAIL_TIMES_KEY)
+        .and_then(mock_integer)
+        .map(|times| times.min(limits::MOCK_FAIL_TIMES_MAX))
+        .and_then(|times| u32::try_from(times).ok())
+        .unwrap_or(0);
+    MockControls {
+        delay_ms,
+        fail,
+        fail_times,
+    }
+}
+
+// ---------------------------------------------------------------------
+// Semantic checks
+// ---------------------------------------------------------------------
+
+/// The checks of one parsed run that need the registry or the schema
+/// cache: known processor, metadata limits and reserved keys, source
+/// policy size, and the run's own task spec.
+///
+/// `default_task_spec` is the group's default that applies when the run
+/// has none. It is deliberately not checked here: the caller checks it
+/// once per request (at `["default_task_spec"]`) rather than once per run.
+pub fn check_run_input(
+    run: &RunInput,
+    default_task_spec: Option<&TaskSpec>,
+    registry: &Registry,
+    schemas: &SchemaCache,
+) -> Vec<FieldError> {
+    let _ = default_task_spec;
+    let mut errors = Vec::new();
+
+    if registry.get(&run.processor).is_none() {
+        errors.push(FieldError::new(
+            loc_of(&["processor"]),
+            FieldErrorKind::UnknownProcessor,
+            format!("unknown processor '{}'", run.processor),
+        ));
+    }
+
+    if let Some(metadata) = &run.metadata {
+        errors.extend(check_metadata(metadata, true));
+    }
+
+    if let Some(Value::Object(policy)) = &run.source_policy {
+        let count_of = |key: &str| {
+            policy
+                .get(key)
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len)
+        };
+        let domains = (count_of("include_domains") + count_of("exclude_domains")) as u64;
+        let (limit, max) = named_limit!(SOURCE_POLICY_DOMAINS_MAX);
+        if domains > max {
+            errors.push(FieldError::new(
+                loc_of(&["source_policy"]),
+                FieldErrorKind::LimitExceeded {
+                    limit,
+                    max,
+                    got: domains,
+                },
+                format!(
+                    "too many domains: {domains} in include_domains and exclude_domains \
+                     together, at most {max} ({limit})"
+                ),
+            ));
+        }
+    }
+
+    if let Some(task_spec) = &run.task_spec {
+        let prefix = loc_of(&["task_spec"]);
+        errors.extend(
+            check_task_spec(task_spec, schemas)
+                .into_iter()
+                .map(|error| error.prefixed(&prefix)),
+        );
+    }
+    errors
+}
+
+/// The checks of a parsed task spec that need the schema cache: each
+/// `json_schema` is nested at most `SCHEMA_DEPTH_MAX` deep and is a valid
+/// JSON Schema. Locations like `["output_schema", "json_schema"]`.
+pub fn check_task_spec(spec: &TaskSpec, schemas: &SchemaCache) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let sides = [
+        (SchemaSide::Output, Some(&spec.output_schema)),
+        (SchemaSide::Input, spec.input_schema.as_ref()),
+    ];
+    for (side, schema_value) in sides {
+        let Some(schema_value) = schema_value else {
+            continue;
+        };
+        let SchemaKind::Json(json_schema) = SchemaKind::of(schema_value) else {
+            continue;
+        };
+        let loc = loc_of(&[side.key(), "json_schema"]);
+        let (limit, max) = named_limit!(SCHEMA_DEPTH_MAX);
+        let schema_depth = schema::depth(json_schema) as u64;
+        if schema_depth > max {
+            errors.push(FieldError::new(
+                loc,
+                FieldErrorKind::LimitExceeded {
+                    limit,
+                    max,
+                    got: schema_depth,
+                },
+                format!("schema nested too deep: {schema_depth} levels, at most {max} ({limit})"),
+            ));
+            continue;
+        }
+        if let Err(message) = schemas.compile(json_schema) {
+            errors.push(FieldError::value_error(loc, message));
+        }
+    }
+    errors
+}
+
+// ---------------------------------------------------------------------
+// Warnings (spec 2.1)
+// ---------------------------------------------------------------------
+
+/// Output property names that duplicate what the basis already carries
+/// (spec 2.1).
+const BASIS_LIKE_PROPERTY_NAMES: [&str; 7] = [
+    "citations",
+    "confidence",
+    "evidence",
+    "reasoning",
+    "source",
+    "sources",
+    "source_urls",
+];
+
+/// An `input_validation_warning` when `input` fails the json
+/// `input_schema` of the effective spec; the run still goes ahead.
+pub fn input_warning(
+    run: &RunInput,
+    effective_spec: &TaskSpec,
+    schemas: &SchemaCache,
+) -> Option<Warning> {
+    let input_schema = effective_spec.input_schema.as_ref()?;
+    let SchemaKind::Json(json_schema) = SchemaKind::of(input_schema) else {
+        return None;
+    };
+    // A schema that does not compile was already refused by
+    // `check_task_spec`; there is nothing to warn about here.
+    let validator = schemas.compile(json_schema).ok()?;
+    let violation = schema::first_violation(&validator, &run.input)?;
+    Some(Warning {
+        kind: "input_validation_warning".to_string(),
+        message: format!("input does not match input_schema: {violation}"),
+        detail: None,
+    })
+}
+
+/// A `spec_validation_warning` when the json output schema has top-level
+/// properties whose names the basis already covers.
+pub fn spec_warning(effective_spec: &TaskSpec) -> Option<Warning> {
+    let SchemaKind::Json(json_schema) = SchemaKind::of(&effective_spec.output_schema) else {
+        return None;
+    };
+    let properties = json_schema.get("properties")?.as_object()?;
+    let named: Vec<&str> = properties
+        .keys()
+        .map(String::as_str)
+        .filter(|name| BASIS_LIKE_PROPERTY_NAMES.contains(name))
+        .collect();
+    if named.is_empty() {
+        return None;
+    }
+    let quoted: Vec<String> = named.iter().map(|name| format!("'{name}'")).collect();
+    Some(Warning {
+        kind: "spec_validation_warning".to_string(),
+        message: format!(
+            "output property {} duplicates what each output's basis already carries \
+             (citations, reasoning, confidence)",
+            quoted.join(", ")
+        ),
+        detail: Some(serde_json::json!({ "properties": named })),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::processors::{Processor, ProcessorConfig, ProcessorError, RunContext};
+    use serde_json::json;
+    use std::sync::Arc;
+
+    struct NeverRuns;
+
+    impl Processor for NeverRuns {
+        fn run(&self, _ctx: &RunContext<'_>) -> Result<crate::model::Output, ProcessorError> {
+            Err(ProcessorError::Permanent("not run in these tests".into()))
+        }
+    }
+
+    fn registry() -> Registry {
+        let mut registry = Registry::empty();
+        for name in ["core", "lite-fast", "mock"] {
+            registry.insert(ProcessorConfig::new(name, "mock", Arc::new(NeverRuns)));
+        }
+        registry
+    }
+
+    /// Parses and checks a run the way the HTTP layer will: shape first,
+    /// then the semantic checks; every problem as `(loc, type)`.
+    fn problems_of_run(body: Value) -> Vec<(String, &'static str)> {
+        let errors = match parse_run_input(&body) {
+            Ok(run) => check_run_input(&run, None, &registry(), &SchemaCache::new()),
+            Err(errors) => errors,
+        };
+        errors
+            .iter()
+            .map(|error| (error.loc_string(), error.type_str()))
+            .collect()
+    }
+
+    fn check_run_problem(body: Value, loc: &str, kind: &str) {
+        let problems = problems_of_run(body.clone());
+        assert!(
+            problems
+                .iter()
+                .any(|(got_loc, got_kind)| got_loc == loc && *got_kind == kind),
+            "{body}: expected {kind} at '{loc}', got {problems:?}"
+        );
+    }
+
+    fn good_run(body: Value) -> RunInput {
+        let run = parse_run_input(&body).unwrap_or_else(|errors| panic!("{body}: {errors:?}"));
+        let errors = check_run_input(&run, None, &registry(), &SchemaCache::new());
+        assert!(errors.is_empty(), "{body}: {errors:?}");
+        run
+    }
+
+    fn json_spec(json_schema: Value) -> Value {
+        json!({"output_schema": {"type": "json", "json_schema": json_schema}})
+    }
+
+    #[test]
+    fn bad_run_inputs_name_their_field() {
+        let long_key = "k".repeat(17);
+        let long_key_loc = format!("metadata.{long_key}");
+        let long_key_metadata: JsonObject = [(long_key, json!(1))].into_iter().collect();
+        let table: Vec<(Value, &str, &str)> = vec![
+            (json!([]), "", "type_error"),
+            (json!("text"), "", "type_error"),
+            (json!({"processor": "core"}), "input", "missing"),
+            (
+                json!({"input": null, "processor": "core"}),
+                "input",
+                "missing",
+            ),
+            (
+                json!({"input": 5, "processor": "core"}),
+                "input",
+                "type_error",
+            ),
+            (
+                json!({"input": ["a"], "processor": "core"}),
+                "input",
+                "type_error",
+            ),
+            (json!({"input": "x"}), "processor", "missing"),
+            (
+                json!({"input": "x", "processor": 7}),
+                "processor",
+                "type_error",
+            ),
+            (
+                json!({"input": "x", "processor": "cor"}),
+                "processor",
+                "unknown_processor",
+            ),
+            (
+                json!({"input": "x", "processor": "Core"}),
+                "processor",
+                "unknown_processor",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "metadata": []}),
+                "metadata",
+                "type_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "metadata": {"a": null}}),
+                "metadata.a",
+                "value_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "metadata": {"a": {}}}),
+                "metadata.a",
+                "value_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "metadata": {"a": [1]}}),
+                "metadata.a",
+                "value_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "metadata": long_key_metadata}),
+                &long_key_loc,
+                "limit_exceeded",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "metadata": {"a": "v".repeat(513)}}),
+                "metadata.a",
+                "limit_exceeded",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "metadata": {"mock_delay": 1}}),
+                "metadata.mock_delay",
+                "value_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "metadata": {"mock_delay_ms": -1}}),
+                "metadata.mock_delay_ms",
+                "value_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "metadata": {"mock_delay_ms": "soon"}}),
+                "metadata.mock_delay_ms",
+                "value_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "metadata": {"mock_delay_ms": 86_400_001}}),
+                "metadata.mock_delay_ms",
+                "limit_exceeded",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "metadata": {"mock_fail": ""}}),
+                "metadata.mock_fail",
+                "value_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "metadata": {"mock_fail": 3}}),
+                "metadata.mock_fail",
+                "type_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "metadata": {"mock_fail": "é".repeat(513)}}),
+                "metadata.mock_fail",
+                "limit_exceeded",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "metadata": {"mock_fail_times": 1.5}}),
+                "metadata.mock_fail_times",
+                "value_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "metadata": {"mock_fail_times": "-1"}}),
+                "metadata.mock_fail_times",
+                "value_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "metadata": {"mock_fail_times": 1001}}),
+                "metadata.mock_fail_times",
+                "limit_exceeded",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "enable_events": "yes"}),
+                "enable_events",
+                "type_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "source_policy": "x"}),
+                "source_policy",
+                "type_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "source_policy": {"include_domains": "a.com"}}),
+                "source_policy.include_domains",
+                "type_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "source_policy": {"exclude_domains": ["a.com", 3]}}),
+                "source_policy.exclude_domains[1]",
+                "type_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "source_policy": {"after_date": "2024-02-30"}}),
+                "source_policy.after_date",
+                "value_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "source_policy": {"after_date": "24-01-01"}}),
+                "source_policy.after_date",
+                "value_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "source_policy": {"include_domains": vec!["a.com"; 150], "exclude_domains": vec!["b.com"; 51]}}),
+                "source_policy",
+                "limit_exceeded",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "advanced_settings": []}),
+                "advanced_settings",
+                "type_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "mcp_servers": {}}),
+                "mcp_servers",
+                "type_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "mcp_servers": [5]}),
+                "mcp_servers[0]",
+                "type_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "mcp_servers": [{"url": "https://m"}]}),
+                "mcp_servers[0].name",
+                "missing",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "mcp_servers": [{"name": "m", "url": 1}]}),
+                "mcp_servers[0].url",
+                "type_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "mcp_servers": [{"name": "m", "url": "u", "type": "stdio"}]}),
+                "mcp_servers[0].type",
+                "value_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "mcp_servers": [{"name": "m", "url": "u", "headers": {"a": 1}}]}),
+                "mcp_servers[0].headers.a",
+                "type_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "mcp_servers": [{"name": "m", "url": "u", "allowed_tools": [true]}]}),
+                "mcp_servers[0].allowed_tools[0]",
+                "type_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "memory_scope_key": 5}),
+                "memory_scope_key",
+                "type_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "previous_interaction_id": {}}),
+                "previous_interaction_id",
+                "type_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "webhook": "https://h"}),
+                "webhook",
+                "type_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "webhook": {}}),
+                "webhook.url",
+                "missing",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "webhook": {"url": "ftp://h/x"}}),
+                "webhook.url",
+                "value_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "webhook": {"url": "https://"}}),
+                "webhook.url",
+                "value_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "webhook": {"url": format!("https://h/{}", "a".repeat(2048))}}),
+                "webhook.url",
+                "limit_exceeded",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "webhook": {"url": "https://h", "event_types": ["task_run.state"]}}),
+                "webhook.event_types[0]",
+                "value_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "webhook": {"url": "https://h", "event_types": "task_run.status"}}),
+                "webhook.event_types",
+                "type_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "task_spec": "text"}),
+                "task_spec",
+                "type_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "task_spec": {}}),
+                "task_spec.output_schema",
+                "missing",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "task_spec": {"output_schema": 5}}),
+                "task_spec.output_schema",
+                "type_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "task_spec": {"output_schema": {"type": "xml"}}}),
+                "task_spec.output_schema.type",
+                "value_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "task_spec": {"output_schema": {"type": 3}}}),
+                "task_spec.output_schema.type",
+                "type_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "task_spec": {"output_schema": "s", "input_schema": {"type": "auto"}}}),
+                "task_spec.input_schema.type",
+                "value_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "task_spec": {"output_schema": {"type": "json"}}}),
+                "task_spec.output_schema.json_schema",
+                "missing",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "task_spec": {"output_schema": {"type": "json", "json_schema": "{}"}}}),
+                "task_spec.output_schema.json_schema",
+                "type_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "task_spec": {"output_schema": {"json_schema": null}}}),
+                "task_spec.output_schema.json_schema",
+                "type_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "task_spec": json_spec(json!({"type": "array"}))}),
+                "task_spec.output_schema.json_schema.type",
+                "value_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "task_spec": {"output_schema": {"type": "text", "description": 5}}}),
+                "task_spec.output_schema.description",
+                "type_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "task_spec": json_spec(json!({"type": "object", "properties": {"a": {"type": "strin"}}}))}),
+                "task_spec.output_schema.json_schema",
+                "value_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "task_spec": json_spec(json!({"type": "object", "properties": {"a": {"$ref": "https://example.com/a.json"}}}))}),
+                "task_spec.output_schema.json_schema",
+                "value_error",
+            ),
+            (
+                json!({"input": "x", "processor": "core", "task_spec": {"output_schema": "s", "input_schema": {"type": "json", "json_schema": {"minimum": "zero"}}}}),
+                "task_spec.input_schema.json_schema",
+                "value_error",
+            ),
+        ];
+        assert!(table.len() >= 30);
+        for (body, loc, kind) in table {
+            check_run_problem(body, loc, kind);
+        }
+    }
+
+    #[test]
+    fn every_problem_is_reported_not_just_the_first() {
+        let problems = problems_of_run(json!({
+            "input": 5,
+            "processor": 7,
+            "enable_events": "no",
+            "metadata": {"a": null, "mock_x": 1},
+        }));
+        assert_eq!(
+            problems,
+            vec![
+                ("input".to_string(), "type_error"),
+                ("processor".to_string(), "type_error"),
+                ("enable_events".to_string(), "type_error"),
+            ],
+            "shape errors come together; metadata values are a semantic check"
+        );
+
+        let run = parse_run_input(&json!({
+            "input": "x", "processor": "nope", "metadata": {"a": null, "mock_x": 1},
+        }))
+        .expect("shape is fine");
+        let errors = check_run_input(&run, None, &registry(), &SchemaCache::new());
+        let kinds: Vec<&str> = errors.iter().map(FieldError::type_str).collect();
+        assert_eq!(kinds, ["unknown_processor", "value_error", "value_error"]);
+        assert_eq!(errors[0].msg, "unknown processor 'nope'");
+    }
+
+    #[test]
+    fn pydantic_text_string_and_auto_specs_are_accepted_as_sent() {
+        let pydantic = json!({
+            "$defs": {
+                "Founder": {
+                    "properties": {
+                        "name": {"title": "Name", "type": "string"},
+                        "linkedin": {"anyOf": [{"format": "uri", "type": "string"}, {"type": "null"}], "default": null, "title": "Linkedin"}
+                    },
+                    "required": ["name"],
+                    "title": "Founder",
+                    "type": "object"
+                }
+            },
+            "additionalProperties": false,
+            "properties": {
+                "founded": {"format": "date", "title": "Founded", "type": "string"},
+                "stage": {"enum": ["seed", "series_a"], "title": "Stage", "type": "string"},
+                "founders": {"items": {"$ref": "#/$defs/Founder"}, "title": "Founders", "type": "array"}
+            },
+            "required": ["founded", "stage", "founders"],
+            "title": "Company",
+            "type": "object"
+        });
+        let spec_value = json!({"output_schema": {"json_schema": pydantic, "type": "json"}});
+        let run = good_run(
+            json!({"input": "Parallel Web Systems", "processor": "core", "task_spec": spec_value}),
+        );
+        let spec = run.task_spec.expect("spec kept");
+        assert_eq!(
+            spec.output_schema, spec_value["output_schema"],
+            "stored as sent"
+        );
+        assert!(matches!(
+            SchemaKind::of(&spec.output_schema),
+            SchemaKind::Json(_)
+        ));
+
+        for output_schema in [
+            json!({"type": "text", "description": "a haiku"}),
+            json!({"type": "text"}),
+            json!({"description": "a haiku"}),
+            json!({}),
+            json!("a haiku about the sea"),
+            json!({"type": "auto"}),
+            json!({"json_schema": {"properties": {"a": {"type": "integer"}}}}),
+        ] {
+            let run = good_run(
+                json!({"input": {"q": 1}, "processor": "core", "task_spec": {"output_schema": output_schema}}),
+            );
+            assert_eq!(run.task_spec.expect("kept").output_schema, output_schema);
+        }
+
+        let run = good_run(json!({
+            "input": {"company": "x"}, "processor": "core",
+            "task_spec": {"output_schema": "s", "input_schema": {"type": "json", "json_schema": {"type": "object"}}}
+        }));
+        assert!(run.task_spec.expect("kept").input_schema.is_some());
+        let run = good_run(
+            json!({"input": "x", "processor": "core", "task_spec": {"output_schema": "s", "input_schema": null}}),
+        );
+        assert_eq!(run.task_spec.expect("kept").input_schema, None);
+        let run = good_run(
+            json!({"input": "x", "processor": "core", "task_spec": {"output_schema": "s", "input_schema": "a company name"}}),
+        );
+        assert_eq!(
+            run.task_spec.expect("kept").input_schema,
+            Some(json!("a company name"))
+        );
+    }
+
+    #[test]
+    fn null_fields_equal_absent_ones() {
+        let with_nulls = good_run(json!({
+            "input": "x", "processor": "core", "metadata": null, "task_spec": null,
+            "enable_events": null, "source_policy": null, "advanced_settings": null,
+            "mcp_servers": null, "memory_scope_key": null, "previous_interaction_id": null,
+            "webhook": null,
+        }));
+        assert_eq!(with_nulls, RunInput::new("x", "core"));
+    }
+
+    #[test]
+    fn unknown_fields_are_dropped() {
+        let run = good_run(json!({
+            "input": {"a": 1}, "processor": "core", "surprise": true,
+            "source_policy": {"include_domains": ["a.com"], "after_date": null, "extra": 1},
+            "webhook": {"url": "https://hooks.example.com/x", "secret": "s"},
+            "mcp_servers": [{"name": "m", "url": "https://m", "type": "url", "headers": {"k": "v"}, "color": "red"}],
+            "advanced_settings": {"location": "us"},
+        }));
+        let stored = serde_json::to_value(&run).expect("serialises");
+        assert_eq!(
+            stored,
+            json!({
+                "input": {"a": 1}, "processor": "core",
+                "source_policy": {"include_domains": ["a.com"]},
+                "advanced_settings": {"location": "us"},
+                "mcp_servers": [{"name": "m", "url": "https://m", "type": "url", "headers": {"k": "v"}}],
+                "webhook": {"url": "https://hooks.example.com/x"},
+            })
+        );
+    }
+
+    #[test]
+    fn every_field_of_a_full_run_is_kept() {
+        let body = json!({
+            "input": "x", "processor": "lite-fast", "metadata": {"team": "a", "n": 1.5, "on": true},
+            "task_spec": {"output_schema": "s"}, "enable_events": false,
+            "source_policy": {"include_domains": ["a.com"], "exclude_domains": [], "after_date": "2024-02-29"},
+            "advanced_settings": {"location": "us"},
+            "mcp_servers": [{"name": "m", "url": "https://m", "allowed_tools": ["t"]}],
+            "memory_scope_key": "k", "previous_interaction_id": "trun_1",
+            "webhook": {"url": "HTTP://hooks.example.com", "event_types": ["task_run.status"]},
+        });
+        let run = good_run(body.clone());
+        assert_eq!(serde_json::to_value(&run).expect("serialises"), body);
+    }
+
+    #[test]
+    fn metadata_limits_count_unicode_scalar_values() {
+        // 16 two-byte characters: 32 bytes but 16 characters, within the limit.
+        let key_at_limit = "é".repeat(16);
+        let value_at_limit = "日".repeat(512);
+        let mut metadata = JsonObject::new();
+        metadata.insert(key_at_limit.clone(), Value::String(value_at_limit));
+        assert!(check_metadata(&metadata, true).is_empty());
+
+        metadata.insert("é".repeat(17), Value::from(1));
+        metadata.insert("v".into(), Value::String("🦀".repeat(513)));
+        let errors = check_metadata(&metadata, true);
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(
+            errors[0].kind,
+            FieldErrorKind::LimitExceeded {
+                limit: "METADATA_KEY_CHARS_MAX",
+                max: 16,
+                got: 17
+            }
+        );
+        assert_eq!(
+            errors[1].kind,
+            FieldErrorKind::LimitExceeded {
+                limit: "METADATA_VALUE_CHARS_MAX",
+                max: 512,
+                got: 513
+            }
+        );
+        assert_eq!(errors[1].loc, vec![Loc::from("metadata"), Loc::from("v")]);
+
+        let many: JsonObject = (0..=limits::METADATA_KEYS_MAX)
+            .map(|index| (format!("k{index}"), Value::from(index)))
+            .collect();
+        let errors = check_metadata(&many, false);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].loc_string(), "metadata");
+        assert_eq!(
+            errors[0].kind,
+            FieldErrorKind::LimitExceeded {
+                limit: "METADATA_KEYS_MAX",
+                max: 64,
+                got: 65
+            }
+        );
+    }
+
+    #[test]
+    fn mock_keys_are_reserved_in_runs_only() {
+        let mut metadata = JsonObject::new();
+        metadata.insert("mock_delay".into(), Value::from(5));
+        metadata.insert("mock_fail_times".into(), Value::from(-3));
+        assert!(
+            check_metadata(&metadata, false).is_empty(),
+            "plain keys in a group"
+        );
+        let errors = check_metadata(&metadata, true);
+        let locs: Vec<String> = errors.iter().map(FieldError::loc_string).collect();
+        assert_eq!(locs, ["metadata.mock_delay", "metadata.mock_fail_times"]);
+        assert!(errors[0].msg.contains("mock_delay_ms"), "{}", errors[0].msg);
+
+        let group = parse_group_create(&json!({"metadata": {"mock_whatever": "x"}}))
+            .expect("group metadata ignores mock_ keys");
+        assert!(group.is_some());
+    }
+
+    #[test]
+    fn good_mock_values_and_their_controls() {
+        let cases = [
+            (
+                json!({"mock_delay_ms": 1500}),
+                MockControls {
+                    delay_ms: 1500,
+                    ..Default::default()
+                },
+            ),
+            (
+                json!({"mock_delay_ms": "1500"}),
+                MockControls {
+                    delay_ms: 1500,
+                    ..Default::default()
+                },
+            ),
+            (
+                json!({"mock_delay_ms": 12.9}),
+                MockControls {
+                    delay_ms: 12,
+                    ..Default::default()
+                },
+            ),
+            (
+                json!({"mock_delay_ms": "12.9"}),
+                MockControls {
+                    delay_ms: 12,
+                    ..Default::default()
+                },
+            ),
+            (json!({"mock_delay_ms": 0}), MockControls::default()),
+            (
+                json!({"mock_delay_ms": 86_400_000}),
+                MockControls {
+                    delay_ms: 86_400_000,
+                    ..Default::default()
+                },
+            ),
+            (
+                json!({"mock_fail": "boom"}),
+                MockControls {
+                    fail: Some("boom".into()),
+                    ..Default::default()
+                },
+            ),
+            (
+                json!({"mock_fail": "é".repeat(512)}),
+                MockControls {
+                    fail: Some("é".repeat(512)),
+                    ..Default::default()
+                },
+            ),
+            (
+                json!({"mock_fail_times": 2}),
+                MockControls {
+                    fail_times: 2,
+                    ..Default::default()
+                },
+            ),
+            (
+                json!({"mock_fail_times": "1000"}),
+                MockControls {
+                    fail_times: 1000,
+                    ..Default::default()
+                },
+            ),
+            (
+                json!({"mock_delay_ms": 5, "mock_fail": "no", "mock_fail_times": 1, "team": "a"}),
+                MockControls {
+                    delay_ms: 5,
+                    fail: Some("no".into()),
+                    fail_times: 1,
+                },
+            ),
+        ];
+        for (metadata_value, expected) in cases {
+            let Value::Object(metadata) = metadata_value else {
+                unreachable!("the table holds objects")
+            };
+            let errors = check_metadata(&metadata, true);
+            assert!(errors.is_empty(), "{metadata:?}: {errors:?}");
+            assert_eq!(mock_controls(Some(&metadata)), expected, "{metadata:?}");
+        }
+        assert_eq!(mock_controls(None), MockControls::default());
+    }
+
+    #[test]
+    fn bad_mock_values_are_refused_and_read_tolerantly() {
+        for (metadata_value, kind) in [
+            (json!({"mock_delay_ms": true}), "value_error"),
+            (json!({"mock_delay_ms": "1e3"}), "value_error"),
+            (json!({"mock_delay_ms": " 5"}), "value_error"),
+            (json!({"mock_delay_ms": "5."}), "value_error"),
+            (json!({"mock_delay_ms": null}), "value_error"),
+            (json!({"mock_delay_ms": 1e300}), "limit_exceeded"),
+            (
+                json!({"mock_fail_times": "99999999999999999999999"}),
+                "limit_exceeded",
+            ),
+            (json!({"mock_fail_times": ""}), "value_error"),
+            (json!({"mock_fail_times": [1]}), "value_error"),
+            (json!({"mock_fail": null}), "type_error"),
+            (json!({"mock_": 1}), "value_error"),
+        ] {
+            let Value::Object(metadata) = metadata_value else {
+                unreachable!("the table holds objects")
+            };
+            let errors = check_metadata(&metadata, true);
+            assert_eq!(errors.len(), 1, "{metadata:?}: {errors:?}");
+            assert_eq!(errors[0].type_str(), kind, "{metadata:?}");
+            // Reading a refused value never panics and never exceeds a limit.
+            let controls = mock_controls(Some(&metadata));
+            assert!(controls.delay_ms <= limits::MOCK_DELAY_MS_MAX);
+            assert!(u64::from(controls.fail_times) <= limits::MOCK_FAIL_TIMES_MAX);
+        }
+    }
+
+    #[test]
+    fn add_runs_prefixes_each_input_and_bounds_the_batch() {
+        let body = json!({
+            "inputs": [
+                {"input": "a", "processor": "core"},
+                {"input": "b"},
+                {"input": "c", "processor": "core", "task_spec": {"output_schema": {"type": "xml"}}},
+            ],
+            "default_task_spec": {"output_schema": {"type": "auto"}, "input_schema": {"type": "auto"}},
+        });
+        let errors = parse_add_runs(&body).expect_err("invalid");
+        let problems: Vec<(String, &str)> = errors
+            .iter()
+            .map(|error| (error.loc_string(), error.type_str()))
+            .collect();
+        assert_eq!(
+            problems,
+            [
+                ("inputs[1].processor".to_string(), "missing"),
+                (
+                    "inputs[2].task_spec.output_schema.type".to_string(),
+                    "value_error"
+                ),
+                (
+                    "default_task_spec.input_schema.type".to_string(),
+                    "value_error"
+                ),
+            ]
+        );
+        assert_eq!(
+            errors[0].clone().prefixed(&[Loc::from("body")]).to_json(),
+            json!({"loc": ["body", "inputs", 1, "processor"], "msg": "field required", "type": "missing"})
+        );
+
+        let one_run = json!({"input": "x", "processor": "core"});
+        let too_many = json!({"inputs": vec![one_run.clone(); 1_001]});
+        let errors = parse_add_runs(&too_many).expect_err("over the limit");
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].loc, vec![Loc::from("inputs")]);
+        assert_eq!(
+            errors[0].to_json(),
+            json!({
+                "loc": ["inputs"], "msg": errors[0].msg, "type": "limit_exceeded",
+                "limit": "RUNS_PER_REQUEST_MAX", "max": 1000, "got": 1001
+            })
+        );
+
+        let errors = parse_add_runs(&json!({"inputs": []})).expect_err("empty");
+        assert_eq!(
+            errors[0].kind,
+            FieldErrorKind::LimitExceeded {
+                limit: "RUNS_PER_REQUEST_MAX",
+                max: 1000,
+                got: 0
+            }
+        );
+        let errors = parse_add_runs(&json!({"inputs": {}})).expect_err("not an array");
+        assert_eq!(errors[0].type_str(), "type_error");
+        let errors = parse_add_runs(&json!({})).expect_err("no inputs");
+        assert_eq!(errors[0].type_str(), "missing");
+        let errors = parse_add_runs(&json!([])).expect_err("not an object");
+        assert!(errors[0].loc.is_empty());
+
+        let at_limit = json!({"inputs": vec![one_run; 1_000], "default_task_spec": null});
+        let add = parse_add_runs(&at_limit).expect("1,000 runs is fine");
+        assert_eq!(add.inputs.len(), 1_000);
+        assert_eq!(add.default_task_spec, None);
+    }
+
+    #[test]
+    fn group_create_bodies() {
+        assert_eq!(parse_group_create(&json!({})), Ok(None));
+        assert_eq!(parse_group_create(&json!({"metadata": null})), Ok(None));
+        let metadata = parse_group_create(&json!({"metadata": {"a": 1}, "other": 2}))
+            .expect("fine")
+            .expect("metadata kept");
+        assert_eq!(Value::Object(metadata), json!({"a": 1}));
+
+        let errors = parse_group_create(&json!("x")).expect_err("not an object");
+        assert_eq!(
+            (errors[0].loc_string(), errors[0].type_str()),
+            (String::new(), "type_error")
+        );
+        let errors = parse_group_create(&json!({"metadata": 1})).expect_err("bad metadata");
+        assert_eq!(errors[0].loc_string(), "metadata");
+        let errors = parse_group_create(&json!({"metadata": {"a": null}})).expect_err("null value");
+        assert_eq!(
+            (errors[0].loc_string(), errors[0].type_str()),
+            ("metadata.a".to_string(), "value_error")
+        );
+    }
+
+    #[test]
+    fn schema_at_the_depth_limit_is_fine() {
+        // Each wrap adds two levels (the schema and its `properties`).
+        let mut at_limit = json!({"type": "string"});
+        for _ in 0..15 {
+            at_limit = json!({"type": "object", "properties": {"a": at_limit}});
+        }
+        let at_limit = json!({"type": "object", "not": at_limit});
+        assert_eq!(schema::depth(&at_limit), limits::SCHEMA_DEPTH_MAX);
+        let spec = parse_task_spec(&json_spec(at_limit)).expect("shape is fine");
+        let errors = check_task_spec(&spec, &SchemaCache::new());
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+
+    #[test]
+    fn too_deep_schemas_are_a_named_limit() {
+        let mut deep = json!({"type": "string"});
+        for _ in 0..limits::SCHEMA_DEPTH_MAX {
+            deep = json!({"type": "object", "properties": {"a": deep}});
+        }
+        let spec = parse_task_spec(&json_spec(deep)).expect("shape is fine");
+        let errors = check_task_spec(&spec, &SchemaCache::new());
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].loc_string(), "output_schema.json_schema");
+        assert!(matches!(
+            errors[0].kind,
+            FieldErrorKind::LimitExceeded {
+                limit: "SCHEMA_DEPTH_MAX",
+                max: 32,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn external_ref_fails_cleanly_with_a_message() {
+        let spec = parse_task_spec(&json_spec(json!({
+            "type": "object",
+            "properties": {"a": {"$ref": "https://example.com/a.json"}}
+        })))
+        .expect("shape is fine");
+        let errors = check_task_spec(&spec, &SchemaCache::new());
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].type_str(), "value_error");
+        assert!(errors[0].msg.contains("$ref"), "{}", errors[0].msg);
+    }
+
+    #[test]
+    fn messages_and_locations_render_like_the_spec() {
+        let errors = vec![
+            FieldError::new(
+                vec![Loc::from("inputs"), Loc::from(3), Loc::from("processor")],
+                FieldErrorKind::UnknownProcessor,
+                "unknown processor 'cor'",
+            ),
+            FieldError::missing(vec![Loc::from("inputs"), Loc::from(4), Loc::from("input")]),
+        ];
+        assert_eq!(errors[0].loc_string(), "inputs[3].processor");
+        assert_eq!(
+            summarize(&errors, "body"),
+            "body.inputs[3].processor: unknown processor 'cor' (and 1 more)"
+        );
+        assert_eq!(
+            summarize(&errors[..1], "body"),
+            "body.inputs[3].processor: unknown processor 'cor'"
+        );
+        assert_eq!(
+            summarize(&[FieldError::type_error(vec![], "an object")], "body"),
+            "body: expected an object"
+        );
+        assert_eq!(
+            serde_json::to_value(&errors[0].loc).expect("serialises"),
+            json!(["inputs", 3, "processor"])
+        );
+        assert_eq!(
+            errors[0].clone().prefixed(&[Loc::from("body")]).to_json(),
+            json!({"loc": ["body", "inputs", 3, "processor"], "msg": "unknown processor 'cor'", "type": "unknown_processor"})
+        );
+        let limit = FieldError::limit(vec![Loc::from("x")], "SCHEMA_DEPTH_MAX", 32, 40);
+        assert_eq!(limit.to_json()["limit"], "SCHEMA_DEPTH_MAX");
+        assert_eq!(limit.to_json()["got"], 40);
+    }
+
+    #[test]
+    fn warnings_follow_the_effective_spec() {
+        let schemas = SchemaCache::new();
+        let spec = TaskSpec {
+            output_schema: json!({"type": "json", "json_schema": {
+                "type": "object",
+                "properties": {"answer": {"type": "string"}, "sources": {"type": "array"}, "reasoning": {"type": "string"}}
+            }}),
+            input_schema: Some(json!({"type": "json", "json_schema": {
+                "type": "object", "required": ["company"], "properties": {"company": {"type": "string"}}
+            }})),
+        };
+        let warning = spec_warning(&spec).expect("warns");
+        assert_eq!(warning.kind, "spec_validation_warning");
+        assert!(
+            warning.message.contains("'sources', 'reasoning'"),
+            "{}",
+            warning.message
+        );
+
+        let good = RunInput::new(json!({"company": "x"}), "core");
+        assert_eq!(input_warning(&good, &spec, &schemas), None);
+        let bad = RunInput::new(json!({"name": "x"}), "core");
+        let warning = input_warning(&bad, &spec, &schemas).expect("warns");
+        assert_eq!(warning.kind, "input_validation_warning");
+        assert!(warning.message.contains("company"), "{}", warning.message);
+        let text_input = RunInput::new("just text", "core");
+        assert!(input_warning(&text_input, &spec, &schemas).is_some());
+
+        assert_eq!(spec_warning(&TaskSpec::auto()), None);
+        assert_eq!(input_warning(&bad, &TaskSpec::auto(), &schemas), None);
+        let text_spec = TaskSpec {
+            output_schema: json!("a poem"),
+            input_schema: Some(json!("a topic")),
+        };
+        assert_eq!(spec_warning(&text_spec), None);
+        assert_eq!(input_warning(&bad, &text_spec, &schemas), None);
+    }
+
+    #[test]
+    fn calendar_dates() {
+        for good in ["2024-02-29", "2000-02-29", "1999-12-31", "0001-01-01"] {
+            assert!(is_calendar_date(good), "{good}");
+        }
+        for bad in [
+            "1900-02-29",
+            "2023-02-29",
+            "2024-13-01",
+            "2024-00-10",
+            "2024-01-32",
+            "2024-1-01",
+            "２０２４-01-01",
+            "2024/01/01",
+            "",
+        ] {
+            assert!(!is_calendar_date(bad), "{bad}");
+        }
+    }
+}

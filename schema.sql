@@ -48,10 +48,11 @@ CREATE TABLE runs (
 CREATE INDEX runs_by_group ON runs(group_seq, cursor);
 
 -- The scheduler claims queued runs in creation order, and recovery finds
--- the runs a crash left running; only active runs are indexed, so the
--- index stays small however many finished runs the database holds.
-CREATE INDEX runs_active ON runs(status, seq)
-    WHERE status IN ('queued', 'running', 'cancelling');
+-- the runs a crash left running. Only active runs are indexed, so these
+-- stay small however many finished runs the database holds. Queries must
+-- repeat each WHERE term exactly, or SQLite will not use the index.
+CREATE INDEX runs_queued ON runs(seq) WHERE status = 'queued';
+CREATE INDEX runs_running ON runs(seq) WHERE status IN ('running', 'cancelling');
 
 -- The append-only event log. `id` is the cursor on the wire: AUTOINCREMENT
 -- makes it strictly increasing and never reused (DESIGN invariant 2).

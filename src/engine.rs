@@ -22,10 +22,10 @@ use crate::model::{
 use crate::processors::Registry;
 use crate::scheduler::{Scheduler, SchedulerConfig};
 use crate::schema::SchemaCache;
+pub use crate::store::Synchronous;
 use crate::store::{
     self, CommitNotice, GroupRunRow, NewGroup, NewRun, Op, Recovered, RunRow, Store, StreamKey,
 };
-pub use crate::store::Synchronous;
 use crate::validate::{self, FieldError, Loc};
 
 /// What can go wrong in an engine call.
@@ -68,7 +68,9 @@ impl From<store::Error> for Error {
             store::Error::Busy(_) | store::Error::Full(_) | store::Error::Closed => {
                 Error::Unavailable(error)
             }
-            store::Error::Open { .. } | store::Error::Sqlite(_) => Error::Internal(error.to_string()),
+            store::Error::Open { .. } | store::Error::Sqlite(_) => {
+                Error::Internal(error.to_string())
+            }
         }
     }
 }
@@ -505,7 +507,10 @@ impl Engine {
         let (key, state) = match &stream {
             StreamKind::GroupEvents(group_id) => {
                 let group = self.get_group_row(group_id)?;
-                (StreamKey::Group(group.seq), Following::Group { seq: group.seq })
+                (
+                    StreamKey::Group(group.seq),
+                    Following::Group { seq: group.seq },
+                )
             }
             StreamKind::RunEvents(run_id) => {
                 let run = self.run_row(run_id)?;
@@ -609,7 +614,11 @@ fn splice_task_spec(request: &str, spec: &str) -> String {
     let body = request.trim_end();
     match body.strip_suffix('}') {
         Some(head) => {
-            let separator = if head.trim_end().ends_with('{') { "" } else { "," };
+            let separator = if head.trim_end().ends_with('{') {
+                ""
+            } else {
+                ","
+            };
             format!("{head}{separator}\"task_spec\":{spec}}}")
         }
         None => request.to_string(),

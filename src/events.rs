@@ -99,7 +99,12 @@ impl Watcher {
     pub fn wait(&self, seen: u64, deadline: Instant) -> bool {
         let mut version = self.watch.version.lock();
         while *version == seen {
-            if self.watch.changed.wait_until(&mut version, deadline).timed_out() {
+            if self
+                .watch
+                .changed
+                .wait_until(&mut version, deadline)
+                .timed_out()
+            {
                 return *version != seen;
             }
         }

@@ -103,7 +103,11 @@ impl Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", humantime::format_rfc3339_micros(self.system_time()))
+        write!(
+            f,
+            "{}",
+            humantime::format_rfc3339_micros(self.system_time())
+        )
     }
 }
 

@@ -23,12 +23,10 @@ use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use crate::limits::{
-    CANCEL_GRACE_S, CLAIM_BATCH_MAX, RETRY_BACKOFF_MS_BASE, RETRY_BACKOFF_MS_MAX,
-};
+use crate::limits::{CANCEL_GRACE_S, CLAIM_BATCH_MAX, RETRY_BACKOFF_MS_BASE, RETRY_BACKOFF_MS_MAX};
 use crate::model::{
-    to_json, ErrorObject, EventType, JsonObject, Output, RunInput, RunStatus, SchemaKind,
-    TaskSpec, Warning,
+    to_json, ErrorObject, EventType, JsonObject, Output, RunInput, RunStatus, SchemaKind, TaskSpec,
+    Warning,
 };
 use crate::processors::{CancelToken, ProcessorError, ProgressSink, Registry, RunContext};
 use crate::schema::{first_violation, SchemaCache};
@@ -516,7 +514,10 @@ impl Worker {
             return failed(message, None);
         }
         let Some(config) = self.registry.get(&run.processor) else {
-            return failed(format!("processor '{}' is no longer configured", run.processor), None);
+            return failed(
+                format!("processor '{}' is no longer configured", run.processor),
+                None,
+            );
         };
         let progress = Progress {
             store: &self.store,
@@ -662,7 +663,10 @@ mod tests {
         for attempt in 1..=10 {
             let nominal = (RETRY_BACKOFF_MS_BASE << (attempt - 1)).min(RETRY_BACKOFF_MS_MAX);
             let wait = backoff("trun_x", attempt).as_millis() as u64;
-            assert!(wait <= nominal && wait >= nominal - nominal / 4, "{attempt}: {wait}");
+            assert!(
+                wait <= nominal && wait >= nominal - nominal / 4,
+                "{attempt}: {wait}"
+            );
         }
     }
 }

@@ -1335,320 +1335,105 @@ mod tests {
         json!({"output_schema": {"type": "json", "json_schema": json_schema}})
     }
 
+    /// A valid run (`"x"` for `core`) with `fields` added or replaced.
+    fn run_with(fields: Value) -> Value {
+        let mut body = json!({"input": "x", "processor": "core"});
+        if let (Value::Object(body), Value::Object(fields)) = (&mut body, fields) {
+            body.extend(fields);
+        }
+        body
+    }
+
     #[test]
+    // One case per line reads as a table; rustfmt would spread each over five.
+    #[rustfmt::skip]
     fn bad_run_inputs_name_their_field() {
         let long_key = "k".repeat(17);
         let long_key_loc = format!("metadata.{long_key}");
         let long_key_metadata: JsonObject = [(long_key, json!(1))].into_iter().collect();
-        let table: Vec<(Value, &str, &str)> = vec![
+        let long_url = format!("https://h/{}", "a".repeat(2048));
+        let too_many_domains = json!({"include_domains": vec!["a.com"; 150], "exclude_domains": vec!["b.com"; 51]});
+        let xml = json!({"output_schema": {"type": "xml"}});
+        let array_output = json_spec(json!({"type": "array"}));
+        let typo_schema = json_spec(json!({"properties": {"a": {"type": "strin"}}}));
+        let remote_ref = json_spec(json!({"properties": {"a": {"$ref": "https://example.com/a.json"}}}));
+        let bad_input_schema =
+            json!({"output_schema": "s", "input_schema": {"json_schema": {"minimum": "zero"}}});
+
+        let whole_bodies: Vec<(Value, &str, &str)> = vec![
             (json!([]), "", "type_error"),
             (json!("text"), "", "type_error"),
             (json!({"processor": "core"}), "input", "missing"),
-            (
-                json!({"input": null, "processor": "core"}),
-                "input",
-                "missing",
-            ),
-            (
-                json!({"input": 5, "processor": "core"}),
-                "input",
-                "type_error",
-            ),
-            (
-                json!({"input": ["a"], "processor": "core"}),
-                "input",
-                "type_error",
-            ),
             (json!({"input": "x"}), "processor", "missing"),
-            (
-                json!({"input": "x", "processor": 7}),
-                "processor",
-                "type_error",
-            ),
-            (
-                json!({"input": "x", "processor": "cor"}),
-                "processor",
-                "unknown_processor",
-            ),
-            (
-                json!({"input": "x", "processor": "Core"}),
-                "processor",
-                "unknown_processor",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "metadata": []}),
-                "metadata",
-                "type_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "metadata": {"a": null}}),
-                "metadata.a",
-                "value_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "metadata": {"a": {}}}),
-                "metadata.a",
-                "value_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "metadata": {"a": [1]}}),
-                "metadata.a",
-                "value_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "metadata": long_key_metadata}),
-                &long_key_loc,
-                "limit_exceeded",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "metadata": {"a": "v".repeat(513)}}),
-                "metadata.a",
-                "limit_exceeded",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "metadata": {"mock_delay": 1}}),
-                "metadata.mock_delay",
-                "value_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "metadata": {"mock_delay_ms": -1}}),
-                "metadata.mock_delay_ms",
-                "value_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "metadata": {"mock_delay_ms": "soon"}}),
-                "metadata.mock_delay_ms",
-                "value_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "metadata": {"mock_delay_ms": 86_400_001}}),
-                "metadata.mock_delay_ms",
-                "limit_exceeded",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "metadata": {"mock_fail": ""}}),
-                "metadata.mock_fail",
-                "value_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "metadata": {"mock_fail": 3}}),
-                "metadata.mock_fail",
-                "type_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "metadata": {"mock_fail": "é".repeat(513)}}),
-                "metadata.mock_fail",
-                "limit_exceeded",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "metadata": {"mock_fail_times": 1.5}}),
-                "metadata.mock_fail_times",
-                "value_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "metadata": {"mock_fail_times": "-1"}}),
-                "metadata.mock_fail_times",
-                "value_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "metadata": {"mock_fail_times": 1001}}),
-                "metadata.mock_fail_times",
-                "limit_exceeded",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "enable_events": "yes"}),
-                "enable_events",
-                "type_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "source_policy": "x"}),
-                "source_policy",
-                "type_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "source_policy": {"include_domains": "a.com"}}),
-                "source_policy.include_domains",
-                "type_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "source_policy": {"exclude_domains": ["a.com", 3]}}),
-                "source_policy.exclude_domains[1]",
-                "type_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "source_policy": {"after_date": "2024-02-30"}}),
-                "source_policy.after_date",
-                "value_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "source_policy": {"after_date": "24-01-01"}}),
-                "source_policy.after_date",
-                "value_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "source_policy": {"include_domains": vec!["a.com"; 150], "exclude_domains": vec!["b.com"; 51]}}),
-                "source_policy",
-                "limit_exceeded",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "advanced_settings": []}),
-                "advanced_settings",
-                "type_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "mcp_servers": {}}),
-                "mcp_servers",
-                "type_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "mcp_servers": [5]}),
-                "mcp_servers[0]",
-                "type_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "mcp_servers": [{"url": "https://m"}]}),
-                "mcp_servers[0].name",
-                "missing",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "mcp_servers": [{"name": "m", "url": 1}]}),
-                "mcp_servers[0].url",
-                "type_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "mcp_servers": [{"name": "m", "url": "u", "type": "stdio"}]}),
-                "mcp_servers[0].type",
-                "value_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "mcp_servers": [{"name": "m", "url": "u", "headers": {"a": 1}}]}),
-                "mcp_servers[0].headers.a",
-                "type_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "mcp_servers": [{"name": "m", "url": "u", "allowed_tools": [true]}]}),
-                "mcp_servers[0].allowed_tools[0]",
-                "type_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "memory_scope_key": 5}),
-                "memory_scope_key",
-                "type_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "previous_interaction_id": {}}),
-                "previous_interaction_id",
-                "type_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "webhook": "https://h"}),
-                "webhook",
-                "type_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "webhook": {}}),
-                "webhook.url",
-                "missing",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "webhook": {"url": "ftp://h/x"}}),
-                "webhook.url",
-                "value_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "webhook": {"url": "https://"}}),
-                "webhook.url",
-                "value_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "webhook": {"url": format!("https://h/{}", "a".repeat(2048))}}),
-                "webhook.url",
-                "limit_exceeded",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "webhook": {"url": "https://h", "event_types": ["task_run.state"]}}),
-                "webhook.event_types[0]",
-                "value_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "webhook": {"url": "https://h", "event_types": "task_run.status"}}),
-                "webhook.event_types",
-                "type_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "task_spec": "text"}),
-                "task_spec",
-                "type_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "task_spec": {}}),
-                "task_spec.output_schema",
-                "missing",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "task_spec": {"output_schema": 5}}),
-                "task_spec.output_schema",
-                "type_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "task_spec": {"output_schema": {"type": "xml"}}}),
-                "task_spec.output_schema.type",
-                "value_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "task_spec": {"output_schema": {"type": 3}}}),
-                "task_spec.output_schema.type",
-                "type_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "task_spec": {"output_schema": "s", "input_schema": {"type": "auto"}}}),
-                "task_spec.input_schema.type",
-                "value_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "task_spec": {"output_schema": {"type": "json"}}}),
-                "task_spec.output_schema.json_schema",
-                "missing",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "task_spec": {"output_schema": {"type": "json", "json_schema": "{}"}}}),
-                "task_spec.output_schema.json_schema",
-                "type_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "task_spec": {"output_schema": {"json_schema": null}}}),
-                "task_spec.output_schema.json_schema",
-                "type_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "task_spec": json_spec(json!({"type": "array"}))}),
-                "task_spec.output_schema.json_schema.type",
-                "value_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "task_spec": {"output_schema": {"type": "text", "description": 5}}}),
-                "task_spec.output_schema.description",
-                "type_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "task_spec": json_spec(json!({"type": "object", "properties": {"a": {"type": "strin"}}}))}),
-                "task_spec.output_schema.json_schema",
-                "value_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "task_spec": json_spec(json!({"type": "object", "properties": {"a": {"$ref": "https://example.com/a.json"}}}))}),
-                "task_spec.output_schema.json_schema",
-                "value_error",
-            ),
-            (
-                json!({"input": "x", "processor": "core", "task_spec": {"output_schema": "s", "input_schema": {"type": "json", "json_schema": {"minimum": "zero"}}}}),
-                "task_spec.input_schema.json_schema",
-                "value_error",
-            ),
         ];
-        assert!(table.len() >= 30);
-        for (body, loc, kind) in table {
+        let with_fields: Vec<(Value, &str, &str)> = vec![
+            (json!({"input": null}), "input", "missing"),
+            (json!({"input": 5}), "input", "type_error"),
+            (json!({"input": ["a"]}), "input", "type_error"),
+            (json!({"processor": 7}), "processor", "type_error"),
+            (json!({"processor": "cor"}), "processor", "unknown_processor"),
+            (json!({"processor": "Core"}), "processor", "unknown_processor"),
+            (json!({"metadata": []}), "metadata", "type_error"),
+            (json!({"metadata": {"a": null}}), "metadata.a", "value_error"),
+            (json!({"metadata": {"a": {}}}), "metadata.a", "value_error"),
+            (json!({"metadata": {"a": [1]}}), "metadata.a", "value_error"),
+            (json!({"metadata": long_key_metadata}), &long_key_loc, "limit_exceeded"),
+            (json!({"metadata": {"a": "v".repeat(513)}}), "metadata.a", "limit_exceeded"),
+            (json!({"metadata": {"mock_delay": 1}}), "metadata.mock_delay", "value_error"),
+            (json!({"metadata": {"mock_delay_ms": -1}}), "metadata.mock_delay_ms", "value_error"),
+            (json!({"metadata": {"mock_delay_ms": "soon"}}), "metadata.mock_delay_ms", "value_error"),
+            (json!({"metadata": {"mock_delay_ms": 86_400_001}}), "metadata.mock_delay_ms", "limit_exceeded"),
+            (json!({"metadata": {"mock_fail": ""}}), "metadata.mock_fail", "value_error"),
+            (json!({"metadata": {"mock_fail": 3}}), "metadata.mock_fail", "type_error"),
+            (json!({"metadata": {"mock_fail": "é".repeat(513)}}), "metadata.mock_fail", "limit_exceeded"),
+            (json!({"metadata": {"mock_fail_times": 1.5}}), "metadata.mock_fail_times", "value_error"),
+            (json!({"metadata": {"mock_fail_times": "-1"}}), "metadata.mock_fail_times", "value_error"),
+            (json!({"metadata": {"mock_fail_times": 1001}}), "metadata.mock_fail_times", "limit_exceeded"),
+            (json!({"enable_events": "yes"}), "enable_events", "type_error"),
+            (json!({"source_policy": "x"}), "source_policy", "type_error"),
+            (json!({"source_policy": {"include_domains": "a.com"}}), "source_policy.include_domains", "type_error"),
+            (json!({"source_policy": {"exclude_domains": ["a", 3]}}), "source_policy.exclude_domains[1]", "type_error"),
+            (json!({"source_policy": {"after_date": "2024-02-30"}}), "source_policy.after_date", "value_error"),
+            (json!({"source_policy": {"after_date": "24-01-01"}}), "source_policy.after_date", "value_error"),
+            (json!({"source_policy": too_many_domains}), "source_policy", "limit_exceeded"),
+            (json!({"advanced_settings": []}), "advanced_settings", "type_error"),
+            (json!({"mcp_servers": {}}), "mcp_servers", "type_error"),
+            (json!({"mcp_servers": [5]}), "mcp_servers[0]", "type_error"),
+            (json!({"mcp_servers": [{"url": "https://m"}]}), "mcp_servers[0].name", "missing"),
+            (json!({"mcp_servers": [{"name": "m", "url": 1}]}), "mcp_servers[0].url", "type_error"),
+            (json!({"mcp_servers": [{"name": "m", "url": "u", "type": "stdio"}]}), "mcp_servers[0].type", "value_error"),
+            (json!({"mcp_servers": [{"name": "m", "url": "u", "headers": {"a": 1}}]}), "mcp_servers[0].headers.a", "type_error"),
+            (json!({"mcp_servers": [{"name": "m", "url": "u", "allowed_tools": [true]}]}), "mcp_servers[0].allowed_tools[0]", "type_error"),
+            (json!({"memory_scope_key": 5}), "memory_scope_key", "type_error"),
+            (json!({"previous_interaction_id": {}}), "previous_interaction_id", "type_error"),
+            (json!({"webhook": "https://h"}), "webhook", "type_error"),
+            (json!({"webhook": {}}), "webhook.url", "missing"),
+            (json!({"webhook": {"url": "ftp://h/x"}}), "webhook.url", "value_error"),
+            (json!({"webhook": {"url": "https://"}}), "webhook.url", "value_error"),
+            (json!({"webhook": {"url": long_url}}), "webhook.url", "limit_exceeded"),
+            (json!({"webhook": {"url": "https://h", "event_types": ["task_run.state"]}}), "webhook.event_types[0]", "value_error"),
+            (json!({"webhook": {"url": "https://h", "event_types": "task_run.status"}}), "webhook.event_types", "type_error"),
+            (json!({"task_spec": "text"}), "task_spec", "type_error"),
+            (json!({"task_spec": {}}), "task_spec.output_schema", "missing"),
+            (json!({"task_spec": {"output_schema": 5}}), "task_spec.output_schema", "type_error"),
+            (json!({"task_spec": xml}), "task_spec.output_schema.type", "value_error"),
+            (json!({"task_spec": {"output_schema": {"type": 3}}}), "task_spec.output_schema.type", "type_error"),
+            (json!({"task_spec": {"output_schema": "s", "input_schema": {"type": "auto"}}}), "task_spec.input_schema.type", "value_error"),
+            (json!({"task_spec": {"output_schema": {"type": "json"}}}), "task_spec.output_schema.json_schema", "missing"),
+            (json!({"task_spec": {"output_schema": {"type": "json", "json_schema": "{}"}}}), "task_spec.output_schema.json_schema", "type_error"),
+            (json!({"task_spec": {"output_schema": {"json_schema": null}}}), "task_spec.output_schema.json_schema", "type_error"),
+            (json!({"task_spec": array_output}), "task_spec.output_schema.json_schema.type", "value_error"),
+            (json!({"task_spec": {"output_schema": {"description": 5}}}), "task_spec.output_schema.description", "type_error"),
+            (json!({"task_spec": typo_schema}), "task_spec.output_schema.json_schema", "value_error"),
+            (json!({"task_spec": remote_ref}), "task_spec.output_schema.json_schema", "value_error"),
+            (json!({"task_spec": bad_input_schema}), "task_spec.input_schema.json_schema", "value_error"),
+        ];
+        assert!(whole_bodies.len() + with_fields.len() >= 30);
+        for (body, loc, kind) in whole_bodies {
             check_run_problem(body, loc, kind);
+        }
+        for (fields, loc, kind) in with_fields {
+            check_run_problem(run_with(fields), loc, kind);
         }
     }
 

@@ -5,12 +5,14 @@
 //! against it; for text, text; for auto, a small object plus the schema it
 //! chose. It reads no clock, no environment and no randomness of its own.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::{Processor, ProcessorError, RunContext};
-use crate::model::{Output, TaskSpec};
+use crate::limits::{JSON_DEPTH_MAX, SCHEMA_DEPTH_MAX};
+use crate::model::{Citation, FieldBasis, JsonObject, Output, SchemaKind, TaskSpec};
 
 /// The deterministic stand-in for every hosted processor name.
 #[derive(Debug, Clone, Default)]
@@ -63,7 +65,2398 @@ pub(crate) fn fnv1a(parts: &[&[u8]]) -> u64 {
 }
 
 /// The mock's output for a request. Pure: depends on its arguments only.
+///
+/// Every choice comes from one seed over the processor name, the input and
+/// the task spec, so a different input gives different content and the same
+/// request gives the same bytes.
 pub fn mock_output(processor: &str, input: &Value, task_spec: &TaskSpec) -> Output {
-    let _ = (processor, input, task_spec);
-    unimplemented!("generator is being written")
+    let spec = serde_json::to_string(task_spec).unwrap_or_default();
+    let seed = fnv1a(&[
+        processor.as_bytes(),
+        input.to_string().as_bytes(),
+        spec.as_bytes(),
+    ]);
+    match SchemaKind::of(&task_spec.output_schema) {
+        SchemaKind::Json(schema) => {
+            let content = json_content(schema, input, seed);
+            Output::Json {
+                basis: basis_of(&content, seed),
+                content,
+                output_schema: None,
+                mcp_tool_calls: None,
+                beta_fields: None,
+            }
+        }
+        SchemaKind::Text(description) => {
+            let content = text_content(processor, input, description, seed);
+            let basis = vec![field_basis(seed, "output", &Value::String(content.clone()))];
+            Output::Text {
+                content,
+                basis,
+                mcp_tool_calls: None,
+                beta_fields: None,
+            }
+        }
+        SchemaKind::Auto => {
+            let (content, schema) = auto_content(input, seed);
+            Output::Json {
+                basis: basis_of(&content, seed),
+                content,
+                output_schema: Some(schema),
+                mcp_tool_calls: None,
+                beta_fields: None,
+            }
+        }
+    }
+}
+
+/// Schema nesting (subschemas and `$ref` hops) past which values shrink to
+/// the smallest valid shape, so recursive schemas end.
+const MINIMAL_DEPTH: usize = SCHEMA_DEPTH_MAX;
+
+/// Schema nesting past which the generator stops descending at all. Twice
+/// the soft limit leaves room for the required fields of minimal values.
+const HARD_DEPTH: usize = 2 * SCHEMA_DEPTH_MAX;
+
+/// Subschemas visited per attempt. Depth alone does not bound the work: a
+/// chain of `$defs` that each use the next twice doubles it per level.
+const WORK_MAX: usize = 25_000;
+
+/// Items of one array and keys of one object that `minItems` or
+/// `minProperties` can ask for; past it the output is not valid anyway.
+const ITEMS_MAX: usize = 1_000;
+
+/// Characters `minLength` can ask for.
+const STRING_CHARS_MAX: usize = 16_384;
+
+/// Generation attempts when the first one may not validate: branch and enum
+/// rotations, then minimal values.
+const VARIANTS: u32 = 4;
+
+/// The variant that makes minimal values everywhere.
+const MINIMAL_VARIANT: u32 = 3;
+
+const CONFIDENCE: [&str; 3] = ["low", "medium", "high"];
+
+/// Keywords that only annotate; merging ignores them.
+const ANNOTATIONS: [&str; 17] = [
+    "title",
+    "description",
+    "default",
+    "examples",
+    "$comment",
+    "$schema",
+    "$id",
+    "$defs",
+    "definitions",
+    "$anchor",
+    "$dynamicAnchor",
+    "$vocabulary",
+    "deprecated",
+    "readOnly",
+    "writeOnly",
+    "discriminator",
+    "contentMediaType",
+];
+
+/// Keywords whose constraint the generator does not try to meet; a value
+/// under one of them is checked against the whole schema afterwards.
+const UNCHECKED: [&str; 7] = [
+    "dependentSchemas",
+    "propertyNames",
+    "patternProperties",
+    "unevaluatedProperties",
+    "unevaluatedItems",
+    "$dynamicRef",
+    "$recursiveRef",
+];
+
+const OBJECT_KEYWORDS: [&str; 10] = [
+    "properties",
+    "required",
+    "additionalProperties",
+    "patternProperties",
+    "minProperties",
+    "maxProperties",
+    "propertyNames",
+    "dependentRequired",
+    "dependentSchemas",
+    "unevaluatedProperties",
+];
+
+const ARRAY_KEYWORDS: [&str; 8] = [
+    "items",
+    "prefixItems",
+    "additionalItems",
+    "minItems",
+    "maxItems",
+    "contains",
+    "uniqueItems",
+    "unevaluatedItems",
+];
+
+const NUMBER_KEYWORDS: [&str; 5] = [
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "multipleOf",
+];
+
+/// Stands in for an absent subschema, which allows anything.
+static ANY: Value = Value::Bool(true);
+
+/// Content that validates against `schema`, or the generator's best try for
+/// schemas it cannot satisfy (the run then fails output validation, as it
+/// would with a real processor).
+///
+/// Most schemas need one pass. When the generator met a keyword it does not
+/// solve (`oneOf`, `not`, a pattern no candidate matched, ...) it says so,
+/// and the content is checked with `jsonschema`; failing variants are
+/// retried with other branch and enum choices, then with minimal values.
+fn json_content(schema: &Value, input: &Value, seed: u64) -> JsonObject {
+    let mut checks = Checks::new();
+    let mut checker: Option<Option<jsonschema::Validator>> = None;
+    let mut first: Option<JsonObject> = None;
+    let mut variant = 0;
+    while variant < VARIANTS {
+        let mut generator = Generator::new(schema, seed, variant, input.as_object(), &mut checks);
+        let content = generator.root();
+        if !generator.uncertain {
+            return content;
+        }
+        variant += 1;
+        if generator.exhausted() {
+            // Out of budget: only smaller values can help, and checking a
+            // value that big is slow.
+            if first.is_none() {
+                first = Some(content);
+            }
+            if variant > MINIMAL_VARIANT {
+                break;
+            }
+            variant = MINIMAL_VARIANT;
+            continue;
+        }
+        let checker = checker.get_or_insert_with(|| {
+            // The validator's compiler recurses once per level, so a schema
+            // deeper than any request body (which the API refuses before a
+            // run exists) could overflow the stack.
+            if deeper_than(schema, JSON_DEPTH_MAX) {
+                return None;
+            }
+            jsonschema::options()
+                .should_validate_formats(true)
+                .build(schema)
+                .ok()
+        });
+        let Some(checker) = checker else {
+            // Nothing to check against (e.g. a remote `$ref`): the first
+            // attempt is as good as any.
+            return content;
+        };
+        let content = Value::Object(content);
+        if checker.is_valid(&content) {
+            return into_object(content);
+        }
+        if first.is_none() {
+            first = Some(into_object(content));
+        }
+    }
+    first.unwrap_or_default()
+}
+
+/// Whether `value` nests more than `limit` arrays and objects deep; walks
+/// with its own stack, so any depth is safe.
+fn deeper_than(value: &Value, limit: usize) -> bool {
+    let mut stack = vec![(value, 0usize)];
+    while let Some((value, depth)) = stack.pop() {
+        match value {
+            Value::Array(_) | Value::Object(_) if depth >= limit => return true,
+            Value::Array(items) => stack.extend(items.iter().map(|item| (item, depth + 1))),
+            Value::Object(object) => stack.extend(object.values().map(|item| (item, depth + 1))),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Whether every `$ref` under `schema` points into `$defs` or
+/// `definitions`.
+fn refs_into_defs(schema: Option<&Value>) -> bool {
+    let mut stack: Vec<&Value> = schema.into_iter().collect();
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::Array(items) => stack.extend(items),
+            Value::Object(object) => {
+                for (key, value) in object {
+                    let local = match (key.as_str(), value) {
+                        ("$ref", Value::String(reference)) => {
+                            reference.starts_with("#/$defs/")
+                                || reference.starts_with("#/definitions/")
+                        }
+                        ("$ref" | "$dynamicRef" | "$recursiveRef", _) => false,
+                        _ => true,
+                    };
+                    if !local {
+                        return false;
+                    }
+                    stack.push(value);
+                }
+            }
+            _ => {}
+        }
+    }
+    true
+}
+
+fn into_object(value: Value) -> JsonObject {
+    match value {
+        Value::Object(object) => object,
+        other => {
+            let mut object = JsonObject::new();
+            object.insert("value".to_string(), other);
+            object
+        }
+    }
+}
+
+/// Compiled validators of patterns and subschemas, shared by the attempts
+/// of one request; `None` for those that cannot be checked.
+type Checks = HashMap<String, Option<jsonschema::Validator>>;
+
+/// Where a value goes: its field name (for plausible strings), its path
+/// (for the per-value seed) and what the input offers for it.
+struct Slot<'s> {
+    name: &'s str,
+    path: &'s str,
+    /// The input's value of the same name, offered for top-level fields.
+    echo: Option<&'s Value>,
+    /// The top-level value, which must be an object.
+    root: bool,
+}
+
+/// A schema with its `$ref` and `allOf` merged in.
+#[derive(Default)]
+struct Flat {
+    schema: JsonObject,
+    /// The `$ref`s followed, kept on the generator's stack while the value
+    /// under this schema is made.
+    refs: Vec<String>,
+    /// A followed `$ref` is already being expanded further up.
+    recursive: bool,
+    /// A `false` schema was merged in: no value can validate.
+    never: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Null,
+    Boolean,
+    Integer,
+    Number,
+    String,
+    Array,
+    Object,
+}
+
+impl Kind {
+    fn parse(name: &str) -> Option<Kind> {
+        Some(match name {
+            "null" => Kind::Null,
+            "boolean" => Kind::Boolean,
+            "integer" => Kind::Integer,
+            "number" => Kind::Number,
+            "string" => Kind::String,
+            "array" => Kind::Array,
+            "object" => Kind::Object,
+            _ => return None,
+        })
+    }
+}
+
+struct Generator<'a> {
+    root: &'a Value,
+    seed: u64,
+    variant: u32,
+    input: Option<&'a JsonObject>,
+    /// `$ref`s being expanded by the values under construction. `#` is
+    /// there from the start: the root is being expanded.
+    refs: Vec<String>,
+    work: usize,
+    /// The value may not validate; see [`json_content`].
+    uncertain: bool,
+    checks: &'a mut Checks,
+    /// Whether every `$ref` of the document points into `$defs` or
+    /// `definitions`, so subschemas can be checked on their own.
+    defs_only: Option<bool>,
+}
+
+impl<'a> Generator<'a> {
+    fn new(
+        root: &'a Value,
+        seed: u64,
+        variant: u32,
+        input: Option<&'a JsonObject>,
+        checks: &'a mut Checks,
+    ) -> Generator<'a> {
+        Generator {
+            root,
+            seed,
+            variant,
+            input,
+            refs: vec!["#".to_string()],
+            work: 0,
+            uncertain: false,
+            checks,
+            defs_only: None,
+        }
+    }
+
+    fn root(&mut self) -> JsonObject {
+        let slot = Slot {
+            name: "",
+            path: "",
+            echo: None,
+            root: true,
+        };
+        let minimal = self.variant == MINIMAL_VARIANT;
+        match self.generate(self.root, &slot, 0, minimal) {
+            Value::Object(object) => object,
+            other => {
+                self.uncertain = true;
+                into_object(other)
+            }
+        }
+    }
+
+    /// A per-value hash: the request's seed, the value's path, a salt that
+    /// tells apart the uses within one value, and the variant, so that a
+    /// retry draws other numbers and strings too.
+    fn hash(&self, path: &str, salt: u8) -> u64 {
+        fnv1a(&[
+            &self.seed.to_le_bytes(),
+            path.as_bytes(),
+            &[salt],
+            &self.variant.to_le_bytes(),
+        ])
+    }
+
+    fn exhausted(&self) -> bool {
+        self.work > WORK_MAX
+    }
+
+    fn generate(&mut self, schema: &Value, slot: &Slot<'_>, depth: usize, minimal: bool) -> Value {
+        self.work += 1;
+        if depth >= HARD_DEPTH || self.exhausted() {
+            self.uncertain = true;
+            return self.smallest(schema);
+        }
+        let object = match schema {
+            Value::Object(object) => object,
+            Value::Bool(false) => {
+                self.uncertain = true;
+                return Value::Null;
+            }
+            // `true`, and anything malformed that slipped past validation,
+            // allows any value.
+            _ => return self.generate_flat(&JsonObject::new(), slot, depth, minimal),
+        };
+        if !object.contains_key("$ref") && !object.contains_key("allOf") {
+            return self.generate_flat(object, slot, depth, minimal || depth >= MINIMAL_DEPTH);
+        }
+        let mut flat = Flat::default();
+        self.flatten_into(object, depth, &mut flat);
+        if flat.never {
+            self.uncertain = true;
+            return Value::Null;
+        }
+        let minimal = minimal || flat.recursive || depth >= MINIMAL_DEPTH;
+        let pushed = flat.refs.len();
+        self.refs.append(&mut flat.refs);
+        let value = self.generate_flat(&flat.schema, slot, depth, minimal);
+        self.refs.truncate(self.refs.len().saturating_sub(pushed));
+        value
+    }
+
+    /// Merges `object`, its `$ref` target and its `allOf` branches into one
+    /// schema, in that order, so the object's own properties come first.
+    fn flatten_into(&mut self, object: &JsonObject, depth: usize, out: &mut Flat) {
+        self.work += 1;
+        if depth >= HARD_DEPTH || self.exhausted() {
+            self.uncertain = true;
+            return;
+        }
+        merge_into(&mut out.schema, object, &mut self.uncertain);
+        match object.get("$ref") {
+            None => {}
+            // Already merged here: a diamond of `allOf`s, or a `$ref` that
+            // names itself. Merging again adds nothing.
+            Some(Value::String(reference)) if out.refs.contains(reference) => {}
+            Some(Value::String(reference)) => match self.resolve(reference) {
+                Some(target) => {
+                    if self.refs.contains(reference) {
+                        out.recursive = true;
+                    }
+                    out.refs.push(reference.clone());
+                    self.flatten_value(target, depth + 1, out);
+                }
+                None => self.uncertain = true,
+            },
+            Some(_) => self.uncertain = true,
+        }
+        if let Some(Value::Array(branches)) = object.get("allOf") {
+            for branch in branches {
+                self.flatten_value(branch, depth + 1, out);
+            }
+        }
+    }
+
+    fn flatten_value(&mut self, schema: &Value, depth: usize, out: &mut Flat) {
+        match schema {
+            Value::Object(object) => self.flatten_into(object, depth, out),
+            Value::Bool(false) => out.never = true,
+            _ => {}
+        }
+    }
+
+    /// The target of a local `$ref`: `#`, a JSON pointer such as
+    /// `#/$defs/Item` or `#/definitions/Item`, optionally after the root's
+    /// own `$id`. Anchors and other documents are not followed.
+    fn resolve(&self, reference: &str) -> Option<&'a Value> {
+        let root = self.root;
+        let (base, fragment) = reference.split_once('#').unwrap_or((reference, ""));
+        if !base.is_empty() {
+            let id = root.get("$id").and_then(Value::as_str)?;
+            if id.trim_end_matches('#') != base {
+                return None;
+            }
+        }
+        if fragment.is_empty() {
+            return Some(root);
+        }
+        if !fragment.starts_with('/') {
+            return None;
+        }
+        root.pointer(&percent_decode(fragment))
+    }
+
+    /// The smallest value of a schema, without descending into it: what
+    /// the generator makes once it is past every limit.
+    fn smallest(&self, schema: &Value) -> Value {
+        let mut schema = schema;
+        for _ in 0..8 {
+            match schema
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|reference| self.resolve(reference))
+            {
+                Some(target) => schema = target,
+                None => break,
+            }
+        }
+        let Some(object) = schema.as_object() else {
+            return Value::Null;
+        };
+        if let Some(value) = object.get("const") {
+            return value.clone();
+        }
+        if let Some(Value::Array(options)) = object.get("enum") {
+            return options.first().cloned().unwrap_or(Value::Null);
+        }
+        let kinds = kinds_of(object).unwrap_or_default();
+        if kinds.contains(&Kind::Null) {
+            return Value::Null;
+        }
+        match kinds.first() {
+            Some(Kind::Object) => Value::Object(JsonObject::new()),
+            Some(Kind::Array) => Value::Array(Vec::new()),
+            Some(Kind::String) => {
+                let length = usize_of(object.get("minLength"))
+                    .unwrap_or(0)
+                    .min(STRING_CHARS_MAX);
+                Value::String("x".repeat(length))
+            }
+            Some(Kind::Integer | Kind::Number) => Value::from(0),
+            Some(Kind::Boolean) => Value::Bool(false),
+            Some(Kind::Null) | None => Value::Null,
+        }
+    }
+
+    /// A value for a schema with no `$ref` or `allOf` left at its top.
+    fn generate_flat(
+        &mut self,
+        schema: &JsonObject,
+        slot: &Slot<'_>,
+        depth: usize,
+        minimal: bool,
+    ) -> Value {
+        if let Some(value) = slot.echo {
+            if echo_fits(schema, value) {
+                return value.clone();
+            }
+        }
+        if let Some(value) = schema.get("const") {
+            return value.clone();
+        }
+        if let Some(forbidden) = schema.get("not") {
+            return self.generate_not(schema, forbidden, slot, depth, minimal);
+        }
+        if let Some(condition) = schema.get("if") {
+            return self.generate_if(schema, condition, slot, depth, minimal);
+        }
+        if let Some(Value::Array(branches)) = schema.get("oneOf") {
+            if !branches.is_empty() {
+                return self.generate_one_of(schema, branches, slot, depth, minimal);
+            }
+        }
+        if let Some(Value::Array(branches)) = schema.get("anyOf") {
+            if let Some(&index) = self.branch_order(branches, minimal).first() {
+                return self.generate_branch(
+                    schema,
+                    "anyOf",
+                    &branches[index],
+                    slot,
+                    depth,
+                    minimal,
+                );
+            }
+        }
+        if let Some(Value::Array(options)) = schema.get("enum") {
+            return self.pick_enum(schema, options, slot, minimal);
+        }
+        if UNCHECKED
+            .iter()
+            .any(|keyword| schema.contains_key(*keyword))
+            || schema
+                .get("dependencies")
+                .and_then(Value::as_object)
+                .is_some_and(|dependencies| dependencies.values().any(Value::is_object))
+        {
+            self.uncertain = true;
+        }
+        match self.pick_kind(schema, slot, minimal) {
+            Kind::Null => Value::Null,
+            Kind::Boolean => Value::Bool(self.hash(slot.path, 1) & 1 == 1),
+            Kind::Integer => self.number(schema, true, slot),
+            Kind::Number => self.number(schema, false, slot),
+            Kind::String => Value::String(self.string(schema, slot)),
+            Kind::Array => self.array(schema, slot, depth, minimal),
+            Kind::Object => Value::Object(self.object(schema, slot, depth, minimal)),
+        }
+    }
+
+    /// A value for one branch of `keyword` (`anyOf` or `oneOf`), which
+    /// applies together with its siblings: they are merged.
+    fn generate_branch(
+        &mut self,
+        schema: &JsonObject,
+        keyword: &str,
+        branch: &Value,
+        slot: &Slot<'_>,
+        depth: usize,
+        minimal: bool,
+    ) -> Value {
+        let mut merged = schema.clone();
+        merged.remove(keyword);
+        merged.insert("allOf".to_string(), Value::Array(vec![branch.clone()]));
+        self.generate(&Value::Object(merged), slot, depth + 1, minimal)
+    }
+
+    /// Branches in the order to try them: those that allow more than null,
+    /// rotated by the variant, then null ones; for minimal values null
+    /// ones first.
+    fn branch_order(&self, branches: &[Value], minimal: bool) -> Vec<usize> {
+        let null_only = |branch: &Value| {
+            branch.get("type").and_then(Value::as_str) == Some("null")
+                || branch.get("const").is_some_and(Value::is_null)
+                || branch
+                    .get("enum")
+                    .and_then(Value::as_array)
+                    .is_some_and(|options| options.iter().all(Value::is_null))
+        };
+        let (nulls, mut others): (Vec<usize>, Vec<usize>) =
+            (0..branches.len()).partition(|&index| null_only(&branches[index]));
+        if !others.is_empty() {
+            let turn = self.variant as usize % others.len();
+            others.rotate_left(turn);
+        }
+        if minimal {
+            nulls.into_iter().chain(others).collect()
+        } else {
+            others.into_iter().chain(nulls).collect()
+        }
+    }
+
+    /// A value matching exactly one branch: branches may overlap, so each
+    /// try is checked against all of them.
+    fn generate_one_of(
+        &mut self,
+        schema: &JsonObject,
+        branches: &[Value],
+        slot: &Slot<'_>,
+        depth: usize,
+        minimal: bool,
+    ) -> Value {
+        let mut first = None;
+        for index in self.branch_order(branches, minimal).into_iter().take(4) {
+            let value =
+                self.generate_branch(schema, "oneOf", &branches[index], slot, depth, minimal);
+            if branches.len() == 1 {
+                return value;
+            }
+            let mut matched = Some(0);
+            for branch in branches {
+                matched = match (matched, self.matches(branch, &value)) {
+                    (Some(count), Some(hit)) => Some(count + usize::from(hit)),
+                    _ => None,
+                };
+            }
+            match matched {
+                Some(1) => return value,
+                Some(_) => {
+                    first.get_or_insert(value);
+                }
+                None => {
+                    self.uncertain = true;
+                    return value;
+                }
+            }
+        }
+        self.uncertain = true;
+        first.unwrap_or(Value::Null)
+    }
+
+    /// A value that does not match `forbidden`: values are drawn from other
+    /// paths until one does not.
+    fn generate_not(
+        &mut self,
+        schema: &JsonObject,
+        forbidden: &Value,
+        slot: &Slot<'_>,
+        depth: usize,
+        minimal: bool,
+    ) -> Value {
+        let mut allowed = schema.clone();
+        allowed.remove("not");
+        let mut value = Value::Null;
+        for attempt in 0..5 {
+            let path = match attempt {
+                0 => slot.path.to_string(),
+                _ => format!("{}~not{attempt}", slot.path),
+            };
+            let retry = Slot {
+                name: slot.name,
+                path: &path,
+                echo: slot.echo.filter(|_| attempt == 0),
+                root: slot.root,
+            };
+            value = self.generate_flat(&allowed, &retry, depth, minimal);
+            match self.matches(forbidden, &value) {
+                Some(false) => return value,
+                Some(true) => {}
+                None => break,
+            }
+        }
+        self.uncertain = true;
+        value
+    }
+
+    /// A value for `if`/`then`/`else`, built to match `if` and `then`
+    /// (odd variants: `else`, hoping not to match `if`), then checked.
+    fn generate_if(
+        &mut self,
+        schema: &JsonObject,
+        condition: &Value,
+        slot: &Slot<'_>,
+        depth: usize,
+        minimal: bool,
+    ) -> Value {
+        let mut rest = schema.clone();
+        rest.remove("if");
+        let then = rest.remove("then");
+        let otherwise = rest.remove("else");
+        let parts = match (&then, &otherwise) {
+            (Some(_), Some(otherwise)) if self.variant % 2 == 1 => vec![otherwise.clone()],
+            (Some(then), _) => vec![condition.clone(), then.clone()],
+            (None, Some(otherwise)) => vec![otherwise.clone()],
+            (None, None) => Vec::new(),
+        };
+        rest.insert("allOf".to_string(), Value::Array(parts));
+        let value = self.generate(&Value::Object(rest), slot, depth + 1, minimal);
+        let conditional = json!({
+            "if": condition,
+            "then": then.unwrap_or(Value::Bool(true)),
+            "else": otherwise.unwrap_or(Value::Bool(true)),
+        });
+        if self.matches(&conditional, &value) != Some(true) {
+            self.uncertain = true;
+        }
+        value
+    }
+
+    fn pick_enum(
+        &mut self,
+        schema: &JsonObject,
+        options: &[Value],
+        slot: &Slot<'_>,
+        minimal: bool,
+    ) -> Value {
+        let kinds = kinds_of(schema);
+        let mut pool: Vec<&Value> = options
+            .iter()
+            .filter(|option| {
+                kinds
+                    .as_ref()
+                    .is_none_or(|kinds| kinds.iter().any(|&kind| has_kind(option, kind)))
+            })
+            .collect();
+        if pool.is_empty() {
+            self.uncertain = true;
+            pool = options.iter().collect();
+        }
+        if pool.is_empty() {
+            return Value::Null;
+        }
+        if minimal {
+            let choice = pool
+                .iter()
+                .find(|option| option.is_null())
+                .unwrap_or(&pool[0]);
+            return (*choice).clone();
+        }
+        if pool.iter().any(|option| !option.is_null()) {
+            pool.retain(|option| !option.is_null());
+        }
+        let draw = self.hash(slot.path, 5);
+        pool[(draw % pool.len() as u64) as usize].clone()
+    }
+
+    fn pick_kind(&mut self, schema: &JsonObject, slot: &Slot<'_>, minimal: bool) -> Kind {
+        let kinds = match kinds_of(schema) {
+            Some(kinds) if !kinds.is_empty() => kinds,
+            declared => {
+                if declared.is_some() {
+                    // `type` names nothing we know: no value can match it.
+                    self.uncertain = true;
+                }
+                let has_any =
+                    |keywords: &[&str]| keywords.iter().any(|key| schema.contains_key(*key));
+                return if slot.root || has_any(&OBJECT_KEYWORDS) {
+                    Kind::Object
+                } else if has_any(&ARRAY_KEYWORDS) {
+                    Kind::Array
+                } else if has_any(&NUMBER_KEYWORDS) {
+                    Kind::Number
+                } else {
+                    // Also what an empty schema gets: a string reads best.
+                    Kind::String
+                };
+            }
+        };
+        if slot.root && kinds.contains(&Kind::Object) {
+            return Kind::Object;
+        }
+        if minimal {
+            // Cheapest first: a recursive schema ends soonest this way.
+            let order = [
+                Kind::Null,
+                Kind::Boolean,
+                Kind::Integer,
+                Kind::Number,
+                Kind::String,
+                Kind::Array,
+                Kind::Object,
+            ];
+            return order
+                .into_iter()
+                .find(|kind| kinds.contains(kind))
+                .unwrap_or(Kind::Null);
+        }
+        kinds
+            .iter()
+            .copied()
+            .find(|&kind| kind != Kind::Null)
+            .unwrap_or(Kind::Null)
+    }
+
+    fn number(&mut self, schema: &JsonObject, integer: bool, slot: &Slot<'_>) -> Value {
+        let bounds = Bounds::of(schema);
+        let hash = self.hash(slot.path, 2);
+        let whole = 1 + (hash % 100) as i64;
+        let target = if integer {
+            whole as f64
+        } else {
+            whole as f64 + [0.25, 0.5, 0.75][((hash >> 8) % 3) as usize]
+        };
+        let multiple = schema
+            .get("multipleOf")
+            .and_then(Value::as_f64)
+            .filter(|multiple| multiple.is_finite() && *multiple > 0.0);
+        let steps: Vec<Decimal> = match multiple {
+            Some(multiple) => {
+                let step = Decimal::of(multiple);
+                let step = if integer {
+                    step.and_then(Decimal::whole_multiple)
+                } else {
+                    step
+                };
+                step.into_iter().collect()
+            }
+            None if integer => vec![Decimal::new(1, 0)],
+            // Quarters read well; finer steps fit narrow ranges.
+            None => vec![Decimal::new(25, 2), Decimal::new(1, 2), Decimal::new(1, 6)],
+        };
+        for step in steps {
+            if let Some(value) = bounds.multiple_near(step, target) {
+                return value;
+            }
+        }
+        self.uncertain = true;
+        bounds.fallback(integer)
+    }
+
+    fn string(&mut self, schema: &JsonObject, slot: &Slot<'_>) -> String {
+        let min = usize_of(schema.get("minLength")).unwrap_or(0);
+        let max = usize_of(schema.get("maxLength"));
+        if min > STRING_CHARS_MAX || max.is_some_and(|max| max < min) {
+            self.uncertain = true;
+        }
+        let hash = self.hash(slot.path, 3);
+        let pattern = schema.get("pattern").and_then(Value::as_str);
+        if let Some(text) = schema
+            .get("format")
+            .and_then(Value::as_str)
+            .and_then(|format| formatted(format, hash))
+        {
+            let length = text.chars().count();
+            if pattern.is_some() || length < min || max.is_some_and(|max| length > max) {
+                // A formatted value has its own length and shape.
+                self.uncertain = true;
+            }
+            return text;
+        }
+        let name = if slot.name.is_empty() {
+            "value"
+        } else {
+            slot.name
+        };
+        let plain = fit_length(
+            format!("mock {name} {:06x}", hash & 0xff_ffff),
+            min,
+            max,
+            hash,
+        );
+        match pattern {
+            Some(pattern) => self.patterned(pattern, min, max, hash, plain),
+            None => plain,
+        }
+    }
+
+    /// A string for a `pattern`. Regular expressions are not solved in
+    /// general: candidates sampled from the pattern (a subset of ECMA-262
+    /// syntax: literals, classes, escapes, groups, alternation, quantifiers;
+    /// lookarounds and backreferences are skipped) and a few plain strings
+    /// are checked with the regex engine validation uses, and the first
+    /// match wins. When none matches, the value is flagged for the
+    /// whole-schema check and will most likely fail it.
+    fn patterned(
+        &mut self,
+        pattern: &str,
+        min: usize,
+        max: Option<usize>,
+        hash: u64,
+        plain: String,
+    ) -> String {
+        let mut candidates = Vec::new();
+        if let Some(regex) = Regex::parse(pattern) {
+            let shortest = regex.sample(hash, 0);
+            let need = min
+                .saturating_sub(shortest.chars().count())
+                .min(STRING_CHARS_MAX) as u32;
+            candidates.push(shortest);
+            for extra in [need, need.saturating_add(1), 1, 2, 4, 8, 16, 64] {
+                candidates.push(regex.sample(hash, extra));
+            }
+        }
+        candidates.push(plain);
+        for base in ["mock", "0", "a", "A"] {
+            candidates.push(fit_length(base.to_string(), min, max, hash));
+        }
+        let key = format!("pattern {min}:{max:?}:{pattern}");
+        let checker = self.checks.entry(key).or_insert_with(|| {
+            let mut check = json!({"type": "string", "pattern": pattern, "minLength": min});
+            if let Some(max) = max {
+                check["maxLength"] = Value::from(max);
+            }
+            jsonschema::validator_for(&check).ok()
+        });
+        if let Some(checker) = checker {
+            for candidate in &candidates {
+                if checker.is_valid(&Value::String(candidate.clone())) {
+                    return candidate.clone();
+                }
+            }
+        }
+        self.uncertain = true;
+        candidates.swap_remove(0)
+    }
+
+    fn array(
+        &mut self,
+        schema: &JsonObject,
+        slot: &Slot<'_>,
+        depth: usize,
+        minimal: bool,
+    ) -> Value {
+        // 2020-12 `prefixItems` + `items`, or the older array-form `items`
+        // + `additionalItems`.
+        let (prefix, rest): (&[Value], Option<&Value>) = match schema.get("items") {
+            Some(Value::Array(prefix)) => (prefix, schema.get("additionalItems")),
+            items => (
+                schema
+                    .get("prefixItems")
+                    .and_then(Value::as_array)
+                    .map_or(&[], Vec::as_slice),
+                items,
+            ),
+        };
+        let min = usize_of(schema.get("minItems")).unwrap_or(0);
+        let max = usize_of(schema.get("maxItems"));
+        let contains = schema.get("contains");
+        let min_contains = match contains {
+            Some(_) => usize_of(schema.get("minContains")).unwrap_or(1),
+            None => 0,
+        };
+        if schema.contains_key("maxContains") {
+            self.uncertain = true;
+        }
+        let mut count = if minimal {
+            min
+        } else {
+            min.max(1).max(prefix.len())
+        };
+        count = count.max(min_contains);
+        if let Some(max) = max {
+            count = count.min(max);
+        }
+        if matches!(rest, Some(Value::Bool(false))) {
+            count = count.min(prefix.len());
+        }
+        if count > ITEMS_MAX {
+            count = ITEMS_MAX;
+        }
+        if count < min || count < min_contains {
+            self.uncertain = true;
+        }
+        let unique = schema.get("uniqueItems") == Some(&Value::Bool(true));
+        let mut items: Vec<Value> = Vec::with_capacity(count);
+        for index in 0..count {
+            if self.exhausted() {
+                self.uncertain = true;
+                break;
+            }
+            let item = prefix.get(index).or(rest).unwrap_or(&ANY);
+            let merged;
+            let item = match contains {
+                Some(contains) if index < min_contains => {
+                    merged = json!({"allOf": [item, contains]});
+                    &merged
+                }
+                _ => item,
+            };
+            let mut value = Value::Null;
+            // Items come from their own paths, so they differ; a small enum
+            // or a boolean can still repeat, hence the retries.
+            for attempt in 0..5 {
+                let path = match attempt {
+                    0 => format!("{}.{index}", slot.path),
+                    _ => format!("{}.{index}~{attempt}", slot.path),
+                };
+                let child = Slot {
+                    name: slot.name,
+                    path: &path,
+                    echo: None,
+                    root: false,
+                };
+                value = self.generate(item, &child, depth + 1, minimal);
+                if !unique || !items.contains(&value) {
+                    break;
+                }
+            }
+            if unique && items.contains(&value) {
+                self.uncertain = true;
+            }
+            items.push(value);
+        }
+        Value::Array(items)
+    }
+
+    fn object(
+        &mut self,
+        schema: &JsonObject,
+        slot: &Slot<'_>,
+        depth: usize,
+        minimal: bool,
+    ) -> JsonObject {
+        let empty = JsonObject::new();
+        let properties = schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
+        let required: Vec<&str> = schema
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|names| names.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let additional = schema.get("additionalProperties");
+        let closed = matches!(additional, Some(Value::Bool(false)));
+        let extra = extra_schema(schema);
+        let mut out = JsonObject::new();
+        for (key, property) in properties {
+            let needed = required.contains(&key.as_str());
+            if minimal && !needed {
+                continue;
+            }
+            if property == &Value::Bool(false) {
+                if needed {
+                    self.uncertain = true;
+                }
+                continue;
+            }
+            let value = self.child(property, slot, key, depth, minimal);
+            out.insert(key.clone(), value);
+        }
+        for key in &required {
+            if !out.contains_key(*key) {
+                if closed {
+                    // Required yet not allowed: nothing satisfies both.
+                    self.uncertain = true;
+                }
+                let value = self.child(extra, slot, key, depth, minimal);
+                out.insert(key.to_string(), value);
+            }
+        }
+        self.dependent_required(schema, &mut out, slot, depth, minimal);
+        if !minimal
+            && properties.is_empty()
+            && out.is_empty()
+            && additional.is_some_and(Value::is_object)
+        {
+            // A map such as pydantic's `dict[str, int]`: one entry shows
+            // its shape better than none.
+            let value = self.child(extra, slot, "mock_key", depth, minimal);
+            out.insert("mock_key".to_string(), value);
+        }
+        let min = usize_of(schema.get("minProperties")).unwrap_or(0);
+        let mut number = 1;
+        while out.len() < min && !closed && out.len() < ITEMS_MAX && !self.exhausted() {
+            let key = format!("extra_{number}");
+            number += 1;
+            if out.contains_key(&key) {
+                continue;
+            }
+            let value = self.child(extra, slot, &key, depth, minimal);
+            out.insert(key, value);
+        }
+        if out.len() < min {
+            self.uncertain = true;
+        }
+        if let Some(max) = usize_of(schema.get("maxProperties")) {
+            while out.len() > max {
+                let optional = out
+                    .keys()
+                    .rev()
+                    .find(|key| !required.contains(&key.as_str()))
+                    .cloned();
+                match optional {
+                    Some(key) => {
+                        out.shift_remove(&key);
+                    }
+                    None => {
+                        self.uncertain = true;
+                        break;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Adds the keys that `dependentRequired` (or the array form of the
+    /// older `dependencies`) asks for once another key is present.
+    fn dependent_required(
+        &mut self,
+        schema: &JsonObject,
+        out: &mut JsonObject,
+        slot: &Slot<'_>,
+        depth: usize,
+        minimal: bool,
+    ) {
+        let properties = schema.get("properties").and_then(Value::as_object);
+        let mut rules: Vec<(&str, &str)> = Vec::new();
+        for keyword in ["dependentRequired", "dependencies"] {
+            if let Some(Value::Object(map)) = schema.get(keyword) {
+                for (key, names) in map {
+                    if let Value::Array(names) = names {
+                        rules.extend(
+                            names
+                                .iter()
+                                .filter_map(Value::as_str)
+                                .map(|name| (key.as_str(), name)),
+                        );
+                    }
+                }
+            }
+        }
+        // A key added here can itself have dependents; each pass adds at
+        // least one key, so as many passes as rules suffice.
+        for _ in 0..rules.len() {
+            let mut added = false;
+            for &(key, name) in &rules {
+                if out.contains_key(key) && !out.contains_key(name) {
+                    let property = properties
+                        .and_then(|properties| properties.get(name))
+                        .unwrap_or(extra_schema(schema));
+                    let value = self.child(property, slot, name, depth, minimal);
+                    out.insert(name.to_string(), value);
+                    added = true;
+                }
+            }
+            if !added {
+                break;
+            }
+        }
+    }
+
+    /// Whether `value` matches `schema`, a subschema of the document, as
+    /// validation judges it. `None` when that cannot be told apart from the
+    /// document: a `$ref` anywhere but into `$defs` or `definitions`, or a
+    /// schema that does not compile.
+    fn matches(&mut self, schema: &Value, value: &Value) -> Option<bool> {
+        let root = self.root;
+        let defs_only = *self.defs_only.get_or_insert_with(|| {
+            !deeper_than(root, JSON_DEPTH_MAX)
+                && refs_into_defs(root.get("$defs"))
+                && refs_into_defs(root.get("definitions"))
+        });
+        if !defs_only || deeper_than(schema, JSON_DEPTH_MAX) || !refs_into_defs(Some(schema)) {
+            return None;
+        }
+        let checker = self
+            .checks
+            .entry(format!("schema {schema}"))
+            .or_insert_with(|| {
+                // The subschema under a root that has the document's
+                // definitions, so its `$ref`s resolve as in the document.
+                let mut document = JsonObject::new();
+                for keyword in ["$schema", "$defs", "definitions"] {
+                    if let Some(value) = root.get(keyword) {
+                        document.insert(keyword.to_string(), value.clone());
+                    }
+                }
+                document.insert("allOf".to_string(), Value::Array(vec![schema.clone()]));
+                jsonschema::options()
+                    .should_validate_formats(true)
+                    .build(&Value::Object(document))
+                    .ok()
+            });
+        checker.as_ref().map(|checker| checker.is_valid(value))
+    }
+
+    /// The value of property `key` of the object in `slot`.
+    fn child(
+        &mut self,
+        schema: &Value,
+        slot: &Slot<'_>,
+        key: &str,
+        depth: usize,
+        minimal: bool,
+    ) -> Value {
+        let path = if slot.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", slot.path)
+        };
+        let input = self.input;
+        let echo = if slot.root {
+            input.and_then(|input| input.get(key))
+        } else {
+            None
+        };
+        let child = Slot {
+            name: key,
+            path: &path,
+            echo,
+            root: false,
+        };
+        self.generate(schema, &child, depth + 1, minimal)
+    }
+}
+
+/// The schema of keys that `properties` does not name.
+fn extra_schema(schema: &JsonObject) -> &Value {
+    match schema.get("additionalProperties") {
+        Some(extra @ Value::Object(_)) => extra,
+        _ => &ANY,
+    }
+}
+
+/// Merges the constraints of `other` into `target`, so that a value meeting
+/// the result meets both (for the keywords handled; other conflicts set
+/// `uncertain`). `$ref`, `allOf` and annotations are left out: the caller
+/// follows the first two, and the last constrain nothing.
+fn merge_into(target: &mut JsonObject, other: &JsonObject, uncertain: &mut bool) {
+    // A closed object in `allOf` rejects the properties its siblings add,
+    // which a merged schema allows.
+    let closed =
+        |schema: &JsonObject| schema.get("additionalProperties") == Some(&Value::Bool(false));
+    if (closed(target) || closed(other))
+        && target.contains_key("properties")
+        && other.contains_key("properties")
+    {
+        *uncertain = true;
+    }
+    for (key, value) in other {
+        let key = key.as_str();
+        if key == "$ref" || key == "allOf" || ANNOTATIONS.contains(&key) {
+            continue;
+        }
+        let Some(existing) = target.get_mut(key) else {
+            target.insert(key.to_string(), value.clone());
+            continue;
+        };
+        if existing == value {
+            continue;
+        }
+        match key {
+            "properties" | "patternProperties" | "dependentSchemas" => {
+                match (existing.as_object_mut(), value.as_object()) {
+                    (Some(existing), Some(value)) => {
+                        for (name, schema) in value {
+                            match existing.get_mut(name) {
+                                Some(mine) if mine != schema => {
+                                    *mine = json!({"allOf": [mine.take(), schema]});
+                                }
+                                Some(_) => {}
+                                None => {
+                                    existing.insert(name.clone(), schema.clone());
+                                }
+                            }
+                        }
+                    }
+                    _ => *uncertain = true,
+                }
+            }
+            "required" => {
+                if let (Some(existing), Some(value)) = (existing.as_array_mut(), value.as_array()) {
+                    for name in value {
+                        if !existing.contains(name) {
+                            existing.push(name.clone());
+                        }
+                    }
+                }
+            }
+            "type" => {
+                let mine = kinds_of_value(existing);
+                let theirs = kinds_of_value(value);
+                let both: Vec<Value> = mine
+                    .iter()
+                    .filter_map(|&kind| {
+                        if theirs.contains(&kind) {
+                            Some(kind)
+                        } else if kind == Kind::Integer && theirs.contains(&Kind::Number)
+                            || kind == Kind::Number && theirs.contains(&Kind::Integer)
+                        {
+                            Some(Kind::Integer)
+                        } else {
+                            None
+                        }
+                    })
+                    .map(|kind| Value::from(kind_name(kind)))
+                    .collect();
+                if both.is_empty() {
+                    *uncertain = true;
+                } else {
+                    *existing = Value::Array(both);
+                }
+            }
+            "minimum" | "minLength" | "minItems" | "minProperties" | "minContains" => {
+                match (existing.as_f64(), value.as_f64()) {
+                    (Some(mine), Some(theirs)) if theirs > mine => *existing = value.clone(),
+                    (Some(_), Some(_)) => {}
+                    _ => *uncertain = true,
+                }
+            }
+            "maximum" | "maxLength" | "maxItems" | "maxProperties" | "maxContains" => {
+                match (existing.as_f64(), value.as_f64()) {
+                    (Some(mine), Some(theirs)) if theirs < mine => *existing = value.clone(),
+                    (Some(_), Some(_)) => {}
+                    _ => *uncertain = true,
+                }
+            }
+            "exclusiveMinimum" | "exclusiveMaximum" => {
+                let lower = key == "exclusiveMinimum";
+                match (existing.as_f64(), value.as_f64()) {
+                    (Some(mine), Some(theirs)) => {
+                        if (lower && theirs > mine) || (!lower && theirs < mine) {
+                            *existing = value.clone();
+                        }
+                    }
+                    // Draft 4 booleans: exclusive wins.
+                    _ if value == &Value::Bool(true) => *existing = value.clone(),
+                    _ => *uncertain = true,
+                }
+            }
+            "enum" => match (existing.as_array_mut(), value.as_array()) {
+                (Some(mine), Some(theirs)) => mine.retain(|option| theirs.contains(option)),
+                _ => *uncertain = true,
+            },
+            "uniqueItems" => {
+                if value == &Value::Bool(true) {
+                    *existing = Value::Bool(true);
+                }
+            }
+            "items"
+            | "additionalItems"
+            | "additionalProperties"
+            | "contains"
+            | "propertyNames"
+            | "unevaluatedProperties"
+            | "unevaluatedItems" => {
+                if existing.is_array() || value.is_array() {
+                    *uncertain = true;
+                } else if existing == &Value::Bool(false) || value == &Value::Bool(false) {
+                    *existing = Value::Bool(false);
+                } else {
+                    *existing = json!({"allOf": [existing.take(), value]});
+                }
+            }
+            // Neither A nor B: not (A or B).
+            "not" => *existing = json!({"anyOf": [existing.take(), value]}),
+            // Two patterns, formats, consts, `multipleOf`s or `anyOf`s:
+            // keep the first and let the whole-schema check judge.
+            _ => *uncertain = true,
+        }
+    }
+}
+
+/// The types a schema's `type` names, `None` when it has no `type`.
+fn kinds_of(schema: &JsonObject) -> Option<Vec<Kind>> {
+    schema.get("type").map(kinds_of_value)
+}
+
+fn kinds_of_value(types: &Value) -> Vec<Kind> {
+    match types {
+        Value::String(name) => Kind::parse(name).into_iter().collect(),
+        Value::Array(names) => names
+            .iter()
+            .filter_map(Value::as_str)
+            .filter_map(Kind::parse)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Null => "null",
+        Kind::Boolean => "boolean",
+        Kind::Integer => "integer",
+        Kind::Number => "number",
+        Kind::String => "string",
+        Kind::Array => "array",
+        Kind::Object => "object",
+    }
+}
+
+fn has_kind(value: &Value, kind: Kind) -> bool {
+    match (kind, value) {
+        (Kind::Null, Value::Null)
+        | (Kind::Boolean, Value::Bool(_))
+        | (Kind::Number, Value::Number(_))
+        | (Kind::String, Value::String(_))
+        | (Kind::Array, Value::Array(_))
+        | (Kind::Object, Value::Object(_)) => true,
+        (Kind::Integer, Value::Number(number)) => {
+            number.is_i64() || number.is_u64() || number.as_f64().is_some_and(|f| f.fract() == 0.0)
+        }
+        _ => false,
+    }
+}
+
+/// Whether the input's value can be echoed for a field: a scalar that the
+/// field's schema clearly accepts. Conservative: a schema with any keyword
+/// beyond types, enums, lengths and bounds gets a generated value instead.
+fn echo_fits(schema: &JsonObject, value: &Value) -> bool {
+    const CHECKED: [&str; 12] = [
+        "type",
+        "enum",
+        "const",
+        "minLength",
+        "maxLength",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "title",
+        "description",
+        "default",
+    ];
+    if !matches!(value, Value::String(_) | Value::Number(_) | Value::Bool(_)) {
+        return false;
+    }
+    if schema.keys().any(|key| !CHECKED.contains(&key.as_str())) {
+        return false;
+    }
+    if schema
+        .get("const")
+        .is_some_and(|constant| constant != value)
+    {
+        return false;
+    }
+    if let Some(options) = schema.get("enum") {
+        if !options
+            .as_array()
+            .is_some_and(|options| options.contains(value))
+        {
+            return false;
+        }
+    }
+    if let Some(kinds) = kinds_of(schema) {
+        if !kinds.iter().any(|&kind| has_kind(value, kind)) {
+            return false;
+        }
+    }
+    match value {
+        Value::String(text) => {
+            let length = text.chars().count();
+            usize_of(schema.get("minLength")).is_none_or(|min| length >= min)
+                && usize_of(schema.get("maxLength")).is_none_or(|max| length <= max)
+        }
+        Value::Number(number) => number
+            .as_f64()
+            .is_some_and(|number| Bounds::of(schema).contains(number)),
+        _ => true,
+    }
+}
+
+/// A non-negative whole number keyword such as `minLength`; `2.0` counts.
+fn usize_of(value: Option<&Value>) -> Option<usize> {
+    let value = value?;
+    if let Some(number) = value.as_u64() {
+        return Some(usize::try_from(number).unwrap_or(usize::MAX));
+    }
+    let number = value.as_f64()?;
+    (number >= 0.0 && number.fract() == 0.0).then_some(number.min(usize::MAX as f64) as usize)
+}
+
+/// Decodes `%XX` escapes in a `$ref` fragment; a malformed escape is kept
+/// as written.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let escape = (bytes[index] == b'%')
+            .then(|| bytes.get(index + 1..index + 3))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escape {
+            Some(byte) => {
+                out.push(byte);
+                index += 3;
+            }
+            None => {
+                out.push(bytes[index]);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| text.to_string())
+}
+
+/// Pads `text` with hex digits of `hash` up to `min` characters, then cuts
+/// it to `max`.
+fn fit_length(mut text: String, min: usize, max: Option<usize>, hash: u64) -> String {
+    let min = min.min(STRING_CHARS_MAX);
+    let mut length = text.chars().count();
+    if length < min {
+        let filler = format!("{hash:016x}");
+        if length > 0 {
+            text.push(' ');
+            length += 1;
+        }
+        text.extend(filler.chars().cycle().take(min.saturating_sub(length)));
+    }
+    if let Some(max) = max {
+        if text.chars().count() > max {
+            text = text.chars().take(max).collect();
+        }
+    }
+    text
+}
+
+/// A value in a known `format`, or `None` for formats validation ignores.
+fn formatted(format: &str, hash: u64) -> Option<String> {
+    let date = format!(
+        "{:04}-{:02}-{:02}",
+        2000 + hash % 25,
+        1 + (hash >> 8) % 12,
+        1 + (hash >> 16) % 28
+    );
+    let time = format!(
+        "{:02}:{:02}:{:02}",
+        (hash >> 24) % 24,
+        (hash >> 32) % 60,
+        (hash >> 40) % 60
+    );
+    let short = format!("{:08x}", hash as u32);
+    Some(match format {
+        "date" => date,
+        "date-time" => format!("{date}T{time}Z"),
+        "time" => format!("{time}Z"),
+        "email" | "idn-email" => format!("mock.{short}@example.com"),
+        "uri" | "url" | "iri" | "uri-reference" | "iri-reference" => {
+            format!("https://example.com/mock/{short}")
+        }
+        "uuid" => {
+            let low = fnv1a(&[&hash.to_le_bytes()]);
+            // Version 4, variant 1: what a reader expects a UUID to look like.
+            format!(
+                "{:08x}-{:04x}-4{:03x}-{:x}{:03x}-{:012x}",
+                hash >> 32,
+                (hash >> 16) & 0xffff,
+                hash & 0xfff,
+                8 + (low >> 62),
+                (low >> 48) & 0xfff,
+                low & 0xffff_ffff_ffff
+            )
+        }
+        "ipv4" => format!("192.0.2.{}", 1 + hash % 254),
+        "ipv6" => format!("2001:db8::{:x}", 1 + hash % 0xfffe),
+        "hostname" | "idn-hostname" => format!("mock-{:06x}.example.com", hash & 0xff_ffff),
+        "duration" => format!("P{}D", 1 + hash % 30),
+        "regex" => "^mock$".to_string(),
+        "json-pointer" => format!("/mock/{short}"),
+        "relative-json-pointer" => "0".to_string(),
+        "uri-template" => "https://example.com/mock/{id}".to_string(),
+        _ => return None,
+    })
+}
+
+/// Numeric bounds of a schema, draft 4 boolean exclusives included.
+struct Bounds {
+    lower: Option<(f64, bool)>,
+    upper: Option<(f64, bool)>,
+}
+
+impl Bounds {
+    fn of(schema: &JsonObject) -> Bounds {
+        let side = |inclusive: &str, exclusive: &str, lower: bool| {
+            let mut bound = schema
+                .get(inclusive)
+                .and_then(Value::as_f64)
+                .filter(|limit| limit.is_finite())
+                .map(|limit| (limit, false));
+            match schema.get(exclusive) {
+                Some(Value::Bool(true)) => bound = bound.map(|(limit, _)| (limit, true)),
+                Some(value) => {
+                    if let Some(limit) = value.as_f64().filter(|limit| limit.is_finite()) {
+                        let tighter = bound.is_none_or(|(current, _)| {
+                            if lower {
+                                limit >= current
+                            } else {
+                                limit <= current
+                            }
+                        });
+                        if tighter {
+                            bound = Some((limit, true));
+                        }
+                    }
+                }
+                None => {}
+            }
+            bound
+        };
+        Bounds {
+            lower: side("minimum", "exclusiveMinimum", true),
+            upper: side("maximum", "exclusiveMaximum", false),
+        }
+    }
+
+    fn contains(&self, number: f64) -> bool {
+        let above = self.lower.is_none_or(|(limit, exclusive)| {
+            if exclusive {
+                number > limit
+            } else {
+                number >= limit
+            }
+        });
+        let below = self.upper.is_none_or(|(limit, exclusive)| {
+            if exclusive {
+                number < limit
+            } else {
+                number <= limit
+            }
+        });
+        above && below
+    }
+
+    /// The multiple of `step` within bounds that is nearest to `target`.
+    fn multiple_near(&self, step: Decimal, target: f64) -> Option<Value> {
+        let size = step.to_f64()?;
+        // Multiples past 2^53 steps are not exact in f64; no plausible
+        // output needs them.
+        let limit = (1u64 << 53) as f64;
+        let first = self
+            .lower
+            .map_or(-limit, |(bound, _)| (bound / size).ceil());
+        let last = self
+            .upper
+            .map_or(limit, |(bound, _)| (bound / size).floor());
+        // Float division can land one step off either way; the candidates
+        // around the clamped target are checked exactly below.
+        let first = first.max(-limit) - 1.0;
+        let last = last.min(limit) + 1.0;
+        if first > last {
+            return None;
+        }
+        let k = (target / size).round().clamp(first, last);
+        [0.0, 1.0, -1.0, 2.0, -2.0]
+            .into_iter()
+            .map(|offset| k + offset)
+            .filter(|k| k.abs() <= limit)
+            .filter_map(|k| step.times(k as i64))
+            .find(|value| value.as_f64().is_some_and(|number| self.contains(number)))
+    }
+
+    /// Something near the bounds when no multiple fits: the schema is
+    /// unsatisfiable or beyond the generator.
+    fn fallback(&self, integer: bool) -> Value {
+        let number = match (self.lower, self.upper) {
+            (Some((low, _)), Some((high, _))) => low + (high - low) / 2.0,
+            (Some((low, _)), None) => low + 1.0,
+            (None, Some((high, _))) => high - 1.0,
+            (None, None) => 0.0,
+        };
+        if integer && number.fract() == 0.0 && number.abs() < (1u64 << 53) as f64 {
+            return Value::from(number as i64);
+        }
+        Value::from(number)
+    }
+}
+
+/// A decimal `mantissa / 10^scale`, so multiples print exactly as the
+/// validator reads them (it divides in decimal, not binary).
+#[derive(Debug, Clone, Copy)]
+struct Decimal {
+    mantissa: i128,
+    scale: u32,
+}
+
+impl Decimal {
+    fn new(mantissa: i128, scale: u32) -> Decimal {
+        Decimal { mantissa, scale }
+    }
+
+    /// A positive float as the shortest decimal that reads back as it.
+    fn of(number: f64) -> Option<Decimal> {
+        let text = format!("{number}");
+        let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
+        let digits = format!("{whole}{fraction}");
+        let mantissa: i128 = digits.parse().ok()?;
+        let scale = u32::try_from(fraction.len()).ok()?;
+        (mantissa > 0).then_some(Decimal { mantissa, scale })
+    }
+
+    /// The smallest whole multiple of this decimal, for `integer` with a
+    /// fractional `multipleOf` (0.5 gives 1, 0.3 gives 3).
+    fn whole_multiple(self) -> Option<Decimal> {
+        let power = 10i128.checked_pow(self.scale)?;
+        let divisor = gcd(self.mantissa, power);
+        Some(Decimal::new(self.mantissa.checked_div(divisor)?, 0))
+    }
+
+    fn to_f64(self) -> Option<f64> {
+        let power = 10f64.powi(i32::try_from(self.scale).ok()?);
+        let size = self.mantissa as f64 / power;
+        (size.is_finite() && size > 0.0).then_some(size)
+    }
+
+    /// `k` times this decimal as a JSON number: an integer when whole.
+    fn times(self, k: i64) -> Option<Value> {
+        let product = self.mantissa.checked_mul(i128::from(k))?;
+        let power = 10i128.checked_pow(self.scale)?;
+        if product % power == 0 {
+            return i64::try_from(product / power).ok().map(Value::from);
+        }
+        let sign = if product < 0 { "-" } else { "" };
+        let magnitude = product.unsigned_abs();
+        let power = power.unsigned_abs();
+        let fraction = format!("{:0width$}", magnitude % power, width = self.scale as usize);
+        let text = format!(
+            "{sign}{}.{}",
+            magnitude / power,
+            fraction.trim_end_matches('0')
+        );
+        let number: f64 = text.parse().ok()?;
+        serde_json::Number::from_f64(number).map(Value::Number)
+    }
+}
+
+fn gcd(mut a: i128, mut b: i128) -> i128 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a.abs()
+}
+
+/// A regular expression read just far enough to sample strings from it.
+enum Regex {
+    Literal(char),
+    /// Inclusive ranges; a negated class matches what they do not cover.
+    Class(Vec<(char, char)>, bool),
+    /// `.`
+    Any,
+    /// Alternatives, each a sequence.
+    Group(Vec<Vec<Regex>>),
+    Repeat(Box<Regex>, u32, Option<u32>),
+    /// Anchors, word boundaries, lookarounds and backreferences: sampling
+    /// emits nothing for them.
+    Empty,
+}
+
+/// Group nesting the regex reader accepts; deeper patterns are not sampled.
+const REGEX_DEPTH_MAX: usize = 64;
+
+/// Repetitions one quantifier contributes to a sample.
+const REGEX_REPEAT_MAX: u32 = 1_000;
+
+/// Characters of a sample, and steps spent making it.
+const REGEX_SAMPLE_CHARS_MAX: usize = 4_096;
+const REGEX_STEPS_MAX: usize = 20_000;
+
+/// Characters a sample prefers when a class allows them: they read well and
+/// survive any context.
+const PREFERRED_CHARS: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_- .";
+
+/// Fallbacks for negated classes that exclude every preferred character.
+const OTHER_CHARS: &str = "!\"#$%&'()*+,/:;<=>?@[\\]^`{|}~\u{e9}\u{3bb}\u{4e2d}";
+
+const DIGITS: &[(char, char)] = &[('0', '9')];
+const WORD: &[(char, char)] = &[('0', '9'), ('A', 'Z'), ('_', '_'), ('a', 'z')];
+const SPACE: &[(char, char)] = &[
+    ('\t', '\r'),
+    (' ', ' '),
+    ('\u{a0}', '\u{a0}'),
+    ('\u{2028}', '\u{2029}'),
+    ('\u{feff}', '\u{feff}'),
+];
+
+/// One escape: a character, a class of them, or a zero-width assertion.
+enum Escape {
+    Char(char),
+    Class(Vec<(char, char)>, bool),
+    Empty,
+}
+
+struct RegexReader {
+    chars: Vec<char>,
+    at: usize,
+    depth: usize,
+}
+
+impl Regex {
+    /// Reads `pattern`; `None` for syntax the reader does not follow.
+    fn parse(pattern: &str) -> Option<Regex> {
+        let mut reader = RegexReader {
+            chars: pattern.chars().collect(),
+            at: 0,
+            depth: 0,
+        };
+        let alternatives = reader.alternatives()?;
+        (reader.at == reader.chars.len()).then_some(Regex::Group(alternatives))
+    }
+
+    /// A string the expression matches (when it has no lookarounds or
+    /// backreferences): first alternatives, `extra` more repetitions than
+    /// each quantifier's minimum, characters drawn from `hash`.
+    fn sample(&self, hash: u64, extra: u32) -> String {
+        let mut sampler = Sampler {
+            state: hash,
+            extra,
+            out: String::new(),
+            steps: 0,
+        };
+        sampler.sample(self);
+        sampler.out
+    }
+}
+
+impl RegexReader {
+    fn peek(&self) -> Option<char> {
+        self.chars.get(self.at).copied()
+    }
+
+    fn next(&mut self) -> Option<char> {
+        let c = self.peek()?;
+        self.at += 1;
+        Some(c)
+    }
+
+    fn alternatives(&mut self) -> Option<Vec<Vec<Regex>>> {
+        let mut alternatives = vec![self.sequence()?];
+        while self.peek() == Some('|') {
+            self.at += 1;
+            alternatives.push(self.sequence()?);
+        }
+        Some(alternatives)
+    }
+
+    fn sequence(&mut self) -> Option<Vec<Regex>> {
+        let mut nodes = Vec::new();
+        while let Some(c) = self.peek() {
+            if c == '|' || c == ')' {
+                break;
+            }
+            let atom = self.atom()?;
+            nodes.push(self.quantified(atom)?);
+        }
+        Some(nodes)
+    }
+
+    fn atom(&mut self) -> Option<Regex> {
+        match self.next()? {
+            '^' | '$' => Some(Regex::Empty),
+            '.' => Some(Regex::Any),
+            '*' | '+' | '?' => None,
+            '[' => self.class(),
+            '\\' => Some(match self.escape(false)? {
+                Escape::Char(c) => Regex::Literal(c),
+                Escape::Class(ranges, negated) => Regex::Class(ranges, negated),
+                Escape::Empty => Regex::Empty,
+            }),
+            '(' => {
+                self.depth += 1;
+                if self.depth > REGEX_DEPTH_MAX {
+                    return None;
+                }
+                let mut zero_width = false;
+                if self.peek() == Some('?') {
+                    self.at += 1;
+                    match self.next()? {
+                        ':' => {}
+                        '=' | '!' => zero_width = true,
+                        '<' if matches!(self.peek(), Some('=' | '!')) => {
+                            self.at += 1;
+                            zero_width = true;
+                        }
+                        '<' => self.skip_name()?,
+                        'P' if self.peek() == Some('<') => {
+                            self.at += 1;
+                            self.skip_name()?;
+                        }
+                        _ => return None,
+                    }
+                }
+                let alternatives = self.alternatives()?;
+                if self.next()? != ')' {
+                    return None;
+                }
+                self.depth -= 1;
+                Some(if zero_width {
+                    Regex::Empty
+                } else {
+                    Regex::Group(alternatives)
+                })
+            }
+            c => Some(Regex::Literal(c)),
+        }
+    }
+
+    fn skip_name(&mut self) -> Option<()> {
+        while self.next()? != '>' {}
+        Some(())
+    }
+
+    fn quantified(&mut self, atom: Regex) -> Option<Regex> {
+        let (min, max) = match self.peek() {
+            Some('{') => match self.braces() {
+                Some(bounds) => bounds,
+                None => return Some(atom),
+            },
+            Some(symbol @ ('*' | '+' | '?')) => {
+                self.at += 1;
+                match symbol {
+                    '*' => (0, None),
+                    '+' => (1, None),
+                    _ => (0, Some(1)),
+                }
+            }
+            _ => return Some(atom),
+        };
+        // A lazy quantifier matches the same strings.
+        if self.peek() == Some('?') {
+            self.at += 1;
+        }
+        if max.is_some_and(|max| max < min) {
+            return None;
+        }
+        Some(Regex::Repeat(Box::new(atom), min, max))
+    }
+
+    /// `{n}`, `{n,}` or `{n,m}`, consumed; otherwise nothing is consumed and
+    /// the `{` is a literal.
+    fn braces(&mut self) -> Option<(u32, Option<u32>)> {
+        let start = self.at;
+        let read = |reader: &mut RegexReader| -> Option<(u32, Option<u32>)> {
+            reader.at += 1;
+            let min = reader.number()?;
+            let max = match reader.next()? {
+                '}' => return Some((min, Some(min))),
+                ',' if reader.peek() == Some('}') => None,
+                ',' => Some(reader.number()?),
+                _ => return None,
+            };
+            (reader.next()? == '}').then_some((min, max))
+        };
+        let bounds = read(self);
+        if bounds.is_none() {
+            self.at = start;
+        }
+        bounds
+    }
+
+    fn number(&mut self) -> Option<u32> {
+        let mut number: Option<u32> = None;
+        while let Some(digit) = self.peek().and_then(|c| c.to_digit(10)) {
+            self.at += 1;
+            number = Some(number.unwrap_or(0).saturating_mul(10).saturating_add(digit));
+        }
+        number
+    }
+
+    fn class(&mut self) -> Option<Regex> {
+        let negated = self.peek() == Some('^');
+        if negated {
+            self.at += 1;
+        }
+        let mut ranges = Vec::new();
+        loop {
+            let first = match self.next()? {
+                ']' => break,
+                '\\' => match self.escape(true)? {
+                    Escape::Char(c) => c,
+                    Escape::Class(more, false) => {
+                        ranges.extend(more);
+                        continue;
+                    }
+                    Escape::Class(more, true) => {
+                        ranges.extend(complement(&more));
+                        continue;
+                    }
+                    Escape::Empty => continue,
+                },
+                c => c,
+            };
+            let is_range = self.peek() == Some('-')
+                && self.chars.get(self.at + 1).is_some_and(|&next| next != ']');
+            if !is_range {
+                ranges.push((first, first));
+                continue;
+            }
+            self.at += 1;
+            let last = match self.next()? {
+                '\\' => match self.escape(true)? {
+                    Escape::Char(c) => c,
+                    // `[a-\d]`: the dash is a literal.
+                    Escape::Class(more, negated) => {
+                        ranges.push((first, first));
+                        ranges.push(('-', '-'));
+                        ranges.extend(if negated { complement(&more) } else { more });
+                        continue;
+                    }
+                    Escape::Empty => return None,
+                },
+                c => c,
+            };
+            if last < first {
+                return None;
+            }
+            ranges.push((first, last));
+        }
+        Some(Regex::Class(ranges, negated))
+    }
+
+    fn escape(&mut self, in_class: bool) -> Option<Escape> {
+        let c = self.next()?;
+        Some(match c {
+            'd' => Escape::Class(DIGITS.to_vec(), false),
+            'D' => Escape::Class(DIGITS.to_vec(), true),
+            'w' => Escape::Class(WORD.to_vec(), false),
+            'W' => Escape::Class(WORD.to_vec(), true),
+            's' => Escape::Class(SPACE.to_vec(), false),
+            'S' => Escape::Class(SPACE.to_vec(), true),
+            'b' if in_class => Escape::Char('\u{8}'),
+            'b' | 'B' => Escape::Empty,
+            't' => Escape::Char('\t'),
+            'n' => Escape::Char('\n'),
+            'r' => Escape::Char('\r'),
+            'f' => Escape::Char('\u{c}'),
+            'v' => Escape::Char('\u{b}'),
+            '0' => Escape::Char('\0'),
+            'x' => Escape::Char(self.hex_char(2)?),
+            'u' if self.peek() == Some('{') => {
+                self.at += 1;
+                let mut code = 0u32;
+                loop {
+                    match self.next()? {
+                        '}' => break,
+                        c => code = code.checked_mul(16)?.checked_add(c.to_digit(16)?)?,
+                    }
+                }
+                Escape::Char(char::from_u32(code)?)
+            }
+            'u' => Escape::Char(self.hex_char(4)?),
+            'c' => Escape::Char(char::from_u32(u32::from(self.next()?) % 32)?),
+            // Unicode properties: letters are the common ask; anything else
+            // is left to the check.
+            'p' | 'P' => {
+                if self.peek() == Some('{') {
+                    while self.next()? != '}' {}
+                }
+                Escape::Class(vec![('A', 'Z'), ('a', 'z')], c == 'P')
+            }
+            'k' => {
+                if self.peek() == Some('<') {
+                    self.skip_name()?;
+                }
+                Escape::Empty
+            }
+            '1'..='9' if !in_class => {
+                while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+                    self.at += 1;
+                }
+                Escape::Empty
+            }
+            other => Escape::Char(other),
+        })
+    }
+
+    fn hex_char(&mut self, digits: usize) -> Option<char> {
+        let mut code = 0u32;
+        for _ in 0..digits {
+            code = code * 16 + self.next()?.to_digit(16)?;
+        }
+        char::from_u32(code)
+    }
+}
+
+/// The characters that `ranges` does not cover, as ranges.
+fn complement(ranges: &[(char, char)]) -> Vec<(char, char)> {
+    let mut sorted = ranges.to_vec();
+    sorted.sort_unstable();
+    let mut out = Vec::new();
+    let mut next = 0u32;
+    for (first, last) in sorted {
+        let (first, last) = (u32::from(first), u32::from(last));
+        if first > next {
+            push_range(&mut out, next, first - 1);
+        }
+        next = next.max(last.saturating_add(1));
+    }
+    push_range(&mut out, next, u32::from(char::MAX));
+    out
+}
+
+/// Adds `first..=last` as char ranges, skipping the surrogate gap.
+fn push_range(out: &mut Vec<(char, char)>, first: u32, last: u32) {
+    for (low, high) in [(first, last.min(0xd7ff)), (first.max(0xe000), last)] {
+        if let (Some(low), Some(high)) = (char::from_u32(low), char::from_u32(high)) {
+            if low <= high {
+                out.push((low, high));
+            }
+        }
+    }
+}
+
+struct Sampler {
+    state: u64,
+    extra: u32,
+    out: String,
+    steps: usize,
+}
+
+impl Sampler {
+    /// SplitMix64: a fixed, portable sequence from the seed.
+    fn draw(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn full(&self) -> bool {
+        self.out.len() >= REGEX_SAMPLE_CHARS_MAX || self.steps >= REGEX_STEPS_MAX
+    }
+
+    fn sample(&mut self, node: &Regex) {
+        self.steps += 1;
+        if self.full() {
+            return;
+        }
+        match node {
+            Regex::Literal(c) => self.out.push(*c),
+            Regex::Any => {
+                let c = self.pick(&[('a', 'z')], false).unwrap_or('x');
+                self.out.push(c);
+            }
+            Regex::Class(ranges, negated) => {
+                if let Some(c) = self.pick(ranges, *negated) {
+                    self.out.push(c);
+                }
+            }
+            Regex::Group(alternatives) => {
+                for node in alternatives.first().map_or(&[][..], Vec::as_slice) {
+                    self.sample(node);
+                }
+            }
+            Regex::Repeat(node, min, max) => {
+                let mut count = min.saturating_add(self.extra);
+                if let Some(max) = max {
+                    count = count.min(*max);
+                }
+                for _ in 0..count.min(REGEX_REPEAT_MAX) {
+                    if self.full() {
+                        break;
+                    }
+                    self.sample(node);
+                }
+            }
+            Regex::Empty => {}
+        }
+    }
+
+    fn pick(&mut self, ranges: &[(char, char)], negated: bool) -> Option<char> {
+        let inside = |c: char| ranges.iter().any(|&(low, high)| low <= c && c <= high);
+        let preferred: Vec<char> = PREFERRED_CHARS
+            .chars()
+            .filter(|&c| inside(c) != negated)
+            .collect();
+        if !preferred.is_empty() {
+            let index = (self.draw() % preferred.len() as u64) as usize;
+            return preferred.get(index).copied();
+        }
+        if negated {
+            return OTHER_CHARS.chars().find(|&c| !inside(c));
+        }
+        ranges.first().map(|&(low, _)| low)
+    }
+}
+
+/// Why each top-level value is what it is (spec 2.4): one entry per key in
+/// content order, and `key.N` entries right after an array-valued key.
+fn basis_of(content: &JsonObject, seed: u64) -> Vec<FieldBasis> {
+    let mut basis = Vec::new();
+    for (key, value) in content {
+        basis.push(field_basis(seed, key, value));
+        if let Value::Array(items) = value {
+            for (index, item) in items.iter().enumerate() {
+                basis.push(field_basis(seed, &format!("{key}.{index}"), item));
+            }
+        }
+    }
+    basis
+}
+
+fn field_basis(seed: u64, field: &str, value: &Value) -> FieldBasis {
+    let hash = fnv1a(&[&seed.to_le_bytes(), b"basis", field.as_bytes()]);
+    let shown = shorten(&display(value), 60);
+    let citations = (0..1 + (hash & 1))
+        .map(|number| {
+            let id = fnv1a(&[&hash.to_le_bytes(), &number.to_le_bytes()]);
+            Citation {
+                url: format!("https://example.com/mock/{id:016x}"),
+                title: Some(format!("Mock source {} for {field}", number + 1)),
+                excerpts: Some(vec![format!("Mock excerpt supporting {field}: {shown}")]),
+            }
+        })
+        .collect();
+    FieldBasis {
+        field: field.to_string(),
+        reasoning: format!(
+            "The mock processor derived {field} = {shown} from the input and the task spec."
+        ),
+        citations,
+        confidence: Some(CONFIDENCE[((hash >> 8) % 3) as usize].to_string()),
+    }
+}
+
+/// A value as a reader would quote it: strings bare, the rest as JSON.
+fn display(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// At most `max_chars` characters of `text` on one line, `...` when cut.
+fn shorten(text: &str, max_chars: usize) -> String {
+    let line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if line.chars().count() <= max_chars {
+        return line;
+    }
+    let mut short: String = line.chars().take(max_chars).collect();
+    short.push_str("...");
+    short
+}
+
+fn text_content(processor: &str, input: &Value, description: Option<&str>, seed: u64) -> String {
+    let input = shorten(&display(input), 120);
+    let task = match description.map(str::trim).filter(|text| !text.is_empty()) {
+        Some(description) => shorten(description, 200),
+        None => "answer the input".to_string(),
+    };
+    format!(
+        "Mock answer from processor {processor} (ref {seed:016x}) for the input \"{input}\". \
+         Task: {task}. This text is generated deterministically by taskyard's mock processor \
+         and reports no real research."
+    )
+}
+
+/// The object an auto schema gets, and the schema it chose for it.
+fn auto_content(input: &Value, seed: u64) -> (JsonObject, Value) {
+    let echo = shorten(&display(input), 120);
+    let topic = shorten(&display(input), 40);
+    let content = json!({
+        "summary": format!("Mock summary of \"{echo}\" (ref {seed:016x})."),
+        "input_echo": echo,
+        "key_points": [
+            format!("Mock key point 1 about \"{topic}\"."),
+            format!("Mock key point 2 about \"{topic}\"."),
+        ],
+    });
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "summary": {"type": "string", "description": "A short summary of the answer."},
+            "input_echo": {"type": "string", "description": "The input, shortened."},
+            "key_points": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "The main points of the answer."
+            }
+        },
+        "required": ["summary", "input_echo", "key_points"],
+        "additionalProperties": false
+    });
+    (into_object(content), schema)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(schema: Value) -> TaskSpec {
+        TaskSpec {
+            output_schema: json!({"type": "json", "json_schema": schema}),
+            input_schema: None,
+        }
+    }
+
+    fn content(output: Output) -> JsonObject {
+        match output {
+            Output::Json { content, .. } => content,
+            Output::Text { .. } => panic!("expected json output"),
+        }
+    }
+
+    #[test]
+    fn different_inputs_give_different_content() {
+        let spec = spec(json!({
+            "type": "object",
+            "properties": {"title": {"type": "string"}, "year": {"type": "integer"}}
+        }));
+        let a = content(mock_output("core", &json!("first input"), &spec));
+        let b = content(mock_output("core", &json!("second input"), &spec));
+        let again = content(mock_output("core", &json!("first input"), &spec));
+        assert_ne!(a, b);
+        assert_eq!(a, again);
+    }
+
+    #[test]
+    fn fnv1a_separates_parts() {
+        assert_ne!(fnv1a(&[b"ab", b"c"]), fnv1a(&[b"a", b"bc"]));
+    }
+
+    #[test]
+    fn samples_match_their_patterns() {
+        let patterns = [
+            "^[A-Z]{3}-\\d{4}$",
+            "^(foo|bar)+baz?$",
+            "^[^a-z\\s]{3,5}$",
+            "^\\w+@[a-z]+\\.(com|org)$",
+            "^#[0-9a-fA-F]{6}$",
+            "^(?:\\+|00)\\d{2} \\d{3}$",
+            "^[\\u0041-\\u0043]\\x2D\\t?$",
+            "a{2}{3}",
+            "^[a-]{2}[-z]$",
+            "^(?<year>\\d{4})-(?<month>0[1-9]|1[0-2])$",
+        ];
+        for pattern in patterns {
+            let regex = Regex::parse(pattern).unwrap_or_else(|| panic!("{pattern} parses"));
+            let check = jsonschema::validator_for(&json!({"pattern": pattern})).expect("compiles");
+            for (hash, extra) in [(1, 0), (2, 1), (3, 5)] {
+                let sample = regex.sample(hash, extra);
+                assert!(check.is_valid(&json!(sample)), "{pattern}: {sample:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn unreadable_patterns_are_refused_not_panicked_on() {
+        for pattern in ["(", "a)", "[z-a]", "*a", "(?i)a", "\\", "[a", "x{3,1}"] {
+            assert!(Regex::parse(pattern).is_none(), "{pattern}");
+        }
+        let deep = format!("{}a{}", "(".repeat(1_000), ")".repeat(1_000));
+        assert!(Regex::parse(&deep).is_none());
+    }
+
+    #[test]
+    fn decimals_print_as_the_validator_reads_them() {
+        let cents = Decimal::of(0.01).expect("decimal");
+        assert_eq!(cents.times(4250), Some(json!(42.5)));
+        assert_eq!(cents.times(-7), Some(json!(-0.07)));
+        assert_eq!(cents.times(300), Some(json!(3)));
+        let whole = |m: f64| {
+            Decimal::of(m)
+                .and_then(Decimal::whole_multiple)
+                .map(|d| d.mantissa)
+        };
+        assert_eq!(whole(0.5), Some(1));
+        assert_eq!(whole(0.3), Some(3));
+        assert_eq!(whole(2.5), Some(5));
+        assert_eq!(whole(7.0), Some(7));
+        assert!(Decimal::of(1e300).is_none());
+    }
+
+    #[test]
+    fn complement_covers_the_rest_without_surrogates() {
+        let rest = complement(&[('0', '9')]);
+        assert_eq!(rest.first(), Some(&('\0', '/')));
+        assert!(rest.contains(&(':', '\u{d7ff}')));
+        assert_eq!(rest.last(), Some(&('\u{e000}', char::MAX)));
+    }
+
+    #[test]
+    fn refs_are_percent_decoded() {
+        assert_eq!(percent_decode("/$defs/a%20b"), "/$defs/a b");
+        assert_eq!(percent_decode("/bad%zz%"), "/bad%zz%");
+    }
 }

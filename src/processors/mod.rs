@@ -68,7 +68,12 @@ pub trait ProgressSink: Send + Sync {
     /// message types (spec 2.6).
     fn message(&self, kind: EventType, message: &str);
     /// A `task_run.progress_stats` report, `progress_meter` from 0 to 100.
-    fn stats(&self, progress_meter: f64, sources_considered: Option<u64>, sources_read: Option<u64>);
+    fn stats(
+        &self,
+        progress_meter: f64,
+        sources_considered: Option<u64>,
+        sources_read: Option<u64>,
+    );
 }
 
 /// A progress sink that drops everything; for processors run outside the
@@ -170,8 +175,11 @@ impl Registry {
                     ..ProcessorConfig::new(&name, "mock", mock.clone())
                 });
                 if premium {
-                    registry.by_name.get_mut(&name).expect("just inserted").enable_events_default =
-                        true;
+                    registry
+                        .by_name
+                        .get_mut(&name)
+                        .expect("just inserted")
+                        .enable_events_default = true;
                 }
             }
         }

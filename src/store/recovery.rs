@@ -43,7 +43,15 @@ pub(super) fn recover(connection: &mut Connection) -> Result<Recovered> {
     let mut recovered = Recovered::default();
     for run in &mut runs {
         if run.status == RunStatus::Cancelling {
-            transition(&transaction, &mut batch, run, RunStatus::Cancelled, None, None, &mut changes)?;
+            transition(
+                &transaction,
+                &mut batch,
+                run,
+                RunStatus::Cancelled,
+                None,
+                None,
+                &mut changes,
+            )?;
             recovered.cancelled += 1;
         } else if run.attempts >= run.max_attempts {
             let error = ErrorObject::new(
@@ -53,10 +61,26 @@ pub(super) fn recover(connection: &mut Connection) -> Result<Recovered> {
                 ),
                 Some(serde_json::json!({"attempts": run.attempts, "transient": true})),
             );
-            transition(&transaction, &mut batch, run, RunStatus::Failed, Some(&error), None, &mut changes)?;
+            transition(
+                &transaction,
+                &mut batch,
+                run,
+                RunStatus::Failed,
+                Some(&error),
+                None,
+                &mut changes,
+            )?;
             recovered.failed += 1;
         } else {
-            transition(&transaction, &mut batch, run, RunStatus::Queued, None, None, &mut changes)?;
+            transition(
+                &transaction,
+                &mut batch,
+                run,
+                RunStatus::Queued,
+                None,
+                None,
+                &mut changes,
+            )?;
             recovered.requeued += 1;
         }
     }

@@ -18,8 +18,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 use super::{Counts, Error, GroupRow, Result, RunRow, GROUP_COLUMNS, RUN_COLUMNS};
 use crate::limits::{WRITER_BATCH_OPS_MAX, WRITER_QUEUE_MAX};
 use crate::model::{
-    to_json, ErrorObject, EventType, GroupStatusEvent, RunStateEvent, RunStatus, Timestamp,
-    Warning,
+    to_json, ErrorObject, EventType, GroupStatusEvent, RunStateEvent, RunStatus, Timestamp, Warning,
 };
 
 /// How an op's result reaches its caller: called once, after the commit.
@@ -86,8 +85,12 @@ pub struct ClaimedRun {
 #[derive(Debug, Clone)]
 pub enum Finish {
     /// `output` is the Output's wire JSON.
-    Completed { output: String },
-    Failed { error: ErrorObject },
+    Completed {
+        output: String,
+    },
+    Failed {
+        error: ErrorObject,
+    },
     /// The cancel flag was seen, or the cancel grace ran out.
     Cancelled,
     /// Shutdown interrupted the attempt: back to `queued`, attempt not counted.
@@ -312,22 +315,21 @@ impl WriterThread {
         for op in ops {
             let event_id_before = batch.next_event_id;
             let keys_before = batch.keys.len();
-            if let Err(error) = transaction.execute_batch("SAVEPOINT op") {
+            if let Err(error) = execute_cached(&transaction, "SAVEPOINT op") {
                 let error = Error::from(error);
                 completions.push(Box::new(move |_| fail_op(op, error)));
                 continue;
             }
             let (ok, completion) = apply(&transaction, &mut batch, op);
             let end = if ok {
-                "RELEASE op"
+                execute_cached(&transaction, "RELEASE op")
             } else {
-                "ROLLBACK TO op; RELEASE op"
-            };
-            if !ok {
                 batch.next_event_id = event_id_before;
                 batch.keys.truncate(keys_before);
-            }
-            if let Err(error) = transaction.execute_batch(end) {
+                execute_cached(&transaction, "ROLLBACK TO op")
+                    .and_then(|()| execute_cached(&transaction, "RELEASE op"))
+            };
+            if let Err(error) = end {
                 // The transaction is in an unknown state: fail it whole.
                 let error = Error::from(error);
                 completions.push(completion);
@@ -369,6 +371,13 @@ impl WriterThread {
             }
         }
     }
+}
+
+/// Runs a statement through the statement cache: savepoints run once per op,
+/// and parsing them each time showed in the profile.
+fn execute_cached(transaction: &Transaction<'_>, sql: &str) -> rusqlite::Result<()> {
+    transaction.prepare_cached(sql)?.execute([])?;
+    Ok(())
 }
 
 /// Answers an op that never ran.
@@ -481,10 +490,7 @@ fn apply(transaction: &Transaction<'_>, batch: &mut Batch, op: Op) -> (bool, Com
             kind,
             data,
             reply,
-        } => done(
-            progress(transaction, batch, run_seq, kind, data),
-            reply,
-        ),
+        } => done(progress(transaction, batch, run_seq, kind, data), reply),
         Op::CancelRun { run_id, reply } => done(cancel_run(transaction, batch, &run_id), reply),
         Op::CancelGroup { group_id, reply } => {
             done(cancel_group(transaction, batch, &group_id), reply)
@@ -847,13 +853,7 @@ pub(super) fn transition(
             "UPDATE runs SET status = ?2, modified_at = ?3, error = coalesce(?4, error), \
              output = coalesce(?5, output) WHERE seq = ?1",
         )?
-        .execute(params![
-            run.seq,
-            to.as_str(),
-            batch.now,
-            error_json,
-            output
-        ])?;
+        .execute(params![run.seq, to.as_str(), batch.now, error_json, output])?;
     run.status = to;
     run.modified_at = batch.now;
     if error_json.is_some() {

@@ -1,0 +1,94 @@
+//! The library API as a user calls it: groups, runs, results, streams.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::*;
+use taskyard::{AddRuns, Error, RunInput, RunStatus, StreamKind};
+
+#[test]
+fn a_group_of_echo_runs_completes_and_its_stream_ends() {
+    let dir = TestDir::new();
+    let engine = open(&dir);
+    let group = engine.create_group(None).expect("group");
+    assert_eq!(group.status.num_task_runs, 0);
+    assert!(!group.status.is_active);
+    let inputs = (0..50)
+        .map(|i| json_run(&format!("hello {i}"), "echo"))
+        .collect();
+    let added = engine
+        .add_runs(
+            &group.taskgroup_id,
+            AddRuns {
+                inputs,
+                default_task_spec: None,
+            },
+        )
+        .expect("runs added");
+    assert_eq!(added.run_ids.len(), 50);
+    assert_eq!(
+        added.run_cursor, None,
+        "first add to an empty group has no cursor"
+    );
+    let events: Vec<_> = engine
+        .subscribe(
+            StreamKind::GroupEvents(group.taskgroup_id.clone()),
+            0,
+            Duration::from_secs(30),
+        )
+        .expect("subscribe")
+        .collect::<Result<_, _>>()
+        .expect("stream reads");
+    let states = events
+        .iter()
+        .filter(|e| e.json()["type"] == "task_run.state")
+        .count();
+    assert_eq!(states, 50);
+    let last = events.last().expect("events").json();
+    assert_eq!(last["type"], "task_group_status");
+    assert_eq!(last["status"]["is_active"], false);
+    assert_eq!(last["status"]["task_run_status_counts"]["completed"], 50);
+    let result = engine
+        .wait_for_result(&added.run_ids[7], Duration::from_secs(5))
+        .expect("result");
+    assert_eq!(result.run.status, RunStatus::Completed);
+    let output = serde_json::to_value(&result.output).expect("output json");
+    assert_eq!(output["content"]["text"], "hello 7");
+}
+
+#[test]
+fn a_standalone_run_gives_its_result() {
+    let dir = TestDir::new();
+    let engine = open(&dir);
+    let run = engine
+        .create_run(RunInput::new("ping", "echo"))
+        .expect("run");
+    assert_eq!(run.status, RunStatus::Queued);
+    assert_eq!(run.taskgroup_id, None);
+    let result = engine
+        .wait_for_result(&run.run_id, Duration::from_secs(5))
+        .expect("result");
+    let output = serde_json::to_value(&result.output).expect("json");
+    assert_eq!(output["type"], "json");
+    assert_eq!(output["content"]["text"], "ping");
+    let input = engine.get_run_input(&run.run_id).expect("input");
+    assert_eq!(input.input, json!("ping"));
+}
+
+#[test]
+fn unknown_ids_are_not_found() {
+    let dir = TestDir::new();
+    let engine = open(&dir);
+    for id in ["trun_00000000000000000000000000000000", "nope", ""] {
+        assert!(
+            matches!(engine.get_run(id), Err(Error::NotFound { .. })),
+            "{id}"
+        );
+    }
+    assert!(matches!(
+        engine.get_group("tgrp_00000000000000000000000000000000"),
+        Err(Error::NotFound { .. })
+    ));
+}

@@ -1,0 +1,73 @@
+//! Helpers shared by the integration tests: a fresh database directory,
+//! an engine on it, and waiting on a condition with a label and a deadline
+//! (never a bare sleep).
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use taskyard::{Config, Engine, RunInput, TaskSpec};
+
+/// A temporary directory that lives as long as the test holds it.
+pub struct TestDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestDir {
+    pub fn new() -> TestDir {
+        TestDir {
+            dir: tempfile::tempdir().expect("temporary directory"),
+        }
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("taskyard.db")
+    }
+}
+
+pub fn open(dir: &TestDir) -> Engine {
+    Engine::open(dir.db(), Config::default()).expect("engine opens")
+}
+
+pub fn open_with(dir: &TestDir, config: Config) -> Engine {
+    Engine::open(dir.db(), config).expect("engine opens")
+}
+
+/// Polls `condition` until it holds; panics with `label` after `deadline`.
+pub fn wait_for(label: &str, deadline: Duration, mut condition: impl FnMut() -> bool) {
+    let until = Instant::now() + deadline;
+    let mut pause = Duration::from_millis(1);
+    while !condition() {
+        assert!(Instant::now() < until, "timed out waiting for: {label}");
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// A run of `processor` with a JSON output schema of one string field.
+pub fn json_run(text: &str, processor: &str) -> RunInput {
+    RunInput::new(json!({ "text": text }), processor).with_task_spec(TaskSpec {
+        output_schema: json!({
+            "type": "json",
+            "json_schema": {
+                "type": "object",
+                "properties": {"text": {"type": "string"}},
+                "required": ["text"],
+                "additionalProperties": false
+            }
+        }),
+        input_schema: None,
+    })
+}
+
+/// Metadata from a JSON object literal.
+pub fn metadata(value: Value) -> taskyard::JsonObject {
+    value.as_object().expect("an object").clone()
+}
+
+/// Opens the database read-only with plain SQLite, to check what is stored.
+pub fn sqlite(dir: &TestDir) -> rusqlite::Connection {
+    rusqlite::Connection::open_with_flags(dir.db(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("database opens")
+}

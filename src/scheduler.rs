@@ -277,7 +277,14 @@ impl Dispatcher {
             Control::Wake => self.maybe_work = true,
             Control::Cancel(run_seqs) => {
                 let deadline = Instant::now() + self.config.cancel_grace;
+                let tokens = self.tokens.lock();
                 for seq in run_seqs {
+                    // A cancel that committed between a claim's commit and
+                    // the token's creation found no token to raise; raise
+                    // it here, where every claimed run has one.
+                    if let Some(token) = tokens.get(&seq) {
+                        token.cancel();
+                    }
                     if self.outstanding.contains_key(&seq) {
                         self.cancel_deadlines.push(Due(deadline, seq));
                     }
@@ -343,18 +350,23 @@ impl Dispatcher {
     fn claim(&mut self) {
         while self.maybe_work && self.outstanding.len() < self.capacity {
             let max = (self.capacity - self.outstanding.len()).min(CLAIM_BATCH_MAX);
-            let exclude: Vec<String> = self
+            // Only processors whose headroom could run out in this batch
+            // need a budget; the rest cannot exceed their limit.
+            let budgets: HashMap<String, usize> = self
                 .registry
                 .iter()
-                .filter(|config| {
-                    self.by_processor.get(&config.name).copied().unwrap_or(0)
-                        >= config.max_concurrency
+                .map(|config| {
+                    let active = self.by_processor.get(&config.name).copied().unwrap_or(0);
+                    (
+                        config.name.clone(),
+                        config.max_concurrency.saturating_sub(active),
+                    )
                 })
-                .map(|config| config.name.clone())
+                .filter(|(_, headroom)| *headroom < max)
                 .collect();
             let claimed = match self.store.writer.call(|reply| Op::Claim {
                 max,
-                exclude,
+                budgets,
                 reply,
             }) {
                 Ok(claimed) => claimed,
@@ -365,21 +377,13 @@ impl Dispatcher {
                     return;
                 }
             };
+            // Fewer than asked: the queue is empty, or what is left waits
+            // for a processor's headroom, which only a finish brings back.
             if claimed.len() < max {
                 self.maybe_work = false;
             }
-            if claimed.is_empty() {
-                return;
-            }
-            let mut over_limit = false;
             for run in claimed {
-                let count = self.by_processor.entry(run.processor.clone()).or_default();
-                *count += 1;
-                let limit = self
-                    .registry
-                    .get(&run.processor)
-                    .map_or(usize::MAX, |config| config.max_concurrency);
-                over_limit |= *count >= limit;
+                *self.by_processor.entry(run.processor.clone()).or_default() += 1;
                 self.outstanding.insert(run.seq, run.processor.clone());
                 let token = Arc::new(CancelToken::new());
                 self.tokens.lock().insert(run.seq, token.clone());
@@ -392,21 +396,14 @@ impl Dispatcher {
                     let _ = jobs.send(job);
                 }
             }
-            // A processor reached its limit inside this batch: the next
-            // claim must exclude it, so re-evaluate before claiming more.
-            if over_limit {
-                self.maybe_work = true;
-            }
         }
     }
 
-    /// Shutdown: what is still outstanding goes back to the queue.
+    /// Shutdown: what is still outstanding goes back to the queue. The runs
+    /// are requeued before their processors are told to stop, so that a
+    /// processor's answer to the stop (a cancelled finish) finds the run
+    /// queued and is ignored, instead of cancelling it.
     fn requeue_outstanding(&mut self) {
-        let tokens = self.tokens.lock();
-        for token in tokens.values() {
-            token.cancel();
-        }
-        drop(tokens);
         let run_seqs: Vec<i64> = self.outstanding.keys().copied().collect();
         for run_seq in run_seqs {
             let _ = self.store.writer.call(|reply| Op::Finish {
@@ -414,6 +411,9 @@ impl Dispatcher {
                 finish: Finish::Requeue,
                 reply,
             });
+        }
+        for token in self.tokens.lock().values() {
+            token.cancel();
         }
     }
 }

@@ -129,11 +129,12 @@ pub enum Op {
         run: NewRun,
         reply: Reply<RunRow>,
     },
-    /// Moves up to `max` queued runs to `running`, oldest first, skipping
-    /// the processors in `exclude` (at their concurrency limit).
+    /// Moves up to `max` queued runs to `running`, oldest first, taking at
+    /// most `budgets[name]` runs of each processor named there (its
+    /// concurrency headroom); a run over budget stays queued.
     Claim {
         max: usize,
-        exclude: Vec<String>,
+        budgets: HashMap<String, usize>,
         reply: Reply<Vec<ClaimedRun>>,
     },
     /// Ends an attempt. Answers false when the run was no longer running
@@ -467,9 +468,9 @@ fn apply(transaction: &Transaction<'_>, batch: &mut Batch, op: Op) -> (bool, Com
         Op::CreateRun { run, reply } => done(create_run(transaction, batch, run), reply),
         Op::Claim {
             max,
-            exclude,
+            budgets,
             reply,
-        } => done(claim(transaction, batch, max, &exclude), reply),
+        } => done(claim(transaction, batch, max, budgets), reply),
         Op::Finish {
             run_seq,
             finish,
@@ -711,8 +712,15 @@ fn claim(
     transaction: &Transaction<'_>,
     batch: &mut Batch,
     max: usize,
-    exclude: &[String],
+    mut budgets: HashMap<String, usize>,
 ) -> Result<Vec<ClaimedRun>> {
+    // Processors with no headroom are left out in SQL; the others are
+    // counted down below, so one batch never exceeds a limit.
+    let exclude: Vec<&String> = budgets
+        .iter()
+        .filter(|(_, budget)| **budget == 0)
+        .map(|(name, _)| name)
+        .collect();
     let mut sql = String::from(
         "SELECT seq, id, processor, request, task_spec, metadata, attempts, max_attempts, \
          enable_events, group_seq FROM runs WHERE status = 'queued'",
@@ -722,7 +730,7 @@ fn claim(
         sql.push_str(&vec!["?"; exclude.len()].join(", "));
         sql.push(')');
     }
-    sql.push_str(&format!(" ORDER BY seq LIMIT {max}"));
+    sql.push_str(&format!(" ORDER BY seq LIMIT {}", max * 2));
     let mut select = transaction.prepare_cached(&sql)?;
     let rows = select
         .query_map(rusqlite::params_from_iter(exclude.iter()), |row| {
@@ -746,8 +754,17 @@ fn claim(
     let mut update = transaction.prepare_cached(
         "UPDATE runs SET status = 'running', attempts = ?2, modified_at = ?3 WHERE seq = ?1",
     )?;
-    let mut claimed = Vec::with_capacity(rows.len());
+    let mut claimed = Vec::with_capacity(max);
     for (run, group_seq) in rows {
+        if claimed.len() == max {
+            break;
+        }
+        if let Some(budget) = budgets.get_mut(&run.processor) {
+            if *budget == 0 {
+                continue;
+            }
+            *budget -= 1;
+        }
         update.execute(params![run.seq, run.attempt, batch.now])?;
         batch.append_event(
             transaction,

@@ -1,0 +1,517 @@
+//! The scheduler as a user sees it: cancellation, retries, concurrency
+//! limits, FIFO order, graceful shutdown and recovery on open.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde_json::json;
+use support::*;
+use taskyard::processors::{
+    EchoProcessor, Processor, ProcessorConfig, ProcessorError, Registry, RunContext,
+};
+use taskyard::{AddRuns, Config, Error, Output, RunInput, RunStatus, StreamKind};
+
+fn slow(ms: u64) -> taskyard::JsonObject {
+    metadata(json!({ "mock_delay_ms": ms }))
+}
+
+#[test]
+fn cancelling_a_queued_run_cancels_it_at_once() {
+    let dir = TestDir::new();
+    // One worker busy with a long run keeps the next one queued.
+    let engine = open_with(
+        &dir,
+        Config {
+            workers: 1,
+            ..Config::default()
+        },
+    );
+    let blocker = engine
+        .create_run(RunInput::new("block", "echo").with_metadata(slow(60_000)))
+        .expect("run");
+    let queued = engine
+        .create_run(RunInput::new("wait", "echo"))
+        .expect("run");
+    wait_for("blocker running", Duration::from_secs(10), || {
+        engine.get_run(&blocker.run_id).expect("run").status == RunStatus::Running
+    });
+    // With one worker and a prefetch of two, the second run may already be
+    // claimed; a third certainly waits in the queue.
+    let third = engine
+        .create_run(RunInput::new("third", "echo"))
+        .expect("run");
+    let _ = queued;
+    let cancelled = engine.cancel_run(&third.run_id).expect("cancel");
+    assert!(
+        matches!(
+            cancelled.status,
+            RunStatus::Cancelled | RunStatus::Cancelling
+        ),
+        "{:?}",
+        cancelled.status
+    );
+    engine.cancel_run(&blocker.run_id).expect("cancel blocker");
+    for run_id in [&blocker.run_id, &third.run_id] {
+        let result = engine.wait_for_result(run_id, Duration::from_secs(10));
+        assert!(
+            matches!(result, Err(Error::RunCancelled { .. })),
+            "{result:?}"
+        );
+    }
+    // Cancelling again is a no-op; cancelling a completed run is a conflict.
+    let again = engine.cancel_run(&third.run_id).expect("cancel again");
+    assert_eq!(again.status, RunStatus::Cancelled);
+    let done = engine
+        .create_run(RunInput::new("quick", "echo"))
+        .expect("run");
+    engine
+        .wait_for_result(&done.run_id, Duration::from_secs(10))
+        .expect("completes");
+    assert!(matches!(
+        engine.cancel_run(&done.run_id),
+        Err(Error::Conflict {
+            status: RunStatus::Completed,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_queued_run_cancelled_before_any_worker_is_free_never_runs() {
+    let dir = TestDir::new();
+    let engine = open_with(
+        &dir,
+        Config {
+            workers: 1,
+            ..Config::default()
+        },
+    );
+    let blockers: Vec<_> = (0..3)
+        .map(|_| {
+            engine
+                .create_run(RunInput::new("b", "echo").with_metadata(slow(60_000)))
+                .expect("run")
+        })
+        .collect();
+    let victim = engine.create_run(RunInput::new("v", "echo")).expect("run");
+    let cancelled = engine.cancel_run(&victim.run_id).expect("cancel");
+    assert_eq!(
+        cancelled.status,
+        RunStatus::Cancelled,
+        "queued runs cancel at once"
+    );
+    let attempts: i64 = sqlite(&dir)
+        .query_row(
+            "SELECT attempts FROM runs WHERE id = ?1",
+            [&victim.run_id],
+            |row| row.get(0),
+        )
+        .expect("attempts");
+    assert_eq!(attempts, 0, "the cancelled run was never attempted");
+    for blocker in blockers {
+        engine.cancel_run(&blocker.run_id).expect("cancel");
+    }
+}
+
+#[test]
+fn cancelling_a_running_run_interrupts_its_processor() {
+    let dir = TestDir::new();
+    let engine = open(&dir);
+    let run = engine
+        .create_run(RunInput::new("long", "echo").with_metadata(slow(60_000)))
+        .expect("run");
+    wait_for("run running", Duration::from_secs(10), || {
+        engine.get_run(&run.run_id).expect("run").status == RunStatus::Running
+    });
+    let cancelling = engine.cancel_run(&run.run_id).expect("cancel");
+    assert!(matches!(
+        cancelling.status,
+        RunStatus::Cancelling | RunStatus::Cancelled
+    ));
+    // Far less than the 60 s delay and the 10 s grace: the flag woke it.
+    let result = engine.wait_for_result(&run.run_id, Duration::from_secs(5));
+    assert!(
+        matches!(result, Err(Error::RunCancelled { .. })),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn cancelling_a_group_cancels_every_active_run_and_the_group_stays_open() {
+    let dir = TestDir::new();
+    let engine = open_with(
+        &dir,
+        Config {
+            workers: 2,
+            ..Config::default()
+        },
+    );
+    let group = engine.create_group(None).expect("group");
+    let inputs = (0..20)
+        .map(|i| json_run(&i.to_string(), "echo").with_metadata(slow(60_000)))
+        .collect();
+    engine
+        .add_runs(
+            &group.taskgroup_id,
+            AddRuns {
+                inputs,
+                default_task_spec: None,
+            },
+        )
+        .expect("add");
+    let after = engine
+        .cancel_group(&group.taskgroup_id)
+        .expect("cancel group");
+    assert_eq!(after.status.num_task_runs, 20);
+    let events: Vec<_> = engine
+        .subscribe(
+            StreamKind::GroupEvents(group.taskgroup_id.clone()),
+            0,
+            Duration::from_secs(20),
+        )
+        .expect("subscribe")
+        .collect::<Result<_, _>>()
+        .expect("events");
+    let last = events.last().expect("events").json();
+    assert_eq!(
+        last["status"]["task_run_status_counts"],
+        json!({"cancelled": 20})
+    );
+    // Still open for new runs.
+    let added = engine
+        .add_runs(
+            &group.taskgroup_id,
+            AddRuns {
+                inputs: vec![json_run("more", "echo")],
+                default_task_spec: None,
+            },
+        )
+        .expect("add after cancel");
+    engine
+        .wait_for_result(&added.run_ids[0], Duration::from_secs(10))
+        .expect("completes");
+}
+
+#[test]
+fn transient_failures_are_retried_up_to_the_limit() {
+    let dir = TestDir::new();
+    let engine = open(&dir);
+    // max_attempts is 3: two forced failures then success, with two warnings.
+    let recovers = engine
+        .create_run(
+            RunInput::new("r", "echo").with_metadata(metadata(json!({"mock_fail_times": 2}))),
+        )
+        .expect("run");
+    let result = engine
+        .wait_for_result(&recovers.run_id, Duration::from_secs(10))
+        .expect("completes");
+    let warnings = result.run.warnings.expect("warnings");
+    assert_eq!(warnings.len(), 2);
+    assert_eq!(warnings[1].detail, Some(json!({"attempt": 2})));
+    // Three forced failures exhaust the attempts.
+    let gives_up = engine
+        .create_run(
+            RunInput::new("g", "echo").with_metadata(metadata(json!({"mock_fail_times": "3"}))),
+        )
+        .expect("run");
+    let Err(Error::RunFailed { error, .. }) =
+        engine.wait_for_result(&gives_up.run_id, Duration::from_secs(10))
+    else {
+        panic!("expected a failed run")
+    };
+    assert_eq!(
+        error.message,
+        "forced transient failure 3 of 3 (mock_fail_times)"
+    );
+    assert_eq!(
+        error.detail,
+        Some(json!({"attempts": 3, "transient": true}))
+    );
+    // A permanent failure is not retried.
+    let permanent = engine
+        .create_run(
+            RunInput::new("p", "echo")
+                .with_metadata(metadata(json!({"mock_fail": "no such thing"}))),
+        )
+        .expect("run");
+    let Err(Error::RunFailed { error, .. }) =
+        engine.wait_for_result(&permanent.run_id, Duration::from_secs(10))
+    else {
+        panic!("expected a failed run")
+    };
+    assert_eq!(error.message, "no such thing");
+    assert_eq!(error.detail, None);
+    let attempts: i64 = sqlite(&dir)
+        .query_row(
+            "SELECT attempts FROM runs WHERE id = ?1",
+            [&permanent.run_id],
+            |row| row.get(0),
+        )
+        .expect("attempts");
+    assert_eq!(attempts, 1);
+}
+
+/// Counts how many of its runs execute at once.
+struct Gauge {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl Processor for Gauge {
+    fn run(&self, ctx: &RunContext<'_>) -> Result<Output, ProcessorError> {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        ctx.cancel.wait(Duration::from_millis(20));
+        self.now.fetch_sub(1, Ordering::SeqCst);
+        EchoProcessor.run(ctx)
+    }
+}
+
+#[test]
+fn a_processor_never_runs_more_than_its_concurrency_limit() {
+    let dir = TestDir::new();
+    let gauge = Arc::new(Gauge {
+        now: AtomicUsize::new(0),
+        peak: AtomicUsize::new(0),
+    });
+    let mut registry = Registry::with_defaults();
+    registry.insert(ProcessorConfig {
+        max_concurrency: 3,
+        ..ProcessorConfig::new("gauge", "test", gauge.clone())
+    });
+    let engine = open_with(
+        &dir,
+        Config {
+            registry,
+            workers: 8,
+            ..Config::default()
+        },
+    );
+    let group = engine.create_group(None).expect("group");
+    let inputs = (0..30).map(|i| json_run(&i.to_string(), "gauge")).collect();
+    engine
+        .add_runs(
+            &group.taskgroup_id,
+            AddRuns {
+                inputs,
+                default_task_spec: None,
+            },
+        )
+        .expect("add");
+    for event in engine
+        .subscribe(
+            StreamKind::GroupEvents(group.taskgroup_id.clone()),
+            0,
+            Duration::from_secs(30),
+        )
+        .expect("subscribe")
+    {
+        event.expect("event");
+    }
+    assert_eq!(gauge.peak.load(Ordering::SeqCst), 3);
+}
+
+/// Records the order runs start in.
+struct Recorder(Mutex<Vec<String>>);
+
+impl Processor for Recorder {
+    fn run(&self, ctx: &RunContext<'_>) -> Result<Output, ProcessorError> {
+        self.0
+            .lock()
+            .push(ctx.input["text"].as_str().unwrap_or_default().to_string());
+        EchoProcessor.run(ctx)
+    }
+}
+
+#[test]
+fn runs_of_a_group_start_in_creation_order() {
+    let dir = TestDir::new();
+    let recorder = Arc::new(Recorder(Mutex::new(Vec::new())));
+    let mut registry = Registry::with_defaults();
+    registry.insert(ProcessorConfig::new("recorder", "test", recorder.clone()));
+    let engine = open_with(
+        &dir,
+        Config {
+            registry,
+            workers: 1,
+            ..Config::default()
+        },
+    );
+    let group = engine.create_group(None).expect("group");
+    for batch in 0..4 {
+        let inputs = (0..25)
+            .map(|i| json_run(&format!("{:03}", batch * 25 + i), "recorder"))
+            .collect();
+        engine
+            .add_runs(
+                &group.taskgroup_id,
+                AddRuns {
+                    inputs,
+                    default_task_spec: None,
+                },
+            )
+            .expect("add");
+    }
+    wait_for("all started", Duration::from_secs(20), || {
+        recorder.0.lock().len() == 100
+    });
+    let order = recorder.0.lock().clone();
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(order, sorted, "one worker starts runs in creation order");
+}
+
+#[test]
+fn shutdown_leaves_nothing_running() {
+    let dir = TestDir::new();
+    let engine = open_with(
+        &dir,
+        Config {
+            workers: 4,
+            ..Config::default()
+        },
+    );
+    let group = engine.create_group(None).expect("group");
+    let inputs = (0..40)
+        .map(|i| {
+            json_run(&i.to_string(), "echo").with_metadata(slow(if i % 2 == 0 {
+                60_000
+            } else {
+                1
+            }))
+        })
+        .collect();
+    engine
+        .add_runs(
+            &group.taskgroup_id,
+            AddRuns {
+                inputs,
+                default_task_spec: None,
+            },
+        )
+        .expect("add");
+    wait_for("some running", Duration::from_secs(10), || {
+        let status = engine.get_group(&group.taskgroup_id).expect("group").status;
+        status.task_run_status_counts.get("running").is_some()
+    });
+    engine.shutdown(Duration::from_millis(200));
+    let db = sqlite(&dir);
+    let running: i64 = db
+        .query_row(
+            "SELECT count(*) FROM runs WHERE status IN ('running', 'cancelling')",
+            [],
+            |row| row.get(0),
+        )
+        .expect("count");
+    assert_eq!(running, 0, "shutdown left runs running");
+    let queued: i64 = db
+        .query_row(
+            "SELECT count(*) FROM runs WHERE status = 'queued'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("count");
+    assert!(
+        queued > 0,
+        "interrupted and unstarted runs wait in the queue"
+    );
+    // Calls after shutdown are refused, not hung.
+    assert!(matches!(
+        engine.create_group(None),
+        Err(Error::Unavailable(_))
+    ));
+    drop(engine);
+
+    // Reopening picks the queue up again; the long runs get cancelled.
+    let engine = open(&dir);
+    engine.cancel_group(&group.taskgroup_id).expect("cancel");
+    for event in engine
+        .subscribe(
+            StreamKind::GroupEvents(group.taskgroup_id.clone()),
+            0,
+            Duration::from_secs(30),
+        )
+        .expect("subscribe")
+    {
+        event.expect("event");
+    }
+    let status = engine.get_group(&group.taskgroup_id).expect("group").status;
+    assert_eq!(status.num_task_runs, 40);
+    assert!(!status.is_active);
+}
+
+#[test]
+fn recovery_requeues_interrupted_runs_or_fails_them_when_out_of_attempts() {
+    let dir = TestDir::new();
+    let engine = open_with(
+        &dir,
+        Config {
+            workers: 1,
+            ..Config::default()
+        },
+    );
+    let group = engine.create_group(None).expect("group");
+    let inputs = (0..3)
+        .map(|i| json_run(&i.to_string(), "echo").with_metadata(slow(60_000)))
+        .collect();
+    let added = engine
+        .add_runs(
+            &group.taskgroup_id,
+            AddRuns {
+                inputs,
+                default_task_spec: None,
+            },
+        )
+        .expect("add");
+    engine.shutdown(Duration::ZERO);
+    drop(engine);
+    // Forge what a crash leaves: runs marked running, one out of attempts,
+    // one cancelling (counts adjusted as the writer would have).
+    let db = rusqlite::Connection::open(dir.db()).expect("connection");
+    db.execute_batch(&format!(
+        "UPDATE runs SET status = 'running', attempts = 1 WHERE id = '{0}';
+         UPDATE runs SET status = 'running', attempts = 3 WHERE id = '{1}';
+         UPDATE runs SET status = 'cancelling', attempts = 1 WHERE id = '{2}';
+         UPDATE groups SET n_queued = 0, n_running = 2, n_cancelling = 1;",
+        added.run_ids[0], added.run_ids[1], added.run_ids[2]
+    ))
+    .expect("forge");
+    drop(db);
+    let engine = open_with(
+        &dir,
+        Config {
+            workers: 1,
+            ..Config::default()
+        },
+    );
+    let recovered = engine.recovered();
+    assert_eq!(
+        (recovered.requeued, recovered.failed, recovered.cancelled),
+        (1, 1, 1)
+    );
+    assert!(matches!(
+        engine.get_run(&added.run_ids[1]).expect("run").status,
+        RunStatus::Failed
+    ));
+    assert_eq!(
+        engine.get_run(&added.run_ids[2]).expect("run").status,
+        RunStatus::Cancelled
+    );
+    let requeued = engine.get_run(&added.run_ids[0]).expect("run").status;
+    assert!(
+        matches!(requeued, RunStatus::Queued | RunStatus::Running),
+        "{requeued:?}"
+    );
+    let counts = engine
+        .get_group(&group.taskgroup_id)
+        .expect("group")
+        .status
+        .task_run_status_counts;
+    assert_eq!(counts.get("failed"), Some(&json!(1)));
+    assert_eq!(counts.get("cancelled"), Some(&json!(1)));
+    engine.cancel_run(&added.run_ids[0]).expect("cancel");
+}

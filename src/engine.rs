@@ -127,6 +127,24 @@ pub struct GroupRunsQuery {
     pub include_output: bool,
 }
 
+/// Filters of a list call (spec 10.3).
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub limit: usize,
+    /// The id of the previous page's last item.
+    pub after: Option<String>,
+    pub status: Option<RunStatus>,
+    pub taskgroup_id: Option<String>,
+    pub is_active: Option<bool>,
+}
+
+/// One page of a list, newest first.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
 /// A taskyard engine: open it on a database file, then create groups and
 /// runs; a pool of workers executes them. Clones share one engine.
 #[derive(Clone)]
@@ -574,6 +592,78 @@ impl Engine {
             Some(error) => Err(error),
             None => Ok(()),
         }
+    }
+
+    /// A page of runs, newest first (spec 10.3). `after` is the id of the
+    /// previous page's last run; an unknown group gives an empty page.
+    pub fn list_runs(&self, query: &ListQuery) -> Result<Page<Run>> {
+        let mut filter = store::ListFilter {
+            limit: query.limit,
+            status: query.status,
+            ..store::ListFilter::default()
+        };
+        if let Some(after) = &query.after {
+            filter.before_seq = Some(self.cursor_seq("runs", after)?);
+        }
+        if let Some(group_id) = &query.taskgroup_id {
+            match self.inner.store.seq_of("groups", group_id)? {
+                Some(seq) => filter.group_seq = Some(seq),
+                None => {
+                    return Ok(Page {
+                        data: Vec::new(),
+                        next_cursor: None,
+                    })
+                }
+            }
+        }
+        let page = self.inner.store.list_runs(&filter)?;
+        let data = page
+            .items
+            .iter()
+            .map(RunRow::to_model)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = page
+            .more
+            .then(|| data.last().map(|run| run.run_id.clone()))
+            .flatten();
+        Ok(Page { data, next_cursor })
+    }
+
+    /// A page of groups, newest first (spec 10.3).
+    pub fn list_groups(&self, query: &ListQuery) -> Result<Page<Group>> {
+        let mut filter = store::ListFilter {
+            limit: query.limit,
+            is_active: query.is_active,
+            ..store::ListFilter::default()
+        };
+        if let Some(after) = &query.after {
+            filter.before_seq = Some(self.cursor_seq("groups", after)?);
+        }
+        let page = self.inner.store.list_groups(&filter)?;
+        let data = page
+            .items
+            .iter()
+            .map(store::GroupRow::to_model)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = page
+            .more
+            .then(|| data.last().map(|group| group.taskgroup_id.clone()))
+            .flatten();
+        Ok(Page { data, next_cursor })
+    }
+
+    fn cursor_seq(&self, table: &'static str, id: &str) -> Result<i64> {
+        self.inner.store.seq_of(table, id)?.ok_or_else(|| {
+            Error::Invalid(vec![FieldError::value_error(
+                vec![Loc::Key("after".into())],
+                format!("'{id}' is not a cursor of this list"),
+            )])
+        })
+    }
+
+    /// Runs by status over the whole database (metrics).
+    pub fn runs_by_status(&self) -> Result<Vec<(RunStatus, u64)>> {
+        Ok(self.inner.store.runs_by_status()?)
     }
 
     /// Stops the engine: no new attempts start, running attempts get

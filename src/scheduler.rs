@@ -216,6 +216,9 @@ struct Dispatcher {
 impl Dispatcher {
     fn run(mut self, control: Receiver<Control>) {
         let mut shutdown: Option<(Instant, Sender<()>)> = None;
+        // Runs left queued by an earlier process (or put back by recovery)
+        // wait for no wake-up: claim them before the first message.
+        self.claim();
         loop {
             let next_due = [
                 self.retries.peek().map(|due| due.0),

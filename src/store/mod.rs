@@ -18,7 +18,7 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 use rusqlite::{Connection, OpenFlags};
 
-pub use read::{EventRow, GroupRunRow, ListPage};
+pub use read::{EventRow, GroupRunRow, ListFilter, ListPage};
 pub use recovery::Recovered;
 pub use writer::{
     progress_message_json, progress_stats_json, AddedRuns, ClaimedRun, CommitNotice, Finish,

@@ -244,3 +244,93 @@ impl Store {
         })
     }
 }
+
+/// Filters of a list (spec 10.3). `before_seq` is the `seq` of the last
+/// item of the previous page: lists run newest first.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub limit: usize,
+    pub before_seq: Option<i64>,
+    pub status: Option<RunStatus>,
+    pub group_seq: Option<i64>,
+    pub is_active: Option<bool>,
+}
+
+impl Store {
+    /// The `seq` of a run or group id, for list cursors.
+    pub fn seq_of(&self, table: &'static str, id: &str) -> Result<Option<i64>> {
+        let sql = match table {
+            "runs" => "SELECT seq FROM runs WHERE id = ?1",
+            _ => "SELECT seq FROM groups WHERE id = ?1",
+        };
+        self.read(|connection| {
+            Ok(connection
+                .prepare_cached(sql)?
+                .query_row([id], |row| row.get(0))
+                .optional()?)
+        })
+    }
+
+    /// A page of runs, newest first; one more than `limit` is read to know
+    /// whether another page follows.
+    pub fn list_runs(&self, filter: &ListFilter) -> Result<ListPage<RunRow>> {
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs r LEFT JOIN groups g ON g.seq = r.group_seq \
+                 WHERE (?1 IS NULL OR r.seq < ?1) AND (?2 IS NULL OR r.status = ?2) \
+                 AND (?3 IS NULL OR r.group_seq = ?3) ORDER BY r.seq DESC LIMIT ?4"
+            ))?;
+            let mut items = statement
+                .query_map(
+                    params![
+                        filter.before_seq,
+                        filter.status.map(RunStatus::as_str),
+                        filter.group_seq,
+                        filter.limit as i64 + 1
+                    ],
+                    RunRow::from_row,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let more = items.len() > filter.limit;
+            items.truncate(filter.limit);
+            Ok(ListPage { items, more })
+        })
+    }
+
+    /// A page of groups, newest first.
+    pub fn list_groups(&self, filter: &ListFilter) -> Result<ListPage<GroupRow>> {
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {GROUP_COLUMNS} FROM groups WHERE (?1 IS NULL OR seq < ?1) \
+                 AND (?2 IS NULL OR (n_queued + n_running + n_cancelling > 0) = ?2) \
+                 ORDER BY seq DESC LIMIT ?3"
+            ))?;
+            let mut items = statement
+                .query_map(
+                    params![filter.before_seq, filter.is_active, filter.limit as i64 + 1],
+                    GroupRow::from_row,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let more = items.len() > filter.limit;
+            items.truncate(filter.limit);
+            Ok(ListPage { items, more })
+        })
+    }
+
+    /// Runs by status over the whole database, for metrics.
+    pub fn runs_by_status(&self) -> Result<Vec<(RunStatus, u64)>> {
+        self.read(|connection| {
+            let mut statement =
+                connection.prepare_cached("SELECT status, count(*) FROM runs GROUP BY status")?;
+            let rows = statement
+                .query_map([], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|(status, count)| Some((RunStatus::parse(&status)?, count as u64)))
+                .collect())
+        })
+    }
+}

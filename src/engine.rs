@@ -471,6 +471,9 @@ impl Engine {
                         status,
                     })
                 }
+                _ if watcher.is_closed() => {
+                    return Err(Error::Unavailable(store::Error::Closed));
+                }
                 _ => {
                     watcher.wait(seen, deadline);
                 }
@@ -673,6 +676,7 @@ impl Engine {
         if !self.inner.stopped.swap(true, Ordering::SeqCst) {
             self.inner.scheduler.shutdown(grace);
             self.inner.store.writer.stop();
+            self.inner.hub.close();
         }
     }
 }
@@ -755,7 +759,7 @@ impl Subscription {
             if let Some(event) = self.buffer.pop_front() {
                 return Ok(Next::Event(event));
             }
-            if self.ended {
+            if self.ended || self.watcher.is_closed() {
                 return Ok(Next::End);
             }
             let seen = self.watcher.version();

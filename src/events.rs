@@ -25,6 +25,7 @@ pub struct Hub {
 struct HubState {
     last_event_id: u64,
     watches: HashMap<StreamKey, Arc<Watch>>,
+    closed: bool,
 }
 
 /// A counter of commits that touched one stream, and its sleepers.
@@ -40,6 +41,7 @@ impl Hub {
             state: Mutex::new(HubState {
                 last_event_id,
                 watches: HashMap::new(),
+                closed: false,
             }),
         }
     }
@@ -55,6 +57,21 @@ impl Hub {
                 watch.changed.notify_all();
             }
         }
+    }
+
+    /// Wakes every follower for good: the engine is shutting down, so
+    /// streams end instead of waiting for commits that will not come.
+    pub fn close(&self) {
+        let mut state = self.state.lock();
+        state.closed = true;
+        for watch in state.watches.values() {
+            *watch.version.lock() += 1;
+            watch.changed.notify_all();
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.state.lock().closed
     }
 
     /// The largest event id known to be committed.
@@ -92,6 +109,11 @@ impl Watcher {
     /// The stream's version now; pass it to [`Watcher::wait`].
     pub fn version(&self) -> u64 {
         *self.watch.version.lock()
+    }
+
+    /// True once the hub is closed: the stream should end.
+    pub fn is_closed(&self) -> bool {
+        self.hub.is_closed()
     }
 
     /// Sleeps until the version moves past `seen` or `deadline` passes;

@@ -22,6 +22,10 @@
 //! - [`processors`]: the `Processor` trait, the registry, `mock` and `echo`.
 //! - [`engine`]: the library API ([`Engine`]) that the HTTP layer and the
 //!   benchmarks use, and nothing else.
+//! - [`config`]: the `--config` TOML file: server settings and processors.
+//! - [`http`]: Parallel's Task API over tiny_http: routes, limits, auth,
+//!   SSE framing, the one error map. No SQL, no scheduling; only `main`
+//!   starts it.
 //!
 //! # Invariants (DESIGN.md; each has a test in `tests/invariants.rs`)
 //!
@@ -34,8 +38,10 @@
 //! 7. Nothing acknowledged is lost on `kill -9`.
 //! 8. A bad batch is rejected whole, naming the bad run.
 
+pub mod config;
 pub mod engine;
 pub mod events;
+pub mod http;
 pub mod limits;
 pub mod model;
 pub mod processors;
@@ -44,5 +50,8 @@ pub mod schema;
 pub mod store;
 pub mod validate;
 
-pub use engine::{Config, Engine, Error, Next, StreamKind, Subscription, Synchronous};
+pub use engine::{
+    Config, Engine, Error, GroupRunsQuery, ListQuery, Next, Page, StreamKind, Subscription,
+    Synchronous,
+};
 pub use model::*;

@@ -1,6 +1,201 @@
 //! The `taskyard` command line: parses flags, opens the engine, serves.
-//! It holds no engine logic of its own.
+//!
+//! Holds no engine or HTTP logic of its own. Settings come from flags, then
+//! environment variables, then the `--config` file, then defaults; errors
+//! become a message and an exit code here and nowhere else.
 
-fn main() {
-    println!("taskyard {}", env!("CARGO_PKG_VERSION"));
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use taskyard::config::FileConfig;
+use taskyard::http::{Server, ServerConfig};
+use taskyard::{Config, Engine, Synchronous};
+
+#[derive(Parser)]
+#[command(
+    name = "taskyard",
+    version,
+    about = "A local Task API server on SQLite"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the Task API (default 127.0.0.1:8080, ./taskyard.db).
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on, host:port.
+    #[arg(long, env = "TASKYARD_ADDR")]
+    addr: Option<String>,
+    /// SQLite database file (created if missing).
+    #[arg(long, env = "TASKYARD_DB")]
+    db: Option<PathBuf>,
+    /// Worker threads that execute runs.
+    #[arg(long, env = "TASKYARD_WORKERS")]
+    workers: Option<usize>,
+    /// TOML file with settings and processor definitions.
+    #[arg(long, env = "TASKYARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// An accepted x-api-key; repeat for several. With none, no auth.
+    #[arg(long = "api-key", env = "TASKYARD_API_KEYS", value_delimiter = ',')]
+    api_keys: Vec<String>,
+    /// A file with one accepted API key per line.
+    #[arg(long, env = "TASKYARD_API_KEY_FILE")]
+    api_key_file: Option<PathBuf>,
+    /// Commit durability: `normal` (survives a crash) or `full` (survives
+    /// a power loss).
+    #[arg(long, env = "TASKYARD_SYNCHRONOUS")]
+    synchronous: Option<String>,
+    /// Streams and result waits open at once (STREAMS_OPEN_MAX).
+    #[arg(long, env = "TASKYARD_STREAMS_OPEN_MAX")]
+    streams_open_max: Option<usize>,
+    /// Seconds running runs get to finish on shutdown.
+    #[arg(long, env = "TASKYARD_SHUTDOWN_GRACE_S", default_value_t = 10)]
+    shutdown_grace_s: u64,
+}
+
+/// A failure with the exit code it deserves.
+struct Failure {
+    message: String,
+    code: u8,
+}
+
+impl Failure {
+    /// Bad flags or configuration: exit 2, as for usage errors.
+    fn usage(message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            code: 2,
+        }
+    }
+
+    /// The environment refused (database, address): exit 1.
+    fn runtime(message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            code: 1,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("taskyard: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<(), Failure> {
+    let file = match &args.config {
+        Some(path) => FileConfig::load(path).map_err(Failure::usage)?,
+        None => FileConfig::default(),
+    };
+    let addr = args
+        .addr
+        .clone()
+        .or_else(|| file.addr.clone())
+        .unwrap_or_else(|| ServerConfig::default().addr);
+    let db = args
+        .db
+        .clone()
+        .or_else(|| file.db.clone().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("taskyard.db"));
+    let synchronous = match args
+        .synchronous
+        .as_deref()
+        .or(file.synchronous.as_deref())
+        .unwrap_or("normal")
+    {
+        "normal" => Synchronous::Normal,
+        "full" => Synchronous::Full,
+        other => {
+            return Err(Failure::usage(format!(
+                "synchronous must be 'normal' or 'full', not '{other}'"
+            )))
+        }
+    };
+    let mut api_keys = args.api_keys.clone();
+    api_keys.extend(file.api_keys.clone().unwrap_or_default());
+    if let Some(path) = &args.api_key_file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Failure::usage(format!("cannot read API key file {}: {e}", path.display()))
+        })?;
+        api_keys.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|line| !line.is_empty())
+                .map(str::to_string),
+        );
+    }
+    api_keys.retain(|key| !key.is_empty());
+
+    let mut config = Config {
+        synchronous,
+        registry: file.registry().map_err(Failure::usage)?,
+        ..Config::default()
+    };
+    if let Some(workers) = args.workers.or(file.workers) {
+        config.workers = workers.max(1);
+    }
+    let engine = Engine::open(&db, config).map_err(|error| Failure::runtime(error.to_string()))?;
+    let server_config = ServerConfig {
+        addr: addr.clone(),
+        api_keys: api_keys.clone(),
+        streams_open_max: args
+            .streams_open_max
+            .or(file.streams_open_max)
+            .unwrap_or(ServerConfig::default().streams_open_max),
+        body_bytes_max: file
+            .body_bytes_max
+            .unwrap_or(ServerConfig::default().body_bytes_max),
+        ..ServerConfig::default()
+    };
+    let server = Server::start(engine.clone(), server_config)
+        .map_err(|error| Failure::runtime(format!("cannot listen on {addr}: {error}")))?;
+    let local = server.local_addr();
+    if !local.ip().is_loopback() && api_keys.is_empty() {
+        eprintln!(
+            "taskyard: warning: listening on {local}, beyond this machine, with no API key; \
+             anyone who can reach it can use it (set --api-key)"
+        );
+    }
+    println!(
+        "taskyard {} listening on http://{local} (database {})",
+        env!("CARGO_PKG_VERSION"),
+        db.display()
+    );
+
+    let (stop_sender, stop) = crossbeam_channel::bounded::<()>(1);
+    ctrlc::set_handler(move || {
+        let _ = stop_sender.try_send(());
+    })
+    .map_err(|e| Failure::runtime(format!("cannot handle signals: {e}")))?;
+    let _ = stop.recv();
+    eprintln!("taskyard: shutting down");
+    let open_streams = server.open_long_requests();
+    server.stop();
+    engine.shutdown(Duration::from_secs(args.shutdown_grace_s));
+    // Streams end once the engine is shut down; give them a moment to send
+    // their last chunk before the process exits.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while open_streams.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
 }

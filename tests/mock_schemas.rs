@@ -171,6 +171,65 @@ fn pydantic_report() -> Value {
     })
 }
 
+/// More pydantic v2 output: a discriminated union (`oneOf` of `$ref`s with
+/// a `discriminator`), an int enum, `set[str]`, `tuple[int, str]`,
+/// `conlist(min_length=2)`, a constrained string and `examples`.
+fn pydantic_pets() -> Value {
+    json!({
+        "$defs": {
+            "Cat": {
+                "properties": {
+                    "pet_type": {"const": "cat", "title": "Pet Type", "type": "string"},
+                    "meows": {"title": "Meows", "type": "integer"}
+                },
+                "required": ["pet_type", "meows"],
+                "title": "Cat",
+                "type": "object"
+            },
+            "Dog": {
+                "properties": {
+                    "pet_type": {"const": "dog", "title": "Pet Type", "type": "string"},
+                    "barks": {"title": "Barks", "type": "number"}
+                },
+                "required": ["pet_type", "barks"],
+                "title": "Dog",
+                "type": "object"
+            },
+            "Size": {"enum": [1, 2, 3], "title": "Size", "type": "integer"}
+        },
+        "properties": {
+            "pet": {
+                "discriminator": {
+                    "mapping": {"cat": "#/$defs/Cat", "dog": "#/$defs/Dog"},
+                    "propertyName": "pet_type"
+                },
+                "oneOf": [{"$ref": "#/$defs/Cat"}, {"$ref": "#/$defs/Dog"}],
+                "title": "Pet"
+            },
+            "size": {"$ref": "#/$defs/Size", "default": 2},
+            "nicknames": {"items": {"type": "string"}, "title": "Nicknames", "type": "array", "uniqueItems": true},
+            "chip": {
+                "maxItems": 2,
+                "minItems": 2,
+                "prefixItems": [{"type": "integer"}, {"type": "string"}],
+                "title": "Chip",
+                "type": "array"
+            },
+            "vets": {"items": {"type": "string"}, "minItems": 2, "title": "Vets", "type": "array"},
+            "licence": {
+                "examples": ["AB-1234"],
+                "pattern": "^[A-Z]{2}-[0-9]{4}$",
+                "title": "Licence",
+                "type": "string"
+            },
+            "weight_kg": {"exclusiveMinimum": 0, "le": 100, "maximum": 100, "title": "Weight Kg", "type": "number"}
+        },
+        "required": ["pet", "size", "nicknames", "chip", "vets", "licence", "weight_kg"],
+        "title": "Owner",
+        "type": "object"
+    })
+}
+
 /// A self-referencing pydantic model: `$ref` at the root and a recursive
 /// list of children.
 fn pydantic_tree() -> Value {
@@ -512,6 +571,7 @@ fn table() -> Vec<(&'static str, Value)> {
             }),
         ),
         ("pydantic report", pydantic_report()),
+        ("pydantic pets", pydantic_pets()),
         (
             "negations and conditions",
             json!({
@@ -752,6 +812,10 @@ fn hostile_schemas_never_panic() {
     }
     wide_defs.insert("D40".into(), json!({"type": "integer"}));
     let doubling = json!({"$defs": wide_defs, "$ref": "#/$defs/D0"});
+    let branches: Vec<Value> = (0..30_000)
+        .map(|n| json!({"properties": {"a": {"minimum": n}}}))
+        .collect();
+    let wide_all_of = json!({"allOf": branches});
     let schemas = [
         json!(5),
         json!("a string"),
@@ -781,6 +845,7 @@ fn hostile_schemas_never_panic() {
         json!({"properties": {"a": {"type": "array", "items": {"const": 1}, "minItems": 2, "uniqueItems": true}}}),
         json!({"properties": {"a": {"not": {}}}, "required": ["a"]}),
         doubling,
+        wide_all_of,
         deep,
     ];
     for (index, schema) in schemas.iter().enumerate() {

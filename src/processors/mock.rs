@@ -210,10 +210,12 @@ static ANY: Value = Value::Bool(true);
 /// schemas it cannot satisfy (the run then fails output validation, as it
 /// would with a real processor).
 ///
-/// Most schemas need one pass. When the generator met a keyword it does not
-/// solve (`oneOf`, `not`, a pattern no candidate matched, ...) it says so,
-/// and the content is checked with `jsonschema`; failing variants are
-/// retried with other branch and enum choices, then with minimal values.
+/// Most schemas need one pass. When the generator met something it cannot
+/// be sure of (`patternProperties`, a pattern no candidate matched, a
+/// `oneOf` or `not` it could not check on its own, conflicting `allOf`
+/// branches, ...) it says so, and the content is checked with `jsonschema`;
+/// failing attempts are retried with other branch, enum and number
+/// choices, then with minimal values.
 fn json_content(schema: &Value, input: &Value, seed: u64) -> JsonObject {
     let mut checks = Checks::new();
     let mut checker: Option<Option<jsonschema::Validator>> = None;
@@ -597,6 +599,9 @@ impl<'a> Generator<'a> {
             }
         }
         if let Some(value) = schema.get("const") {
+            if !fits_alone(schema, value) {
+                self.uncertain = true;
+            }
             return value.clone();
         }
         if let Some(forbidden) = schema.get("not") {
@@ -664,8 +669,8 @@ impl<'a> Generator<'a> {
     }
 
     /// Branches in the order to try them: those that allow more than null,
-    /// rotated by the variant, then null ones; for minimal values null
-    /// ones first.
+    /// then null ones (for minimal values null ones first), rotated by the
+    /// variant.
     fn branch_order(&self, branches: &[Value], minimal: bool) -> Vec<usize> {
         let null_only = |branch: &Value| {
             branch.get("type").and_then(Value::as_str) == Some("null")
@@ -675,17 +680,18 @@ impl<'a> Generator<'a> {
                     .and_then(Value::as_array)
                     .is_some_and(|options| options.iter().all(Value::is_null))
         };
-        let (nulls, mut others): (Vec<usize>, Vec<usize>) =
+        let (nulls, others): (Vec<usize>, Vec<usize>) =
             (0..branches.len()).partition(|&index| null_only(&branches[index]));
-        if !others.is_empty() {
-            let turn = self.variant as usize % others.len();
-            others.rotate_left(turn);
-        }
-        if minimal {
+        let mut order: Vec<usize> = if minimal {
             nulls.into_iter().chain(others).collect()
         } else {
             others.into_iter().chain(nulls).collect()
+        };
+        if !order.is_empty() {
+            let turn = self.variant as usize % order.len();
+            order.rotate_left(turn);
         }
+        order
     }
 
     /// A value matching exactly one branch: branches may overlap, so each
@@ -818,6 +824,9 @@ impl<'a> Generator<'a> {
         if pool.is_empty() {
             return Value::Null;
         }
+        if !fits_alone(schema, pool[0]) {
+            self.uncertain = true;
+        }
         if minimal {
             let choice = pool
                 .iter()
@@ -884,11 +893,18 @@ impl<'a> Generator<'a> {
         let bounds = Bounds::of(schema);
         let hash = self.hash(slot.path, 2);
         let whole = 1 + (hash % 100) as i64;
-        let target = if integer {
+        let mut target = if integer {
             whole as f64
         } else {
             whole as f64 + [0.25, 0.5, 0.75][((hash >> 8) % 3) as usize]
         };
+        if let (Some((low, _)), Some((high, _))) = (bounds.lower, bounds.upper) {
+            if high - low <= 1_000.0 {
+                // Spread over a small range rather than clamp to one end,
+                // so that items of a `uniqueItems` array can differ.
+                target = low + (high - low) * ((hash >> 16) % 1_000) as f64 / 1_000.0;
+            }
+        }
         let multiple = schema
             .get("multipleOf")
             .and_then(Value::as_f64)
@@ -1036,7 +1052,11 @@ impl<'a> Generator<'a> {
         } else {
             min.max(1).max(prefix.len())
         };
-        count = count.max(min_contains);
+        if min_contains > 0 {
+            // Items that meet `contains` go after the prefix, whose own
+            // schemas they might contradict.
+            count = count.max(prefix.len() + min_contains);
+        }
         if let Some(max) = max {
             count = count.min(max);
         }
@@ -1049,6 +1069,7 @@ impl<'a> Generator<'a> {
         if count < min || count < min_contains {
             self.uncertain = true;
         }
+        let contains_from = count.saturating_sub(min_contains);
         let unique = schema.get("uniqueItems") == Some(&Value::Bool(true));
         let mut items: Vec<Value> = Vec::with_capacity(count);
         for index in 0..count {
@@ -1059,7 +1080,7 @@ impl<'a> Generator<'a> {
             let item = prefix.get(index).or(rest).unwrap_or(&ANY);
             let merged;
             let item = match contains {
-                Some(contains) if index < min_contains => {
+                Some(contains) if index >= contains_from => {
                     merged = json!({"allOf": [item, contains]});
                     &merged
                 }
@@ -1068,7 +1089,7 @@ impl<'a> Generator<'a> {
             let mut value = Value::Null;
             // Items come from their own paths, so they differ; a small enum
             // or a boolean can still repeat, hence the retries.
-            for attempt in 0..5 {
+            for attempt in 0..8 {
                 let path = match attempt {
                     0 => format!("{}.{index}", slot.path),
                     _ => format!("{}.{index}~{attempt}", slot.path),
@@ -1336,7 +1357,7 @@ fn merge_into(target: &mut JsonObject, other: &JsonObject, uncertain: &mut bool)
                         for (name, schema) in value {
                             match existing.get_mut(name) {
                                 Some(mine) if mine != schema => {
-                                    *mine = json!({"allOf": [mine.take(), schema]});
+                                    conjoin(mine, schema);
                                 }
                                 Some(_) => {}
                                 None => {
@@ -1429,7 +1450,7 @@ fn merge_into(target: &mut JsonObject, other: &JsonObject, uncertain: &mut bool)
                 } else if existing == &Value::Bool(false) || value == &Value::Bool(false) {
                     *existing = Value::Bool(false);
                 } else {
-                    *existing = json!({"allOf": [existing.take(), value]});
+                    conjoin(existing, value);
                 }
             }
             // Neither A nor B: not (A or B).
@@ -1439,6 +1460,21 @@ fn merge_into(target: &mut JsonObject, other: &JsonObject, uncertain: &mut bool)
             _ => *uncertain = true,
         }
     }
+}
+
+/// Makes `existing` require `value` too. Adds to an `allOf` made here
+/// before rather than nesting one per merge, so that many `allOf` branches
+/// on one property stay one level deep.
+fn conjoin(existing: &mut Value, value: &Value) {
+    if let Value::Object(object) = existing {
+        if object.len() == 1 {
+            if let Some(Value::Array(parts)) = object.get_mut("allOf") {
+                parts.push(value.clone());
+                return;
+            }
+        }
+    }
+    *existing = json!({"allOf": [existing.take(), value]});
 }
 
 /// The types a schema's `type` names, `None` when it has no `type`.
@@ -1539,6 +1575,26 @@ fn echo_fits(schema: &JsonObject, value: &Value) -> bool {
             .is_some_and(|number| Bounds::of(schema).contains(number)),
         _ => true,
     }
+}
+
+/// Whether a `const` or `enum` value meets the rest of `schema` without
+/// looking further: its `type` fits and nothing else constrains it. Merged
+/// schemas can put a `const` next to anything (`contains` under `items`).
+fn fits_alone(schema: &JsonObject, value: &Value) -> bool {
+    let kinds_fit =
+        kinds_of(schema).is_none_or(|kinds| kinds.iter().any(|&kind| has_kind(value, kind)));
+    let in_enum = schema.get("enum").is_none_or(|options| {
+        options
+            .as_array()
+            .is_some_and(|options| options.contains(value))
+    });
+    let constant_fits = schema.get("const").is_none_or(|constant| constant == value);
+    kinds_fit
+        && in_enum
+        && constant_fits
+        && schema.keys().all(|key| {
+            matches!(key.as_str(), "type" | "const" | "enum") || ANNOTATIONS.contains(&key.as_str())
+        })
 }
 
 /// A non-negative whole number keyword such as `minLength`; `2.0` counts.
@@ -1780,8 +1836,8 @@ impl Decimal {
     }
 
     fn to_f64(self) -> Option<f64> {
-        let power = 10f64.powi(i32::try_from(self.scale).ok()?);
-        let size = self.mantissa as f64 / power;
+        // Parsing rounds correctly everywhere; `powi` need not.
+        let size: f64 = format!("{}e-{}", self.mantissa, self.scale).parse().ok()?;
         (size.is_finite() && size > 0.0).then_some(size)
     }
 

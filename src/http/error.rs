@@ -1,0 +1,138 @@
+//! The one place where errors become HTTP: status, headers and the hosted
+//! `ErrorResponse` envelope (spec 1.6).
+//!
+//! Every engine error is mapped here in a single `match`; handlers never
+//! choose a status code for an engine error themselves. Messages never
+//! echo secrets (API keys, MCP headers).
+
+use serde_json::{json, Value};
+
+use crate::engine;
+use crate::model::new_ref_id;
+use crate::store;
+use crate::validate::{self, FieldError, FieldErrorKind, Loc};
+
+/// An HTTP error answer, ready to be written.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: u16,
+    pub message: String,
+    /// Boxed: errors travel in every handler's `Result`, so keep them small.
+    pub detail: Option<Box<Value>>,
+    /// Extra headers (`retry-after`, `x-should-retry`, `allow`).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl ApiError {
+    pub fn new(status: u16, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+            detail: None,
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn with_detail(mut self, detail: Value) -> ApiError {
+        self.detail = Some(Box::new(detail));
+        self
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> ApiError {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// 400 for a problem found before validation (JSON, query, header).
+    pub fn bad_request(errors: Vec<FieldError>) -> ApiError {
+        ApiError::validation(400, errors)
+    }
+
+    /// A 400, 403 or 422 naming every problem: 403 when the only problems
+    /// are unknown processors (the hosted API's answer), else `status`.
+    pub fn validation(status: u16, errors: Vec<FieldError>) -> ApiError {
+        let only_processors = !errors.is_empty()
+            && errors
+                .iter()
+                .all(|error| error.kind == FieldErrorKind::UnknownProcessor);
+        let status = if only_processors { 403 } else { status };
+        let items: Vec<Value> = errors.iter().map(FieldError::to_json).collect();
+        // Locations already start with `body`, `query` or `header`.
+        ApiError::new(status, validate::summarize(&errors, ""))
+            .with_detail(json!({ "errors": items }))
+    }
+
+    /// A single problem with a query parameter.
+    pub fn bad_query(name: &str, message: impl Into<String>) -> ApiError {
+        ApiError::bad_request(vec![FieldError::value_error(
+            vec![Loc::Key("query".into()), Loc::Key(name.into())],
+            message,
+        )])
+    }
+
+    /// 503 with the retry headers of spec 1.7: nothing was committed.
+    pub fn unavailable(message: impl Into<String>, retry_after_s: u64) -> ApiError {
+        ApiError::new(503, message)
+            .with_header("retry-after", retry_after_s.to_string())
+            .with_header("retry-after-ms", (retry_after_s * 1_000).to_string())
+    }
+
+    /// The envelope body: a fresh `ref_id` per error.
+    pub fn body(&self) -> (String, String) {
+        let ref_id = new_ref_id();
+        let body = json!({
+            "type": "error",
+            "error": {"ref_id": ref_id, "message": self.message, "detail": self.detail},
+        });
+        (ref_id, body.to_string())
+    }
+}
+
+/// Prefixes body locations with `body`: the engine names fields relative
+/// to the request body.
+fn in_body(errors: Vec<FieldError>) -> Vec<FieldError> {
+    errors
+        .into_iter()
+        .map(|error| error.prefixed(&[Loc::Key("body".into())]))
+        .collect()
+}
+
+impl From<engine::Error> for ApiError {
+    fn from(error: engine::Error) -> ApiError {
+        match error {
+            engine::Error::Invalid(errors) => ApiError::validation(422, in_body(errors)),
+            engine::Error::NotFound { kind, id } => {
+                ApiError::new(404, format!("{kind} {id} not found"))
+            }
+            engine::Error::RunFailed { run_id, error } => {
+                ApiError::new(404, format!("run {run_id} failed: {}", error.message))
+                    .with_detail(json!({"run_id": run_id, "status": "failed"}))
+            }
+            engine::Error::RunCancelled { run_id } => {
+                ApiError::new(404, format!("run {run_id} was cancelled"))
+                    .with_detail(json!({"run_id": run_id, "status": "cancelled"}))
+            }
+            engine::Error::Timeout { run_id, status } => {
+                ApiError::new(408, "Request timed out; run still active")
+                    .with_detail(json!({"run_id": run_id, "status": status}))
+            }
+            engine::Error::Conflict { run_id, status } => {
+                ApiError::new(409, format!("run {run_id} is already {status}"))
+                    .with_detail(json!({"run_id": run_id, "status": status}))
+                    .with_header("x-should-retry", "false")
+            }
+            engine::Error::Unavailable(store_error) => match store_error {
+                store::Error::Full(_) => {
+                    ApiError::unavailable("storage full: the database cannot grow", 5)
+                }
+                store::Error::Busy(_) => {
+                    ApiError::unavailable("storage busy: the database is locked", 1)
+                }
+                other => ApiError::unavailable(format!("storage unavailable: {other}"), 1),
+            },
+            engine::Error::Internal(message) => {
+                ApiError::new(500, format!("internal error: {message}"))
+            }
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! One handler per route: parse the request, call the engine, shape the
+//! answer. Handlers hold no SQL and pick no status for engine errors (those
+//! go through `error.rs`); they only choose the success status the spec
+//! names for each endpoint.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::metrics::StreamLabel;
+use super::query::{parse_cursor, Query};
+use super::routes::Route;
+use super::{sse, Reply, Shared, OPENAPI_JSON};
+use crate::engine::{GroupRunsQuery, ListQuery, StreamKind};
+use crate::limits::{
+    GROUP_EVENTS_TIMEOUT_S_MAX, RESULT_TIMEOUT_S_DEFAULT, RESULT_TIMEOUT_S_MAX,
+    RUN_EVENTS_STREAM_S_MAX,
+};
+use crate::model::{to_json, RunInput};
+use crate::processors::ProcessorConfig;
+use crate::validate::{self, FieldError, Loc};
+
+/// What a handler may read of its request.
+pub(crate) struct Context<'a> {
+    pub shared: &'a Arc<Shared>,
+    pub query: &'a Query,
+    pub body: &'a [u8],
+    pub last_event_id_header: Option<String>,
+}
+
+fn json_reply<T: Serialize>(status: u16, value: &T) -> Result<Reply, ApiError> {
+    Ok(Reply::Json(status, to_json(value), Vec::new()))
+}
+
+/// Parses a body that must be JSON: empty, not JSON or too deep is a 400.
+fn body_json(context: &Context<'_>) -> Result<Value, ApiError> {
+    if context.body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(vec![FieldError::missing(vec![
+            Loc::Key("body".into()),
+        ])]));
+    }
+    // serde_json stops at 128 levels of nesting, which is JSON_DEPTH_MAX.
+    serde_json::from_slice(context.body).map_err(|error| {
+        let message = if error.to_string().contains("recursion limit") {
+            format!(
+                "JSON nested deeper than {} levels (JSON_DEPTH_MAX)",
+                crate::limits::JSON_DEPTH_MAX
+            )
+        } else {
+            format!("body is not valid JSON: {error}")
+        };
+        ApiError::bad_request(vec![FieldError::value_error(
+            vec![Loc::Key("body".into())],
+            message,
+        )])
+    })
+}
+
+/// Validation problems of a parsed body: 422 (403 when only processors).
+fn invalid(errors: Vec<FieldError>) -> ApiError {
+    ApiError::validation(
+        422,
+        errors
+            .into_iter()
+            .map(|error| error.prefixed(&[Loc::Key("body".into())]))
+            .collect(),
+    )
+}
+
+/// The stream cursor: the query's `last_event_id`, else `Last-Event-ID`.
+fn last_event_id(context: &Context<'_>) -> Result<u64, ApiError> {
+    if let Some(cursor) = context.query.cursor("last_event_id")? {
+        return Ok(cursor);
+    }
+    match context.last_event_id_header.as_deref().map(str::trim) {
+        Some(text) if !text.is_empty() => parse_cursor("last_event_id", text),
+        _ => Ok(0),
+    }
+}
+
+pub(crate) fn dispatch(context: &Context<'_>, route: Route) -> Result<Reply, ApiError> {
+    let engine = &context.shared.engine;
+    match route {
+        Route::CreateRun => {
+            let body = body_json(context)?;
+            let input = validate::parse_run_input(&body).map_err(invalid)?;
+            json_reply(202, &engine.create_run(input)?)
+        }
+        Route::GetRun(run_id) => json_reply(200, &engine.get_run(&run_id)?),
+        Route::GetRunInput(run_id) => {
+            let input = engine.get_run_input(&run_id)?;
+            Ok(Reply::Json(200, input_json(&input), Vec::new()))
+        }
+        Route::GetRunResult(run_id) => {
+            let timeout = context
+                .query
+                .seconds("timeout", RESULT_TIMEOUT_S_MAX)?
+                .unwrap_or(Duration::from_secs(RESULT_TIMEOUT_S_DEFAULT));
+            // Unknown ids answer at once, on this thread.
+            engine.get_run(&run_id)?;
+            if timeout.is_zero() {
+                return json_reply(200, &engine.wait_for_result(&run_id, timeout)?);
+            }
+            let engine = engine.clone();
+            Ok(Reply::Wait(Box::new(move || {
+                json_reply(200, &engine.wait_for_result(&run_id, timeout)?)
+            })))
+        }
+        Route::RunEvents(run_id) => {
+            engine.get_run(&run_id)?;
+            let engine = engine.clone();
+            let keep_alive = context.shared.config.keep_alive;
+            Ok(Reply::Stream(
+                StreamLabel::RunEvents,
+                Box::new(move |out| {
+                    sse::follow(
+                        &engine,
+                        StreamKind::RunEvents(run_id),
+                        0,
+                        Duration::from_secs(RUN_EVENTS_STREAM_S_MAX),
+                        keep_alive,
+                        out,
+                    )
+                }),
+            ))
+        }
+        Route::CancelRun(run_id) => json_reply(200, &engine.cancel_run(&run_id)?),
+        Route::CreateGroup => {
+            let body = body_json(context)?;
+            let metadata = validate::parse_group_create(&body).map_err(invalid)?;
+            json_reply(200, &engine.create_group(metadata)?)
+        }
+        Route::GetGroup(group_id) => json_reply(200, &engine.get_group(&group_id)?),
+        Route::AddRuns(group_id) => {
+            // Hosted default true; taskyard always answers the current
+            // status, but a bad value is still a bad request.
+            context.query.bool("refresh_status")?;
+            let body = body_json(context)?;
+            let request = validate::parse_add_runs(&body).map_err(invalid)?;
+            json_reply(200, &engine.add_runs(&group_id, request)?)
+        }
+        Route::GroupEvents(group_id) => {
+            let after = last_event_id(context)?;
+            let lifetime = context
+                .query
+                .seconds("timeout", GROUP_EVENTS_TIMEOUT_S_MAX)?
+                .unwrap_or(Duration::from_secs(GROUP_EVENTS_TIMEOUT_S_MAX));
+            engine.get_group(&group_id)?;
+            let engine = engine.clone();
+            let keep_alive = context.shared.config.keep_alive;
+            Ok(Reply::Stream(
+                StreamLabel::GroupEvents,
+                Box::new(move |out| {
+                    sse::follow(
+                        &engine,
+                        StreamKind::GroupEvents(group_id),
+                        after,
+                        lifetime,
+                        keep_alive,
+                        out,
+                    )
+                }),
+            ))
+        }
+        Route::GroupRuns(group_id) => {
+            let query = GroupRunsQuery {
+                after: last_event_id(context)?,
+                status: context.query.status("status")?,
+                include_input: context.query.bool("include_input")?.unwrap_or(false),
+                include_output: context.query.bool("include_output")?.unwrap_or(false),
+            };
+            engine.get_group(&group_id)?;
+            let engine = engine.clone();
+            Ok(Reply::Stream(
+                StreamLabel::GroupRuns,
+                Box::new(move |out| sse::group_runs(&engine, &group_id, &query, out)),
+            ))
+        }
+        Route::GetGroupRun(group_id, run_id) => {
+            json_reply(200, &engine.get_group_run(&group_id, &run_id)?)
+        }
+        Route::CancelGroup(group_id) => json_reply(200, &engine.cancel_group(&group_id)?),
+        Route::ListRuns | Route::ListGroups => {
+            let query = ListQuery {
+                limit: context.query.integer("limit", 1, 100)?.unwrap_or(20) as usize,
+                after: context.query.get("after").map(str::to_string),
+                status: match route {
+                    Route::ListRuns => context.query.status("status")?,
+                    _ => None,
+                },
+                taskgroup_id: context.query.get("taskgroup_id").map(str::to_string),
+                is_active: match route {
+                    Route::ListGroups => context.query.bool("is_active")?,
+                    _ => None,
+                },
+            };
+            let page = if route == Route::ListRuns {
+                to_json(&engine.list_runs(&query).map_err(bad_cursor)?)
+            } else {
+                to_json(&engine.list_groups(&query).map_err(bad_cursor)?)
+            };
+            Ok(Reply::Json(200, page, Vec::new()))
+        }
+        Route::ListProcessors => {
+            let data: Vec<Value> = engine.registry().iter().map(processor_json).collect();
+            json_reply(200, &json!({"data": data, "next_cursor": null}))
+        }
+        Route::GetProcessor(name) => match engine.registry().get(&name) {
+            Some(config) => json_reply(200, &processor_json(config)),
+            None => Err(ApiError::new(404, format!("processor {name} not found"))),
+        },
+        Route::Health => {
+            let version = env!("CARGO_PKG_VERSION");
+            match engine.health() {
+                Ok(()) => json_reply(200, &json!({"status": "ok", "version": version})),
+                Err(error) => json_reply(
+                    503,
+                    &json!({"status": "unavailable", "version": version, "message": error.to_string()}),
+                ),
+            }
+        }
+        Route::Metrics => {
+            let mut engine_lines =
+                String::from("# HELP taskyard_runs Runs by status.\n# TYPE taskyard_runs gauge\n");
+            for (status, count) in engine.runs_by_status()? {
+                engine_lines.push_str(&format!("taskyard_runs{{status=\"{status}\"}} {count}\n"));
+            }
+            engine_lines.push_str(&format!(
+                "# HELP taskyard_events_total Events appended to the log.\n\
+                 # TYPE taskyard_events_total counter\ntaskyard_events_total {}\n",
+                engine.last_event_id()
+            ));
+            Ok(Reply::Text(
+                200,
+                context.shared.metrics.render(&engine_lines),
+                "text/plain; version=0.0.4; charset=utf-8",
+            ))
+        }
+        Route::OpenApi => Ok(Reply::Json(200, OPENAPI_JSON.to_string(), Vec::new())),
+    }
+}
+
+/// A list cursor that names no item of the list is a 400 (spec 10.3).
+fn bad_cursor(error: crate::engine::Error) -> ApiError {
+    match error {
+        crate::engine::Error::Invalid(errors) => ApiError::bad_request(
+            errors
+                .into_iter()
+                .map(|error| error.prefixed(&[Loc::Key("query".into())]))
+                .collect(),
+        ),
+        other => other.into(),
+    }
+}
+
+/// A RunInput for `.../input`: MCP server headers are write-only.
+fn input_json(input: &RunInput) -> String {
+    let mut value = serde_json::to_value(input).unwrap_or(Value::Null);
+    if let Some(servers) = value.get_mut("mcp_servers").and_then(Value::as_array_mut) {
+        for server in servers {
+            if let Some(object) = server.as_object_mut() {
+                if object.contains_key("headers") {
+                    object.insert("headers".into(), Value::Null);
+                }
+            }
+        }
+    }
+    value.to_string()
+}
+
+fn processor_json(config: &ProcessorConfig) -> Value {
+    json!({
+        "name": config.name,
+        "kind": config.kind,
+        "description": config.description,
+        "input_schema": config.input_schema,
+        "output_schema": config.output_schema,
+        "enable_events_default": config.enable_events_default,
+        "max_attempts": config.max_attempts,
+        "max_concurrency": config.max_concurrency,
+    })
+}

@@ -1,0 +1,127 @@
+//! Prometheus counters of the HTTP layer (spec 10.7), rendered as text
+//! format 0.0.4. Labels are route patterns, never raw paths, so the number
+//! of series is bounded by the routing table.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+/// Upper bounds of the latency histogram, in seconds.
+const BUCKETS_S: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS_S.len()],
+    count: u64,
+    sum_s: f64,
+}
+
+/// Which stream a subscriber follows, for `taskyard_sse_streams_open`.
+#[derive(Debug, Clone, Copy)]
+pub enum StreamLabel {
+    RunEvents,
+    GroupEvents,
+    GroupRuns,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, &'static str, u16), u64>>,
+    durations: Mutex<BTreeMap<&'static str, Histogram>>,
+    streams_open: [AtomicU64; 3],
+}
+
+impl Metrics {
+    pub fn record(&self, method: &str, route: &'static str, status: u16, elapsed: Duration) {
+        *self
+            .requests
+            .lock()
+            .entry((method.to_string(), route, status))
+            .or_default() += 1;
+        let seconds = elapsed.as_secs_f64();
+        let mut durations = self.durations.lock();
+        let histogram = durations.entry(route).or_default();
+        for (index, bound) in BUCKETS_S.iter().enumerate() {
+            if seconds <= *bound {
+                histogram.counts[index] += 1;
+            }
+        }
+        histogram.count += 1;
+        histogram.sum_s += seconds;
+    }
+
+    pub fn stream_opened(&self, label: StreamLabel) {
+        self.streams_open[label as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn stream_closed(&self, label: StreamLabel) {
+        self.streams_open[label as usize].fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The text exposition; `engine_lines` adds the engine's own series.
+    pub fn render(&self, engine_lines: &str) -> String {
+        let mut out = String::new();
+        out.push_str(
+            "# HELP taskyard_http_requests_total HTTP requests by method, route and status.\n",
+        );
+        out.push_str("# TYPE taskyard_http_requests_total counter\n");
+        for ((method, route, status), count) in self.requests.lock().iter() {
+            let _ = writeln!(
+                out,
+                "taskyard_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {count}"
+            );
+        }
+        out.push_str("# HELP taskyard_http_request_duration_seconds Time to answer, by route.\n");
+        out.push_str("# TYPE taskyard_http_request_duration_seconds histogram\n");
+        for (route, histogram) in self.durations.lock().iter() {
+            for (index, bound) in BUCKETS_S.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "taskyard_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {}",
+                    histogram.counts[index]
+                );
+            }
+            let _ = writeln!(
+                out,
+                "taskyard_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
+                histogram.count
+            );
+            let _ = writeln!(
+                out,
+                "taskyard_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
+                histogram.sum_s
+            );
+            let _ = writeln!(
+                out,
+                "taskyard_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
+                histogram.count
+            );
+        }
+        out.push_str("# HELP taskyard_sse_streams_open Open event streams by kind.\n");
+        out.push_str("# TYPE taskyard_sse_streams_open gauge\n");
+        for (index, name) in ["run_events", "group_events", "group_runs"]
+            .iter()
+            .enumerate()
+        {
+            let _ = writeln!(
+                out,
+                "taskyard_sse_streams_open{{stream=\"{name}\"}} {}",
+                self.streams_open[index].load(Ordering::Relaxed)
+            );
+        }
+        out.push_str("# HELP taskyard_build_info The running version.\n");
+        out.push_str("# TYPE taskyard_build_info gauge\n");
+        let _ = writeln!(
+            out,
+            "taskyard_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        out.push_str(engine_lines);
+        out
+    }
+}

@@ -72,3 +72,14 @@ CREATE TABLE events (
 
 CREATE INDEX events_group_stream ON events(group_seq, id) WHERE stream = 1;
 CREATE INDEX events_run_stream ON events(run_seq, id) WHERE stream = 2;
+
+-- Idempotency-Key records (spec 10.5): written in the same transaction as
+-- what the request created, with the response to replay byte for byte.
+-- `fingerprint` is method, path and canonical JSON body.
+CREATE TABLE idempotency_keys (
+    key            TEXT    PRIMARY KEY,
+    fingerprint    TEXT    NOT NULL,
+    status         INTEGER NOT NULL,
+    body           TEXT    NOT NULL,
+    created_at     INTEGER NOT NULL
+) WITHOUT ROWID;

@@ -24,7 +24,8 @@ use crate::scheduler::{Scheduler, SchedulerConfig};
 use crate::schema::SchemaCache;
 pub use crate::store::Synchronous;
 use crate::store::{
-    self, CommitNotice, GroupRunRow, NewGroup, NewRun, Op, Recovered, RunRow, Store, StreamKey,
+    self, CommitNotice, GroupRunRow, IdempotencyRecord, NewGroup, NewRun, Once, Op, Recovered,
+    RunRow, Store, StreamKey,
 };
 use crate::validate::{self, FieldError, Loc};
 
@@ -52,6 +53,9 @@ pub enum Error {
     /// Cancel of a run that already completed or failed.
     #[error("run {run_id} is already {status}")]
     Conflict { run_id: String, status: RunStatus },
+    /// An Idempotency-Key seen before with another request (spec 10.5).
+    #[error("Idempotency-Key reused with a different request")]
+    IdempotencyConflict,
     /// The database cannot take the write now (busy, full, closed); nothing
     /// was committed, so the caller may retry.
     #[error("storage unavailable: {0}")]
@@ -65,6 +69,7 @@ impl From<store::Error> for Error {
     fn from(error: store::Error) -> Error {
         match error {
             store::Error::NotFound { kind, id } => Error::NotFound { kind, id },
+            store::Error::IdempotencyConflict => Error::IdempotencyConflict,
             store::Error::Busy(_) | store::Error::Full(_) | store::Error::Closed => {
                 Error::Unavailable(error)
             }
@@ -125,6 +130,27 @@ pub struct GroupRunsQuery {
     pub status: Option<RunStatus>,
     pub include_input: bool,
     pub include_output: bool,
+}
+
+/// An Idempotency-Key and what identifies the request it came with
+/// (spec 10.5): same key and fingerprint replay, another fingerprint is a
+/// conflict.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    pub key: String,
+    /// The request's method, path and canonical JSON body.
+    pub fingerprint: String,
+    /// The status of the first answer, replayed with it.
+    pub status: u16,
+}
+
+/// What a create with an Idempotency-Key answered.
+#[derive(Debug, Clone)]
+pub enum Created<T> {
+    /// Created now; `body` is the JSON answer, stored for replays.
+    Fresh { value: T, body: String },
+    /// Seen before: the first answer, byte for byte; nothing was created.
+    Replayed { status: u16, body: String },
 }
 
 /// Filters of a list call (spec 10.3).
@@ -246,6 +272,27 @@ impl Engine {
     }
 
     pub fn create_group(&self, metadata: Option<JsonObject>) -> Result<Group> {
+        let row = fresh(self.create_group_with(metadata, None)?)?.0;
+        Ok(row.to_model()?)
+    }
+
+    /// [`Engine::create_group`] at most once per Idempotency-Key.
+    pub fn create_group_idempotent(
+        &self,
+        metadata: Option<JsonObject>,
+        idempotency: Idempotency,
+    ) -> Result<Created<Group>> {
+        created(
+            self.create_group_with(metadata, Some(idempotency))?,
+            |row| Ok(row.to_model()?),
+        )
+    }
+
+    fn create_group_with(
+        &self,
+        metadata: Option<JsonObject>,
+        idempotency: Option<Idempotency>,
+    ) -> Result<Once<store::GroupRow>> {
         if let Some(metadata) = &metadata {
             let errors = validate::check_metadata(metadata, false);
             if !errors.is_empty() {
@@ -256,17 +303,40 @@ impl Engine {
             id: new_id(GROUP_ID_PREFIX),
             metadata: metadata.as_ref().map(to_json),
         };
-        let row = self
-            .inner
-            .store
-            .writer
-            .call(|reply| Op::CreateGroup { group, reply })?;
-        Ok(row.to_model()?)
+        Ok(self.inner.store.writer.call(|reply| Op::CreateGroup {
+            group,
+            idempotency: idempotency.map(record),
+            reply,
+        })?)
     }
 
     /// Adds runs to a group, all or nothing (invariant 8): one invalid
     /// input rejects the request, with every problem named by its index.
     pub fn add_runs(&self, group_id: &str, request: AddRuns) -> Result<AddRunsResponse> {
+        Ok(fresh(self.add_runs_with(group_id, request, None)?)?
+            .0
+            .to_model())
+    }
+
+    /// [`Engine::add_runs`] at most once per Idempotency-Key.
+    pub fn add_runs_idempotent(
+        &self,
+        group_id: &str,
+        request: AddRuns,
+        idempotency: Idempotency,
+    ) -> Result<Created<AddRunsResponse>> {
+        created(
+            self.add_runs_with(group_id, request, Some(idempotency))?,
+            |added| Ok(added.to_model()),
+        )
+    }
+
+    fn add_runs_with(
+        &self,
+        group_id: &str,
+        request: AddRuns,
+        idempotency: Option<Idempotency>,
+    ) -> Result<Once<store::AddedRuns>> {
         if !crate::model::is_id_of(GROUP_ID_PREFIX, group_id) {
             return Err(not_found("group", group_id));
         }
@@ -310,33 +380,48 @@ impl Engine {
         let added = self.inner.store.writer.call(|reply| Op::AddRuns {
             group_id: group_id.to_string(),
             runs,
+            idempotency: idempotency.map(record),
             reply,
         })?;
         self.inner.scheduler.wake();
-        let cursor = added.cursor.map(|id| id.to_string());
-        Ok(AddRunsResponse {
-            run_ids: added.run_ids,
-            status: added.group.status(),
-            run_cursor: cursor.clone(),
-            event_cursor: cursor,
-        })
+        Ok(added)
     }
 
     /// Creates a standalone run (no group).
     pub fn create_run(&self, input: RunInput) -> Result<Run> {
+        let row = fresh(self.create_run_with(input, None)?)?.0;
+        Ok(row.to_model()?)
+    }
+
+    /// [`Engine::create_run`] at most once per Idempotency-Key.
+    pub fn create_run_idempotent(
+        &self,
+        input: RunInput,
+        idempotency: Idempotency,
+    ) -> Result<Created<Run>> {
+        created(self.create_run_with(input, Some(idempotency))?, |row| {
+            Ok(row.to_model()?)
+        })
+    }
+
+    fn create_run_with(
+        &self,
+        input: RunInput,
+        idempotency: Option<Idempotency>,
+    ) -> Result<Once<RunRow>> {
         let errors =
             validate::check_run_input(&input, None, &self.inner.registry, &self.inner.schemas);
         if !errors.is_empty() {
             return Err(Error::Invalid(errors));
         }
         let run = self.new_run(&input, None);
-        let row = self
-            .inner
-            .store
-            .writer
-            .call(|reply| Op::CreateRun { run, reply })?;
+        let row = self.inner.store.writer.call(|reply| Op::CreateRun {
+            run,
+            idempotency: idempotency.map(record),
+            reply,
+        })?;
         self.inner.scheduler.wake();
-        Ok(row.to_model()?)
+        Ok(row)
     }
 
     /// Turns a checked input into the row the store writes.
@@ -678,6 +763,38 @@ impl Engine {
             self.inner.store.writer.stop();
             self.inner.hub.close();
         }
+    }
+}
+
+fn record(idempotency: Idempotency) -> IdempotencyRecord {
+    IdempotencyRecord {
+        key: idempotency.key,
+        fingerprint: idempotency.fingerprint,
+        status: idempotency.status,
+    }
+}
+
+/// The value of a create made without a key (never a replay).
+fn fresh<T>(once: Once<T>) -> Result<(T, Option<String>)> {
+    match once {
+        Once::Fresh { value, body } => Ok((value, body)),
+        Once::Replay { .. } => Err(Error::Internal("a replay without a key".into())),
+    }
+}
+
+fn created<T, U>(once: Once<T>, model: impl FnOnce(T) -> Result<U>) -> Result<Created<U>> {
+    match once {
+        Once::Fresh {
+            value,
+            body: Some(body),
+        } => Ok(Created::Fresh {
+            value: model(value)?,
+            body,
+        }),
+        Once::Fresh { body: None, .. } => {
+            Err(Error::Internal("a keyed create without a body".into()))
+        }
+        Once::Replay { status, body } => Ok(Created::Replayed { status, body }),
     }
 }
 

@@ -92,3 +92,82 @@ fn unknown_ids_are_not_found() {
         Err(Error::NotFound { .. })
     ));
 }
+
+fn key(key: &str, fingerprint: &str) -> taskyard::engine::Idempotency {
+    taskyard::engine::Idempotency {
+        key: key.into(),
+        fingerprint: fingerprint.into(),
+        status: 202,
+    }
+}
+
+#[test]
+fn an_idempotency_key_creates_once_and_replays_byte_for_byte() {
+    use taskyard::engine::Created;
+    let dir = TestDir::new();
+    let engine = open(&dir);
+    let first = engine
+        .create_run_idempotent(
+            RunInput::new("once", "echo"),
+            key("k", "POST /v1/tasks/runs {a}"),
+        )
+        .expect("first");
+    let Created::Fresh { value: run, body } = first else {
+        panic!("first create is fresh")
+    };
+    // Concurrent retries with the same key all get the first answer.
+    let replays: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    engine.create_run_idempotent(
+                        RunInput::new("once", "echo"),
+                        key("k", "POST /v1/tasks/runs {a}"),
+                    )
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    for replay in replays {
+        match replay.expect("replay") {
+            Created::Replayed {
+                status,
+                body: again,
+            } => {
+                assert_eq!(status, 202);
+                assert_eq!(again, body, "byte for byte");
+            }
+            Created::Fresh { .. } => panic!("a second create with the same key"),
+        }
+    }
+    let other = engine.create_run_idempotent(
+        RunInput::new("other", "echo"),
+        key("k", "POST /v1/tasks/runs {b}"),
+    );
+    assert!(
+        matches!(other, Err(Error::IdempotencyConflict)),
+        "{other:?}"
+    );
+    let runs: i64 = sqlite(&dir)
+        .query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(runs, 1, "one run for one key");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).expect("json")["run_id"],
+        json!(run.run_id)
+    );
+    // The key survives a restart.
+    drop(engine);
+    let engine = open(&dir);
+    let after = engine
+        .create_run_idempotent(
+            RunInput::new("once", "echo"),
+            key("k", "POST /v1/tasks/runs {a}"),
+        )
+        .expect("replay after restart");
+    assert!(matches!(after, Created::Replayed { .. }));
+}

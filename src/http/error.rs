@@ -121,6 +121,10 @@ impl From<engine::Error> for ApiError {
                     .with_detail(json!({"run_id": run_id, "status": status}))
                     .with_header("x-should-retry", "false")
             }
+            engine::Error::IdempotencyConflict => {
+                ApiError::new(409, "Idempotency-Key reused with a different request")
+                    .with_header("x-should-retry", "false")
+            }
             engine::Error::Unavailable(store_error) => match store_error {
                 store::Error::Full(_) => {
                     ApiError::unavailable("storage full: the database cannot grow", 5)

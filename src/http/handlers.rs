@@ -14,7 +14,7 @@ use super::metrics::StreamLabel;
 use super::query::{parse_cursor, Query};
 use super::routes::Route;
 use super::{sse, Reply, Shared, OPENAPI_JSON};
-use crate::engine::{GroupRunsQuery, ListQuery, StreamKind};
+use crate::engine::{Created, GroupRunsQuery, Idempotency, ListQuery, StreamKind};
 use crate::limits::{
     GROUP_EVENTS_TIMEOUT_S_MAX, RESULT_TIMEOUT_S_DEFAULT, RESULT_TIMEOUT_S_MAX,
     RUN_EVENTS_STREAM_S_MAX,
@@ -28,7 +28,89 @@ pub(crate) struct Context<'a> {
     pub shared: &'a Arc<Shared>,
     pub query: &'a Query,
     pub body: &'a [u8],
+    pub method: &'a str,
+    pub path: &'a str,
     pub last_event_id_header: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+/// The request's Idempotency-Key (spec 10.5), checked: 1 to 255 printable
+/// ASCII characters, else a 400.
+fn idempotency(
+    context: &Context<'_>,
+    body: &Value,
+    status: u16,
+) -> Result<Option<Idempotency>, ApiError> {
+    let Some(key) = &context.idempotency_key else {
+        return Ok(None);
+    };
+    let printable = key.bytes().all(|byte| (0x20..=0x7e).contains(&byte));
+    if key.is_empty() || key.len() > 255 || !printable {
+        return Err(ApiError::bad_request(vec![FieldError::value_error(
+            vec![
+                Loc::Key("header".into()),
+                Loc::Key("Idempotency-Key".into()),
+            ],
+            "must be 1 to 255 printable ASCII characters",
+        )]));
+    }
+    // `/v1beta` is read as `/v1`: both prefixes are one endpoint.
+    let path = match context.path.strip_prefix("/v1beta/") {
+        Some(rest) => format!("/v1/{rest}"),
+        None => context.path.to_string(),
+    };
+    let mut fingerprint = format!("{} {}\n", context.method, path.trim_end_matches('/'));
+    canonical_json(body, &mut fingerprint);
+    Ok(Some(Idempotency {
+        key: key.clone(),
+        fingerprint,
+        status,
+    }))
+}
+
+/// Writes `value` with object keys sorted and no spaces, so that two
+/// bodies that differ only in key order or spacing compare equal.
+fn canonical_json(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(object) => {
+            let mut keys: Vec<&String> = object.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (index, key) in keys.into_iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                canonical_json(&object[key], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                canonical_json(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// The answer of a create that carried an Idempotency-Key: `status` for a
+/// fresh create, the stored status for a replay.
+fn created_reply<T>(created: Created<T>, status: u16) -> Result<Reply, ApiError> {
+    match created {
+        Created::Fresh { body, .. } => Ok(Reply::Json(status, body, Vec::new())),
+        Created::Replayed { status, body } => Ok(Reply::Json(
+            status,
+            body,
+            vec![("Idempotent-Replayed", "true".to_string())],
+        )),
+    }
 }
 
 fn json_reply<T: Serialize>(status: u16, value: &T) -> Result<Reply, ApiError> {
@@ -86,8 +168,12 @@ pub(crate) fn dispatch(context: &Context<'_>, route: Route) -> Result<Reply, Api
     match route {
         Route::CreateRun => {
             let body = body_json(context)?;
+            let key = idempotency(context, &body, 202)?;
             let input = validate::parse_run_input(&body).map_err(invalid)?;
-            json_reply(202, &engine.create_run(input)?)
+            match key {
+                Some(key) => created_reply(engine.create_run_idempotent(input, key)?, 202),
+                None => json_reply(202, &engine.create_run(input)?),
+            }
         }
         Route::GetRun(run_id) => json_reply(200, &engine.get_run(&run_id)?),
         Route::GetRunInput(run_id) => {
@@ -130,8 +216,12 @@ pub(crate) fn dispatch(context: &Context<'_>, route: Route) -> Result<Reply, Api
         Route::CancelRun(run_id) => json_reply(200, &engine.cancel_run(&run_id)?),
         Route::CreateGroup => {
             let body = body_json(context)?;
+            let key = idempotency(context, &body, 200)?;
             let metadata = validate::parse_group_create(&body).map_err(invalid)?;
-            json_reply(200, &engine.create_group(metadata)?)
+            match key {
+                Some(key) => created_reply(engine.create_group_idempotent(metadata, key)?, 200),
+                None => json_reply(200, &engine.create_group(metadata)?),
+            }
         }
         Route::GetGroup(group_id) => json_reply(200, &engine.get_group(&group_id)?),
         Route::AddRuns(group_id) => {
@@ -139,8 +229,14 @@ pub(crate) fn dispatch(context: &Context<'_>, route: Route) -> Result<Reply, Api
             // status, but a bad value is still a bad request.
             context.query.bool("refresh_status")?;
             let body = body_json(context)?;
+            let key = idempotency(context, &body, 200)?;
             let request = validate::parse_add_runs(&body).map_err(invalid)?;
-            json_reply(200, &engine.add_runs(&group_id, request)?)
+            match key {
+                Some(key) => {
+                    created_reply(engine.add_runs_idempotent(&group_id, request, key)?, 200)
+                }
+                None => json_reply(200, &engine.add_runs(&group_id, request)?),
+            }
         }
         Route::GroupEvents(group_id) => {
             let after = last_event_id(context)?;

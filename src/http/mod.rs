@@ -311,7 +311,10 @@ fn answer(
         shared,
         query: &query,
         body: &body,
+        method,
+        path,
         last_event_id_header: header(request, "last-event-id"),
+        idempotency_key: header(request, "idempotency-key"),
     };
     handlers::dispatch(&context, route)
 }

@@ -22,7 +22,7 @@ pub use read::{EventRow, GroupRunRow, ListFilter, ListPage};
 pub use recovery::Recovered;
 pub use writer::{
     progress_message_json, progress_stats_json, AddedRuns, ClaimedRun, CommitNotice, Finish,
-    NewGroup, NewRun, Op, Reply, RunCancel, StreamKey, Writer,
+    IdempotencyRecord, NewGroup, NewRun, Once, Op, Reply, RunCancel, StreamKey, Writer,
 };
 
 use crate::model::{
@@ -58,6 +58,9 @@ pub enum Error {
     /// A row or id that an operation needs is not there.
     #[error("{kind} {id} not found")]
     NotFound { kind: &'static str, id: String },
+    /// An Idempotency-Key seen before with another request (spec 10.5).
+    #[error("Idempotency-Key reused with a different request")]
+    IdempotencyConflict,
     /// Any other SQLite failure, or a stored value that does not decode.
     #[error("database error: {0}")]
     Sqlite(String),

@@ -114,20 +114,56 @@ pub struct AddedRuns {
     pub group: GroupRow,
 }
 
+/// The Idempotency-Key of a create (spec 10.5).
+#[derive(Debug, Clone)]
+pub struct IdempotencyRecord {
+    pub key: String,
+    /// Method, path and canonical JSON body of the request.
+    pub fingerprint: String,
+    /// The status the first answer had, to replay with the body.
+    pub status: u16,
+}
+
+/// The answer to a create that may carry an Idempotency-Key.
+#[derive(Debug, Clone)]
+pub enum Once<T> {
+    /// Created now; `body` is the stored answer when a key was given, so
+    /// that the first answer and every replay are the same bytes.
+    Fresh { value: T, body: Option<String> },
+    /// The key was seen with the same request: nothing was created.
+    Replay { status: u16, body: String },
+}
+
+impl AddedRuns {
+    /// The add-runs answer (spec 2.5): both cursors are the same id.
+    pub fn to_model(&self) -> crate::model::AddRunsResponse {
+        let cursor = self.cursor.map(|id| id.to_string());
+        crate::model::AddRunsResponse {
+            run_ids: self.run_ids.clone(),
+            status: self.group.status(),
+            run_cursor: cursor.clone(),
+            event_cursor: cursor,
+        }
+    }
+}
+
 /// Every change the store can make.
 pub enum Op {
     CreateGroup {
         group: NewGroup,
-        reply: Reply<GroupRow>,
+        idempotency: Option<IdempotencyRecord>,
+        reply: Reply<Once<GroupRow>>,
     },
     AddRuns {
         group_id: String,
         runs: Vec<NewRun>,
-        reply: Reply<AddedRuns>,
+        idempotency: Option<IdempotencyRecord>,
+        reply: Reply<Once<AddedRuns>>,
     },
     CreateRun {
         run: NewRun,
-        reply: Reply<RunRow>,
+        idempotency: Option<IdempotencyRecord>,
+        reply: Reply<Once<RunRow>>,
     },
     /// Moves up to `max` queued runs to `running`, oldest first, taking at
     /// most `budgets[name]` runs of each processor named there (its
@@ -459,13 +495,49 @@ impl Batch {
 
 fn apply(transaction: &Transaction<'_>, batch: &mut Batch, op: Op) -> (bool, Completion) {
     match op {
-        Op::CreateGroup { group, reply } => done(create_group(transaction, batch, group), reply),
+        Op::CreateGroup {
+            group,
+            idempotency,
+            reply,
+        } => done(
+            once(
+                transaction,
+                batch,
+                idempotency,
+                |transaction, batch| create_group(transaction, batch, group),
+                |row| Ok(to_json(&row.to_model()?)),
+            ),
+            reply,
+        ),
         Op::AddRuns {
             group_id,
             runs,
+            idempotency,
             reply,
-        } => done(add_runs(transaction, batch, &group_id, runs), reply),
-        Op::CreateRun { run, reply } => done(create_run(transaction, batch, run), reply),
+        } => done(
+            once(
+                transaction,
+                batch,
+                idempotency,
+                |transaction, batch| add_runs(transaction, batch, &group_id, runs),
+                |added| Ok(to_json(&added.to_model())),
+            ),
+            reply,
+        ),
+        Op::CreateRun {
+            run,
+            idempotency,
+            reply,
+        } => done(
+            once(
+                transaction,
+                batch,
+                idempotency,
+                |transaction, batch| create_run(transaction, batch, run),
+                |row| Ok(to_json(&row.to_model()?)),
+            ),
+            reply,
+        ),
         Op::Claim {
             max,
             budgets,
@@ -507,6 +579,54 @@ fn done<T: Send + 'static>(result: Result<T>, reply: Reply<T>) -> (bool, Complet
         _ => reply(result),
     });
     (ok, completion)
+}
+
+/// Runs a create at most once per Idempotency-Key: a key seen with the
+/// same fingerprint replays the stored answer, with another fingerprint it
+/// is a conflict; a new key is stored with the answer in this transaction.
+fn once<T>(
+    transaction: &Transaction<'_>,
+    batch: &mut Batch,
+    idempotency: Option<IdempotencyRecord>,
+    work: impl FnOnce(&Transaction<'_>, &mut Batch) -> Result<T>,
+    render: impl FnOnce(&T) -> Result<String>,
+) -> Result<Once<T>> {
+    let Some(record) = idempotency else {
+        return Ok(Once::Fresh {
+            value: work(transaction, batch)?,
+            body: None,
+        });
+    };
+    let seen: Option<(String, u16, String)> = transaction
+        .prepare_cached("SELECT fingerprint, status, body FROM idempotency_keys WHERE key = ?1")?
+        .query_row([&record.key], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .optional()?;
+    if let Some((fingerprint, status, body)) = seen {
+        if fingerprint != record.fingerprint {
+            return Err(Error::IdempotencyConflict);
+        }
+        return Ok(Once::Replay { status, body });
+    }
+    let value = work(transaction, batch)?;
+    let body = render(&value)?;
+    transaction
+        .prepare_cached(
+            "INSERT INTO idempotency_keys (key, fingerprint, status, body, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            record.key,
+            record.fingerprint,
+            record.status,
+            body,
+            batch.now
+        ])?;
+    Ok(Once::Fresh {
+        value,
+        body: Some(body),
+    })
 }
 
 fn create_group(

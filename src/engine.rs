@@ -766,12 +766,12 @@ impl Engine {
     }
 }
 
-fn record(idempotency: Idempotency) -> IdempotencyRecord {
-    IdempotencyRecord {
+fn record(idempotency: Idempotency) -> Box<IdempotencyRecord> {
+    Box::new(IdempotencyRecord {
         key: idempotency.key,
         fingerprint: idempotency.fingerprint,
         status: idempotency.status,
-    }
+    })
 }
 
 /// The value of a create made without a key (never a replay).

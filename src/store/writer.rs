@@ -151,18 +151,18 @@ impl AddedRuns {
 pub enum Op {
     CreateGroup {
         group: NewGroup,
-        idempotency: Option<IdempotencyRecord>,
+        idempotency: Option<Box<IdempotencyRecord>>,
         reply: Reply<Once<GroupRow>>,
     },
     AddRuns {
         group_id: String,
         runs: Vec<NewRun>,
-        idempotency: Option<IdempotencyRecord>,
+        idempotency: Option<Box<IdempotencyRecord>>,
         reply: Reply<Once<AddedRuns>>,
     },
     CreateRun {
         run: NewRun,
-        idempotency: Option<IdempotencyRecord>,
+        idempotency: Option<Box<IdempotencyRecord>>,
         reply: Reply<Once<RunRow>>,
     },
     /// Moves up to `max` queued runs to `running`, oldest first, taking at
@@ -587,7 +587,7 @@ fn done<T: Send + 'static>(result: Result<T>, reply: Reply<T>) -> (bool, Complet
 fn once<T>(
     transaction: &Transaction<'_>,
     batch: &mut Batch,
-    idempotency: Option<IdempotencyRecord>,
+    idempotency: Option<Box<IdempotencyRecord>>,
     work: impl FnOnce(&Transaction<'_>, &mut Batch) -> Result<T>,
     render: impl FnOnce(&T) -> Result<String>,
 ) -> Result<Once<T>> {

@@ -349,26 +349,8 @@ impl Engine {
                 count as u64,
             )]));
         }
-        let mut errors = Vec::new();
-        if let Some(spec) = &request.default_task_spec {
-            errors.extend(
-                validate::check_task_spec(spec, &self.inner.schemas)
-                    .into_iter()
-                    .map(|e| e.prefixed(&[Loc::Key("default_task_spec".into())])),
-            );
-        }
-        for (index, input) in request.inputs.iter().enumerate() {
-            errors.extend(
-                validate::check_run_input(
-                    input,
-                    request.default_task_spec.as_ref(),
-                    &self.inner.registry,
-                    &self.inner.schemas,
-                )
-                .into_iter()
-                .map(|e| e.prefixed(&[Loc::Key("inputs".into()), Loc::Index(index)])),
-            );
-        }
+        let positions: Vec<usize> = (0..count).collect();
+        let errors = self.check_add_runs(&request, &positions);
         if !errors.is_empty() {
             return Err(Error::Invalid(errors));
         }
@@ -385,6 +367,38 @@ impl Engine {
         })?;
         self.inner.scheduler.wake();
         Ok(added)
+    }
+
+    /// The semantic problems of an add-runs request (processors, metadata
+    /// limits, schemas), each named by its input's position in the request
+    /// (`positions[i]` for `request.inputs[i]`).
+    pub fn check_add_runs(&self, request: &AddRuns, positions: &[usize]) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        if let Some(spec) = &request.default_task_spec {
+            errors.extend(
+                validate::check_task_spec(spec, &self.inner.schemas)
+                    .into_iter()
+                    .map(|e| e.prefixed(&[Loc::Key("default_task_spec".into())])),
+            );
+        }
+        for (input, &index) in request.inputs.iter().zip(positions) {
+            errors.extend(
+                validate::check_run_input(
+                    input,
+                    request.default_task_spec.as_ref(),
+                    &self.inner.registry,
+                    &self.inner.schemas,
+                )
+                .into_iter()
+                .map(|e| e.prefixed(&[Loc::Key("inputs".into()), Loc::Index(index)])),
+            );
+        }
+        errors
+    }
+
+    /// The semantic problems of a run input (see [`Engine::check_add_runs`]).
+    pub fn check_run_input(&self, input: &RunInput) -> Vec<FieldError> {
+        validate::check_run_input(input, None, &self.inner.registry, &self.inner.schemas)
     }
 
     /// Creates a standalone run (no group).
@@ -409,8 +423,7 @@ impl Engine {
         input: RunInput,
         idempotency: Option<Idempotency>,
     ) -> Result<Once<RunRow>> {
-        let errors =
-            validate::check_run_input(&input, None, &self.inner.registry, &self.inner.schemas);
+        let errors = self.check_run_input(&input);
         if !errors.is_empty() {
             return Err(Error::Invalid(errors));
         }

@@ -129,9 +129,21 @@ impl<'de> Deserialize<'de> for Timestamp {
 }
 
 /// Makes run and group ids: a prefix and the 128 bits of a ULID as 32
-/// lowercase hex digits, so ids sort by creation time (spec 1.8).
+/// lowercase hex digits, so ids sort by creation time (spec 1.8). One
+/// monotonic generator for the process, so that ids made within the same
+/// millisecond (the runs of one add) still sort in the order they were made.
 pub fn new_id(prefix: &str) -> String {
-    format!("{prefix}{:032x}", ulid::Ulid::new().0)
+    static GENERATOR: std::sync::Mutex<Option<ulid::Generator>> = std::sync::Mutex::new(None);
+    let ulid = {
+        let mut generator = GENERATOR
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        generator
+            .get_or_insert_with(ulid::Generator::new)
+            .generate()
+            .unwrap_or_else(|_| ulid::Ulid::new())
+    };
+    format!("{prefix}{:032x}", ulid.0)
 }
 
 pub const RUN_ID_PREFIX: &str = "trun_";
@@ -544,6 +556,12 @@ mod tests {
     fn timestamps_have_six_fraction_digits_and_z() {
         let text = Timestamp(1_745_439_708_037_943).to_string();
         assert_eq!(text, "2025-04-23T20:21:48.037943Z");
+    }
+
+    #[test]
+    fn ids_made_in_a_row_sort_in_order() {
+        let ids: Vec<String> = (0..1_000).map(|_| new_id(RUN_ID_PREFIX)).collect();
+        assert!(ids.windows(2).all(|pair| pair[0] < pair[1]));
     }
 
     #[test]

@@ -346,6 +346,17 @@ fn finish<T>(value: T, errors: Vec<FieldError>) -> Result<T, Vec<FieldError>> {
 /// checks that need the registry or the schema cache. Unknown fields are
 /// dropped here, so they are never stored (spec 1.4).
 pub fn parse_run_input(value: &Value) -> Result<RunInput, Vec<FieldError>> {
+    let (run, errors) = parse_run_input_lenient(value)?;
+    finish(run, errors)
+}
+
+/// Like [`parse_run_input`], but a body with bad fields still gives the
+/// run without them, beside the problems: the caller can then run the
+/// semantic checks too and report every problem at once (spec 1.6). Fails
+/// only when the body is not an object.
+pub fn parse_run_input_lenient(
+    value: &Value,
+) -> Result<(RunInput, Vec<FieldError>), Vec<FieldError>> {
     let object = expect_root_object(value)?;
     let mut errors = Vec::new();
     let root: &[Loc] = &[];
@@ -416,7 +427,7 @@ pub fn parse_run_input(value: &Value) -> Result<RunInput, Vec<FieldError>> {
         previous_interaction_id,
         webhook,
     };
-    finish(run, errors)
+    Ok((run, errors))
 }
 
 /// SourcePolicy: known keys only, nulls left out. The domain count is a
@@ -766,11 +777,23 @@ fn check_schema_shape(schema_value: &Value, side: SchemaSide, errors: &mut Vec<F
 /// Reads an add-runs body. Each input's errors carry its index, so the
 /// whole batch is rejected naming each bad run (DESIGN invariant 8).
 pub fn parse_add_runs(value: &Value) -> Result<AddRuns, Vec<FieldError>> {
+    let (request, _, errors) = parse_add_runs_lenient(value)?;
+    finish(request, errors)
+}
+
+/// Like [`parse_add_runs`], but keeps every input whose body is an object
+/// (bad fields dropped) with its position in `inputs`, beside the problems,
+/// so that the semantic checks can report on them too. Fails only when the
+/// body is not an object.
+pub fn parse_add_runs_lenient(
+    value: &Value,
+) -> Result<(AddRuns, Vec<usize>, Vec<FieldError>), Vec<FieldError>> {
     let object = expect_root_object(value)?;
     let mut errors = Vec::new();
     let inputs_loc = loc_of(&["inputs"]);
 
     let mut inputs = Vec::new();
+    let mut positions = Vec::new();
     match present(object, "inputs") {
         None => errors.push(FieldError::missing(inputs_loc)),
         Some(Value::Array(items)) => {
@@ -787,10 +810,14 @@ pub fn parse_add_runs(value: &Value) -> Result<AddRuns, Vec<FieldError>> {
             } else {
                 inputs.reserve(items.len());
                 for (index, item) in items.iter().enumerate() {
-                    match parse_run_input(item) {
-                        Ok(run) => inputs.push(run),
+                    let prefix = with_step(&inputs_loc, index);
+                    match parse_run_input_lenient(item) {
+                        Ok((run, run_errors)) => {
+                            inputs.push(run);
+                            positions.push(index);
+                            errors.extend(run_errors.into_iter().map(|e| e.prefixed(&prefix)));
+                        }
                         Err(run_errors) => {
-                            let prefix = with_step(&inputs_loc, index);
                             errors.extend(run_errors.into_iter().map(|e| e.prefixed(&prefix)));
                         }
                     }
@@ -812,13 +839,14 @@ pub fn parse_add_runs(value: &Value) -> Result<AddRuns, Vec<FieldError>> {
         },
     };
 
-    finish(
+    Ok((
         AddRuns {
             inputs,
             default_task_spec,
         },
+        positions,
         errors,
-    )
+    ))
 }
 
 /// Reads a create-group body: `{}` or `{"metadata": {...}}`. Metadata

@@ -142,7 +142,17 @@ fn body_json(context: &Context<'_>) -> Result<Value, ApiError> {
 }
 
 /// Validation problems of a parsed body: 422 (403 when only processors).
-fn invalid(errors: Vec<FieldError>) -> ApiError {
+/// One problem per field (a missing processor is not also unknown), in
+/// the order of the inputs they belong to.
+fn invalid(mut errors: Vec<FieldError>) -> ApiError {
+    let mut seen = std::collections::HashSet::new();
+    errors.retain(|error| seen.insert(error.loc_string()));
+    errors.sort_by_key(|error| {
+        error.loc.iter().find_map(|step| match step {
+            Loc::Index(index) => Some(*index),
+            Loc::Key(_) => None,
+        })
+    });
     ApiError::validation(
         422,
         errors
@@ -169,7 +179,13 @@ pub(crate) fn dispatch(context: &Context<'_>, route: Route) -> Result<Reply, Api
         Route::CreateRun => {
             let body = body_json(context)?;
             let key = idempotency(context, &body, 202)?;
-            let input = validate::parse_run_input(&body).map_err(invalid)?;
+            let (input, errors) = validate::parse_run_input_lenient(&body).map_err(invalid)?;
+            if !errors.is_empty() {
+                // Report the semantic problems of what did parse as well.
+                let mut errors = errors;
+                errors.extend(engine.check_run_input(&input));
+                return Err(invalid(errors));
+            }
             match key {
                 Some(key) => created_reply(engine.create_run_idempotent(input, key)?, 202),
                 None => json_reply(202, &engine.create_run(input)?),
@@ -230,7 +246,13 @@ pub(crate) fn dispatch(context: &Context<'_>, route: Route) -> Result<Reply, Api
             context.query.bool("refresh_status")?;
             let body = body_json(context)?;
             let key = idempotency(context, &body, 200)?;
-            let request = validate::parse_add_runs(&body).map_err(invalid)?;
+            let (request, positions, errors) =
+                validate::parse_add_runs_lenient(&body).map_err(invalid)?;
+            if !errors.is_empty() {
+                let mut errors = errors;
+                errors.extend(engine.check_add_runs(&request, &positions));
+                return Err(invalid(errors));
+            }
             match key {
                 Some(key) => {
                     created_reply(engine.add_runs_idempotent(&group_id, request, key)?, 200)

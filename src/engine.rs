@@ -704,7 +704,7 @@ impl Engine {
             ..store::ListFilter::default()
         };
         if let Some(after) = &query.after {
-            filter.before_seq = Some(self.cursor_seq("runs", after)?);
+            filter.before_id = Some(list_cursor(RUN_ID_PREFIX, after)?);
         }
         if let Some(group_id) = &query.taskgroup_id {
             match self.inner.store.seq_of("groups", group_id)? {
@@ -738,7 +738,7 @@ impl Engine {
             ..store::ListFilter::default()
         };
         if let Some(after) = &query.after {
-            filter.before_seq = Some(self.cursor_seq("groups", after)?);
+            filter.before_id = Some(list_cursor(GROUP_ID_PREFIX, after)?);
         }
         let page = self.inner.store.list_groups(&filter)?;
         let data = page
@@ -751,15 +751,6 @@ impl Engine {
             .then(|| data.last().map(|group| group.taskgroup_id.clone()))
             .flatten();
         Ok(Page { data, next_cursor })
-    }
-
-    fn cursor_seq(&self, table: &'static str, id: &str) -> Result<i64> {
-        self.inner.store.seq_of(table, id)?.ok_or_else(|| {
-            Error::Invalid(vec![FieldError::value_error(
-                vec![Loc::Key("after".into())],
-                format!("'{id}' is not a cursor of this list"),
-            )])
-        })
     }
 
     /// Runs by status over the whole database (metrics).
@@ -808,6 +799,19 @@ fn created<T, U>(once: Once<T>, model: impl FnOnce(T) -> Result<U>) -> Result<Cr
             Err(Error::Internal("a keyed create without a body".into()))
         }
         Once::Replay { status, body } => Ok(Created::Replayed { status, body }),
+    }
+}
+
+/// A list cursor: an id of the listed kind (spec 10.3). It need not exist:
+/// ids sort by creation time, so any id is a position.
+fn list_cursor(prefix: &str, id: &str) -> Result<String> {
+    if crate::model::is_id_of(prefix, id) {
+        Ok(id.to_string())
+    } else {
+        Err(Error::Invalid(vec![FieldError::value_error(
+            vec![Loc::Key("after".into())],
+            format!("'{id}' is not a cursor of this list (an id starting with {prefix})"),
+        )]))
     }
 }
 

@@ -245,19 +245,20 @@ impl Store {
     }
 }
 
-/// Filters of a list (spec 10.3). `before_seq` is the `seq` of the last
-/// item of the previous page: lists run newest first.
+/// Filters of a list (spec 10.3). `before_id` is the id of the last item
+/// of the previous page: lists run newest first, in id order, and ids sort
+/// by creation time, so any well-formed id is a position in the list.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
     pub limit: usize,
-    pub before_seq: Option<i64>,
+    pub before_id: Option<String>,
     pub status: Option<RunStatus>,
     pub group_seq: Option<i64>,
     pub is_active: Option<bool>,
 }
 
 impl Store {
-    /// The `seq` of a run or group id, for list cursors.
+    /// The `seq` of a run or group id.
     pub fn seq_of(&self, table: &'static str, id: &str) -> Result<Option<i64>> {
         let sql = match table {
             "runs" => "SELECT seq FROM runs WHERE id = ?1",
@@ -277,13 +278,13 @@ impl Store {
         self.read(|connection| {
             let mut statement = connection.prepare_cached(&format!(
                 "SELECT {RUN_COLUMNS} FROM runs r LEFT JOIN groups g ON g.seq = r.group_seq \
-                 WHERE (?1 IS NULL OR r.seq < ?1) AND (?2 IS NULL OR r.status = ?2) \
-                 AND (?3 IS NULL OR r.group_seq = ?3) ORDER BY r.seq DESC LIMIT ?4"
+                 WHERE (?1 IS NULL OR r.id < ?1) AND (?2 IS NULL OR r.status = ?2) \
+                 AND (?3 IS NULL OR r.group_seq = ?3) ORDER BY r.id DESC LIMIT ?4"
             ))?;
             let mut items = statement
                 .query_map(
                     params![
-                        filter.before_seq,
+                        filter.before_id,
                         filter.status.map(RunStatus::as_str),
                         filter.group_seq,
                         filter.limit as i64 + 1
@@ -301,13 +302,13 @@ impl Store {
     pub fn list_groups(&self, filter: &ListFilter) -> Result<ListPage<GroupRow>> {
         self.read(|connection| {
             let mut statement = connection.prepare_cached(&format!(
-                "SELECT {GROUP_COLUMNS} FROM groups WHERE (?1 IS NULL OR seq < ?1) \
+                "SELECT {GROUP_COLUMNS} FROM groups WHERE (?1 IS NULL OR id < ?1) \
                  AND (?2 IS NULL OR (n_queued + n_running + n_cancelling > 0) = ?2) \
-                 ORDER BY seq DESC LIMIT ?3"
+                 ORDER BY id DESC LIMIT ?3"
             ))?;
             let mut items = statement
                 .query_map(
-                    params![filter.before_seq, filter.is_active, filter.limit as i64 + 1],
+                    params![filter.before_id, filter.is_active, filter.limit as i64 + 1],
                     GroupRow::from_row,
                 )?
                 .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -168,7 +168,14 @@ fn last_event_id(context: &Context<'_>) -> Result<u64, ApiError> {
         return Ok(cursor);
     }
     match context.last_event_id_header.as_deref().map(str::trim) {
-        Some(text) if !text.is_empty() => parse_cursor("last_event_id", text),
+        Some(text) if !text.is_empty() => parse_cursor("last_event_id", text).map_err(|_| {
+            ApiError::bad_request(vec![FieldError::value_error(
+                vec![Loc::Key("header".into()), Loc::Key("Last-Event-ID".into())],
+                format!(
+                    "'{text}' is not a cursor (a decimal integer from 0 to 9223372036854775807)"
+                ),
+            )])
+        }),
         _ => Ok(0),
     }
 }
@@ -197,12 +204,12 @@ pub(crate) fn dispatch(context: &Context<'_>, route: Route) -> Result<Reply, Api
             Ok(Reply::Json(200, input_json(&input), Vec::new()))
         }
         Route::GetRunResult(run_id) => {
+            // Spec 1.6 order: an unknown id (404) before a bad query (400).
+            engine.get_run(&run_id)?;
             let timeout = context
                 .query
                 .seconds("timeout", RESULT_TIMEOUT_S_MAX)?
                 .unwrap_or(Duration::from_secs(RESULT_TIMEOUT_S_DEFAULT));
-            // Unknown ids answer at once, on this thread.
-            engine.get_run(&run_id)?;
             if timeout.is_zero() {
                 return json_reply(200, &engine.wait_for_result(&run_id, timeout)?);
             }
@@ -241,6 +248,7 @@ pub(crate) fn dispatch(context: &Context<'_>, route: Route) -> Result<Reply, Api
         }
         Route::GetGroup(group_id) => json_reply(200, &engine.get_group(&group_id)?),
         Route::AddRuns(group_id) => {
+            engine.get_group(&group_id)?;
             // Hosted default true; taskyard always answers the current
             // status, but a bad value is still a bad request.
             context.query.bool("refresh_status")?;
@@ -261,12 +269,12 @@ pub(crate) fn dispatch(context: &Context<'_>, route: Route) -> Result<Reply, Api
             }
         }
         Route::GroupEvents(group_id) => {
+            engine.get_group(&group_id)?;
             let after = last_event_id(context)?;
             let lifetime = context
                 .query
                 .seconds("timeout", GROUP_EVENTS_TIMEOUT_S_MAX)?
                 .unwrap_or(Duration::from_secs(GROUP_EVENTS_TIMEOUT_S_MAX));
-            engine.get_group(&group_id)?;
             let engine = engine.clone();
             let keep_alive = context.shared.config.keep_alive;
             Ok(Reply::Stream(
@@ -284,13 +292,13 @@ pub(crate) fn dispatch(context: &Context<'_>, route: Route) -> Result<Reply, Api
             ))
         }
         Route::GroupRuns(group_id) => {
+            engine.get_group(&group_id)?;
             let query = GroupRunsQuery {
                 after: last_event_id(context)?,
                 status: context.query.status("status")?,
                 include_input: context.query.bool("include_input")?.unwrap_or(false),
                 include_output: context.query.bool("include_output")?.unwrap_or(false),
             };
-            engine.get_group(&group_id)?;
             let engine = engine.clone();
             Ok(Reply::Stream(
                 StreamLabel::GroupRuns,

@@ -31,7 +31,6 @@ impl SseWriter {
               Content-Type: text/event-stream\r\n\
               Cache-Control: no-cache\r\n\
               Transfer-Encoding: chunked\r\n\
-              Connection: close\r\n\
               X-Accel-Buffering: no\r\n\r\n",
         )?;
         out.flush()?;
@@ -77,7 +76,8 @@ impl SseWriter {
         Ok(())
     }
 
-    /// Ends the body (the stream's end: spec 5, rule 6).
+    /// Ends the body (the stream's end: spec 5, rule 6). The connection
+    /// then serves the client's next request, like any keep-alive one.
     pub fn finish(mut self) -> io::Result<()> {
         self.flush()?;
         self.out.write_all(b"0\r\n\r\n")?;

@@ -1350,17 +1350,23 @@ fn keep_alive_burst() -> Vec<String> {
     let server = TestServer::start();
     let addr = server.addr;
     let start = Arc::new(Barrier::new(CONNECTIONS_AT_ONCE));
-    let connected = Arc::new(Barrier::new(CONNECTIONS_AT_ONCE));
     let done = Arc::new(Barrier::new(CONNECTIONS_AT_ONCE));
     let clients: Vec<_> = (0..CONNECTIONS_AT_ONCE)
         .map(|_| {
             let start = start.clone();
-            let connected = connected.clone();
             let done = done.clone();
             std::thread::spawn(move || {
                 start.wait();
-                let latencies = keep_alive_client(addr, &connected);
+                let connection = std::net::TcpStream::connect(addr);
+                let latencies = match &connection {
+                    Ok(stream) => keep_alive_requests(stream),
+                    Err(error) => Err(format!("connect: {error}")),
+                };
+                // The connection stays open until every client is done, as
+                // in a client's keep-alive pool: a server thread that serves
+                // it is not freed by its close.
                 done.wait();
+                drop(connection);
                 latencies
             })
         })
@@ -1380,30 +1386,21 @@ fn keep_alive_burst() -> Vec<String> {
     slow
 }
 
-/// One client: connect, wait until every client has connected, then send
-/// `REQUESTS_PER_CONNECTION` requests in turn on the same connection.
+/// `REQUESTS_PER_CONNECTION` requests in turn on one open connection.
 /// Answers each request's latency, or what went wrong (with the latencies
-/// so far). The barrier after connecting is what a client pool does (open,
-/// then use) and wakes every client at once while the server's pool threads
-/// are still waking for the burst of connections, which is when the race
-/// is lost.
-fn keep_alive_client(
-    addr: std::net::SocketAddr,
-    connected: &Barrier,
-) -> Result<Vec<Duration>, String> {
+/// so far). The caller keeps the connection open afterwards.
+fn keep_alive_requests(stream: &std::net::TcpStream) -> Result<Vec<Duration>, String> {
     use std::io::{BufReader, Write};
-    let stream = std::net::TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(STARVED_AFTER))
         .map_err(|e| e.to_string())?;
     let mut reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
     let request = client::request_bytes("GET", "/healthz", &[("Connection", "keep-alive")], None);
-    connected.wait();
     let mut latencies = Vec::new();
     for number in 1..=REQUESTS_PER_CONNECTION {
         let sent = Instant::now();
-        (&stream)
+        (&*stream)
             .write_all(&request)
             .map_err(|e| format!("request {number}: write: {e} (after {latencies:?})"))?;
         let response = client::read_response(&mut reader).map_err(|e| {

@@ -148,6 +148,17 @@ fn stream_latency(addr: SocketAddr, runs: usize) -> Vec<f64> {
         .as_str()
         .expect("id")
         .to_string();
+    // One long run keeps the group active, so the stream stays open while
+    // the measured runs are added one by one; it is cancelled at the end.
+    let keeper = json!({"inputs": [{"input": "keeper", "processor": "lite",
+        "metadata": {"mock_delay_ms": 600_000}}]})
+    .to_string();
+    let (status, _) = client.call(
+        "POST",
+        &format!("/v1/tasks/groups/{group_id}/runs"),
+        &keeper,
+    );
+    assert_eq!(status, 200);
     let mut stream = TcpStream::connect(addr).expect("connect");
     write!(
         stream,
@@ -158,7 +169,8 @@ fn stream_latency(addr: SocketAddr, runs: usize) -> Vec<f64> {
         let mut latencies = Vec::new();
         let mut reader = BufReader::new(stream);
         let mut line = String::new();
-        while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+        while latencies.len() < runs && reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false)
+        {
             if let Some(data) = line.strip_prefix("data: ") {
                 let arrived = now_micros();
                 let event: Value = serde_json::from_str(data).expect("event json");
@@ -181,6 +193,8 @@ fn stream_latency(addr: SocketAddr, runs: usize) -> Vec<f64> {
         std::thread::sleep(Duration::from_millis(2));
     }
     let mut latencies = reader.join().expect("reader");
+    let (status, _) = client.call("POST", &format!("/v1/tasks/groups/{group_id}/cancel"), "");
+    assert_eq!(status, 200);
     latencies.sort_by(|a, b| a.total_cmp(b));
     latencies
 }

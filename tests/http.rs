@@ -648,6 +648,15 @@ fn a_body_over_body_bytes_max_is_413() {
     let chunked = client::send_raw(server.addr, &raw);
     let error = check_error(&chunked, 413);
     limit_item(&error, "BODY_BYTES_MAX");
+
+    // Spec 1.6 order: an unknown group is a 404 before its body is a 413.
+    let unknown = server.send(
+        "POST",
+        "/v1/tasks/groups/tgrp_00000000000000000000000000000000/runs",
+        &[],
+        Some(body_of(BODY_BYTES_MAX * 2).as_bytes()),
+    );
+    check_error(&unknown, 404);
     check_healthy(&server);
 }
 

@@ -180,6 +180,20 @@ fn last_event_id(context: &Context<'_>) -> Result<u64, ApiError> {
     }
 }
 
+/// Looks up the id of a route that takes a body, before the body is read.
+pub(crate) fn precheck(engine: &crate::engine::Engine, route: &Route) -> Result<(), ApiError> {
+    match route {
+        Route::AddRuns(group_id) | Route::CancelGroup(group_id) => {
+            engine.get_group(group_id)?;
+        }
+        Route::CancelRun(run_id) => {
+            engine.get_run(run_id)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 pub(crate) fn dispatch(context: &Context<'_>, route: Route) -> Result<Reply, ApiError> {
     let engine = &context.shared.engine;
     match route {

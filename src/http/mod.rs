@@ -305,6 +305,8 @@ fn answer(
             .with_header("allow", allowed.join(", ")))
         }
     };
+    // Spec 1.6 order: an unknown id (404) before a body over the limit (413).
+    handlers::precheck(&shared.engine, &route)?;
     let body = read_body(request, shared.config.body_bytes_max)?;
     let query = query::Query::parse(raw_query);
     let context = handlers::Context {

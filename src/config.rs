@@ -25,6 +25,8 @@ pub struct FileConfig {
     pub api_keys: Option<Vec<String>>,
     pub streams_open_max: Option<usize>,
     pub body_bytes_max: Option<usize>,
+    /// Largest size of the database file, in MiB.
+    pub db_size_max_mb: Option<u64>,
     /// Processor names to add or override, by name.
     #[serde(default)]
     pub processors: std::collections::BTreeMap<String, ProcessorFile>,

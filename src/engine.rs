@@ -90,6 +90,9 @@ pub struct Config {
     pub busy_timeout: Duration,
     /// Read-only connections in the store's pool.
     pub read_connections: usize,
+    /// Largest size of the database file, in bytes; past it creates answer
+    /// `Unavailable` (storage full) and reads keep working. `None`: no cap.
+    pub database_bytes_max: Option<u64>,
     /// Worker threads of the scheduler.
     pub workers: usize,
     /// Time a cancelled running run gets before it is marked cancelled.
@@ -106,6 +109,7 @@ impl Default for Config {
             synchronous: store.synchronous,
             busy_timeout: store.busy_timeout,
             read_connections: store.read_connections,
+            database_bytes_max: store.database_bytes_max,
             workers: scheduler.workers,
             cancel_grace: scheduler.cancel_grace,
             registry: Registry::with_defaults(),
@@ -207,6 +211,7 @@ impl Engine {
             synchronous: config.synchronous,
             busy_timeout: config.busy_timeout,
             read_connections: config.read_connections,
+            database_bytes_max: config.database_bytes_max,
         };
         let (store, recovered) = Store::open(
             path.as_ref(),

@@ -58,6 +58,10 @@ struct ServeArgs {
     /// Streams and result waits open at once (STREAMS_OPEN_MAX).
     #[arg(long, env = "TASKYARD_STREAMS_OPEN_MAX")]
     streams_open_max: Option<usize>,
+    /// Largest size of the database file in MiB (an edge device's budget);
+    /// past it creates answer 503 and reads keep working.
+    #[arg(long, env = "TASKYARD_DB_SIZE_MAX_MB")]
+    db_size_max_mb: Option<u64>,
     /// Seconds running runs get to finish on shutdown.
     #[arg(long, env = "TASKYARD_SHUTDOWN_GRACE_S", default_value_t = 10)]
     shutdown_grace_s: u64,
@@ -150,6 +154,10 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         registry: file.registry().map_err(Failure::usage)?,
         ..Config::default()
     };
+    config.database_bytes_max = args
+        .db_size_max_mb
+        .or(file.db_size_max_mb)
+        .map(|mb| mb * 1024 * 1024);
     if let Some(workers) = args.workers.or(file.workers) {
         config.workers = workers.max(1);
     }

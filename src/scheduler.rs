@@ -62,6 +62,13 @@ enum Control {
     Done { run_seq: i64 },
     /// A transient failure: attempt again at `due`.
     Retry { job: Job, due: Instant },
+    /// A finish the store could not take (busy, full): submit it again at
+    /// `due`, so the run does not stay `running` until a restart.
+    RetryFinish {
+        run_seq: i64,
+        finish: Finish,
+        due: Instant,
+    },
     /// Stop claiming; finish or requeue what runs, then answer.
     Shutdown { grace: Duration, done: Sender<()> },
 }
@@ -122,6 +129,7 @@ impl Scheduler {
             outstanding: HashMap::new(),
             by_processor: HashMap::new(),
             retries: BinaryHeap::new(),
+            finish_retries: BinaryHeap::new(),
             cancel_deadlines: BinaryHeap::new(),
             maybe_work: true,
             worker_threads,
@@ -208,6 +216,7 @@ struct Dispatcher {
     outstanding: HashMap<i64, String>,
     by_processor: HashMap<String, usize>,
     retries: BinaryHeap<Due<Job>>,
+    finish_retries: BinaryHeap<Due<(i64, Finish)>>,
     cancel_deadlines: BinaryHeap<Due<i64>>,
     maybe_work: bool,
     worker_threads: Vec<JoinHandle<()>>,
@@ -222,6 +231,7 @@ impl Dispatcher {
         loop {
             let next_due = [
                 self.retries.peek().map(|due| due.0),
+                self.finish_retries.peek().map(|due| due.0),
                 self.cancel_deadlines.peek().map(|due| due.0),
                 shutdown.as_ref().map(|(deadline, _)| *deadline),
             ]
@@ -262,6 +272,7 @@ impl Dispatcher {
                 continue;
             }
             self.fire_retries(now);
+            self.fire_finish_retries(now);
             self.claim();
         }
         // Let idle workers see the closed channel and exit. A worker stuck
@@ -303,6 +314,11 @@ impl Dispatcher {
                 self.maybe_work = true;
             }
             Control::Retry { job, due } => self.retries.push(Due(due, job)),
+            Control::RetryFinish {
+                run_seq,
+                finish,
+                due,
+            } => self.finish_retries.push(Due(due, (run_seq, finish))),
             Control::Shutdown { grace, done } => {
                 self.maybe_work = false;
                 return Some((Instant::now() + grace, done));
@@ -326,6 +342,13 @@ impl Dispatcher {
         }
     }
 
+    fn fire_finish_retries(&mut self, now: Instant) {
+        while self.finish_retries.peek().is_some_and(|due| due.0 <= now) {
+            let Due(_, (run_seq, finish)) = self.finish_retries.pop().expect("peeked");
+            submit_finish(&self.store, &self.control, run_seq, finish);
+        }
+    }
+
     fn fire_retries(&mut self, now: Instant) {
         while self.retries.peek().is_some_and(|due| due.0 <= now) {
             let Due(_, job) = self.retries.pop().expect("peeked");
@@ -340,14 +363,7 @@ impl Dispatcher {
 
     /// Queues a finish whose durability frees the run's slot.
     fn finish_without_worker(&self, run_seq: i64, finish: Finish) {
-        let control = self.control.clone();
-        let _ = self.store.writer.submit(Op::Finish {
-            run_seq,
-            finish,
-            reply: Box::new(move |_| {
-                let _ = control.send(Control::Done { run_seq });
-            }),
-        });
+        submit_finish(&self.store, &self.control, run_seq, finish);
     }
 
     fn claim(&mut self) {
@@ -455,17 +471,7 @@ impl Worker {
     }
 
     fn finish(&self, run_seq: i64, finish: Finish) {
-        let control = self.control.clone();
-        let submitted = self.store.writer.submit(Op::Finish {
-            run_seq,
-            finish,
-            reply: Box::new(move |_| {
-                let _ = control.send(Control::Done { run_seq });
-            }),
-        });
-        if submitted.is_err() {
-            let _ = self.control.send(Control::Done { run_seq });
-        }
+        submit_finish(&self.store, &self.control, run_seq, finish);
     }
 
     fn retry_or_fail(&self, mut job: Job, message: String) {
@@ -580,6 +586,38 @@ impl Worker {
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// How long a finish the store refused waits before it is sent again.
+const FINISH_RETRY_AFTER: Duration = Duration::from_millis(500);
+
+/// Queues a finish. Once durable, the run's slot is freed; when the store
+/// cannot take it now (busy, full), it is tried again later, so that the
+/// run is finished once space or the lock returns; when the store is
+/// closed (shutdown), the slot is freed and recovery finishes the run.
+fn submit_finish(store: &Store, control: &Sender<Control>, run_seq: i64, finish: Finish) {
+    let retry = finish.clone();
+    let control_reply = control.clone();
+    let submitted = store.writer.submit(Op::Finish {
+        run_seq,
+        finish,
+        reply: Box::new(move |result| {
+            let message = match result {
+                Err(crate::store::Error::Busy(_) | crate::store::Error::Full(_)) => {
+                    Control::RetryFinish {
+                        run_seq,
+                        finish: retry,
+                        due: Instant::now() + FINISH_RETRY_AFTER,
+                    }
+                }
+                _ => Control::Done { run_seq },
+            };
+            let _ = control_reply.send(message);
+        }),
+    });
+    if submitted.is_err() {
+        let _ = control.send(Control::Done { run_seq });
     }
 }
 

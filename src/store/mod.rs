@@ -107,6 +107,9 @@ pub struct Options {
     pub busy_timeout: Duration,
     /// Read-only connections in the pool.
     pub read_connections: usize,
+    /// Largest size the database file may grow to, in bytes (an edge
+    /// device's budget); past it writes fail with `Full`. `None`: no cap.
+    pub database_bytes_max: Option<u64>,
 }
 
 impl Default for Options {
@@ -115,6 +118,7 @@ impl Default for Options {
             synchronous: Synchronous::Normal,
             busy_timeout: Duration::from_secs(5),
             read_connections: 4,
+            database_bytes_max: None,
         }
     }
 }
@@ -195,6 +199,16 @@ fn configure_write_connection(connection: &Connection, options: &Options) -> Res
         )));
     }
     connection.execute_batch("PRAGMA foreign_keys = ON")?;
+    if let Some(bytes_max) = options.database_bytes_max {
+        let page_size: u64 = connection.query_row("PRAGMA page_size", [], |row| row.get(0))?;
+        let pages_max = (bytes_max / page_size.max(1)).max(1);
+        // SQLite answers the cap in force: never below the pages in use,
+        // so a database already over the budget takes no new pages.
+        let _pages_in_force: u64 =
+            connection.query_row(&format!("PRAGMA max_page_count = {pages_max}"), [], |row| {
+                row.get(0)
+            })?;
+    }
     Ok(())
 }
 

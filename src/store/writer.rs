@@ -357,8 +357,8 @@ impl WriterThread {
                 completions.push(Box::new(move |_| fail_op(op, error)));
                 continue;
             }
-            let (ok, completion) = apply(&transaction, &mut batch, op);
-            let end = if ok {
+            let (failure, completion) = apply(&transaction, &mut batch, op);
+            let end = if failure.is_none() {
                 execute_cached(&transaction, "RELEASE op")
             } else {
                 batch.next_event_id = event_id_before;
@@ -367,8 +367,11 @@ impl WriterThread {
                     .and_then(|()| execute_cached(&transaction, "RELEASE op"))
             };
             if let Err(error) = end {
-                // The transaction is in an unknown state: fail it whole.
-                let error = Error::from(error);
+                // SQLite rolls a whole transaction back on some errors (a
+                // full disk among them), and the savepoint is gone with it:
+                // nothing of this batch is committed, so every op in it is
+                // answered with the op's own error, which says why.
+                let error = failure.unwrap_or_else(|| Error::from(error));
                 completions.push(completion);
                 drop(transaction);
                 for completion in completions {
@@ -493,7 +496,9 @@ impl Batch {
     }
 }
 
-fn apply(transaction: &Transaction<'_>, batch: &mut Batch, op: Op) -> (bool, Completion) {
+/// Applies one op; answers its error when it failed (its savepoint is then
+/// rolled back) and the completion that answers its caller.
+fn apply(transaction: &Transaction<'_>, batch: &mut Batch, op: Op) -> (Option<Error>, Completion) {
     match op {
         Op::CreateGroup {
             group,
@@ -572,13 +577,14 @@ fn apply(transaction: &Transaction<'_>, batch: &mut Batch, op: Op) -> (bool, Com
 }
 
 /// Pairs an op's result with its reply, to be sent after the commit.
-fn done<T: Send + 'static>(result: Result<T>, reply: Reply<T>) -> (bool, Completion) {
-    let ok = result.is_ok();
+fn done<T: Send + 'static>(result: Result<T>, reply: Reply<T>) -> (Option<Error>, Completion) {
+    let failure = result.as_ref().err().cloned();
+    let ok = failure.is_none();
     let completion: Completion = Box::new(move |commit_error| match commit_error {
         Some(error) if ok => reply(Err(error.clone())),
         _ => reply(result),
     });
-    (ok, completion)
+    (failure, completion)
 }
 
 /// Runs a create at most once per Idempotency-Key: a key seen with the

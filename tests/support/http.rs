@@ -24,7 +24,8 @@ pub const ANSWER_WAIT_MAX: Duration = Duration::from_secs(15);
 
 /// A server on a fresh database, on `127.0.0.1:0`, stopped on drop.
 pub struct TestServer {
-    pub dir: TestDir,
+    /// The database's directory when the server made its own.
+    pub dir: Option<TestDir>,
     pub engine: Engine,
     pub addr: SocketAddr,
     server: Option<Server>,
@@ -48,7 +49,25 @@ impl TestServer {
         let server = Server::start(engine.clone(), config).expect("server starts");
         let addr = server.local_addr();
         TestServer {
-            dir,
+            dir: Some(dir),
+            engine,
+            addr,
+            server: Some(server),
+        }
+    }
+
+    /// A server on an engine of the caller's, on a database the caller
+    /// keeps (to reopen it, or to look inside).
+    pub fn start_on_engine(engine: Engine, change: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        let mut config = ServerConfig {
+            addr: "127.0.0.1:0".into(),
+            ..ServerConfig::default()
+        };
+        change(&mut config);
+        let server = Server::start(engine.clone(), config).expect("server starts");
+        let addr = server.local_addr();
+        TestServer {
+            dir: None,
             engine,
             addr,
             server: Some(server),
@@ -90,6 +109,8 @@ impl Drop for TestServer {
         if let Some(server) = self.server.take() {
             server.stop();
         }
+        // Let the engine go too, so the database can be reopened.
+        self.engine.shutdown(std::time::Duration::from_secs(1));
     }
 }
 

@@ -1,0 +1,142 @@
+//! Storage faults over HTTP: a database that cannot grow and a write lock
+//! held by another process make writes answer 503 with `retry-after` in
+//! the error envelope, never hang or half-write, while reads keep working;
+//! the runs already acknowledged finish once space returns.
+
+#[path = "support/http.rs"]
+mod client;
+mod support;
+
+use std::time::Duration;
+
+use client::TestServer;
+use serde_json::{json, Value};
+use support::*;
+use taskyard::Config;
+
+/// A 503 in the spec's envelope with retry headers (spec 1.7).
+fn assert_retry_later(response: &client::Response, what: &str) {
+    assert_eq!(response.status, 503, "{what}: {}", response.text());
+    let seconds: u64 = response
+        .header("retry-after")
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("{what}: no retry-after"));
+    assert!((1..=60).contains(&seconds), "{what}: retry-after {seconds}");
+    assert!(response.header("retry-after-ms").is_some(), "{what}");
+    let body: Value = serde_json::from_slice(&response.body).expect("JSON envelope");
+    assert_eq!(body["type"], "error");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(what)),
+        "{body}"
+    );
+}
+
+fn runs_in(dir: &TestDir) -> i64 {
+    sqlite(dir)
+        .query_row("SELECT count(*) FROM runs", [], |row| row.get(0))
+        .expect("count")
+}
+
+#[test]
+fn a_database_that_cannot_grow_refuses_writes_with_503_and_keeps_reading() {
+    let dir = TestDir::new();
+    let config = Config {
+        database_bytes_max: Some(400 * 1024),
+        ..Config::default()
+    };
+    let server = TestServer::start_on_engine(open_with(&dir, config), |_| {});
+    let group = server.post_json("/v1/tasks/groups", &json!({}));
+    assert_eq!(group.status, 200);
+    let group_id = group.json()["taskgroup_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let text = "x".repeat(2_000);
+    let batch = json!({"inputs": (0..20).map(|_| json!({"input": text, "processor": "lite"})).collect::<Vec<_>>()});
+    let mut acknowledged = 0;
+    let full = loop {
+        let response = server.post_json(&format!("/v1/tasks/groups/{group_id}/runs"), &batch);
+        if response.status != 200 {
+            break response;
+        }
+        acknowledged += 20;
+        assert!(acknowledged < 10_000, "the database never filled up");
+    };
+    assert_retry_later(&full, "storage full");
+    // Smaller writes may still fit in the last free pages, then are refused
+    // too; nothing of a refused request is written.
+    let mut standalone = 0;
+    let single = loop {
+        let response = server.post_json(
+            "/v1/tasks/runs",
+            &json!({"input": text, "processor": "lite"}),
+        );
+        if response.status != 202 {
+            break response;
+        }
+        standalone += 1;
+        assert!(standalone < 1_000, "single runs never filled the database");
+    };
+    assert_retry_later(&single, "storage full");
+    assert_eq!(
+        runs_in(&dir),
+        acknowledged + standalone,
+        "every acknowledged run and no other"
+    );
+    // Reads keep working.
+    let read = server.get(&format!("/v1/tasks/groups/{group_id}"));
+    assert_eq!(read.status, 200, "{}", read.text());
+    assert_eq!(read.json()["status"]["num_task_runs"], json!(acknowledged));
+    assert_eq!(server.get("/healthz").status, 200);
+    drop(server);
+
+    // Space returns (a larger budget): every acknowledged run finishes.
+    let server = TestServer::start_on_engine(open(&dir), |_| {});
+    let path = format!("/v1/tasks/groups/{group_id}");
+    wait_for(
+        "the acknowledged runs finish",
+        Duration::from_secs(60),
+        || server.get(&path).json()["status"]["is_active"] == json!(false),
+    );
+    let status = server.get(&path).json()["status"].clone();
+    assert_eq!(
+        status["task_run_status_counts"]["completed"],
+        json!(acknowledged),
+        "{status}"
+    );
+    let again = server.post_json(
+        "/v1/tasks/runs",
+        &json!({"input": "after", "processor": "lite"}),
+    );
+    assert_eq!(again.status, 202, "writes work again: {}", again.text());
+}
+
+#[test]
+fn a_write_lock_held_elsewhere_gives_503_after_the_busy_timeout_not_a_hang() {
+    let dir = TestDir::new();
+    let config = Config {
+        busy_timeout: Duration::from_millis(200),
+        ..Config::default()
+    };
+    let server = TestServer::start_on_engine(open_with(&dir, config), |_| {});
+    let blocker = rusqlite::Connection::open(dir.db()).expect("second connection");
+    blocker
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("write lock");
+    let started = std::time::Instant::now();
+    let refused = server.post_json("/v1/tasks/groups", &json!({}));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered within the busy timeout"
+    );
+    assert_retry_later(&refused, "storage busy");
+    assert_eq!(
+        server.get("/healthz").status,
+        200,
+        "reads work while locked"
+    );
+    blocker.execute_batch("ROLLBACK").expect("release");
+    assert_eq!(server.post_json("/v1/tasks/groups", &json!({})).status, 200);
+}

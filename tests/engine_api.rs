@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::*;
-use taskyard::{AddRuns, Error, RunInput, RunStatus, StreamKind};
+use taskyard::{AddRuns, Error, RunInput, RunStatus};
 
 #[test]
 fn a_group_of_echo_runs_completes_and_its_stream_ends() {
@@ -32,15 +32,7 @@ fn a_group_of_echo_runs_completes_and_its_stream_ends() {
         added.run_cursor, None,
         "first add to an empty group has no cursor"
     );
-    let events: Vec<_> = engine
-        .subscribe(
-            StreamKind::GroupEvents(group.taskgroup_id.clone()),
-            0,
-            Duration::from_secs(30),
-        )
-        .expect("subscribe")
-        .collect::<Result<_, _>>()
-        .expect("stream reads");
+    let events: Vec<_> = drain_group(&engine, &group.taskgroup_id, 0);
     let states = events
         .iter()
         .filter(|e| e.json()["type"] == "task_run.state")

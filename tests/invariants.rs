@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::json;
 use support::*;
 use taskyard::processors::{ProcessorConfig, Registry};
-use taskyard::{AddRuns, Config, Engine, Error, RunInput, RunStatus, StreamKind};
+use taskyard::{AddRuns, Config, Engine, Error, RunInput, RunStatus};
 
 /// Adds `count` echo runs to a new group, some slow, some failing.
 fn busy_group(engine: &Engine, count: usize) -> (String, Vec<String>) {
@@ -36,18 +36,6 @@ fn busy_group(engine: &Engine, count: usize) -> (String, Vec<String>) {
         )
         .expect("runs added");
     (group.taskgroup_id, added.run_ids)
-}
-
-fn drain(engine: &Engine, group_id: &str, after: u64) -> Vec<taskyard::Event> {
-    engine
-        .subscribe(
-            StreamKind::GroupEvents(group_id.to_string()),
-            after,
-            Duration::from_secs(60),
-        )
-        .expect("subscribe")
-        .collect::<Result<_, _>>()
-        .expect("stream reads")
 }
 
 /// Every run's stored status equals the status of its last event row, and
@@ -114,7 +102,7 @@ fn invariant_1_a_state_change_and_its_event_commit_together() {
     let dir = TestDir::new();
     let engine = open(&dir);
     let (group_id, _) = busy_group(&engine, 300);
-    drain(&engine, &group_id, 0);
+    drain_group(&engine, &group_id, 0);
     let victim = engine.create_run(
         RunInput::new("slow", "echo").with_metadata(metadata(json!({"mock_delay_ms": 60_000}))),
     );
@@ -174,7 +162,7 @@ fn invariant_2_event_ids_strictly_increase_and_are_never_reused() {
     let dir = TestDir::new();
     let engine = open(&dir);
     let (group_id, _) = busy_group(&engine, 200);
-    let first = drain(&engine, &group_id, 0);
+    let first = drain_group(&engine, &group_id, 0);
     let ids: Vec<u64> = first
         .iter()
         .map(|e| e.id.expect("group events carry ids"))
@@ -201,7 +189,7 @@ fn invariant_2_event_ids_strictly_increase_and_are_never_reused() {
     drop(writer);
     let engine = open(&dir);
     let (group_id, _) = busy_group(&engine, 10);
-    let second = drain(&engine, &group_id, 0);
+    let second = drain_group(&engine, &group_id, 0);
     assert!(
         second.iter().all(|e| e.id.expect("id") > last_before),
         "ids after restart exceed {last_before}"
@@ -223,7 +211,7 @@ fn invariant_3_resuming_yields_exactly_the_later_events_also_across_restart() {
             },
         )
         .expect("second add");
-    let all = drain(&engine, &group_id, 0);
+    let all = drain_group(&engine, &group_id, 0);
     assert!(all.len() > 120);
     let check = |engine: &Engine| {
         let ids: Vec<u64> = all.iter().map(|e| e.id.expect("id")).collect();
@@ -236,7 +224,7 @@ fn invariant_3_resuming_yields_exactly_the_later_events_also_across_restart() {
             ids[ids.len() - 1],
             u64::MAX >> 1,
         ] {
-            let resumed = drain(engine, &group_id, cursor);
+            let resumed = drain_group(engine, &group_id, cursor);
             let expected: Vec<_> = all
                 .iter()
                 .filter(|e| e.id.expect("id") > cursor)
@@ -265,7 +253,7 @@ fn invariant_4_a_subscriber_never_sees_an_uncommitted_event() {
             },
         )
         .expect("add");
-    let committed = drain(&engine, &group.taskgroup_id, 0);
+    let committed = drain_group(&engine, &group.taskgroup_id, 0);
     let last = committed.last().expect("events").id.expect("id");
 
     // Another writer inserts a group-stream row but does not commit.
@@ -279,13 +267,13 @@ fn invariant_4_a_subscriber_never_sees_an_uncommitted_event() {
             rusqlite::params![last as i64 + 1, group.taskgroup_id],
         )
         .expect("uncommitted insert");
-    let seen = drain(&engine, &group.taskgroup_id, last);
+    let seen = drain_group(&engine, &group.taskgroup_id, last);
     assert!(seen.is_empty(), "uncommitted row was visible: {seen:?}");
     writer.execute_batch("ROLLBACK").expect("rollback");
 
     // And under load: every event a live reader saw is in the database.
     let (group_id, _) = busy_group(&engine, 300);
-    let seen = drain(&engine, &group_id, 0);
+    let seen = drain_group(&engine, &group_id, 0);
     let db = sqlite(&dir);
     for event in seen {
         let stored: String = db
@@ -348,7 +336,7 @@ fn invariant_5_a_run_reaches_exactly_one_terminal_state() {
             Err(other) => panic!("cancel failed: {other}"),
         }
     }
-    drain(&engine, &group_id, 0);
+    drain_group(&engine, &group_id, 0);
     wait_for("stubborn returned", Duration::from_secs(5), || {
         engine.get_run(&run.run_id).expect("run").status == RunStatus::Cancelled
     });

@@ -13,7 +13,7 @@ use support::*;
 use taskyard::processors::{
     EchoProcessor, Processor, ProcessorConfig, ProcessorError, Registry, RunContext,
 };
-use taskyard::{AddRuns, Config, Error, Output, RunInput, RunStatus, StreamKind};
+use taskyard::{AddRuns, Config, Error, Output, RunInput, RunStatus};
 
 fn slow(ms: u64) -> taskyard::JsonObject {
     metadata(json!({ "mock_delay_ms": ms }))
@@ -23,13 +23,7 @@ fn slow(ms: u64) -> taskyard::JsonObject {
 fn cancelling_a_queued_run_cancels_it_at_once() {
     let dir = TestDir::new();
     // One worker busy with a long run keeps the next one queued.
-    let engine = open_with(
-        &dir,
-        Config {
-            workers: 1,
-            ..Config::default()
-        },
-    );
+    let engine = open_with(&dir, with_workers(1));
     let blocker = engine
         .create_run(RunInput::new("block", "echo").with_metadata(slow(60_000)))
         .expect("run");
@@ -83,13 +77,7 @@ fn cancelling_a_queued_run_cancels_it_at_once() {
 #[test]
 fn a_queued_run_cancelled_before_any_worker_is_free_never_runs() {
     let dir = TestDir::new();
-    let engine = open_with(
-        &dir,
-        Config {
-            workers: 1,
-            ..Config::default()
-        },
-    );
+    let engine = open_with(&dir, with_workers(1));
     let blockers: Vec<_> = (0..3)
         .map(|_| {
             engine
@@ -143,13 +131,7 @@ fn cancelling_a_running_run_interrupts_its_processor() {
 #[test]
 fn cancelling_a_group_cancels_every_active_run_and_the_group_stays_open() {
     let dir = TestDir::new();
-    let engine = open_with(
-        &dir,
-        Config {
-            workers: 2,
-            ..Config::default()
-        },
-    );
+    let engine = open_with(&dir, with_workers(2));
     let group = engine.create_group(None).expect("group");
     let inputs = (0..20)
         .map(|i| json_run(&i.to_string(), "echo").with_metadata(slow(60_000)))
@@ -167,15 +149,7 @@ fn cancelling_a_group_cancels_every_active_run_and_the_group_stays_open() {
         .cancel_group(&group.taskgroup_id)
         .expect("cancel group");
     assert_eq!(after.status.num_task_runs, 20);
-    let events: Vec<_> = engine
-        .subscribe(
-            StreamKind::GroupEvents(group.taskgroup_id.clone()),
-            0,
-            Duration::from_secs(20),
-        )
-        .expect("subscribe")
-        .collect::<Result<_, _>>()
-        .expect("events");
+    let events: Vec<_> = drain_group(&engine, &group.taskgroup_id, 0);
     let last = events.last().expect("events").json();
     assert_eq!(
         last["status"]["task_run_status_counts"],
@@ -302,16 +276,7 @@ fn a_processor_never_runs_more_than_its_concurrency_limit() {
             },
         )
         .expect("add");
-    for event in engine
-        .subscribe(
-            StreamKind::GroupEvents(group.taskgroup_id.clone()),
-            0,
-            Duration::from_secs(30),
-        )
-        .expect("subscribe")
-    {
-        event.expect("event");
-    }
+    drain_group(&engine, &group.taskgroup_id, 0);
     assert_eq!(gauge.peak.load(Ordering::SeqCst), 3);
 }
 
@@ -368,13 +333,7 @@ fn runs_of_a_group_start_in_creation_order() {
 #[test]
 fn shutdown_leaves_nothing_running() {
     let dir = TestDir::new();
-    let engine = open_with(
-        &dir,
-        Config {
-            workers: 4,
-            ..Config::default()
-        },
-    );
+    let engine = open_with(&dir, with_workers(4));
     let group = engine.create_group(None).expect("group");
     let inputs = (0..40)
         .map(|i| {
@@ -429,16 +388,7 @@ fn shutdown_leaves_nothing_running() {
     // Reopening picks the queue up again; the long runs get cancelled.
     let engine = open(&dir);
     engine.cancel_group(&group.taskgroup_id).expect("cancel");
-    for event in engine
-        .subscribe(
-            StreamKind::GroupEvents(group.taskgroup_id.clone()),
-            0,
-            Duration::from_secs(30),
-        )
-        .expect("subscribe")
-    {
-        event.expect("event");
-    }
+    drain_group(&engine, &group.taskgroup_id, 0);
     let status = engine.get_group(&group.taskgroup_id).expect("group").status;
     assert_eq!(status.num_task_runs, 40);
     assert!(!status.is_active);
@@ -447,13 +397,7 @@ fn shutdown_leaves_nothing_running() {
 #[test]
 fn recovery_requeues_interrupted_runs_or_fails_them_when_out_of_attempts() {
     let dir = TestDir::new();
-    let engine = open_with(
-        &dir,
-        Config {
-            workers: 1,
-            ..Config::default()
-        },
-    );
+    let engine = open_with(&dir, with_workers(1));
     let group = engine.create_group(None).expect("group");
     let inputs = (0..3)
         .map(|i| json_run(&i.to_string(), "echo").with_metadata(slow(60_000)))
@@ -481,13 +425,7 @@ fn recovery_requeues_interrupted_runs_or_fails_them_when_out_of_attempts() {
     ))
     .expect("forge");
     drop(db);
-    let engine = open_with(
-        &dir,
-        Config {
-            workers: 1,
-            ..Config::default()
-        },
-    );
+    let engine = open_with(&dir, with_workers(1));
     let recovered = engine.recovered();
     assert_eq!(
         (recovered.requeued, recovered.failed, recovered.cancelled),

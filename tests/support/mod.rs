@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use taskyard::{Config, Engine, RunInput, TaskSpec};
+use taskyard::{Config, Engine, Event, RunInput, StreamKind, TaskSpec};
 
 /// A temporary directory that lives as long as the test holds it.
 pub struct TestDir {
@@ -70,4 +70,26 @@ pub fn metadata(value: Value) -> taskyard::JsonObject {
 pub fn sqlite(dir: &TestDir) -> rusqlite::Connection {
     rusqlite::Connection::open_with_flags(dir.db(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .expect("database opens")
+}
+
+/// Every event of a group's events stream after `after`, to its end (the
+/// group inactive); panics if the stream fails or outlives a minute.
+pub fn drain_group(engine: &Engine, group_id: &str, after: u64) -> Vec<Event> {
+    engine
+        .subscribe(
+            StreamKind::GroupEvents(group_id.to_string()),
+            after,
+            Duration::from_secs(60),
+        )
+        .expect("subscribe")
+        .collect::<Result<_, _>>()
+        .expect("stream reads")
+}
+
+/// The default configuration with `workers` worker threads.
+pub fn with_workers(workers: usize) -> Config {
+    Config {
+        workers,
+        ..Config::default()
+    }
 }

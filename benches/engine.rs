@@ -1,89 +1,92 @@
-//! `engine`: runs/s end to end through the library API.
+//! `engine`: runs/s end to end through the library API, and its ratio to
+//! the raw SQLite floor measured in the same invocation.
 //!
-//! Creates a group, adds `TASKYARD_BENCH_RUNS` runs (default 100,000) in
-//! batches of 1,000 with the zero-latency `mock` processor, and waits until
-//! the group is inactive. Repeats `TASKYARD_BENCH_REPEAT` times (default 3)
-//! on fresh databases and reports the median. Prints a table and writes
+//! Creates a group, adds `TASKYARD_BENCH_RUNS` runs (100,000; smoke 1,000)
+//! in batches of 1,000 with the zero-latency `mock` processor, and waits
+//! until the group is inactive. Each of `TASKYARD_BENCH_REPEAT` (3; smoke 1)
+//! rounds runs one floor pass and one engine pass back to back on fresh
+//! databases; the ratio is of the medians (target >= 0.85). Every engine
+//! pass is checked against the floor: the same events per run and text
+//! columns of the same sizes. `TASKYARD_BENCH_PROCESSOR` picks another
+//! processor (the shape check then applies only to `mock`). Writes
 //! `target/bench/engine.json`.
+
+mod common;
 
 use std::time::{Duration, Instant};
 
+use common::{Row, RunTemplate};
 use serde_json::json;
-use taskyard::{AddRuns, Config, Engine, RunInput, StreamKind};
+use taskyard::{Config, Engine};
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
-
-fn one_pass(runs: usize, processor: &str) -> f64 {
+fn engine_pass(runs: usize, processor: &str) -> (f64, common::RowShape) {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let engine = Engine::open(dir.path().join("bench.db"), Config::default()).expect("engine");
-    let group = engine.create_group(None).expect("group");
+    let path = dir.path().join("bench.db");
+    let engine = Engine::open(&path, Config::default()).expect("engine");
     let started = Instant::now();
-    let mut created = 0;
-    while created < runs {
-        let batch = (runs - created).min(1_000);
-        let inputs = (0..batch)
-            .map(|i| RunInput::new(json!({ "item": created + i }), processor))
-            .collect();
-        engine
-            .add_runs(
-                &group.taskgroup_id,
-                AddRuns {
-                    inputs,
-                    default_task_spec: None,
-                },
-            )
-            .expect("runs added");
-        created += batch;
-    }
-    // The group events stream ends once the group is inactive.
-    for event in engine
-        .subscribe(
-            StreamKind::GroupEvents(group.taskgroup_id.clone()),
-            0,
-            Duration::from_secs(3_600),
-        )
-        .expect("subscribe")
-    {
-        event.expect("event");
-    }
+    let group_id = common::engine_lifecycle(&engine, runs, processor);
     let elapsed = started.elapsed().as_secs_f64();
-    let status = engine.get_group(&group.taskgroup_id).expect("group").status;
+    let status = engine.get_group(&group_id).expect("group").status;
     assert_eq!(status.num_task_runs as usize, runs);
     assert!(!status.is_active);
     engine.shutdown(Duration::from_secs(5));
-    runs as f64 / elapsed
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values[values.len() / 2]
+    drop(engine);
+    (runs as f64 / elapsed, common::row_shape(&path))
 }
 
 fn main() {
-    let runs = env_usize("TASKYARD_BENCH_RUNS", 100_000);
-    let repeat = env_usize("TASKYARD_BENCH_REPEAT", 3).max(1);
+    let runs = common::env_usize("TASKYARD_BENCH_RUNS", 100_000, 1_000);
+    let repeat = common::env_usize("TASKYARD_BENCH_REPEAT", 3, 1).max(1);
     let processor = std::env::var("TASKYARD_BENCH_PROCESSOR").unwrap_or_else(|_| "mock".into());
-    let passes: Vec<f64> = (0..repeat).map(|_| one_pass(runs, &processor)).collect();
-    let median_runs_per_s = median(passes.clone());
-    println!("engine: {runs} runs of '{processor}' through the library API, {repeat} passes");
-    println!("{:<10} {:>14}", "pass", "runs/s");
-    for (index, value) in passes.iter().enumerate() {
-        println!("{:<10} {:>14.0}", index + 1, value);
+    let floor_dir = tempfile::tempdir().expect("temporary directory");
+    let template = RunTemplate::sample(floor_dir.path(), runs / 2);
+    let mut floor_passes = Vec::new();
+    let mut engine_passes = Vec::new();
+    for _ in 0..repeat {
+        let floor = common::raw_sqlite(floor_dir.path(), runs, &template);
+        floor_passes.push(floor.runs_per_s);
+        let (runs_per_s, shape) = engine_pass(runs, &processor);
+        engine_passes.push(runs_per_s);
+        if processor == "mock" {
+            let floor_shape = common::row_shape(&floor_dir.path().join("raw.db"));
+            common::assert_same_shape(&shape, &floor_shape);
+        }
     }
-    println!("{:<10} {:>14.0}", "median", median_runs_per_s);
-    let report = json!({
-        "bench": "engine",
-        "runs": runs,
-        "processor": processor,
-        "passes_runs_per_s": passes,
-        "median_runs_per_s": median_runs_per_s,
-    });
-    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
-    std::fs::create_dir_all(&out).expect("target/bench");
-    std::fs::write(out.join("engine.json"), report.to_string()).expect("write report");
+    let floor = common::median(&floor_passes);
+    let engine = common::median(&engine_passes);
+    let ratio = engine / floor;
+    let list = |passes: &[f64]| {
+        passes
+            .iter()
+            .map(|p| format!("{p:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let rows = vec![
+        Row::new(
+            format!("raw SQLite floor ({})", list(&floor_passes)),
+            floor,
+            "runs/s",
+        ),
+        Row::new(
+            format!("engine end to end ({})", list(&engine_passes)),
+            engine,
+            "runs/s",
+        ),
+        Row::new("engine / floor", ratio, "").at_least(0.85),
+    ];
+    common::report(
+        "engine",
+        &format!("{runs} runs of '{processor}' through the library API, medians of {repeat}"),
+        &rows,
+        json!({
+            "runs": runs,
+            "processor": processor,
+            "floor_passes_runs_per_s": floor_passes,
+            "engine_passes_runs_per_s": engine_passes,
+            "floor_median_runs_per_s": floor,
+            "engine_median_runs_per_s": engine,
+            "ratio": ratio,
+        }),
+    );
 }

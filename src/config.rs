@@ -27,6 +27,10 @@ pub struct FileConfig {
     pub body_bytes_max: Option<usize>,
     /// Largest size of the database file, in MiB.
     pub db_size_max_mb: Option<u64>,
+    /// Seconds a request may take to arrive; 0: no bound.
+    pub read_timeout_s: Option<u64>,
+    /// Seconds one write to a client may block; 0: no bound.
+    pub write_timeout_s: Option<u64>,
     /// Processor names to add or override, by name.
     #[serde(default)]
     pub processors: std::collections::BTreeMap<String, ProcessorFile>,

@@ -62,6 +62,14 @@ struct ServeArgs {
     /// past it creates answer 503 and reads keep working.
     #[arg(long, env = "TASKYARD_DB_SIZE_MAX_MB")]
     db_size_max_mb: Option<u64>,
+    /// Seconds a request may take to arrive (head and body) and a
+    /// keep-alive connection may sit idle; 0: no bound.
+    #[arg(long, env = "TASKYARD_READ_TIMEOUT_S")]
+    read_timeout_s: Option<u64>,
+    /// Seconds one write to a client that stopped reading may block before
+    /// the connection (and a stream on it) is closed; 0: no bound.
+    #[arg(long, env = "TASKYARD_WRITE_TIMEOUT_S")]
+    write_timeout_s: Option<u64>,
     /// Seconds running runs get to finish on shutdown.
     #[arg(long, env = "TASKYARD_SHUTDOWN_GRACE_S", default_value_t = 10)]
     shutdown_grace_s: u64,
@@ -172,6 +180,14 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         body_bytes_max: file
             .body_bytes_max
             .unwrap_or(ServerConfig::default().body_bytes_max),
+        read_timeout: args
+            .read_timeout_s
+            .or(file.read_timeout_s)
+            .map_or(ServerConfig::default().read_timeout, Duration::from_secs),
+        write_timeout: args
+            .write_timeout_s
+            .or(file.write_timeout_s)
+            .map_or(ServerConfig::default().write_timeout, Duration::from_secs),
         ..ServerConfig::default()
     };
     let server = Server::start(engine.clone(), server_config)

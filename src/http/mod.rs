@@ -43,6 +43,15 @@ pub struct ServerConfig {
     pub body_bytes_max: usize,
     /// Silence after which a stream sends a keep-alive comment.
     pub keep_alive: Duration,
+    /// How long a request may take to arrive, head and body, from its
+    /// first byte, and how long a keep-alive connection may sit idle between
+    /// requests. A body that misses it is a 408; a head, the connection
+    /// closed. Zero: no bound.
+    pub read_timeout: Duration,
+    /// How long one write to a client may block (a client that stopped
+    /// reading); past it the connection is closed and a stream on it ends,
+    /// freeing its slot and its thread. Zero: no bound.
+    pub write_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +63,8 @@ impl Default for ServerConfig {
             streams_open_max: STREAMS_OPEN_MAX,
             body_bytes_max: BODY_BYTES_MAX,
             keep_alive: Duration::from_secs(15),
+            read_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -79,8 +90,14 @@ pub struct Server {
 impl Server {
     /// Binds and starts answering.
     pub fn start(engine: Engine, config: ServerConfig) -> io::Result<Server> {
-        let http = tiny_http::Server::http(&config.addr)
-            .map_err(|e| io::Error::new(io::ErrorKind::AddrNotAvailable, e.to_string()))?;
+        let bound = |timeout: Duration| Some(timeout).filter(|timeout| !timeout.is_zero());
+        let http = tiny_http::Server::new(tiny_http::ServerConfig {
+            addr: tiny_http::ConfigListenAddr::from_socket_addrs(config.addr.as_str())?,
+            ssl: None,
+            read_timeout: bound(config.read_timeout),
+            write_timeout: bound(config.write_timeout),
+        })
+        .map_err(|e| io::Error::new(io::ErrorKind::AddrNotAvailable, e.to_string()))?;
         let addr = http
             .server_addr()
             .to_ip()
@@ -133,9 +150,9 @@ impl Server {
 
 fn serve(shared: &Arc<Shared>) {
     while !shared.stopping.load(Ordering::SeqCst) {
-        match shared.http.recv() {
-            Ok(request) => handle(shared, request),
-            Err(_) => break,
+        // An error is `stop` unblocking this thread; the loop's test ends it.
+        if let Ok(request) = shared.http.recv() {
+            handle(shared, request);
         }
     }
 }
@@ -307,7 +324,11 @@ fn answer(
     };
     // Spec 1.6 order: an unknown id (404) before a body over the limit (413).
     handlers::precheck(&shared.engine, &route)?;
-    let body = read_body(request, shared.config.body_bytes_max)?;
+    let body = read_body(
+        request,
+        shared.config.body_bytes_max,
+        shared.config.read_timeout,
+    )?;
     let query = query::Query::parse(raw_query);
     let context = handlers::Context {
         shared,
@@ -346,8 +367,13 @@ fn key_matches(keys: &[String], given: &str) -> bool {
     matched
 }
 
-/// Reads the body, refusing more than `max` bytes with a 413.
-fn read_body(request: &mut tiny_http::Request, max: usize) -> Result<Vec<u8>, ApiError> {
+/// Reads the body, refusing more than `max` bytes with a 413 and a body
+/// that does not arrive within the read timeout with a 408.
+fn read_body(
+    request: &mut tiny_http::Request,
+    max: usize,
+    read_timeout: Duration,
+) -> Result<Vec<u8>, ApiError> {
     let too_large = |got: usize| {
         ApiError::new(
             413,
@@ -368,7 +394,19 @@ fn read_body(request: &mut tiny_http::Request, max: usize) -> Result<Vec<u8>, Ap
         .as_reader()
         .take(max as u64 + 1)
         .read_to_end(&mut body)
-        .map_err(|e| ApiError::new(400, format!("cannot read the request body: {e}")))?;
+        .map_err(|e| match e.kind() {
+            // The connection's read deadline (tiny_http, patched) passed, or
+            // one read waited the whole timeout: a client too slow to serve.
+            // The connection is closed after this answer, unread rest and all.
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ApiError::new(
+                408,
+                format!(
+                    "request body not received within the read timeout ({} s)",
+                    read_timeout.as_secs_f64()
+                ),
+            ),
+            _ => ApiError::new(400, format!("cannot read the request body: {e}")),
+        })?;
     if body.len() > max {
         return Err(too_large(body.len()));
     }

@@ -6,8 +6,11 @@ use std::io::{BufReader, BufWriter, ErrorKind, Read};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::common::{HTTPVersion, Method};
+use crate::util::refined_tcp_stream::ReadDeadline;
 use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::Request;
@@ -34,6 +37,21 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
+
+    /// taskyard patch: how long a request may take to arrive, head and
+    /// body, from its first byte; `None`: no bound.
+    read_timeout: Option<Duration>,
+
+    /// taskyard patch: the clock of the request being read, shared with the
+    /// socket's read half so that the handler's body reads obey it too.
+    deadline: Option<Arc<ReadDeadline>>,
+
+    /// taskyard patch: whether a byte of the next request has been read.
+    head_started: bool,
+
+    /// taskyard patch: whether the wait for the next request outlasted a
+    /// read timeout while the previous answer was still being written.
+    waited_on_answer: bool,
 }
 
 /// Error that can happen when reading a request.
@@ -44,16 +62,27 @@ enum ReadError {
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
     ReadIoError(IoError),
+    /// taskyard patch: the previous request passed its read deadline, so
+    /// where the next one starts is unknown.
+    DeadlinePassed,
 }
 
 impl ClientConnection {
     /// Creates a new `ClientConnection` that takes ownership of the `TcpStream`.
+    ///
+    /// taskyard patch: with a `read_timeout`, each request must arrive
+    /// whole (head and body) within it from its first byte.
     pub fn new(
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
+        read_timeout: Option<Duration>,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
+        let deadline = read_timeout.map(|_| Arc::new(ReadDeadline::new()));
+        if let Some(deadline) = &deadline {
+            read_socket.set_read_deadline(deadline.clone());
+        }
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         let first_header = source.next().unwrap();
@@ -65,6 +94,10 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            read_timeout,
+            deadline,
+            head_started: false,
+            waited_on_answer: false,
         }
     }
 
@@ -89,6 +122,16 @@ impl ClientConnection {
                 None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
             };
 
+            if !self.head_started {
+                // taskyard patch: the request's clock starts with its first
+                // byte; the wait before it is the keep-alive idle time.
+                self.head_started = true;
+                self.waited_on_answer = false;
+                if let (Some(deadline), Some(timeout)) = (&self.deadline, self.read_timeout) {
+                    deadline.start(timeout);
+                }
+            }
+
             if byte == b'\n' && prev_byte_was_cr {
                 buf.pop(); // removing the '\r'
                 return AsciiString::from_ascii(buf)
@@ -104,6 +147,16 @@ impl ClientConnection {
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
+        // taskyard patch: the previous request's body must be done with
+        // the socket before its deadline can be cleared for this one.
+        self.head_started = false;
+        if let Some(deadline) = &self.deadline {
+            self.next_header_source.wait_turn();
+            if !deadline.clear() {
+                return Err(ReadError::DeadlinePassed);
+            }
+        }
+
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
@@ -150,7 +203,8 @@ impl ClientConnection {
             path,
             version.clone(),
             headers,
-            *self.remote_addr.as_ref().unwrap(),
+            // taskyard patch: a peer gone before this point is no panic.
+            self.remote_addr.as_ref().ok().copied().flatten(),
             data_source,
             writer,
         )
@@ -204,14 +258,30 @@ impl Iterator for ClientConnection {
                 }
 
                 Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
-                    // request timeout
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(408));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // closing the connection
+                    // taskyard patch: this wrote an empty 408 and closed.
+                    // Waiting for a next request while the previous answer
+                    // is still being written (a stream, a long wait) is not
+                    // idleness: keep waiting, and once it is written give
+                    // the client one more timeout to send its next request
+                    // (so idleness after a long answer is closed between one
+                    // and two timeouts after it). Otherwise the connection
+                    // sat idle too long, or a request arrived too slowly:
+                    // close it without an answer, as the idle case must (a
+                    // 408 there could be read as the answer to a request the
+                    // client is sending just now).
+                    if !self.head_started {
+                        if self.sink.busy() {
+                            self.waited_on_answer = true;
+                            continue;
+                        }
+                        if std::mem::take(&mut self.waited_on_answer) {
+                            continue;
+                        }
+                    }
+                    return None;
                 }
+
+                Err(ReadError::DeadlinePassed) => return None,
 
                 Err(ReadError::ExpectationFailed(ver)) => {
                     let writer = self.sink.next().unwrap();

@@ -125,6 +125,9 @@ mod ssl;
 mod test;
 mod util;
 
+/// taskyard patch: the pause after a failed accept before the next one.
+const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(10);
+
 /// The main class of this library.
 ///
 /// Destroying this object will immediately close the listening socket and the reading
@@ -177,6 +180,16 @@ pub struct ServerConfig {
 
     /// If `Some`, then the server will use SSL to encode the communications.
     pub ssl: Option<SslConfig>,
+
+    /// taskyard patch: how long a request may take to arrive (head and
+    /// body, from its first byte), and how long a keep-alive connection may
+    /// sit idle; `None`: no bound.
+    pub read_timeout: Option<Duration>,
+
+    /// taskyard patch: how long one write of a response may block on a
+    /// client that does not read; past it the connection is closed.
+    /// `None`: no bound.
+    pub write_timeout: Option<Duration>,
 }
 
 /// Configuration of the server for SSL.
@@ -198,6 +211,8 @@ impl Server {
         Server::new(ServerConfig {
             addr: ConfigListenAddr::from_socket_addrs(addr)?,
             ssl: None,
+            read_timeout: None,
+            write_timeout: None,
         })
     }
 
@@ -214,6 +229,8 @@ impl Server {
         Server::new(ServerConfig {
             addr: ConfigListenAddr::from_socket_addrs(addr)?,
             ssl: Some(config),
+            read_timeout: None,
+            write_timeout: None,
         })
     }
 
@@ -226,13 +243,20 @@ impl Server {
         Server::new(ServerConfig {
             addr: ConfigListenAddr::unix_from_path(path),
             ssl: None,
+            read_timeout: None,
+            write_timeout: None,
         })
     }
 
     /// Builds a new server that listens on the specified address.
     pub fn new(config: ServerConfig) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = config.addr.bind()?;
-        Self::from_listener(listener, config.ssl)
+        Self::from_listener_with_timeouts(
+            listener,
+            config.ssl,
+            config.read_timeout,
+            config.write_timeout,
+        )
     }
 
     /// Builds a new server using the specified TCP listener.
@@ -242,6 +266,17 @@ impl Server {
     pub fn from_listener<L: Into<Listener>>(
         listener: L,
         ssl_config: Option<SslConfig>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_with_timeouts(listener, ssl_config, None, None)
+    }
+
+    /// taskyard patch: `from_listener` with the read and write timeouts of
+    /// [`ServerConfig`], applied to every accepted connection.
+    pub fn from_listener_with_timeouts<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        read_timeout: Option<Duration>,
+        write_timeout: Option<Duration>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
         // building the "close" variable
@@ -293,8 +328,14 @@ impl Server {
             while !inside_close_trigger.load(Relaxed) {
                 let new_client = match server.accept() {
                     Ok((sock, _)) => {
+                        // taskyard patch: the timeouts are options of the
+                        // socket, so they hold for both halves below.
+                        if let Err(e) = sock.set_timeouts(read_timeout, write_timeout) {
+                            log::error!("Cannot set the timeouts of a new client: {}", e);
+                            continue;
+                        }
                         use util::RefinedTcpStream;
-                        let (read_closable, write_closable) = match ssl {
+                        let halves = match ssl {
                             None => RefinedTcpStream::new(sock),
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
                             Some(ref ssl) => {
@@ -310,8 +351,20 @@ impl Server {
                             #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
                             Some(ref _ssl) => unreachable!(),
                         };
-
-                        Ok(ClientConnection::new(write_closable, read_closable))
+                        match halves {
+                            Ok((read_closable, write_closable)) => Ok(ClientConnection::new(
+                                write_closable,
+                                read_closable,
+                                read_timeout,
+                            )),
+                            Err(e) => {
+                                // taskyard patch: out of file descriptors;
+                                // this client is dropped, the next may fit.
+                                log::error!("Cannot take a new client: {}", e);
+                                thread::sleep(ACCEPT_RETRY_PAUSE);
+                                continue;
+                            }
+                        }
                     }
                     Err(e) => Err(e),
                 };
@@ -339,9 +392,15 @@ impl Server {
                     }
 
                     Err(e) => {
+                        // taskyard patch: this pushed the error to `recv`
+                        // and ended the accept thread, so one failed accept
+                        // (out of file descriptors under a burst, or a
+                        // client gone before it was accepted) stopped the
+                        // server from taking connections for good. Accept
+                        // errors pass: pause so as not to spin while no file
+                        // descriptor is free, then accept again.
                         log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
+                        thread::sleep(ACCEPT_RETRY_PAUSE);
                     }
                 }
             }

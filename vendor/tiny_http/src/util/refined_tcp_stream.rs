@@ -1,6 +1,8 @@
 use std::io::Result as IoResult;
-use std::io::{Read, Write};
+use std::io::{Error as IoError, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::connection::Connection;
 #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -12,12 +14,15 @@ pub(crate) enum Stream {
     Https(SslStream),
 }
 
-impl Clone for Stream {
-    fn clone(&self) -> Self {
+impl Stream {
+    // taskyard patch: this was `Clone` with an `unwrap`, so a process out of
+    // file descriptors panicked the accept thread and stopped the server
+    // from accepting for good.
+    fn try_clone(&self) -> IoResult<Self> {
         match self {
-            Stream::Http(tcp_stream) => Stream::Http(tcp_stream.try_clone().unwrap()),
+            Stream::Http(tcp_stream) => tcp_stream.try_clone().map(Stream::Http),
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-            Stream::Https(ssl_stream) => Stream::Https(ssl_stream.clone()),
+            Stream::Https(ssl_stream) => Ok(Stream::Https(ssl_stream.clone())),
         }
     }
 }
@@ -86,30 +91,114 @@ pub struct RefinedTcpStream {
     stream: Stream,
     close_read: bool,
     close_write: bool,
+    /// taskyard patch: the deadline of the request being read, if any.
+    deadline: Option<Arc<ReadDeadline>>,
+}
+
+/// taskyard patch: the time by which the request being read on a
+/// connection must have arrived whole (head and body), shared by the
+/// connection's read half and the code that parses requests from it.
+///
+/// A socket read timeout bounds each read only, so a client that sends a
+/// byte a second would hold a thread for as long as it likes; this bounds
+/// the request. Once passed, every later read fails too: the position in
+/// the byte stream is lost and the connection can only be closed.
+pub(crate) struct ReadDeadline {
+    state: Mutex<DeadlineState>,
+}
+
+#[derive(Clone, Copy)]
+enum DeadlineState {
+    /// Between requests: only the socket's own read timeout applies.
+    Unset,
+    At(Instant),
+    Passed,
+}
+
+impl ReadDeadline {
+    pub(crate) fn new() -> ReadDeadline {
+        ReadDeadline {
+            state: Mutex::new(DeadlineState::Unset),
+        }
+    }
+
+    /// Starts the clock of a request: it must have arrived within `timeout`.
+    pub(crate) fn start(&self, timeout: Duration) {
+        let mut state = self.state.lock().unwrap();
+        if let DeadlineState::Unset = *state {
+            *state = DeadlineState::At(Instant::now() + timeout);
+        }
+    }
+
+    /// Stops the clock between requests; false if the deadline had passed.
+    pub(crate) fn clear(&self) -> bool {
+        let mut state = self.state.lock().unwrap();
+        match *state {
+            DeadlineState::Passed => false,
+            _ => {
+                *state = DeadlineState::Unset;
+                true
+            }
+        }
+    }
+
+    fn check(&self) -> IoResult<()> {
+        let mut state = self.state.lock().unwrap();
+        match *state {
+            DeadlineState::Unset => Ok(()),
+            DeadlineState::At(at) if Instant::now() < at => Ok(()),
+            _ => {
+                *state = DeadlineState::Passed;
+                Err(IoError::new(
+                    ErrorKind::TimedOut,
+                    "the request did not arrive within the read timeout",
+                ))
+            }
+        }
+    }
+}
+
+/// taskyard patch: a blocking socket reports a read or write timeout as
+/// `WouldBlock` on Unix; say what it is.
+fn timed_out(error: IoError, what: &str) -> IoError {
+    if error.kind() == ErrorKind::WouldBlock {
+        IoError::new(ErrorKind::TimedOut, format!("{what} timed out"))
+    } else {
+        error
+    }
 }
 
 impl RefinedTcpStream {
-    pub(crate) fn new<S>(stream: S) -> (RefinedTcpStream, RefinedTcpStream)
+    /// taskyard patch: fails instead of panicking when the socket cannot be
+    /// duplicated (out of file descriptors).
+    pub(crate) fn new<S>(stream: S) -> IoResult<(RefinedTcpStream, RefinedTcpStream)>
     where
         S: Into<Stream>,
     {
         let stream: Stream = stream.into();
 
-        let (read, write) = (stream.clone(), stream);
+        let (read, write) = (stream.try_clone()?, stream);
 
         let read = RefinedTcpStream {
             stream: read,
             close_read: true,
             close_write: false,
+            deadline: None,
         };
 
         let write = RefinedTcpStream {
             stream: write,
             close_read: false,
             close_write: true,
+            deadline: None,
         };
 
-        (read, write)
+        Ok((read, write))
+    }
+
+    /// taskyard patch: reads fail once `deadline` has passed.
+    pub(crate) fn set_read_deadline(&mut self, deadline: Arc<ReadDeadline>) {
+        self.deadline = Some(deadline);
     }
 
     /// Returns true if this struct wraps around a secure connection.
@@ -137,16 +226,36 @@ impl Drop for RefinedTcpStream {
 
 impl Read for RefinedTcpStream {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
-        self.stream.read(buf)
+        if let Some(deadline) = &self.deadline {
+            deadline.check()?;
+        }
+        self.stream
+            .read(buf)
+            .map_err(|error| timed_out(error, "reading the request"))
+    }
+}
+
+impl RefinedTcpStream {
+    /// taskyard patch: a write that failed (the client stopped reading
+    /// until the write timeout, or left) leaves a response cut short, so
+    /// the connection can carry nothing more: shut it down both ways, which
+    /// also ends the thread waiting for the client's next request and lets
+    /// the buffered writer's last flush fail at once instead of blocking
+    /// for another timeout.
+    fn failed(&mut self, error: IoError) -> IoError {
+        if error.kind() != ErrorKind::Interrupted {
+            self.stream.shutdown(Shutdown::Both).ok();
+        }
+        timed_out(error, "writing the response")
     }
 }
 
 impl Write for RefinedTcpStream {
     fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
-        self.stream.write(buf)
+        self.stream.write(buf).map_err(|error| self.failed(error))
     }
 
     fn flush(&mut self) -> IoResult<()> {
-        self.stream.flush()
+        self.stream.flush().map_err(|error| self.failed(error))
     }
 }

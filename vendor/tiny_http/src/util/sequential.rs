@@ -2,7 +2,7 @@ use std::io::Result as IoResult;
 use std::io::{Read, Write};
 
 use std::sync::mpsc::channel;
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 
 use std::mem;
@@ -107,6 +107,36 @@ impl<W: Write + Send> Iterator for SequentialWriterBuilder<W> {
             writer: self.writer.clone(),
             on_finish: tx,
         })
+    }
+}
+
+impl<R: Read + Send> SequentialReader<R> {
+    /// taskyard patch: blocks until the readers before this one are done
+    /// (the previous request's body is read or dropped).
+    pub fn wait_turn(&mut self) {
+        if let SequentialReaderInner::Waiting(ref mut recv) = self.inner {
+            let reader = recv.recv().unwrap();
+            self.inner = SequentialReaderInner::MyTurn(reader);
+        }
+    }
+}
+
+impl<W: Write + Send> SequentialWriterBuilder<W> {
+    /// taskyard patch: true while the last writer handed out (the previous
+    /// response, a stream say) has not finished.
+    pub fn busy(&mut self) -> bool {
+        let finished = match &self.next_trigger {
+            None => return false,
+            Some(trigger) => match trigger.try_recv() {
+                Ok(()) | Err(TryRecvError::Disconnected) => true,
+                Err(TryRecvError::Empty) => false,
+            },
+        };
+        if finished {
+            // The signal is taken: the next writer must not wait for it.
+            self.next_trigger = None;
+        }
+        !finished
     }
 }
 

@@ -1079,10 +1079,16 @@ fn mock_number(value: &Value) -> Option<f64> {
 }
 
 /// A non-negative JSON integer, or a string of digits; a digit string too
-/// large for `u64` reads as `u64::MAX` so the limit check names it.
+/// large for `u64` reads as `u64::MAX` so the limit check names it. A
+/// whole float (`33.0`, `1e3`) counts as an integer, as JSON Schema's
+/// `integer` (the OpenAPI document's type for this key) says; `as`
+/// saturates, so a huge one reaches the limit check too.
 fn mock_integer(value: &Value) -> Option<u64> {
     match value {
-        Value::Number(number) => number.as_u64(),
+        Value::Number(number) => number.as_u64().or_else(|| {
+            let float = number.as_f64()?;
+            (float >= 0.0 && float.fract() == 0.0).then_some(float as u64)
+        }),
         Value::String(text) => {
             if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
                 return None;

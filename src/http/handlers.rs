@@ -119,26 +119,7 @@ fn json_reply<T: Serialize>(status: u16, value: &T) -> Result<Reply, ApiError> {
 
 /// Parses a body that must be JSON: empty, not JSON or too deep is a 400.
 fn body_json(context: &Context<'_>) -> Result<Value, ApiError> {
-    if context.body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request(vec![FieldError::missing(vec![
-            Loc::Key("body".into()),
-        ])]));
-    }
-    // serde_json stops at 128 levels of nesting, which is JSON_DEPTH_MAX.
-    serde_json::from_slice(context.body).map_err(|error| {
-        let message = if error.to_string().contains("recursion limit") {
-            format!(
-                "JSON nested deeper than {} levels (JSON_DEPTH_MAX)",
-                crate::limits::JSON_DEPTH_MAX
-            )
-        } else {
-            format!("body is not valid JSON: {error}")
-        };
-        ApiError::bad_request(vec![FieldError::value_error(
-            vec![Loc::Key("body".into())],
-            message,
-        )])
-    })
+    validate::parse_json_body(context.body).map_err(|error| ApiError::bad_request(vec![error]))
 }
 
 /// Validation problems of a parsed body: 422 (403 when only processors).

@@ -230,7 +230,11 @@ impl Dispatcher {
         self.claim();
         loop {
             let next_due = [
-                self.retries.peek().map(|due| due.0),
+                // A due retry waits for a free slot, which a message brings.
+                self.retries
+                    .peek()
+                    .filter(|_| self.busy() < self.capacity)
+                    .map(|due| due.0),
                 self.finish_retries.peek().map(|due| due.0),
                 self.cancel_deadlines.peek().map(|due| due.0),
                 shutdown.as_ref().map(|(deadline, _)| *deadline),
@@ -350,7 +354,9 @@ impl Dispatcher {
     }
 
     fn fire_retries(&mut self, now: Instant) {
-        while self.retries.peek().is_some_and(|due| due.0 <= now) {
+        // Within the capacity, so that the send below finds the bounded
+        // job channel with room and never blocks the dispatcher.
+        while self.busy() < self.capacity && self.retries.peek().is_some_and(|due| due.0 <= now) {
             let Due(_, job) = self.retries.pop().expect("peeked");
             if job.token.is_cancelled() {
                 self.finish_without_worker(job.run.seq, Finish::Cancelled);
@@ -366,9 +372,16 @@ impl Dispatcher {
         submit_finish(&self.store, &self.control, run_seq, finish);
     }
 
+    /// Claimed runs that hold a worker or wait for one. Runs waiting out a
+    /// retry backoff hold none: counting them would leave the workers idle
+    /// while runs wait in the queue (found by tests/crash_http.rs).
+    fn busy(&self) -> usize {
+        self.outstanding.len().saturating_sub(self.retries.len())
+    }
+
     fn claim(&mut self) {
-        while self.maybe_work && self.outstanding.len() < self.capacity {
-            let max = (self.capacity - self.outstanding.len()).min(CLAIM_BATCH_MAX);
+        while self.maybe_work && self.busy() < self.capacity {
+            let max = (self.capacity - self.busy()).min(CLAIM_BATCH_MAX);
             // Only processors whose headroom could run out in this batch
             // need a budget; the rest cannot exceed their limit.
             let budgets: HashMap<String, usize> = self

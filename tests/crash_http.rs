@@ -41,6 +41,8 @@ use std::time::{Duration, Instant};
 use client::{frames_of, read_chunk, read_head, read_response, request_bytes, Frame, Response};
 use serde_json::{json, Value};
 use support::{sqlite, TestDir};
+use taskyard::processors::{MockProcessor, ProcessorConfig, Registry};
+use taskyard::{Config, RunInput, RunStatus};
 
 const SEED_DEFAULT: u64 = 0x7a5c_4a11_c4a5_0005;
 const KILLS_DEFAULT: usize = 10;
@@ -1500,4 +1502,71 @@ fn check_outcome(class: Class, index: usize, row: &RunRow) -> &'static str {
             "failed: retries exhausted"
         }
     }
+}
+
+/// Regression, found by the crash loop above: runs waiting out a retry
+/// backoff kept their dispatcher slots (twice the workers), so a mix with
+/// retries left the workers idle while runs waited in the queue; the loop's
+/// 20,000 runs drained at a third of the speed.
+#[test]
+fn runs_in_retry_backoff_leave_the_workers_to_queued_runs() {
+    let dir = TestDir::new();
+    let mut registry = Registry::with_defaults();
+    registry.insert(ProcessorConfig {
+        max_attempts: RETRY5_MAX_ATTEMPTS,
+        ..ProcessorConfig::new(RETRY5, "mock", Arc::new(MockProcessor::default()))
+    });
+    // One worker: two slots, both taken by runs whose first four attempts
+    // fail, so they back off for at least 75 + 150 + 300 + 600 ms.
+    let engine = support::open_with(
+        &dir,
+        Config {
+            registry,
+            ..support::with_workers(1)
+        },
+    );
+    let retrying: Vec<String> = (0..2)
+        .map(|index| {
+            engine
+                .create_run(
+                    RunInput::new(format!("retrying {index}"), RETRY5)
+                        .with_metadata(support::metadata(json!({ "mock_fail_times": 4 }))),
+                )
+                .expect("run")
+                .run_id
+        })
+        .collect();
+    let warnings = |run_id: &str| {
+        let run = engine.get_run(run_id).expect("run");
+        run.warnings.map_or(0, |warnings| warnings.len())
+    };
+    support::wait_for("both runs back off", Duration::from_secs(10), || {
+        retrying.iter().all(|run_id| warnings(run_id) >= 1)
+    });
+    let plain = engine
+        .create_run(RunInput::new("plain", "mock"))
+        .expect("run")
+        .run_id;
+    support::wait_for("the plain run completes", Duration::from_secs(10), || {
+        engine.get_run(&plain).expect("run").status == RunStatus::Completed
+    });
+    for run_id in &retrying {
+        let run = engine.get_run(run_id).expect("run");
+        assert!(
+            run.status.is_active(),
+            "{run_id} is {:?} with {} warnings: the plain run waited for its slot",
+            run.status,
+            warnings(run_id)
+        );
+    }
+    // And they still complete on their fifth attempt.
+    for run_id in &retrying {
+        support::wait_for(
+            "the retrying run completes",
+            Duration::from_secs(20),
+            || engine.get_run(run_id).expect("run").status == RunStatus::Completed,
+        );
+        assert_eq!(warnings(run_id), 4, "{run_id}");
+    }
+    engine.shutdown(Duration::from_secs(5));
 }

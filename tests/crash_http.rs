@@ -18,9 +18,12 @@
 //! "the process stopped during attempt k of k"); that each reader saw every
 //! event of the group stream exactly once, in increasing id order; that the
 //! group's counts equal a recount of its runs; and that the database passes
-//! `PRAGMA integrity_check`.
+//! `PRAGMA integrity_check`. A regression test at the end pins the
+//! scheduler bug the loop found (runs in a retry backoff held the workers'
+//! slots).
 //!
-//! `TASKYARD_CRASH_SEED` replays a run (the seed is printed),
+//! `TASKYARD_CRASH_SEED` picks the run mix and the kill delays (it is
+//! printed, so a failing plan can be rerun; thread timing still varies),
 //! `TASKYARD_CRASH_KILLS` sets the kills (10 by default; the long run is
 //! `TASKYARD_CRASH_KILLS=50 cargo test --release --test crash_http -- --nocapture`)
 //! and `TASKYARD_CRASH_RUNS` the runs (20,000 by default).

@@ -9,7 +9,10 @@
 //! are spread out, spread over the hosted processor names so that no
 //! concurrency limit holds them back. Before the first can finish, half the
 //! subscribers open the group's events stream and the other half open run
-//! events streams, shared out over the runs. Each event's latency is its
+//! events streams, shared out over the runs; they connect in waves of
+//! `TASKYARD_BENCH_CONNECT_WAVE` (50), each wave's streams open before the
+//! next connects, so that the figure is stream latency, not the time a
+//! burst of connections waits in the listen backlog. Each event's latency is its
 //! arrival (wall clock, at the chunk it came in) minus the run's
 //! `modified_at` in the event, the time the terminal state was recorded in
 //! the committing transaction. Every group subscriber must see every run's
@@ -88,6 +91,7 @@ fn main() {
     let runs = common::env_usize("TASKYARD_BENCH_STREAM_RUNS", 200, 10).max(1);
     let delay_ms = common::env_usize("TASKYARD_BENCH_STREAM_DELAY_MS", 3_000, 1_000);
     let gap_ms = common::env_usize("TASKYARD_BENCH_STREAM_GAP_MS", 5, 5);
+    let wave = common::env_usize("TASKYARD_BENCH_CONNECT_WAVE", 50, 50).max(1);
     let per_name = runs.div_ceil(PROCESSORS.len());
     assert!(
         per_name <= 64,
@@ -145,27 +149,43 @@ fn main() {
         .map(|id| id.as_str().expect("id").to_string())
         .collect();
 
-    let group_subscribers = subscribers / 2;
+    // Even subscribers follow the group, odd ones a run, so that each wave
+    // of connections holds both kinds.
+    let group_subscribers = subscribers.div_ceil(2);
     let connected = Arc::new(AtomicUsize::new(0));
     let mut handles = Vec::with_capacity(subscribers);
-    for index in 0..subscribers {
-        let (path, run) = if index < group_subscribers {
-            (format!("/v1/tasks/groups/{group_id}/events"), None)
-        } else {
-            let run = (index - group_subscribers) % runs;
-            (format!("/v1/tasks/runs/{}/events", run_ids[run]), Some(run))
-        };
-        let connected = connected.clone();
-        let handle = common::spawn_small(format!("subscriber-{index}"), move || {
-            subscribe(addr, path, connected)
-        });
-        handles.push((run, handle));
+    let first_run_lasts = Duration::from_millis(delay_ms as u64);
+    let mut shown = 0;
+    for wave_start in (0..subscribers).step_by(wave) {
+        let wave_end = (wave_start + wave).min(subscribers);
+        for index in wave_start..wave_end {
+            let (path, run) = if index % 2 == 0 {
+                (format!("/v1/tasks/groups/{group_id}/events"), None)
+            } else {
+                let run = (index / 2) % runs;
+                (format!("/v1/tasks/runs/{}/events", run_ids[run]), Some(run))
+            };
+            let connected = connected.clone();
+            let handle = common::spawn_small(format!("subscriber-{index}"), move || {
+                subscribe(addr, path, connected)
+            });
+            handles.push((run, handle));
+        }
+        common::wait_until(
+            "the subscribers' streams to open before the first run ends \
+             (raise TASKYARD_BENCH_STREAM_DELAY_MS)",
+            first_run_lasts.saturating_sub(added_at.elapsed()),
+            || {
+                let now = connected.load(Ordering::SeqCst);
+                if now != shown {
+                    eprint!("\rstreams open: {now} of {subscribers}");
+                    shown = now;
+                }
+                now == wave_end
+            },
+        );
     }
-    common::wait_until(
-        "every subscriber's stream to open",
-        Duration::from_secs(120),
-        || connected.load(Ordering::SeqCst) == subscribers,
-    );
+    eprintln!();
     let all_connected_ms = added_at.elapsed().as_secs_f64() * 1e3;
     assert!(
         all_connected_ms < delay_ms as f64,

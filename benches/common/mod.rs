@@ -1,8 +1,10 @@
 //! What every bench shares: sizes from the environment, the full/smoke
 //! switch, medians and percentiles, the printed table, the JSON report in
 //! `target/bench/NAME.json`, RSS from `/proc`, a raw HTTP/1.1 client with a
-//! chunked Server-Sent Events reader, and the raw SQLite floor that the
-//! engine and HTTP ratios are measured against in the same process.
+//! chunked Server-Sent Events reader, the raw SQLite floor that the
+//! engine and HTTP ratios are measured against in the same process, and
+//! the cached database of stored runs that the read benches share.
+//! Smoke runs (`cargo test`) report to `target/bench/smoke/` instead.
 //!
 //! Each bench includes this file with `mod common;`. Not every bench uses
 //! every helper, hence the `dead_code` allowance.
@@ -207,7 +209,15 @@ pub fn report(name: &str, heading: &str, rows: &[Row], extra: Value) {
         "figures": figures,
         "details": extra,
     });
-    let path = bench_dir().join(format!("{name}.json"));
+    // Smoke runs write beside, never over, the last full figures.
+    let dir = if full_run() {
+        bench_dir()
+    } else {
+        let dir = bench_dir().join("smoke");
+        std::fs::create_dir_all(&dir).expect("target/bench/smoke");
+        dir
+    };
+    let path = dir.join(format!("{name}.json"));
     std::fs::write(
         &path,
         serde_json::to_string_pretty(&document).expect("json"),

@@ -24,6 +24,7 @@
 mod common;
 
 use std::collections::HashSet;
+use std::io::IsTerminal;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -177,7 +178,7 @@ fn main() {
             first_run_lasts.saturating_sub(added_at.elapsed()),
             || {
                 let now = connected.load(Ordering::SeqCst);
-                if now != shown {
+                if now != shown && std::io::stderr().is_terminal() {
                     eprint!("\rstreams open: {now} of {subscribers}");
                     shown = now;
                 }
@@ -185,7 +186,9 @@ fn main() {
             },
         );
     }
-    eprintln!();
+    if std::io::stderr().is_terminal() {
+        eprintln!();
+    }
     let all_connected_ms = added_at.elapsed().as_secs_f64() * 1e3;
     assert!(
         all_connected_ms < delay_ms as f64,

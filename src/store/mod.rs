@@ -7,6 +7,7 @@
 //! engine or the scheduler; everything above reaches SQLite through the
 //! narrow interface here, so a second backend could be one more module.
 
+mod checkpoint;
 mod read;
 mod recovery;
 mod writer;
@@ -128,6 +129,9 @@ pub struct Store {
     pub writer: Writer,
     readers: ReadPool,
     path: PathBuf,
+    /// Dropped after the writer (fields drop in order), so that it can
+    /// copy the writer's last frames.
+    _checkpointer: checkpoint::Checkpointer,
 }
 
 impl Store {
@@ -157,12 +161,21 @@ impl Store {
         migrate(&mut connection).map_err(|e| open_error(e.to_string()))?;
         let recovered = recovery::recover(&mut connection)?;
         let readers = ReadPool::open(path, options)?;
-        let writer = Writer::start(connection, on_commit)?;
+        let checkpointer = checkpoint::Checkpointer::start(path, options.busy_timeout)?;
+        let notify = checkpointer.notify();
+        let writer = Writer::start(
+            connection,
+            Box::new(move |notice: &CommitNotice| {
+                on_commit(notice);
+                notify();
+            }),
+        )?;
         Ok((
             Store {
                 writer,
                 readers,
                 path: path.to_path_buf(),
+                _checkpointer: checkpointer,
             },
             recovered,
         ))
@@ -199,6 +212,22 @@ fn configure_write_connection(connection: &Connection, options: &Options) -> Res
         )));
     }
     connection.execute_batch("PRAGMA foreign_keys = ON")?;
+    // Checkpoints are the checkpointer thread's; the writer only checkpoints
+    // past this far mark, to bound the WAL (see checkpoint.rs).
+    let pages: i64 = connection.query_row(
+        &format!(
+            "PRAGMA wal_autocheckpoint = {}",
+            checkpoint::WRITER_CHECKPOINT_PAGES
+        ),
+        [],
+        |row| row.get(0),
+    )?;
+    if pages != checkpoint::WRITER_CHECKPOINT_PAGES {
+        return Err(Error::Sqlite(format!(
+            "wal_autocheckpoint is {pages}, expected {}",
+            checkpoint::WRITER_CHECKPOINT_PAGES
+        )));
+    }
     if let Some(bytes_max) = options.database_bytes_max {
         let page_size: u64 = connection.query_row("PRAGMA page_size", [], |row| row.get(0))?;
         let pages_max = (bytes_max / page_size.max(1)).max(1);
@@ -311,6 +340,8 @@ pub struct RunRow {
 pub(crate) const RUN_COLUMNS: &str = "r.seq, r.id, g.id, r.group_seq, r.cursor, r.status, \
      r.processor, r.metadata, r.error, r.warnings, r.attempts, r.max_attempts, \
      r.created_at, r.modified_at";
+/// How many columns `RUN_COLUMNS` names: the index of a column added after.
+pub(crate) const RUN_COLUMNS_COUNT: usize = 14;
 
 impl RunRow {
     pub(crate) fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {

@@ -38,6 +38,7 @@ pub(super) fn recover(connection: &mut Connection) -> Result<Recovered> {
         next_event_id: last_event_id as u64 + 1,
         keys: Vec::new(),
         now: Timestamp::now().micros(),
+        pending: CountChanges::default(),
     };
     let mut changes = CountChanges::default();
     let mut recovered = Recovered::default();

@@ -1,7 +1,9 @@
 //! Storage faults over HTTP: a database that cannot grow and a write lock
 //! held by another process make writes answer 503 with `retry-after` in
 //! the error envelope, never hang or half-write, while reads keep working;
-//! the runs already acknowledged finish once space returns.
+//! the runs already acknowledged finish once space returns: after a
+//! restart with a larger budget, and, on a real filesystem that fills up
+//! (a small tmpfs), without any restart at all.
 
 #[path = "support/http.rs"]
 mod client;
@@ -139,4 +141,132 @@ fn a_write_lock_held_elsewhere_gives_503_after_the_busy_timeout_not_a_hang() {
     );
     blocker.execute_batch("ROLLBACK").expect("release");
     assert_eq!(server.post_json("/v1/tasks/groups", &json!({})).status, 200);
+}
+
+/// A tmpfs mounted for one test, unmounted on drop (even when it fails).
+struct SmallFilesystem {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFilesystem {
+    /// Mounting needs root; the CI machine runs as root. Elsewhere the test
+    /// says why it did not run instead of passing silently.
+    fn mount(megabytes: u64) -> Option<SmallFilesystem> {
+        let dir = tempfile::tempdir().expect("mount point");
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(dir.path())
+            .status();
+        match status {
+            Ok(status) if status.success() => Some(SmallFilesystem { dir }),
+            other => {
+                assert!(
+                    !is_root(),
+                    "running as root, yet a tmpfs could not be mounted: {other:?}"
+                );
+                None
+            }
+        }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallFilesystem {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+}
+
+#[test]
+fn a_full_filesystem_refuses_writes_and_recovers_without_a_restart_when_space_returns() {
+    let Some(fs) = SmallFilesystem::mount(16) else {
+        eprintln!("not run: mounting a tmpfs needs root");
+        return;
+    };
+    let db = fs.path().join("taskyard.db");
+    let engine = taskyard::Engine::open(&db, Config::default()).expect("engine on tmpfs");
+    let server = TestServer::start_on_engine(engine, |_| {});
+    let group = server.post_json("/v1/tasks/groups", &json!({}));
+    assert_eq!(group.status, 200);
+    let group_id = group.json()["taskgroup_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    // Leave about 3 MiB free: a few batches fit, then the disk is full.
+    let filler = fs.path().join("filler");
+    std::fs::write(&filler, vec![1u8; 13 * 1024 * 1024]).expect("filler");
+    let text = "x".repeat(2_000);
+    let batch = json!({"inputs": (0..50).map(|_| json!({"input": text, "processor": "lite"})).collect::<Vec<_>>()});
+    let runs_path = format!("/v1/tasks/groups/{group_id}/runs");
+    let mut acknowledged = 0;
+    let full = loop {
+        let response = server.post_json(&runs_path, &batch);
+        if response.status != 200 {
+            break response;
+        }
+        acknowledged += 50;
+        assert!(acknowledged < 20_000, "the filesystem never filled up");
+    };
+    assert!(acknowledged > 0, "no batch fitted before the disk was full");
+    assert_retry_later(&full, "storage full");
+    let path = format!("/v1/tasks/groups/{group_id}");
+    let read = server.get(&path);
+    assert_eq!(
+        read.status,
+        200,
+        "reads work on a full disk: {}",
+        read.text()
+    );
+    assert_eq!(read.json()["status"]["num_task_runs"], json!(acknowledged));
+
+    // Space returns; the same server takes writes again and finishes every
+    // acknowledged run (finishes refused meanwhile are retried).
+    std::fs::remove_file(&filler).expect("free space");
+    let mut accepted_after = None;
+    wait_for("writes are accepted again", Duration::from_secs(30), || {
+        let response = server.post_json(&runs_path, &batch);
+        if response.status == 200 {
+            accepted_after = Some(50);
+            true
+        } else {
+            assert_eq!(response.status, 503, "{}", response.text());
+            false
+        }
+    });
+    let total = acknowledged + accepted_after.expect("accepted");
+    wait_for(
+        "every acknowledged run finishes",
+        Duration::from_secs(60),
+        || server.get(&path).json()["status"]["is_active"] == json!(false),
+    );
+    let status = server.get(&path).json()["status"].clone();
+    assert_eq!(status["num_task_runs"], json!(total), "{status}");
+    assert_eq!(
+        status["task_run_status_counts"]["completed"],
+        json!(total),
+        "{status}"
+    );
+    drop(server);
+    let check = rusqlite::Connection::open(&db).expect("reopen");
+    let integrity: String = check
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .expect("integrity_check");
+    assert_eq!(integrity, "ok");
+    let stored: i64 = check
+        .query_row("SELECT count(*) FROM runs", [], |row| row.get(0))
+        .expect("count");
+    assert_eq!(stored, total, "every acknowledged run and no other");
 }

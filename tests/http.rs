@@ -792,6 +792,9 @@ fn with_api_keys_every_v1_request_needs_one_and_the_probes_do_not() {
             error["message"], "Unauthorized: invalid or missing credentials",
             "{method} {path} {headers:?}"
         );
+        // Neither the key given nor a configured one is echoed back.
+        let text = format!("{:?} {}", response.headers, response.text());
+        assert!(!text.contains("key-"), "{method} {path}: {text}");
     }
     for (key, path) in [
         ("key-one", format!("/v1/tasks/groups/{group_id}")),

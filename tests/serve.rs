@@ -209,6 +209,30 @@ fn bad_configuration_and_unusable_databases_fail_clearly() {
         "{stderr}"
     );
 
+    // A directory the server cannot write: a read-only tmpfs as root (root
+    // ignores permission bits), a mode 0555 directory otherwise.
+    let read_only = dir.dir.path().join("read-only");
+    std::fs::create_dir(&read_only).expect("directory");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs"])
+        .arg(&read_only)
+        .status()
+        .is_ok_and(|status| status.success());
+    if !mounted {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&read_only, std::fs::Permissions::from_mode(0o555))
+            .expect("chmod");
+    }
+    let (code, stderr) = fails(command(&read_only.join("taskyard.db")));
+    if mounted {
+        let _ = Command::new("umount").arg("-l").arg(&read_only).status();
+    }
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("cannot open database") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+
     let config = dir.dir.path().join("bad.toml");
     std::fs::write(&config, "[processors.x]\nkind = \"teleport\"\n").expect("config");
     let mut command = self::command(&dir.db());

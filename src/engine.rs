@@ -226,6 +226,7 @@ impl Engine {
         hub.publish(&CommitNotice {
             last_event_id: store.last_event_id()?,
             keys: Vec::new(),
+            events: Vec::new(),
         });
         let registry = Arc::new(config.registry);
         let schemas = Arc::new(SchemaCache::default());
@@ -633,7 +634,12 @@ impl Engine {
                 let group = self.get_group_row(group_id)?;
                 (
                     StreamKey::Group(group.seq),
-                    Following::Group { seq: group.seq },
+                    Following::Group {
+                        seq: group.seq,
+                        covered: after,
+                        active: None,
+                        status_seen: 0,
+                    },
                 )
             }
             StreamKind::RunEvents(run_id) => {
@@ -870,8 +876,38 @@ pub enum Next {
 }
 
 enum Following {
-    Group { seq: i64 },
-    Run { seq: i64, started: bool },
+    /// Every event of the group's stream up to `covered` has been taken;
+    /// `active` is the group's state, when known. A group turns active or
+    /// inactive only in a commit that also writes a `task_group_status`
+    /// event, so the status events in the window keep it current.
+    Group {
+        seq: i64,
+        covered: u64,
+        active: Option<bool>,
+        /// Every `task_group_status` event up to this id is reflected in
+        /// `active` (the cursor may be past some: a resume from the future).
+        status_seen: u64,
+    },
+    Run {
+        seq: i64,
+        started: bool,
+    },
+}
+
+/// Whether a `task_group_status` event says the group is active; `None`
+/// when its data does not say (then the store is asked).
+fn group_status_active(data: &str) -> Option<bool> {
+    #[derive(serde::Deserialize)]
+    struct Data {
+        status: Status,
+    }
+    #[derive(serde::Deserialize)]
+    struct Status {
+        is_active: bool,
+    }
+    serde_json::from_str::<Data>(data)
+        .ok()
+        .map(|data| data.status.is_active)
 }
 
 /// A live stream: a blocking iterator over events, resumable by cursor.
@@ -901,8 +937,8 @@ impl Subscription {
             if self.ended || self.watcher.is_closed() {
                 return Ok(Next::End);
             }
-            let seen = self.watcher.version();
-            if self.fill()? {
+            let (added, seen) = self.fill()?;
+            if added {
                 continue;
             }
             if self.ended {
@@ -920,30 +956,86 @@ impl Subscription {
         }
     }
 
-    /// Reads what is new into the buffer; true when something was added.
-    fn fill(&mut self) -> Result<bool> {
+    /// Takes what is new into the buffer: true when something was added,
+    /// and the stream version to sleep on when nothing was.
+    fn fill(&mut self) -> Result<(bool, u64)> {
         match self.following {
-            Following::Group { seq } => {
-                let (rows, active) =
-                    self.store
-                        .group_events(seq, self.cursor, STREAM_PAGE_ROWS_MAX)?;
-                if rows.is_empty() {
-                    self.ended = !active;
-                    return Ok(false);
+            Following::Group {
+                seq,
+                ref mut covered,
+                ref mut active,
+                ref mut status_seen,
+            } => {
+                // The window must hold both what is new and every status
+                // event since the group's state was last known.
+                let recent = self.watcher.recent_after((*covered).min(*status_seen));
+                if let (Some(events), Some(_)) = (recent.events, *active) {
+                    let mut added = false;
+                    for event in events {
+                        if event.kind == EventType::GroupStatus && event.id > *status_seen {
+                            *active = group_status_active(&event.data);
+                        }
+                        *status_seen = (*status_seen).max(event.id);
+                        if event.id <= *covered {
+                            continue;
+                        }
+                        // Paired with the writer's check that ids only grow.
+                        assert!(event.id > self.cursor, "stream ids must exceed the cursor");
+                        self.cursor = event.id;
+                        *covered = event.id;
+                        self.buffer.push_back(Event {
+                            id: Some(event.id),
+                            kind: event.kind,
+                            data: String::from(&*event.data),
+                        });
+                        added = true;
+                    }
+                    match *active {
+                        Some(active) if !added => {
+                            self.ended = !active;
+                            return Ok((false, recent.version));
+                        }
+                        Some(_) => return Ok((true, recent.version)),
+                        // A status event that did not decode: ask the store.
+                        None if added => return Ok((true, recent.version)),
+                        None => {}
+                    }
                 }
+                // Behind the window, or the group's state is unknown.
+                let (rows, snapshot_active) =
+                    self.store
+                        .group_events(seq, *covered, STREAM_PAGE_ROWS_MAX)?;
+                let full_page = rows.len() == STREAM_PAGE_ROWS_MAX;
+                let added = !rows.is_empty();
                 for row in rows {
-                    // Paired with the writer's check that ids only grow.
                     assert!(row.id > self.cursor, "stream ids must exceed the cursor");
                     self.cursor = row.id;
+                    *covered = row.id;
                     self.buffer.push_back(Event {
                         id: Some(row.id),
                         kind: row.kind,
                         data: row.data,
                     });
                 }
-                Ok(true)
+                if full_page {
+                    *active = None;
+                } else {
+                    // The snapshot began after `recent.floor` was published
+                    // and holds every row of this stream up to its end:
+                    // none lies between the last one read and the floor,
+                    // and the group's state is the snapshot's, changed
+                    // since only by status events above the floor.
+                    *covered = (*covered).max(recent.floor);
+                    *active = Some(snapshot_active);
+                    *status_seen = recent.floor;
+                }
+                if !added {
+                    self.ended = !snapshot_active;
+                }
+                Ok((added, recent.version))
             }
             Following::Run { seq, started } => {
+                let seen = self.watcher.version();
                 let (rows, run, output) =
                     self.store
                         .run_progress(seq, self.cursor, STREAM_PAGE_ROWS_MAX)?;
@@ -985,7 +1077,7 @@ impl Subscription {
                     });
                     self.ended = true;
                 }
-                Ok(self.buffer.len() > before)
+                Ok((self.buffer.len() > before, seen))
             }
         }
     }

@@ -1,60 +1,131 @@
-//! The hub: who is waiting for which stream, and waking them after commits.
+//! The hub: who is waiting for which stream, the recent events of each
+//! followed stream, and waking followers after commits.
 //!
-//! After each commit the writer hands the hub the new high-water event id
-//! and the streams the commit advanced ([`StreamKey`]); the hub wakes only
-//! the subscribers of those streams. Subscribers then read the new rows
-//! from the store: the hub holds no events, so a reader resuming from an
-//! old cursor and a live reader take the same path (DESIGN, events). It
-//! must not touch SQLite or know the wire format.
+//! After each commit the writer hands the hub the new high-water event id,
+//! the streams the commit advanced ([`StreamKey`]) and the stream rows it
+//! wrote. The hub keeps the last [`WINDOW_EVENTS_MAX`] rows of each stream
+//! that has a follower, so that a caught-up subscriber takes new events
+//! from memory instead of every follower of a busy stream queueing on the
+//! read pool after every commit (1,000 followers did: p99 of 232 ms from
+//! commit to client). A follower that is behind the window (resuming from
+//! an old cursor, or too slow) reads the store, as before, until it
+//! reaches the window. The hub must not touch SQLite or know the wire
+//! format: rows are opaque bytes here.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
-use parking_lot::{Condvar, Mutex};
+use crate::store::{CommitNotice, CommittedEvent, StreamKey};
 
-use crate::store::{CommitNotice, StreamKey};
+/// Rows kept per followed stream. A follower further behind than this
+/// reads the store; a larger window only spares slow followers that read.
+pub const WINDOW_EVENTS_MAX: usize = 512;
 
 /// Wakes subscribers when the streams they follow advance.
 #[derive(Default)]
 pub struct Hub {
-    state: Mutex<HubState>,
+    state: parking_lot::Mutex<HubState>,
+    /// Outside the lock: every follower checks it on every step.
+    closed: AtomicBool,
 }
 
 #[derive(Default)]
 struct HubState {
     last_event_id: u64,
     watches: HashMap<StreamKey, Arc<Watch>>,
-    closed: bool,
 }
 
-/// A counter of commits that touched one stream, and its sleepers.
-#[derive(Default)]
+/// One followed stream: its recent rows, a counter of commits that touched
+/// it, and its sleepers. std's Condvar, not parking_lot's: its
+/// `notify_all` wakes every sleeper at once, where parking_lot's requeues
+/// them on the mutex and so wakes one per unlock, a chain of context
+/// switches as long as the number of followers.
 struct Watch {
-    version: Mutex<u64>,
+    state: Mutex<WatchState>,
     changed: Condvar,
+}
+
+struct WatchState {
+    version: u64,
+    /// Every row of the stream with an id above `floor` is in `recent`.
+    floor: u64,
+    recent: VecDeque<CommittedEvent>,
+}
+
+impl Watch {
+    fn new(floor: u64) -> Watch {
+        Watch {
+            state: Mutex::new(WatchState {
+                version: 0,
+                floor,
+                recent: VecDeque::new(),
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, WatchState> {
+        // The state stays consistent under any panic (each change is one
+        // push or one counter bump), so a poisoned lock is still usable.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn bump(&self) {
+        self.lock().version += 1;
+        self.changed.notify_all();
+    }
+}
+
+/// What [`Watcher::recent_after`] found.
+pub struct Recent {
+    /// The stream's version when the rows were taken; pass it to
+    /// [`Watcher::wait`].
+    pub version: u64,
+    /// Every row above this id is in the window.
+    pub floor: u64,
+    /// The rows above the asked id, in id order; `None` when the asked id
+    /// is below the floor (some rows after it may be gone from memory).
+    pub events: Option<Vec<CommittedEvent>>,
 }
 
 impl Hub {
     pub fn new(last_event_id: u64) -> Hub {
         Hub {
-            state: Mutex::new(HubState {
+            state: parking_lot::Mutex::new(HubState {
                 last_event_id,
                 watches: HashMap::new(),
-                closed: false,
             }),
+            closed: AtomicBool::new(false),
         }
     }
 
     /// Called by the writer after a commit, before callers are answered.
+    /// Holding the hub's lock throughout orders publications with
+    /// [`Hub::watch`]: a watch created before this sees all its rows, one
+    /// created after starts its window above them.
     pub fn publish(&self, notice: &CommitNotice) {
         let mut state = self.state.lock();
         debug_assert!(notice.last_event_id >= state.last_event_id);
         state.last_event_id = notice.last_event_id;
+        for event in &notice.events {
+            if let Some(watch) = state.watches.get(&event.key) {
+                let mut watch = watch.lock();
+                debug_assert!(watch.recent.back().is_none_or(|last| last.id < event.id));
+                watch.recent.push_back(event.clone());
+                if watch.recent.len() > WINDOW_EVENTS_MAX {
+                    if let Some(evicted) = watch.recent.pop_front() {
+                        watch.floor = evicted.id;
+                    }
+                }
+            }
+        }
         for key in &notice.keys {
             if let Some(watch) = state.watches.get(key) {
-                *watch.version.lock() += 1;
-                watch.changed.notify_all();
+                watch.bump();
             }
         }
     }
@@ -62,16 +133,15 @@ impl Hub {
     /// Wakes every follower for good: the engine is shutting down, so
     /// streams end instead of waiting for commits that will not come.
     pub fn close(&self) {
-        let mut state = self.state.lock();
-        state.closed = true;
+        let state = self.state.lock();
+        self.closed.store(true, Ordering::SeqCst);
         for watch in state.watches.values() {
-            *watch.version.lock() += 1;
-            watch.changed.notify_all();
+            watch.bump();
         }
     }
 
     pub fn is_closed(&self) -> bool {
-        self.state.lock().closed
+        self.closed.load(Ordering::SeqCst)
     }
 
     /// The largest event id known to be committed.
@@ -84,7 +154,14 @@ impl Hub {
     /// the read: a commit in between bumps the version, so no wake-up is
     /// lost.
     pub fn watch(self: &Arc<Hub>, key: StreamKey) -> Watcher {
-        let watch = self.state.lock().watches.entry(key).or_default().clone();
+        let mut state = self.state.lock();
+        let floor = state.last_event_id;
+        let watch = state
+            .watches
+            .entry(key)
+            .or_insert_with(|| Arc::new(Watch::new(floor)))
+            .clone();
+        drop(state);
         Watcher {
             hub: self.clone(),
             key,
@@ -108,7 +185,24 @@ pub struct Watcher {
 impl Watcher {
     /// The stream's version now; pass it to [`Watcher::wait`].
     pub fn version(&self) -> u64 {
-        *self.watch.version.lock()
+        self.watch.lock().version
+    }
+
+    /// The stream's rows with an id above `after` that are in memory, with
+    /// the version they go with, all under one lock so that a row published
+    /// after the take also bumps the version past the one answered.
+    pub fn recent_after(&self, after: u64) -> Recent {
+        let watch = self.watch.lock();
+        let events = (after >= watch.floor).then(|| {
+            // Rows are in id order: skip the ones already taken.
+            let start = watch.recent.partition_point(|event| event.id <= after);
+            watch.recent.range(start..).cloned().collect()
+        });
+        Recent {
+            version: watch.version,
+            floor: watch.floor,
+            events,
+        }
     }
 
     /// True once the hub is closed: the stream should end.
@@ -119,16 +213,16 @@ impl Watcher {
     /// Sleeps until the version moves past `seen` or `deadline` passes;
     /// true when it moved.
     pub fn wait(&self, seen: u64, deadline: Instant) -> bool {
-        let mut version = self.watch.version.lock();
-        while *version == seen {
-            if self
-                .watch
-                .changed
-                .wait_until(&mut version, deadline)
-                .timed_out()
-            {
-                return *version != seen;
+        let mut watch = self.watch.lock();
+        while watch.version == seen {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
             }
+            watch = match self.watch.changed.wait_timeout(watch, left) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
         }
         true
     }

@@ -22,7 +22,8 @@ use rusqlite::{Connection, OpenFlags};
 pub use read::{EventRow, GroupRunRow, ListFilter, ListPage};
 pub use recovery::Recovered;
 pub use writer::{
-    progress_message_json, progress_stats_json, AddedRuns, ClaimedRun, CommitNotice, Finish,
+    progress_message_json, progress_stats_json, AddedRuns, ClaimedRun, CommitNotice,
+    CommittedEvent, Finish,
     IdempotencyRecord, NewGroup, NewRun, Once, Op, Reply, RunCancel, StreamKey, Writer,
 };
 

@@ -37,6 +37,32 @@ pub struct ListPage<T> {
     pub more: bool,
 }
 
+/// Runs `read` in one read transaction. BEGIN and COMMIT go through the
+/// statement cache: rusqlite's `Transaction` parses them on every call, and
+/// with a stream read after every commit the SQL parser showed in the
+/// profile.
+fn snapshot<T>(connection: &Connection, read: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    /// Ends the transaction however `read` ends, so that the connection
+    /// goes back to the pool without a snapshot held open.
+    struct End<'a>(&'a Connection);
+    impl Drop for End<'_> {
+        fn drop(&mut self) {
+            if !self.0.is_autocommit() {
+                let _ = self
+                    .0
+                    .prepare_cached("ROLLBACK")
+                    .and_then(|mut statement| statement.execute([]));
+            }
+        }
+    }
+    connection.prepare_cached("BEGIN")?.execute([])?;
+    let end = End(connection);
+    let answer = read(connection)?;
+    connection.prepare_cached("COMMIT")?.execute([])?;
+    drop(end);
+    Ok(answer)
+}
+
 fn event_rows(
     connection: &Connection,
     sql: &str,
@@ -131,22 +157,22 @@ impl Store {
         limit: usize,
     ) -> Result<(Vec<EventRow>, bool)> {
         self.read(|connection| {
-            let transaction = connection.unchecked_transaction()?;
-            let events = event_rows(
-                &transaction,
-                "SELECT id, type, data FROM events WHERE group_seq = ?1 AND stream = 1 \
-                 AND id > ?2 ORDER BY id LIMIT ?3",
-                group_seq,
-                after,
-                limit,
-            )?;
-            let active: bool = transaction
-                .prepare_cached(
-                    "SELECT n_queued + n_running + n_cancelling > 0 FROM groups WHERE seq = ?1",
-                )?
-                .query_row([group_seq], |row| row.get(0))?;
-            transaction.finish()?;
-            Ok((events, active))
+            snapshot(connection, |transaction| {
+                let events = event_rows(
+                    transaction,
+                    "SELECT id, type, data FROM events WHERE group_seq = ?1 AND stream = 1 \
+                     AND id > ?2 ORDER BY id LIMIT ?3",
+                    group_seq,
+                    after,
+                    limit,
+                )?;
+                let active: bool = transaction
+                    .prepare_cached(
+                        "SELECT n_queued + n_running + n_cancelling > 0 FROM groups WHERE seq = ?1",
+                    )?
+                    .query_row([group_seq], |row| row.get(0))?;
+                Ok((events, active))
+            })
         })
     }
 
@@ -159,23 +185,23 @@ impl Store {
         limit: usize,
     ) -> Result<(Vec<EventRow>, RunRow, Option<String>)> {
         self.read(|connection| {
-            let transaction = connection.unchecked_transaction()?;
-            let events = event_rows(
-                &transaction,
-                "SELECT id, type, data FROM events WHERE run_seq = ?1 AND stream = 2 \
-                 AND id > ?2 ORDER BY id LIMIT ?3",
-                run_seq,
-                after,
-                limit,
-            )?;
-            let (run, output) = transaction
-                .prepare_cached(&format!(
-                    "SELECT {RUN_COLUMNS}, r.output FROM runs r \
-                     LEFT JOIN groups g ON g.seq = r.group_seq WHERE r.seq = ?1"
-                ))?
-                .query_row([run_seq], |row| Ok((RunRow::from_row(row)?, row.get(14)?)))?;
-            transaction.finish()?;
-            Ok((events, run, output))
+            snapshot(connection, |transaction| {
+                let events = event_rows(
+                    transaction,
+                    "SELECT id, type, data FROM events WHERE run_seq = ?1 AND stream = 2 \
+                     AND id > ?2 ORDER BY id LIMIT ?3",
+                    run_seq,
+                    after,
+                    limit,
+                )?;
+                let (run, output) = transaction
+                    .prepare_cached(&format!(
+                        "SELECT {RUN_COLUMNS}, r.output FROM runs r \
+                         LEFT JOIN groups g ON g.seq = r.group_seq WHERE r.seq = ?1"
+                    ))?
+                    .query_row([run_seq], |row| Ok((RunRow::from_row(row)?, row.get(14)?)))?;
+                Ok((events, run, output))
+            })
         })
     }
 

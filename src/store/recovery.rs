@@ -37,6 +37,7 @@ pub(super) fn recover(connection: &mut Connection) -> Result<Recovered> {
     let mut batch = Batch {
         next_event_id: last_event_id as u64 + 1,
         keys: Vec::new(),
+        events: Vec::new(),
         now: Timestamp::now().micros(),
         pending: CountChanges::default(),
     };

@@ -42,6 +42,18 @@ pub struct CommitNotice {
     /// The largest event id now committed.
     pub last_event_id: u64,
     pub keys: Vec<StreamKey>,
+    /// The group and run stream rows this commit wrote, in id order, so
+    /// that the hub can hand them to caught-up subscribers from memory.
+    pub events: Vec<CommittedEvent>,
+}
+
+/// A committed group or run stream row, as stored.
+#[derive(Debug, Clone)]
+pub struct CommittedEvent {
+    pub id: u64,
+    pub key: StreamKey,
+    pub kind: EventType,
+    pub data: std::sync::Arc<str>,
 }
 
 /// A group to create.
@@ -367,6 +379,7 @@ impl WriterThread {
         let mut batch = Batch {
             next_event_id: self.last_event_id + 1,
             keys: Vec::new(),
+            events: Vec::new(),
             now: Timestamp::now().micros(),
             pending: CountChanges::default(),
         };
@@ -382,6 +395,7 @@ impl WriterThread {
             }
             let event_id_before = batch.next_event_id;
             let keys_before = batch.keys.len();
+            let events_before = batch.events.len();
             if let Err(error) = execute_cached(&transaction, "SAVEPOINT op") {
                 let error = Error::from(error);
                 completions.push(Box::new(move |_| fail_op(op, error)));
@@ -393,6 +407,7 @@ impl WriterThread {
             } else {
                 batch.next_event_id = event_id_before;
                 batch.keys.truncate(keys_before);
+                batch.events.truncate(events_before);
                 execute_cached(&transaction, "ROLLBACK TO op")
                     .and_then(|()| execute_cached(&transaction, "RELEASE op"))
             };
@@ -431,6 +446,7 @@ impl WriterThread {
                 (self.on_commit)(&CommitNotice {
                     last_event_id,
                     keys,
+                    events: batch.events,
                 });
                 for completion in completions {
                     completion(None);
@@ -484,6 +500,8 @@ fn fail_op(op: Op, error: Error) {
 pub(super) struct Batch {
     pub(super) next_event_id: u64,
     pub(super) keys: Vec<StreamKey>,
+    /// Group and run stream rows written so far, for the commit notice.
+    pub(super) events: Vec<CommittedEvent>,
     pub(super) now: i64,
     /// Count changes of claims and finishes, applied to the groups once per
     /// transaction instead of once per op: a finish's `UPDATE groups` was a
@@ -541,10 +559,21 @@ impl Batch {
             "event id assigned"
         );
         self.next_event_id = id + 1;
-        match (stream, group_seq, run_seq) {
-            (Stream::Group, Some(group_seq), _) => self.keys.push(StreamKey::Group(group_seq)),
-            (Stream::Run, _, Some(run_seq)) => self.keys.push(StreamKey::Run(run_seq)),
-            _ => {}
+        let key = match (stream, group_seq, run_seq) {
+            (Stream::Group, Some(group_seq), _) => Some(StreamKey::Group(group_seq)),
+            (Stream::Run, _, Some(run_seq)) => Some(StreamKey::Run(run_seq)),
+            _ => None,
+        };
+        if let Some(key) = key {
+            self.keys.push(key);
+            if let (Some(kind), Some(data)) = (EventType::parse(kind), data) {
+                self.events.push(CommittedEvent {
+                    id,
+                    key,
+                    kind,
+                    data: data.into(),
+                });
+            }
         }
         Ok(id)
     }

@@ -12,10 +12,14 @@
 //! reaches the window. The hub must not touch SQLite or know the wire
 //! format: rows are opaque bytes here.
 
+use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::{Thread, ThreadId};
 use std::time::Instant;
+
+use parking_lot::{Mutex, RwLock};
 
 use crate::store::{CommitNotice, CommittedEvent, StreamKey};
 
@@ -26,7 +30,7 @@ pub const WINDOW_EVENTS_MAX: usize = 512;
 /// Wakes subscribers when the streams they follow advance.
 #[derive(Default)]
 pub struct Hub {
-    state: parking_lot::Mutex<HubState>,
+    state: Mutex<HubState>,
     /// Outside the lock: every follower checks it on every step.
     closed: AtomicBool,
 }
@@ -38,13 +42,14 @@ struct HubState {
 }
 
 /// One followed stream: its recent rows, a counter of commits that touched
-/// it, and its sleepers. std's Condvar, not parking_lot's: its
-/// `notify_all` wakes every sleeper at once, where parking_lot's requeues
-/// them on the mutex and so wakes one per unlock, a chain of context
-/// switches as long as the number of followers.
+/// it, and its sleepers. The publisher unparks each sleeper itself: with a
+/// condition variable every woken follower must take the same mutex again
+/// on the way out, and 500 followers of one stream queued on it one
+/// context switch after another.
 struct Watch {
-    state: Mutex<WatchState>,
-    changed: Condvar,
+    state: RwLock<WatchState>,
+    /// Sleeping (or about to sleep) followers, by watcher number.
+    sleepers: Mutex<Vec<(u64, Thread)>>,
 }
 
 struct WatchState {
@@ -57,26 +62,24 @@ struct WatchState {
 impl Watch {
     fn new(floor: u64) -> Watch {
         Watch {
-            state: Mutex::new(WatchState {
+            state: RwLock::new(WatchState {
                 version: 0,
                 floor,
                 recent: VecDeque::new(),
             }),
-            changed: Condvar::new(),
+            sleepers: Mutex::new(Vec::new()),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, WatchState> {
-        // The state stays consistent under any panic (each change is one
-        // push or one counter bump), so a poisoned lock is still usable.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn wake(&self) {
+        for (_, thread) in self.sleepers.lock().iter() {
+            thread.unpark();
+        }
     }
 
     fn bump(&self) {
-        self.lock().version += 1;
-        self.changed.notify_all();
+        self.state.write().version += 1;
+        self.wake();
     }
 }
 
@@ -95,7 +98,7 @@ pub struct Recent {
 impl Hub {
     pub fn new(last_event_id: u64) -> Hub {
         Hub {
-            state: parking_lot::Mutex::new(HubState {
+            state: Mutex::new(HubState {
                 last_event_id,
                 watches: HashMap::new(),
             }),
@@ -113,7 +116,7 @@ impl Hub {
         state.last_event_id = notice.last_event_id;
         for event in &notice.events {
             if let Some(watch) = state.watches.get(&event.key) {
-                let mut watch = watch.lock();
+                let mut watch = watch.state.write();
                 debug_assert!(watch.recent.back().is_none_or(|last| last.id < event.id));
                 watch.recent.push_back(event.clone());
                 if watch.recent.len() > WINDOW_EVENTS_MAX {
@@ -166,6 +169,8 @@ impl Hub {
             hub: self.clone(),
             key,
             watch,
+            number: WATCHER_NUMBER.fetch_add(1, Ordering::Relaxed),
+            listed: Cell::new(None),
         }
     }
 
@@ -180,19 +185,25 @@ pub struct Watcher {
     hub: Arc<Hub>,
     key: StreamKey,
     watch: Arc<Watch>,
+    /// Names this watcher among the watch's sleepers.
+    number: u64,
+    /// The thread listed among the sleepers, once listed.
+    listed: Cell<Option<ThreadId>>,
 }
+
+static WATCHER_NUMBER: AtomicU64 = AtomicU64::new(0);
 
 impl Watcher {
     /// The stream's version now; pass it to [`Watcher::wait`].
     pub fn version(&self) -> u64 {
-        self.watch.lock().version
+        self.watch.state.read().version
     }
 
     /// The stream's rows with an id above `after` that are in memory, with
     /// the version they go with, all under one lock so that a row published
     /// after the take also bumps the version past the one answered.
     pub fn recent_after(&self, after: u64) -> Recent {
-        let watch = self.watch.lock();
+        let watch = self.watch.state.read();
         let events = (after >= watch.floor).then(|| {
             // Rows are in id order: skip the ones already taken.
             let start = watch.recent.partition_point(|event| event.id <= after);
@@ -213,23 +224,40 @@ impl Watcher {
     /// Sleeps until the version moves past `seen` or `deadline` passes;
     /// true when it moved.
     pub fn wait(&self, seen: u64, deadline: Instant) -> bool {
-        let mut watch = self.watch.lock();
-        while watch.version == seen {
+        // Listed before the check: a bump after the check unparks us, and
+        // an unpark before the park makes the park return at once.
+        let current = std::thread::current();
+        if self.listed.get() != Some(current.id()) {
+            self.listed.set(Some(current.id()));
+            let mut sleepers = self.watch.sleepers.lock();
+            match sleepers
+                .iter_mut()
+                .find(|(number, _)| *number == self.number)
+            {
+                Some(entry) if entry.1.id() == current.id() => {}
+                Some(entry) => entry.1 = current,
+                None => sleepers.push((self.number, current)),
+            }
+        }
+        loop {
+            if self.watch.state.read().version != seen {
+                return true;
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return false;
             }
-            watch = match self.watch.changed.wait_timeout(watch, left) {
-                Ok((guard, _)) => guard,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
+            std::thread::park_timeout(left);
         }
-        true
     }
 }
 
 impl Drop for Watcher {
     fn drop(&mut self) {
+        self.watch
+            .sleepers
+            .lock()
+            .retain(|(number, _)| *number != self.number);
         let mut state = self.hub.state.lock();
         // The map's reference and ours: we are the last follower.
         if Arc::strong_count(&self.watch) == 2 {

@@ -15,8 +15,9 @@
 //!   the requests that arrived together in one transaction (group commit);
 //!   reads use a pool of read-only connections. `schema.sql` is the schema.
 //! - [`events`]: the hub. After each commit it publishes the new high-water
-//!   event id; subscribers sleep until it passes their cursor, then read
-//!   the rows from the store. Nothing is kept in memory per event.
+//!   event id and keeps the last events of each followed stream in a
+//!   bounded window; a caught-up subscriber takes them from memory, one
+//!   that is behind reads the rows from the store until it catches up.
 //! - [`scheduler`]: a fixed pool of worker threads, per-processor
 //!   concurrency, retries with backoff, cancellation, graceful shutdown.
 //! - [`processors`]: the `Processor` trait, the registry, `mock` and `echo`.

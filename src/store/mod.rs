@@ -23,8 +23,8 @@ pub use read::{EventRow, GroupRunRow, ListFilter, ListPage};
 pub use recovery::Recovered;
 pub use writer::{
     progress_message_json, progress_stats_json, AddedRuns, ClaimedRun, CommitNotice,
-    CommittedEvent, Finish,
-    IdempotencyRecord, NewGroup, NewRun, Once, Op, Reply, RunCancel, StreamKey, Writer,
+    CommittedEvent, Finish, IdempotencyRecord, NewGroup, NewRun, Once, Op, Reply, RunCancel,
+    StreamKey, Writer,
 };
 
 use crate::model::{

@@ -265,7 +265,10 @@ impl Dispatcher {
             let now = Instant::now();
             self.fire_cancel_deadlines(now);
             if let Some((deadline, _)) = &shutdown {
-                let stopping_now = self.outstanding.is_empty() || now >= *deadline;
+                // Runs waiting out a backoff are not resumed while stopping,
+                // so waiting for them would only run the grace period out:
+                // they are requeued now with the rest.
+                let stopping_now = self.busy() == 0 || now >= *deadline;
                 if stopping_now {
                     let (_, done) = shutdown.take().expect("checked above");
                     self.requeue_outstanding();

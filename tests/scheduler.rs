@@ -395,6 +395,53 @@ fn shutdown_leaves_nothing_running() {
 }
 
 #[test]
+fn shutdown_does_not_wait_out_the_grace_period_for_a_run_in_backoff() {
+    let dir = TestDir::new();
+    // Nine forced failures with ten attempts: the run spends seconds in
+    // growing backoffs (100 ms doubling up to 5 s), and almost no time in
+    // its instant attempts.
+    let mut registry = Registry::with_defaults();
+    registry.insert(ProcessorConfig {
+        max_attempts: 10,
+        ..ProcessorConfig::new("patient", "echo", Arc::new(EchoProcessor))
+    });
+    let engine = open_with(
+        &dir,
+        Config {
+            registry,
+            ..Config::default()
+        },
+    );
+    let run = engine
+        .create_run(
+            RunInput::new("r", "patient").with_metadata(metadata(json!({"mock_fail_times": 9}))),
+        )
+        .expect("run");
+    wait_for("a first failure", Duration::from_secs(10), || {
+        engine
+            .get_run(&run.run_id)
+            .expect("run")
+            .warnings
+            .is_some_and(|warnings| !warnings.is_empty())
+    });
+    let started = std::time::Instant::now();
+    engine.shutdown(Duration::from_secs(60));
+    // Nothing executes: the shutdown ends well before the grace period.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "shutdown waited {:?} for a run in backoff",
+        started.elapsed()
+    );
+    let status: String = sqlite(&dir)
+        .query_row("SELECT status FROM runs", [], |row| row.get(0))
+        .expect("status");
+    assert_eq!(
+        status, "queued",
+        "the run in backoff goes back to the queue"
+    );
+}
+
+#[test]
 fn recovery_requeues_interrupted_runs_or_fails_them_when_out_of_attempts() {
     let dir = TestDir::new();
     let engine = open_with(&dir, with_workers(1));

@@ -25,10 +25,11 @@
 #[path = "support/http.rs"]
 mod client;
 mod support;
+#[path = "support/venv.rs"]
+mod venv;
 
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use client::TestServer;
@@ -50,70 +51,6 @@ const REQUEST_TIMEOUT_S: u32 = 10;
 /// requests (see the file comment).
 const EXCLUDED_PATHS: &str = "/(result|events)$";
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Cargo's target directory, from where this test binary lives
-/// (`<target>/<profile>/deps/`).
-fn target_dir() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.to_path_buf()))
-        .unwrap_or_else(|| root().join("target"))
-}
-
-fn run(command: &mut Command, what: &str) {
-    let status = command
-        .status()
-        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-    assert!(status.success(), "{what} failed: {status}");
-}
-
-/// Makes sure `venv` holds exactly the packages of `requirements`, and
-/// answers its `bin` directory.
-fn ensure_venv(venv: &Path, requirements: &Path) -> PathBuf {
-    let bin = venv.join("bin");
-    let stamp = venv.join("requirements.txt");
-    let wanted = fs::read_to_string(requirements)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", requirements.display()));
-    let installed = fs::read_to_string(&stamp).ok();
-    if bin.join("schemathesis").exists() && installed.as_deref() == Some(wanted.as_str()) {
-        return bin;
-    }
-    eprintln!(
-        "schemathesis: installing {} into {}",
-        requirements.display(),
-        venv.display()
-    );
-    // Anything half-made goes first; the copy of requirements.txt is
-    // written only once pip has succeeded.
-    if venv.exists() {
-        fs::remove_dir_all(venv)
-            .unwrap_or_else(|e| panic!("cannot remove {}: {e}", venv.display()));
-    }
-    run(
-        Command::new("python3").arg("-m").arg("venv").arg(venv),
-        "python3 -m venv (is python3 with the venv module installed?)",
-    );
-    run(
-        Command::new(bin.join("python"))
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--no-input",
-                "-r",
-            ])
-            .arg(requirements),
-        "pip install -r tests/schemathesis/requirements.txt",
-    );
-    fs::write(&stamp, &wanted).unwrap_or_else(|e| panic!("cannot write {}: {e}", stamp.display()));
-    bin
-}
-
 fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
     match std::env::var(name) {
         Ok(value) => value
@@ -132,11 +69,8 @@ fn generated_count(line: &str) -> Option<u64> {
 
 #[test]
 fn every_answer_matches_the_openapi_document() {
-    let target = target_dir();
-    let bin = ensure_venv(
-        &target.join("schemathesis-venv"),
-        &root().join("tests/schemathesis/requirements.txt"),
-    );
+    let target = venv::target_dir();
+    let bin = venv::ensure("schemathesis-venv", "tests/schemathesis/requirements.txt");
     let examples: u32 = setting("TASKYARD_SCHEMATHESIS_EXAMPLES", EXAMPLES_DEFAULT);
     let seed: u64 = setting("TASKYARD_SCHEMATHESIS_SEED", SEED_DEFAULT);
 

@@ -15,81 +15,17 @@
 //! Needs `python3` (3.9 or later, with the `venv` module) and the Python
 //! package index the first time, or after `requirements.txt` changes.
 
-use std::fs;
-use std::path::{Path, PathBuf};
+#[path = "support/venv.rs"]
+mod venv;
+
+use std::path::PathBuf;
 use std::process::Command;
-
-/// The repository root.
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Cargo's target directory: the binary lives in `<target>/<profile>/`.
-fn target_dir(binary: &Path) -> PathBuf {
-    binary
-        .parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| root().join("target"))
-}
-
-fn run(command: &mut Command, what: &str) {
-    let status = command
-        .status()
-        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-    assert!(status.success(), "{what} failed: {status}");
-}
-
-/// Makes sure `venv` holds exactly the packages of `requirements`, and
-/// answers its Python.
-fn ensure_venv(venv: &Path, requirements: &Path) -> PathBuf {
-    let python = venv.join("bin").join("python");
-    let stamp = venv.join("requirements.txt");
-    let wanted = fs::read_to_string(requirements)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", requirements.display()));
-    let installed = fs::read_to_string(&stamp).ok();
-    if python.exists() && installed.as_deref() == Some(wanted.as_str()) {
-        return python;
-    }
-    eprintln!(
-        "sdk: installing {} into {}",
-        requirements.display(),
-        venv.display()
-    );
-    // Anything half-made (an install that was cut short) goes first; the
-    // copy of requirements.txt is written only once pip has succeeded.
-    if venv.exists() {
-        fs::remove_dir_all(venv)
-            .unwrap_or_else(|e| panic!("cannot remove {}: {e}", venv.display()));
-    }
-    run(
-        Command::new("python3").arg("-m").arg("venv").arg(venv),
-        "python3 -m venv (is python3 with the venv module installed?)",
-    );
-    run(
-        Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--no-input",
-                "-r",
-            ])
-            .arg(requirements),
-        "pip install -r tests/sdk/requirements.txt",
-    );
-    fs::write(&stamp, &wanted).unwrap_or_else(|e| panic!("cannot write {}: {e}", stamp.display()));
-    python
-}
 
 #[test]
 fn python_sdk_suite() {
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_taskyard"));
-    let root = root();
-    let venv = target_dir(&binary).join("sdk-venv");
-    let python = ensure_venv(&venv, &root.join("tests/sdk/requirements.txt"));
+    let root = venv::root();
+    let python = venv::ensure("sdk-venv", "tests/sdk/requirements.txt").join("python");
 
     // The child inherits stdout and stderr, so pytest's output streams
     // past cargo's capture as it is written.

@@ -695,10 +695,7 @@ impl Life {
                 );
             }
         };
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
+        let addr = support::start_line_addr(&line)
             .and_then(|addr| addr.parse().ok())
             .unwrap_or_else(|| panic!("no address in the start line {line:?}"));
         Life {

@@ -109,20 +109,9 @@ impl Served {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = command.spawn().expect("taskyard starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = sender.send(line);
-        });
-        let line = receiver
-            .recv_timeout(Duration::from_secs(20))
+        let line = support::start_line(&mut child, Duration::from_secs(20))
             .expect("the start line within 20 s");
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
+        let addr = support::start_line_addr(&line)
             .and_then(|addr| addr.parse().ok())
             .unwrap_or_else(|| panic!("no address in the start line: {line:?}"));
         Served { child, addr, dir }

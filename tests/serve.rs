@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -46,20 +46,8 @@ fn command(db: &Path) -> Command {
 /// Starts the server and reads the address from its start line.
 fn serve(mut command: Command) -> Served {
     let mut child = command.spawn().expect("taskyard starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = sender.send(line);
-    });
-    let line = receiver
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the start line within 20 s");
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
+    let line = start_line(&mut child, Duration::from_secs(20)).expect("the start line within 20 s");
+    let addr = start_line_addr(&line)
         .unwrap_or_else(|| panic!("no address in the start line: {line:?}"))
         .to_string();
     assert!(

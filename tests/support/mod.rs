@@ -93,3 +93,26 @@ pub fn with_workers(workers: usize) -> Config {
         ..Config::default()
     }
 }
+
+/// The first line a started `taskyard serve` prints on stdout (its start
+/// line), read on a thread so that a server that prints nothing fails the
+/// test after `wait` instead of hanging it. Takes the child's stdout.
+pub fn start_line(child: &mut std::process::Child, wait: Duration) -> Option<String> {
+    use std::io::BufRead;
+    let stdout = child.stdout.take()?;
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        let _ = sender.send(line);
+    });
+    receiver.recv_timeout(wait).ok()
+}
+
+/// The `host:port` of a start line: `taskyard X listening on http://ADDR
+/// (database ...)`.
+pub fn start_line_addr(line: &str) -> Option<&str> {
+    line.split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+}

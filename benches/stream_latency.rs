@@ -24,9 +24,9 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::IsTerminal;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::io::{self, IsTerminal, Read};
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use common::{Client, Row};
@@ -40,7 +40,24 @@ const PROCESSORS: &[&str] = &[
     "lite", "base", "core", "core2x", "pro", "ultra", "ultra2x", "ultra4x", "ultra8x",
 ];
 
+/// The fields of a `task_run.state` event the client reads.
+#[derive(serde::Deserialize)]
+struct StateEvent {
+    #[serde(rename = "type")]
+    kind: String,
+    /// Absent from `task_group_status` events, which match the filter too.
+    run: Option<StateRun>,
+}
+
+#[derive(serde::Deserialize)]
+struct StateRun {
+    run_id: String,
+    is_active: bool,
+    modified_at: String,
+}
+
 /// What one subscriber saw.
+#[derive(Default)]
 struct Seen {
     /// Latency of each terminal event, ms.
     latencies: Vec<f64>,
@@ -49,42 +66,152 @@ struct Seen {
     ended: bool,
 }
 
-/// Opens `path` and records terminal run events until the stream ends.
-fn subscribe(addr: std::net::SocketAddr, path: String, connected: Arc<AtomicUsize>) -> Seen {
+/// One open stream on a non-blocking socket.
+struct Stream {
+    socket: TcpStream,
+    /// Bytes read and not yet taken as chunks.
+    raw: Vec<u8>,
+    /// Chunk payloads not yet taken as whole events.
+    text: String,
+    seen: Seen,
+}
+
+impl Stream {
+    /// Takes every whole chunk from `raw` and every whole event from
+    /// `text`; `arrived` is when the read that completed them returned.
+    fn take(&mut self, arrived: i64) {
+        loop {
+            let Some(line_end) = find(&self.raw, b"\r\n") else {
+                return;
+            };
+            let size_text = std::str::from_utf8(&self.raw[..line_end]).expect("chunk size");
+            let size = usize::from_str_radix(size_text, 16).expect("chunk size");
+            let chunk_end = line_end + 2 + size;
+            if self.raw.len() < chunk_end + 2 {
+                return;
+            }
+            assert_eq!(&self.raw[chunk_end..chunk_end + 2], b"\r\n", "chunk CRLF");
+            if size == 0 {
+                self.seen.ended = true;
+                self.raw.clear();
+                return;
+            }
+            self.text
+                .push_str(std::str::from_utf8(&self.raw[line_end + 2..chunk_end]).expect("utf-8"));
+            self.raw.drain(..chunk_end + 2);
+            while let Some(end) = self.text.find("\n\n") {
+                let block: String = self.text.drain(..end + 2).collect();
+                if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) {
+                    self.event(data, arrived);
+                }
+            }
+        }
+    }
+
+    fn event(&mut self, data: &str, arrived: i64) {
+        // Only terminal states are timed: skip the parse of the rest, so
+        // that the client's own work weighs less in the figure.
+        if !data.contains("\"is_active\":false") {
+            return;
+        }
+        let event: StateEvent = serde_json::from_str(data).expect("event json");
+        let Some(run) = event.run.filter(|run| !run.is_active) else {
+            return;
+        };
+        if event.kind != "task_run.state" {
+            return;
+        }
+        let completed = common::parse_rfc3339_micros(&run.modified_at);
+        self.seen.latencies.push((arrived - completed) as f64 / 1e3);
+        self.seen.runs.push(run.run_id);
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+/// Reads `streams` with epoll on one thread until every one has ended, and
+/// gives back what each saw, in the order given. One thread per client
+/// would cost two context switches per delivery, as much CPU as the
+/// server's side on this 2-core machine: the figure would then measure
+/// the client.
+fn read_streams(mut streams: Vec<Stream>) -> Vec<Seen> {
+    // SAFETY: plain epoll calls on descriptors this function owns through
+    // `streams`, which outlive the epoll instance (closed at the end).
+    unsafe {
+        let epoll = libc::epoll_create1(libc::EPOLL_CLOEXEC);
+        assert!(epoll >= 0, "epoll_create1");
+        for (index, stream) in streams.iter().enumerate() {
+            stream.socket.set_nonblocking(true).expect("non-blocking");
+            let mut interest = libc::epoll_event {
+                events: libc::EPOLLIN as u32,
+                u64: index as u64,
+            };
+            let fd = stream.socket.as_raw_fd();
+            assert_eq!(
+                libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, fd, &mut interest),
+                0,
+                "epoll_ctl"
+            );
+        }
+        let mut open = streams.len();
+        let mut ready = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+        let mut buffer = vec![0u8; 64 * 1024];
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while open > 0 {
+            assert!(Instant::now() < deadline, "streams did not end in 120 s");
+            let count = libc::epoll_wait(epoll, ready.as_mut_ptr(), ready.len() as i32, 1_000);
+            if count < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            assert!(count >= 0, "epoll_wait: {}", io::Error::last_os_error());
+            for event in &ready[..count as usize] {
+                let stream = &mut streams[event.u64 as usize];
+                if stream.seen.ended {
+                    continue;
+                }
+                loop {
+                    match stream.socket.read(&mut buffer) {
+                        Ok(0) => panic!("a stream closed before its end chunk"),
+                        Ok(read) => {
+                            let arrived = common::now_micros();
+                            stream.raw.extend_from_slice(&buffer[..read]);
+                            stream.take(arrived);
+                        }
+                        Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(error) => panic!("stream read: {error}"),
+                    }
+                }
+                if stream.seen.ended {
+                    open -= 1;
+                    let fd = stream.socket.as_raw_fd();
+                    libc::epoll_ctl(epoll, libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut());
+                }
+            }
+        }
+        libc::close(epoll);
+    }
+    streams.into_iter().map(|stream| stream.seen).collect()
+}
+
+/// Opens `path` as an SSE stream and returns it once the server's head
+/// (200, chunked) has arrived.
+fn open_stream(addr: std::net::SocketAddr, path: &str) -> Stream {
     let mut client = Client::connect(addr);
-    let mut seen = Seen {
-        latencies: Vec::new(),
-        runs: Vec::new(),
-        ended: false,
-    };
-    client.send("GET", &path, "");
+    client.send("GET", path, "");
     let (status, _, chunked) = client.head().expect("stream head");
     assert_eq!(status, 200, "GET {path}");
     assert!(chunked);
-    connected.fetch_add(1, Ordering::SeqCst);
-    let mut pending = String::new();
-    while let Some(chunk) = client.chunk().expect("stream chunk") {
-        let arrived = common::now_micros();
-        pending.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
-        while let Some(end) = pending.find("\n\n") {
-            let block: String = pending.drain(..end + 2).collect();
-            let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) else {
-                continue;
-            };
-            let event: Value = serde_json::from_str(data).expect("event json");
-            if event["type"] != "task_run.state" || event["run"]["is_active"] != false {
-                continue;
-            }
-            let completed = common::parse_rfc3339_micros(
-                event["run"]["modified_at"].as_str().expect("modified_at"),
-            );
-            seen.latencies.push((arrived - completed) as f64 / 1e3);
-            seen.runs
-                .push(event["run"]["run_id"].as_str().expect("run_id").into());
-        }
+    let (socket, raw) = client.into_parts();
+    Stream {
+        socket,
+        raw,
+        text: String::new(),
+        seen: Seen::default(),
     }
-    seen.ended = true;
-    seen
 }
 
 fn main() {
@@ -92,7 +219,7 @@ fn main() {
     let runs = common::env_usize("TASKYARD_BENCH_STREAM_RUNS", 200, 10).max(1);
     let delay_ms = common::env_usize("TASKYARD_BENCH_STREAM_DELAY_MS", 3_000, 1_000);
     let gap_ms = common::env_usize("TASKYARD_BENCH_STREAM_GAP_MS", 5, 5);
-    let wave = common::env_usize("TASKYARD_BENCH_CONNECT_WAVE", 50, 50).max(1);
+    let client_threads = common::env_usize("TASKYARD_BENCH_CLIENT_THREADS", 2, 2).max(1);
     let per_name = runs.div_ceil(PROCESSORS.len());
     assert!(
         per_name <= 64,
@@ -150,41 +277,25 @@ fn main() {
         .map(|id| id.as_str().expect("id").to_string())
         .collect();
 
-    // Even subscribers follow the group, odd ones a run, so that each wave
-    // of connections holds both kinds.
+    // Even subscribers follow the group, odd ones a run. Streams open one
+    // after another, each answered before the next connects, so that the
+    // figure is stream latency, not the time a burst of connections waits
+    // in the listen backlog.
     let group_subscribers = subscribers.div_ceil(2);
-    let connected = Arc::new(AtomicUsize::new(0));
-    let mut handles = Vec::with_capacity(subscribers);
-    let first_run_lasts = Duration::from_millis(delay_ms as u64);
-    let mut shown = 0;
-    for wave_start in (0..subscribers).step_by(wave) {
-        let wave_end = (wave_start + wave).min(subscribers);
-        for index in wave_start..wave_end {
-            let (path, run) = if index % 2 == 0 {
-                (format!("/v1/tasks/groups/{group_id}/events"), None)
-            } else {
-                let run = (index / 2) % runs;
-                (format!("/v1/tasks/runs/{}/events", run_ids[run]), Some(run))
-            };
-            let connected = connected.clone();
-            let handle = common::spawn_small(format!("subscriber-{index}"), move || {
-                subscribe(addr, path, connected)
-            });
-            handles.push((run, handle));
+    let mut kinds = Vec::with_capacity(subscribers);
+    let mut streams = Vec::with_capacity(subscribers);
+    for index in 0..subscribers {
+        let (path, run) = if index % 2 == 0 {
+            (format!("/v1/tasks/groups/{group_id}/events"), None)
+        } else {
+            let run = (index / 2) % runs;
+            (format!("/v1/tasks/runs/{}/events", run_ids[run]), Some(run))
+        };
+        streams.push(open_stream(addr, &path));
+        kinds.push(run);
+        if std::io::stderr().is_terminal() && (index + 1) % 50 == 0 {
+            eprint!("\rstreams open: {} of {subscribers}", index + 1);
         }
-        common::wait_until(
-            "the subscribers' streams to open before the first run ends \
-             (raise TASKYARD_BENCH_STREAM_DELAY_MS)",
-            first_run_lasts.saturating_sub(added_at.elapsed()),
-            || {
-                let now = connected.load(Ordering::SeqCst);
-                if now != shown && std::io::stderr().is_terminal() {
-                    eprint!("\rstreams open: {now} of {subscribers}");
-                    shown = now;
-                }
-                now == wave_end
-            },
-        );
     }
     if std::io::stderr().is_terminal() {
         eprintln!();
@@ -196,11 +307,37 @@ fn main() {
          lasts: raise TASKYARD_BENCH_STREAM_DELAY_MS"
     );
 
+    // Deal the streams out over the client threads, then put what each saw
+    // back in subscriber order.
+    let mut shares: Vec<Vec<(usize, Stream)>> = (0..client_threads).map(|_| Vec::new()).collect();
+    for (index, stream) in streams.into_iter().enumerate() {
+        shares[index % client_threads].push((index, stream));
+    }
+    let handles: Vec<_> = shares
+        .into_iter()
+        .enumerate()
+        .map(|(thread, share)| {
+            common::spawn_small(format!("client-{thread}"), move || {
+                let (indexes, streams): (Vec<usize>, Vec<Stream>) = share.into_iter().unzip();
+                indexes
+                    .into_iter()
+                    .zip(read_streams(streams))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut seen_by: Vec<Option<Seen>> = (0..subscribers).map(|_| None).collect();
+    for handle in handles {
+        for (index, seen) in handle.join().expect("client thread") {
+            seen_by[index] = Some(seen);
+        }
+    }
+
     let mut latencies = Vec::new();
     let mut group_latencies = Vec::new();
     let mut run_latencies = Vec::new();
-    for (run, handle) in handles {
-        let seen = handle.join().expect("subscriber thread");
+    for (run, seen) in kinds.into_iter().zip(seen_by) {
+        let seen = seen.expect("every subscriber is read");
         assert!(seen.ended, "every stream ends");
         match run {
             None => {

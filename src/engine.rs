@@ -937,7 +937,9 @@ impl Subscription {
             if self.ended || self.watcher.is_closed() {
                 return Ok(Next::End);
             }
-            let (added, seen) = self.fill()?;
+            let Some((added, seen)) = self.fill(false)? else {
+                unreachable!("fill(false) always answers");
+            };
             if added {
                 continue;
             }
@@ -956,9 +958,60 @@ impl Subscription {
         }
     }
 
+    /// The next event without waiting and without reading the store:
+    /// `None` when the next step needs the store (the subscription is
+    /// behind the hub's window, or it follows a run, whose terminal state
+    /// is read from its row). For a caller that must not block, such as
+    /// the HTTP layer's fan-out thread; hand the subscription to a thread
+    /// of its own for [`Subscription::next_within`] on `None`.
+    pub fn next_in_memory(&mut self) -> Result<Option<Next>> {
+        loop {
+            if let Some(event) = self.buffer.pop_front() {
+                return Ok(Some(Next::Event(event)));
+            }
+            if self.ended || self.watcher.is_closed() {
+                return Ok(Some(Next::End));
+            }
+            if matches!(self.following, Following::Run { .. }) {
+                return Ok(None);
+            }
+            match self.fill(true)? {
+                None => return Ok(None),
+                Some((true, _)) => continue,
+                Some((false, _)) if self.ended => return Ok(Some(Next::End)),
+                Some((false, _)) if Instant::now() >= self.deadline => {
+                    self.ended = true;
+                    return Ok(Some(Next::End));
+                }
+                Some((false, _)) => return Ok(Some(Next::Idle)),
+            }
+        }
+    }
+
+    /// The followed stream's version: it moves with every commit that
+    /// touches the stream. Read it before a step that found nothing; a
+    /// version since moved means there may be more.
+    pub fn version(&self) -> u64 {
+        self.watcher.version()
+    }
+
+    /// Lists the calling thread to be unparked when the stream moves,
+    /// without parking it: for a thread that waits on many subscriptions
+    /// with its own `park`. Call it before reading [`Subscription::version`]
+    /// so that no move is missed.
+    pub fn listen(&self) {
+        self.watcher.listen();
+    }
+
+    /// When the stream ends by its lifetime.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
     /// Takes what is new into the buffer: true when something was added,
-    /// and the stream version to sleep on when nothing was.
-    fn fill(&mut self) -> Result<(bool, u64)> {
+    /// and the stream version to sleep on when nothing was. `None` when
+    /// `memory_only` and the store would have to be read.
+    fn fill(&mut self, memory_only: bool) -> Result<Option<(bool, u64)>> {
         match self.following {
             Following::Group {
                 seq,
@@ -993,13 +1046,16 @@ impl Subscription {
                     match *active {
                         Some(active) if !added => {
                             self.ended = !active;
-                            return Ok((false, recent.version));
+                            return Ok(Some((false, recent.version)));
                         }
-                        Some(_) => return Ok((true, recent.version)),
+                        Some(_) => return Ok(Some((true, recent.version))),
                         // A status event that did not decode: ask the store.
-                        None if added => return Ok((true, recent.version)),
+                        None if added => return Ok(Some((true, recent.version))),
                         None => {}
                     }
+                }
+                if memory_only {
+                    return Ok(None);
                 }
                 // Behind the window, or the group's state is unknown.
                 let (rows, snapshot_active) =
@@ -1032,7 +1088,7 @@ impl Subscription {
                 if !added {
                     self.ended = !snapshot_active;
                 }
-                Ok((added, recent.version))
+                Ok(Some((added, recent.version)))
             }
             Following::Run { seq, started } => {
                 let seen = self.watcher.version();
@@ -1077,7 +1133,7 @@ impl Subscription {
                     });
                     self.ended = true;
                 }
-                Ok((self.buffer.len() > before, seen))
+                Ok(Some((self.buffer.len() > before, seen)))
             }
         }
     }

@@ -221,24 +221,32 @@ impl Watcher {
         self.hub.is_closed()
     }
 
+    /// Lists the calling thread as this watcher's sleeper, in place of the
+    /// thread listed before (a subscription may move between threads): the
+    /// next bump unparks it, whether it parks in [`Watcher::wait`] or
+    /// elsewhere.
+    pub fn listen(&self) {
+        let current = std::thread::current();
+        if self.listed.get() == Some(current.id()) {
+            return;
+        }
+        self.listed.set(Some(current.id()));
+        let mut sleepers = self.watch.sleepers.lock();
+        match sleepers
+            .iter_mut()
+            .find(|(number, _)| *number == self.number)
+        {
+            Some(entry) => entry.1 = current,
+            None => sleepers.push((self.number, current)),
+        }
+    }
+
     /// Sleeps until the version moves past `seen` or `deadline` passes;
     /// true when it moved.
     pub fn wait(&self, seen: u64, deadline: Instant) -> bool {
         // Listed before the check: a bump after the check unparks us, and
         // an unpark before the park makes the park return at once.
-        let current = std::thread::current();
-        if self.listed.get() != Some(current.id()) {
-            self.listed.set(Some(current.id()));
-            let mut sleepers = self.watch.sleepers.lock();
-            match sleepers
-                .iter_mut()
-                .find(|(number, _)| *number == self.number)
-            {
-                Some(entry) if entry.1.id() == current.id() => {}
-                Some(entry) => entry.1 = current,
-                None => sleepers.push((self.number, current)),
-            }
-        }
+        self.listen();
         loop {
             if self.watch.state.read().version != seen {
                 return true;

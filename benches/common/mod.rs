@@ -355,6 +355,13 @@ impl Client {
         Answer { status, body }
     }
 
+    /// The socket and the bytes already read from it but not yet taken,
+    /// for a caller that reads the rest itself.
+    pub fn into_parts(self) -> (TcpStream, Vec<u8>) {
+        let leftover = self.reader.buffer().to_vec();
+        (self.writer, leftover)
+    }
+
     /// Status line and headers: status, content length, chunked.
     pub fn head(&mut self) -> io::Result<(u16, usize, bool)> {
         let mut line = String::new();

@@ -29,11 +29,29 @@ pub enum StreamLabel {
     GroupRuns,
 }
 
+/// Why the fan-out gave a stream back to its thread, for
+/// `taskyard_sse_fanout_returns_total`.
+#[derive(Debug, Clone, Copy)]
+pub enum FanoutReturn {
+    Due,
+    Blocking,
+    End,
+    Unsent,
+    Failed,
+    Stopped,
+}
+
+const FANOUT_RETURNS: [&str; 6] = ["due", "blocking", "end", "unsent", "failed", "stopped"];
+
 #[derive(Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, &'static str, u16), u64>>,
     durations: Mutex<BTreeMap<&'static str, Histogram>>,
     streams_open: [AtomicU64; 3],
+    fanout_chunks: AtomicU64,
+    /// Streams the fan-out holds now.
+    fanout_streams: AtomicU64,
+    fanout_returns: [AtomicU64; FANOUT_RETURNS.len()],
 }
 
 impl Metrics {
@@ -61,6 +79,23 @@ impl Metrics {
 
     pub fn stream_closed(&self, label: StreamLabel) {
         self.streams_open[label as usize].fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn fanout_chunk_sent(&self) {
+        self.fanout_chunks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn fanout_lent(&self) {
+        self.fanout_streams.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A stream given back to its thread (or refused, when stopping: then
+    /// it was never counted as lent).
+    pub fn fanout_returned(&self, why: FanoutReturn, was_lent: bool) {
+        self.fanout_returns[why as usize].fetch_add(1, Ordering::Relaxed);
+        if was_lent {
+            self.fanout_streams.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// The text exposition; `engine_lines` adds the engine's own series.
@@ -112,6 +147,36 @@ impl Metrics {
                 out,
                 "taskyard_sse_streams_open{{stream=\"{name}\"}} {}",
                 self.streams_open[index].load(Ordering::Relaxed)
+            );
+        }
+        out.push_str(
+            "# HELP taskyard_sse_fanout_chunks_total Chunks the fan-out sent to caught-up streams.\n",
+        );
+        out.push_str("# TYPE taskyard_sse_fanout_chunks_total counter\n");
+        let _ = writeln!(
+            out,
+            "taskyard_sse_fanout_chunks_total {}",
+            self.fanout_chunks.load(Ordering::Relaxed)
+        );
+        out.push_str(
+            "# HELP taskyard_sse_fanout_streams Caught-up streams the fan-out holds now.\n",
+        );
+        out.push_str("# TYPE taskyard_sse_fanout_streams gauge\n");
+        let _ = writeln!(
+            out,
+            "taskyard_sse_fanout_streams {}",
+            self.fanout_streams.load(Ordering::Relaxed)
+        );
+        out.push_str(
+            "# HELP taskyard_sse_fanout_returns_total Streams the fan-out gave back to their \
+             thread, by reason.\n",
+        );
+        out.push_str("# TYPE taskyard_sse_fanout_returns_total counter\n");
+        for (index, reason) in FANOUT_RETURNS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "taskyard_sse_fanout_returns_total{{reason=\"{reason}\"}} {}",
+                self.fanout_returns[index].load(Ordering::Relaxed)
             );
         }
         out.push_str("# HELP taskyard_build_info The running version.\n");

@@ -7,13 +7,14 @@
 //! the [`Engine`] API, and every engine error becomes HTTP in `error.rs`.
 
 mod error;
+mod fanout;
 mod handlers;
 mod metrics;
 mod query;
 mod routes;
 mod sse;
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -28,6 +29,9 @@ pub use routes::{Route, PATTERNS};
 
 /// The OpenAPI 3.1 document of everything served (spec 10.8).
 pub const OPENAPI_JSON: &str = include_str!("openapi.json");
+
+/// Fan-out threads at most; one per core below that.
+const FANOUT_THREADS_MAX: usize = 4;
 
 /// How the server runs.
 #[derive(Debug, Clone)]
@@ -73,9 +77,11 @@ impl Default for ServerConfig {
 pub(crate) struct Shared {
     pub engine: Engine,
     pub config: ServerConfig,
-    pub metrics: metrics::Metrics,
+    pub metrics: Arc<metrics::Metrics>,
     /// Long requests (streams, result waits) open now.
     pub long_open: Arc<AtomicUsize>,
+    /// Sends new events to caught-up streams (`fanout.rs`).
+    pub fanout: fanout::Fanout,
     http: tiny_http::Server,
     stopping: AtomicBool,
 }
@@ -102,15 +108,20 @@ impl Server {
             .server_addr()
             .to_ip()
             .ok_or_else(|| io::Error::other("the server is not on an IP address"))?;
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let metrics = Arc::new(metrics::Metrics::default());
+        let (fanout, fanout_threads) =
+            fanout::start(cores.min(FANOUT_THREADS_MAX), metrics.clone())?;
         let shared = Arc::new(Shared {
             engine,
-            metrics: metrics::Metrics::default(),
+            fanout,
+            metrics,
             long_open: Arc::new(AtomicUsize::new(0)),
             http,
             stopping: AtomicBool::new(false),
             config,
         });
-        let mut threads = Vec::new();
+        let mut threads = fanout_threads;
         for index in 0..shared.config.request_threads.max(1) {
             let shared = shared.clone();
             threads.push(
@@ -139,6 +150,7 @@ impl Server {
     /// streams end when the engine shuts down (their subscriptions fail).
     pub fn stop(self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
+        self.shared.fanout.stop();
         for _ in &self.threads {
             self.shared.http.unblock();
         }
@@ -169,7 +181,7 @@ pub(crate) enum Reply {
     Wait(Box<dyn FnOnce() -> Result<Reply, ApiError> + Send>),
 }
 
-pub(crate) type StreamBody = Box<dyn FnOnce(Box<dyn Write + Send>) -> io::Result<()> + Send>;
+pub(crate) type StreamBody = Box<dyn FnOnce(sse::Out) -> io::Result<()> + Send>;
 
 fn handle(shared: &Arc<Shared>, mut request: tiny_http::Request) {
     let started = Instant::now();
@@ -278,7 +290,12 @@ fn hand_off_stream(
             shared.metrics.stream_opened(stream);
             // A client that leaves mid-stream is a write error: not ours
             // to report.
-            let _ = body(request.into_writer());
+            let direct = request.raw_fd().map(|fd| sse::Direct {
+                fanout: shared.fanout.clone(),
+                fd,
+            });
+            let writer = request.into_writer();
+            let _ = body(sse::Out { writer, direct });
             shared.metrics.stream_closed(stream);
         });
     if let Err(error) = spawned {

@@ -52,6 +52,11 @@ pub struct ClientConnection {
     /// taskyard patch: whether the wait for the next request outlasted a
     /// read timeout while the previous answer was still being written.
     waited_on_answer: bool,
+
+    /// taskyard patch: the socket's descriptor when it is plain TCP (or a
+    /// Unix socket), handed to each request (`Request::raw_fd`).
+    #[cfg(unix)]
+    raw_fd: Option<std::os::unix::io::RawFd>,
 }
 
 /// Error that can happen when reading a request.
@@ -79,6 +84,8 @@ impl ClientConnection {
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
+        #[cfg(unix)]
+        let raw_fd = write_socket.raw_fd();
         let deadline = read_timeout.map(|_| Arc::new(ReadDeadline::new()));
         if let Some(deadline) = &deadline {
             read_socket.set_read_deadline(deadline.clone());
@@ -98,6 +105,8 @@ impl ClientConnection {
             deadline,
             head_started: false,
             waited_on_answer: false,
+            #[cfg(unix)]
+            raw_fd,
         }
     }
 
@@ -217,6 +226,8 @@ impl ClientConnection {
                 }
             }
         })?;
+        #[cfg(unix)]
+        let request = request.with_raw_fd(self.raw_fd);
 
         // return the request
         Ok(request)

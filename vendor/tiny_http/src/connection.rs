@@ -114,6 +114,17 @@ impl Connection {
         }
     }
 
+    /// taskyard patch: the socket's descriptor, for a caller that writes a
+    /// long response itself without blocking (taskyard's SSE fan-out).
+    #[cfg(unix)]
+    pub(crate) fn raw_fd(&self) -> std::os::unix::io::RawFd {
+        use std::os::unix::io::AsRawFd;
+        match self {
+            Self::Tcp(s) => s.as_raw_fd(),
+            Self::Unix(s) => s.as_raw_fd(),
+        }
+    }
+
     pub(crate) fn try_clone(&self) -> std::io::Result<Self> {
         match self {
             Self::Tcp(s) => s.try_clone().map(Self::from),

@@ -74,6 +74,10 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    /// taskyard patch: the connection's socket, when it is not TLS.
+    #[cfg(unix)]
+    raw_fd: Option<std::os::unix::io::RawFd>,
 }
 
 struct NotifyOnDrop<R> {
@@ -238,6 +242,8 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        #[cfg(unix)]
+        raw_fd: None,
     })
 }
 
@@ -374,6 +380,22 @@ impl Request {
         }
 
         self.data_reader.as_mut().unwrap()
+    }
+
+    /// taskyard patch: the descriptor of the connection's socket when it is
+    /// not TLS, for a caller that writes part of a long response itself
+    /// with non-blocking sends (taskyard's SSE fan-out). Valid while the
+    /// writer from [`Request::into_writer`] is alive; anything written
+    /// through that writer must have been flushed first.
+    #[cfg(unix)]
+    pub fn raw_fd(&self) -> Option<std::os::unix::io::RawFd> {
+        self.raw_fd
+    }
+
+    #[cfg(unix)]
+    pub(crate) fn with_raw_fd(mut self, raw_fd: Option<std::os::unix::io::RawFd>) -> Request {
+        self.raw_fd = raw_fd;
+        self
     }
 
     /// Turns the `Request` into a writer.

@@ -232,6 +232,11 @@ pub fn follow(
     keep_alive: Duration,
     out: Out,
 ) -> io::Result<()> {
+    // A run stream reads its run's row at every step (it has no window to
+    // take from), so lending it would only bounce it back.
+    let mut direct = out
+        .direct
+        .filter(|_| matches!(stream, StreamKind::GroupEvents(_)));
     let mut writer = SseWriter::start(out.writer)?;
     let mut subscription = match engine.subscribe(stream, after, lifetime) {
         Ok(subscription) => subscription,
@@ -240,7 +245,6 @@ pub fn follow(
             return writer.finish();
         }
     };
-    let mut direct = out.direct;
     // With a fan-out, look without waiting and lend the stream as soon as
     // it is caught up; the fan-out says when a keep-alive is due.
     let mut wait = if direct.is_some() {

@@ -114,6 +114,17 @@ impl Connection {
         }
     }
 
+    /// taskyard patch: no Nagle delay. An event stream writes small chunks
+    /// a moment apart; with Nagle's algorithm a chunk waits for the ACK of
+    /// the one before, which a client may delay by up to 40 ms.
+    pub(crate) fn set_nodelay(&self) -> std::io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.set_nodelay(true),
+            #[cfg(unix)]
+            Self::Unix(_) => Ok(()),
+        }
+    }
+
     /// taskyard patch: the socket's descriptor, for a caller that writes a
     /// long response itself without blocking (taskyard's SSE fan-out).
     #[cfg(unix)]

@@ -334,6 +334,11 @@ impl Server {
                             log::error!("Cannot set the timeouts of a new client: {}", e);
                             continue;
                         }
+                        // taskyard patch: without it the client is still
+                        // served, only later.
+                        if let Err(e) = sock.set_nodelay() {
+                            log::warn!("Cannot set TCP_NODELAY on a new client: {}", e);
+                        }
                         use util::RefinedTcpStream;
                         let halves = match ssl {
                             None => RefinedTcpStream::new(sock),

@@ -33,6 +33,15 @@ use crate::schema::{first_violation, SchemaCache};
 use crate::store::{ClaimedRun, Finish, Op, Store};
 use crate::validate::mock_controls;
 
+/// Runs claimed and not yet durably finished, per worker. A slot is held
+/// from the claim until the finish is committed, so it covers a run being
+/// executed, runs queued for a worker, and finishes waiting for their
+/// commit; with two per worker, workers of a zero-latency processor waited
+/// for slots while their finishes were being committed (engine bench: 19k
+/// runs/s with 2, 21.5k with 4, no gain past 4). The cost: up to three
+/// runs per worker show `running` while they wait in memory for a worker.
+const SLOTS_PER_WORKER: usize = 4;
+
 /// How the scheduler runs.
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
@@ -97,7 +106,7 @@ impl Scheduler {
     ) -> std::io::Result<Scheduler> {
         let workers = config.workers.max(1);
         let (control_sender, control_receiver) = unbounded();
-        let (job_sender, job_receiver) = bounded::<Job>(workers * 2);
+        let (job_sender, job_receiver) = bounded::<Job>(workers * SLOTS_PER_WORKER);
         let tokens: Arc<Mutex<HashMap<i64, Arc<CancelToken>>>> = Arc::default();
         let mut worker_threads = Vec::with_capacity(workers);
         for index in 0..workers {
@@ -125,7 +134,7 @@ impl Scheduler {
             jobs: Some(job_sender),
             control: control_sender.clone(),
             tokens: tokens.clone(),
-            capacity: workers * 2,
+            capacity: workers * SLOTS_PER_WORKER,
             outstanding: HashMap::new(),
             by_processor: HashMap::new(),
             retries: BinaryHeap::new(),
@@ -208,8 +217,8 @@ struct Dispatcher {
     jobs: Option<Sender<Job>>,
     control: Sender<Control>,
     tokens: Arc<Mutex<HashMap<i64, Arc<CancelToken>>>>,
-    /// Attempts claimed or queued for workers at most at once; twice the
-    /// workers, so a worker finds its next job waiting.
+    /// Attempts claimed and not yet durably finished, at most:
+    /// [`SLOTS_PER_WORKER`] per worker.
     capacity: usize,
     /// Runs claimed and not yet durably finished, with their processor;
     /// those in `retries` included.

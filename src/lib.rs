@@ -25,8 +25,9 @@
 //!   benchmarks use, and nothing else.
 //! - [`config`]: the `--config` TOML file: server settings and processors.
 //! - [`http`]: Parallel's Task API over tiny_http: routes, limits, auth,
-//!   SSE framing, the one error map. No SQL, no scheduling; only `main`
-//!   starts it.
+//!   SSE framing, the stream fan-out (caught-up group streams written from
+//!   one thread per core with non-blocking sends), the one error map. No
+//!   SQL, no scheduling; only `main` starts it.
 //!
 //! # Invariants (DESIGN.md; each has a test in `tests/invariants.rs`)
 //!

@@ -78,7 +78,10 @@ fn cancelling_a_queued_run_cancels_it_at_once() {
 fn a_queued_run_cancelled_before_any_worker_is_free_never_runs() {
     let dir = TestDir::new();
     let engine = open_with(&dir, with_workers(1));
-    let blockers: Vec<_> = (0..3)
+    // More blockers than one worker's claim slots (four: one running, the
+    // rest waiting for the worker in memory), so that the victim stays in
+    // the database's queue behind them.
+    let blockers: Vec<_> = (0..8)
         .map(|_| {
             engine
                 .create_run(RunInput::new("b", "echo").with_metadata(slow(60_000)))

@@ -894,6 +894,15 @@ enum Following {
     },
 }
 
+/// What a group stream's look at the hub's window found.
+enum WindowStep {
+    /// The window held the step: whether events were added, and the
+    /// stream version they go with.
+    Filled(bool, u64),
+    /// The store must be read; the window's floor and version then.
+    Behind { floor: u64, version: u64 },
+}
+
 /// Whether a `task_group_status` event says the group is active; `None`
 /// when its data does not say (then the store is asked).
 fn group_status_active(data: &str) -> Option<bool> {
@@ -937,9 +946,7 @@ impl Subscription {
             if self.ended || self.watcher.is_closed() {
                 return Ok(Next::End);
             }
-            let Some((added, seen)) = self.fill(false)? else {
-                unreachable!("fill(false) always answers");
-            };
+            let (added, seen) = self.fill()?;
             if added {
                 continue;
             }
@@ -975,15 +982,15 @@ impl Subscription {
             if matches!(self.following, Following::Run { .. }) {
                 return Ok(None);
             }
-            match self.fill(true)? {
-                None => return Ok(None),
-                Some((true, _)) => continue,
-                Some((false, _)) if self.ended => return Ok(Some(Next::End)),
-                Some((false, _)) if Instant::now() >= self.deadline => {
+            match self.fill_from_window() {
+                WindowStep::Behind { .. } => return Ok(None),
+                WindowStep::Filled(true, _) => continue,
+                WindowStep::Filled(false, _) if self.ended => return Ok(Some(Next::End)),
+                WindowStep::Filled(false, _) if Instant::now() >= self.deadline => {
                     self.ended = true;
                     return Ok(Some(Next::End));
                 }
-                Some((false, _)) => return Ok(Some(Next::Idle)),
+                WindowStep::Filled(false, _) => return Ok(Some(Next::Idle)),
             }
         }
     }
@@ -1009,133 +1016,164 @@ impl Subscription {
     }
 
     /// Takes what is new into the buffer: true when something was added,
-    /// and the stream version to sleep on when nothing was. `None` when
-    /// `memory_only` and the store would have to be read.
-    fn fill(&mut self, memory_only: bool) -> Result<Option<(bool, u64)>> {
+    /// and the stream version to sleep on when nothing was.
+    fn fill(&mut self) -> Result<(bool, u64)> {
         match self.following {
-            Following::Group {
-                seq,
-                ref mut covered,
-                ref mut active,
-                ref mut status_seen,
-            } => {
-                // The window must hold both what is new and every status
-                // event since the group's state was last known.
-                let recent = self.watcher.recent_after((*covered).min(*status_seen));
-                if let (Some(events), Some(_)) = (recent.events, *active) {
-                    let mut added = false;
-                    for event in events {
-                        if event.kind == EventType::GroupStatus && event.id > *status_seen {
-                            *active = group_status_active(&event.data);
-                        }
-                        *status_seen = (*status_seen).max(event.id);
-                        if event.id <= *covered {
-                            continue;
-                        }
-                        // Paired with the writer's check that ids only grow.
-                        assert!(event.id > self.cursor, "stream ids must exceed the cursor");
-                        self.cursor = event.id;
-                        *covered = event.id;
-                        self.buffer.push_back(Event {
-                            id: Some(event.id),
-                            kind: event.kind,
-                            data: String::from(&*event.data),
-                        });
-                        added = true;
-                    }
-                    match *active {
-                        Some(active) if !added => {
-                            self.ended = !active;
-                            return Ok(Some((false, recent.version)));
-                        }
-                        Some(_) => return Ok(Some((true, recent.version))),
-                        // A status event that did not decode: ask the store.
-                        None if added => return Ok(Some((true, recent.version))),
-                        None => {}
-                    }
+            Following::Group { .. } => match self.fill_from_window() {
+                WindowStep::Filled(added, version) => Ok((added, version)),
+                WindowStep::Behind { floor, version } => self.fill_from_store(floor, version),
+            },
+            Following::Run { seq, started } => self.fill_run(seq, started),
+        }
+    }
+
+    /// A group stream's step from the hub's window, when the window holds
+    /// it: it must hold both what is new and every status event since the
+    /// group's state was last known.
+    fn fill_from_window(&mut self) -> WindowStep {
+        let Following::Group {
+            ref mut covered,
+            ref mut active,
+            ref mut status_seen,
+            ..
+        } = self.following
+        else {
+            // Only group streams have a window.
+            return WindowStep::Behind {
+                floor: 0,
+                version: self.watcher.version(),
+            };
+        };
+        let recent = self.watcher.recent_after((*covered).min(*status_seen));
+        if let (Some(events), Some(_)) = (recent.events, *active) {
+            let mut added = false;
+            for event in events {
+                if event.kind == EventType::GroupStatus && event.id > *status_seen {
+                    *active = group_status_active(&event.data);
                 }
-                if memory_only {
-                    return Ok(None);
+                *status_seen = (*status_seen).max(event.id);
+                if event.id <= *covered {
+                    continue;
                 }
-                // Behind the window, or the group's state is unknown.
-                let (rows, snapshot_active) =
-                    self.store
-                        .group_events(seq, *covered, STREAM_PAGE_ROWS_MAX)?;
-                let full_page = rows.len() == STREAM_PAGE_ROWS_MAX;
-                let added = !rows.is_empty();
-                for row in rows {
-                    assert!(row.id > self.cursor, "stream ids must exceed the cursor");
-                    self.cursor = row.id;
-                    *covered = row.id;
-                    self.buffer.push_back(Event {
-                        id: Some(row.id),
-                        kind: row.kind,
-                        data: row.data,
-                    });
-                }
-                if full_page {
-                    *active = None;
-                } else {
-                    // The snapshot began after `recent.floor` was published
-                    // and holds every row of this stream up to its end:
-                    // none lies between the last one read and the floor,
-                    // and the group's state is the snapshot's, changed
-                    // since only by status events above the floor.
-                    *covered = (*covered).max(recent.floor);
-                    *active = Some(snapshot_active);
-                    *status_seen = recent.floor;
-                }
-                if !added {
-                    self.ended = !snapshot_active;
-                }
-                Ok(Some((added, recent.version)))
+                // Paired with the writer's check that ids only grow.
+                assert!(event.id > self.cursor, "stream ids must exceed the cursor");
+                self.cursor = event.id;
+                *covered = event.id;
+                self.buffer.push_back(Event {
+                    id: Some(event.id),
+                    kind: event.kind,
+                    data: String::from(&*event.data),
+                });
+                added = true;
             }
-            Following::Run { seq, started } => {
-                let seen = self.watcher.version();
-                let (rows, run, output) =
-                    self.store
-                        .run_progress(seq, self.cursor, STREAM_PAGE_ROWS_MAX)?;
-                let run_model = run.to_model()?;
-                let before = self.buffer.len();
-                if !started {
-                    // Spec 4.3: the run as it is now, then every message so
-                    // far and only the latest stats.
-                    self.buffer.push_back(Event {
-                        id: None,
-                        kind: EventType::RunState,
-                        data: run_state_data(None, &run_model, None, None),
-                    });
-                    self.following = Following::Run { seq, started: true };
+            match *active {
+                Some(active) if !added => {
+                    self.ended = !active;
+                    return WindowStep::Filled(false, recent.version);
                 }
-                let latest_stats = rows
-                    .iter()
-                    .rposition(|row| row.kind == EventType::ProgressStats);
-                let full_page = rows.len() == STREAM_PAGE_ROWS_MAX;
-                for (index, row) in rows.into_iter().enumerate() {
-                    self.cursor = row.id;
-                    let old_stats = row.kind == EventType::ProgressStats
-                        && !started
-                        && Some(index) != latest_stats;
-                    if !old_stats {
-                        self.buffer.push_back(Event {
-                            id: None,
-                            kind: row.kind,
-                            data: row.data,
-                        });
-                    }
-                }
-                if run.status.is_terminal() && !full_page {
-                    let output = output.filter(|_| run.status == RunStatus::Completed);
-                    self.buffer.push_back(Event {
-                        id: None,
-                        kind: EventType::RunState,
-                        data: run_state_data(None, &run_model, None, output.as_deref()),
-                    });
-                    self.ended = true;
-                }
-                Ok(Some((self.buffer.len() > before, seen)))
+                Some(_) => return WindowStep::Filled(true, recent.version),
+                // A status event that did not decode: ask the store.
+                None if added => return WindowStep::Filled(true, recent.version),
+                None => {}
             }
         }
+        WindowStep::Behind {
+            floor: recent.floor,
+            version: recent.version,
+        }
+    }
+
+    /// A group stream's step from the store: behind the window, or the
+    /// group's state is unknown. `floor` and `version` are the window's
+    /// when it was found wanting.
+    fn fill_from_store(&mut self, floor: u64, version: u64) -> Result<(bool, u64)> {
+        let Following::Group {
+            seq,
+            ref mut covered,
+            ref mut active,
+            ref mut status_seen,
+        } = self.following
+        else {
+            // Only group streams are read this way.
+            return Ok((false, version));
+        };
+        let (rows, snapshot_active) =
+            self.store
+                .group_events(seq, *covered, STREAM_PAGE_ROWS_MAX)?;
+        let full_page = rows.len() == STREAM_PAGE_ROWS_MAX;
+        let added = !rows.is_empty();
+        for row in rows {
+            assert!(row.id > self.cursor, "stream ids must exceed the cursor");
+            self.cursor = row.id;
+            *covered = row.id;
+            self.buffer.push_back(Event {
+                id: Some(row.id),
+                kind: row.kind,
+                data: row.data,
+            });
+        }
+        if full_page {
+            *active = None;
+        } else {
+            // The snapshot began after `floor` was published and holds
+            // every row of this stream up to its end: none lies between the
+            // last one read and the floor, and the group's state is the
+            // snapshot's, changed since only by status events above the
+            // floor.
+            *covered = (*covered).max(floor);
+            *active = Some(snapshot_active);
+            *status_seen = floor;
+        }
+        if !added {
+            self.ended = !snapshot_active;
+        }
+        Ok((added, version))
+    }
+
+    /// A run stream's step: its new rows and its state, from the store.
+    fn fill_run(&mut self, seq: i64, started: bool) -> Result<(bool, u64)> {
+        let seen = self.watcher.version();
+        let (rows, run, output) =
+            self.store
+                .run_progress(seq, self.cursor, STREAM_PAGE_ROWS_MAX)?;
+        let run_model = run.to_model()?;
+        let before = self.buffer.len();
+        if !started {
+            // Spec 4.3: the run as it is now, then every message so
+            // far and only the latest stats.
+            self.buffer.push_back(Event {
+                id: None,
+                kind: EventType::RunState,
+                data: run_state_data(None, &run_model, None, None),
+            });
+            self.following = Following::Run { seq, started: true };
+        }
+        let latest_stats = rows
+            .iter()
+            .rposition(|row| row.kind == EventType::ProgressStats);
+        let full_page = rows.len() == STREAM_PAGE_ROWS_MAX;
+        for (index, row) in rows.into_iter().enumerate() {
+            self.cursor = row.id;
+            let old_stats =
+                row.kind == EventType::ProgressStats && !started && Some(index) != latest_stats;
+            if !old_stats {
+                self.buffer.push_back(Event {
+                    id: None,
+                    kind: row.kind,
+                    data: row.data,
+                });
+            }
+        }
+        if run.status.is_terminal() && !full_page {
+            let output = output.filter(|_| run.status == RunStatus::Completed);
+            self.buffer.push_back(Event {
+                id: None,
+                kind: EventType::RunState,
+                data: run_state_data(None, &run_model, None, output.as_deref()),
+            });
+            self.ended = true;
+        }
+        Ok((self.buffer.len() > before, seen))
     }
 }
 

@@ -215,6 +215,9 @@ fn run(inner: &Inner) {
         }
         let now = Instant::now();
         let mut wake_at = now + IDLE_PARK_MAX;
+        // A stream that had more than one chunk's worth is looked at again
+        // at once, not after the next commit.
+        let mut again = false;
         let mut index = 0;
         while index < lent.len() {
             let one = &mut lent[index];
@@ -232,6 +235,7 @@ fn run(inner: &Inner) {
             match pump(one, &mut chunk, &inner.metrics) {
                 None => {
                     wake_at = wake_at.min(one.due);
+                    again |= one.seen.is_none();
                     index += 1;
                 }
                 Some(why) => returning.push((lent.swap_remove(index), why)),
@@ -240,7 +244,9 @@ fn run(inner: &Inner) {
         for (one, why) in returning.drain(..) {
             one.give_back(why, &inner.metrics);
         }
-        std::thread::park_timeout(wake_at.saturating_duration_since(Instant::now()));
+        if !again {
+            std::thread::park_timeout(wake_at.saturating_duration_since(Instant::now()));
+        }
     }
 }
 

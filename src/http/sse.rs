@@ -245,25 +245,22 @@ pub fn follow(
             return writer.finish();
         }
     };
-    // With a fan-out, look without waiting and lend the stream as soon as
-    // it is caught up; the fan-out says when a keep-alive is due.
-    let mut wait = if direct.is_some() {
-        Duration::ZERO
-    } else {
-        keep_alive
-    };
-    let mut keep_alive_due = direct.is_none();
+    let mut keep_alive_now = false;
     loop {
-        let pumped = pump(&mut subscription, &mut writer, wait, keep_alive_due)?;
-        let caught_up = match pumped {
+        // Alone, the thread waits here and sends a keep-alive after
+        // `keep_alive` of silence. With a fan-out it only looks, lends the
+        // stream as soon as it is caught up, and sends a keep-alive when the
+        // fan-out gives the stream back because one is due.
+        let (wait, keep_alive_on_idle) = if direct.is_some() {
+            (Duration::ZERO, std::mem::take(&mut keep_alive_now))
+        } else {
+            (keep_alive, true)
+        };
+        let caught_up = match pump(&mut subscription, &mut writer, wait, keep_alive_on_idle)? {
             Pumped::Open { caught_up } => caught_up,
             Pumped::Ended => return writer.finish(),
         };
-        (wait, keep_alive_due) = (Duration::ZERO, false);
         let Some(to) = direct.as_ref().filter(|_| caught_up) else {
-            if direct.is_none() {
-                (wait, keep_alive_due) = (keep_alive, true);
-            }
             continue;
         };
         let due = (Instant::now() + keep_alive).min(subscription.deadline());
@@ -274,15 +271,12 @@ pub fn follow(
         match back.why {
             // Events or the keep-alive at once; the end, if it is the
             // lifetime that is due.
-            Why::Due => keep_alive_due = true,
+            Why::Due => keep_alive_now = true,
             // The store is next (`next_within` reads it), or the end.
             Why::Blocking | Why::End => {}
             Why::Unsent(rest) => writer.write_framed(&rest)?,
             Why::Failed(error) => return Err(error),
-            Why::Stopped => {
-                direct = None;
-                (wait, keep_alive_due) = (keep_alive, true);
-            }
+            Why::Stopped => direct = None,
         }
     }
 }

@@ -13,9 +13,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::FromRawFd;
 use std::time::Duration;
 
-use client::{events, frames_of, read_chunk, read_head, TestServer};
+use client::{events, frames_of, read_chunk, read_head, SseStream, TestServer};
 use serde_json::{json, Value};
-use support::{sqlite, wait_for, TestDir};
+use support::{stored_group_stream, wait_for};
 
 /// A counter or gauge from `/metrics`, by its full series name.
 fn metric(server: &TestServer, series: &str) -> u64 {
@@ -84,21 +84,39 @@ fn running(server: &TestServer, group_id: &str) -> u64 {
         .sum()
 }
 
-/// The group stream's rows as stored: (type, data), in id order.
-fn stored_group_stream(dir: &TestDir, group_id: &str) -> Vec<(String, String)> {
-    let db = sqlite(dir);
-    let mut statement = db
-        .prepare(
-            "SELECT e.type, e.data FROM events e JOIN groups g ON g.seq = e.group_seq \
-             WHERE g.id = ?1 AND e.stream = 1 ORDER BY e.id",
-        )
-        .expect("query");
-    let rows = statement
-        .query_map([group_id], |row| Ok((row.get(0)?, row.get(1)?)))
-        .expect("rows")
-        .collect::<Result<Vec<_>, _>>()
-        .expect("rows read");
-    rows
+/// The group's stored stream as (type, compact JSON), in id order, to
+/// compare with what a client parsed.
+fn stored_events(server: &TestServer, group_id: &str) -> Vec<(String, String)> {
+    stored_group_stream(server.dir.as_ref().expect("dir"), group_id)
+        .into_iter()
+        .map(|(_, kind, data)| {
+            let value: Value = serde_json::from_str(&data).expect("stored json");
+            (kind, value.to_string())
+        })
+        .collect()
+}
+
+/// What a client parsed, as (type, compact JSON).
+fn received(events: &[Value]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .map(|event| {
+            (
+                event["type"].as_str().expect("type").to_string(),
+                event.to_string(),
+            )
+        })
+        .collect()
+}
+
+/// A held group and a stream of its events that the fan-out holds.
+fn lent_stream(server: &TestServer) -> (String, SseStream) {
+    let group_id = held_group(server);
+    let stream = server
+        .stream(&format!("/v1/tasks/groups/{group_id}/events"), &[])
+        .expect("stream opens");
+    wait_until_lent(server, 1);
+    (group_id, stream)
 }
 
 /// A TCP connection whose receive buffer is set to 4 KiB before it
@@ -151,33 +169,14 @@ fn connect_small_buffer(addr: SocketAddr) -> TcpStream {
 #[test]
 fn a_caught_up_group_stream_is_fed_by_the_fan_out_whole_and_in_order() {
     let server = TestServer::start();
-    let group_id = held_group(&server);
-    let mut stream = server
-        .stream(&format!("/v1/tasks/groups/{group_id}/events"), &[])
-        .expect("stream opens");
-    wait_until_lent(&server, 1);
+    let (group_id, mut stream) = lent_stream(&server);
     for batch in 0..5 {
         add_big_runs(&server, &group_id, 40, batch);
     }
     release(&server, &group_id);
     let frames = stream.read_to_end(Duration::from_secs(60));
-    let got: Vec<(String, String)> = events(&frames)
-        .iter()
-        .map(|event| {
-            (
-                event["type"].as_str().expect("type").to_string(),
-                event.to_string(),
-            )
-        })
-        .collect();
-    let stored: Vec<(String, String)> =
-        stored_group_stream(server.dir.as_ref().expect("dir"), &group_id)
-            .into_iter()
-            .map(|(kind, data)| {
-                let value: Value = serde_json::from_str(&data).expect("stored json");
-                (kind, value.to_string())
-            })
-            .collect();
+    let got = received(&events(&frames));
+    let stored = stored_events(&server, &group_id);
     assert_eq!(got.len(), stored.len(), "every stored event arrives once");
     assert_eq!(got, stored, "in id order, as stored");
     assert!(
@@ -199,11 +198,7 @@ fn wait_until_lent(server: &TestServer, streams: u64) {
 #[test]
 fn a_lent_stream_ends_through_the_fan_out_when_its_group_goes_inactive() {
     let server = TestServer::start();
-    let group_id = held_group(&server);
-    let mut stream = server
-        .stream(&format!("/v1/tasks/groups/{group_id}/events"), &[])
-        .expect("stream opens");
-    wait_until_lent(&server, 1);
+    let (group_id, mut stream) = lent_stream(&server);
     let end = "taskyard_sse_fanout_returns_total{reason=\"end\"}";
     assert_eq!(metric(&server, end), 0);
     release(&server, &group_id);
@@ -259,18 +254,8 @@ fn a_reader_that_pauses_gets_the_rest_of_a_short_send_and_every_event_after() {
     while let Some(chunk) = read_chunk(&mut reader).expect("a whole chunk") {
         body.extend_from_slice(&chunk);
     }
-    let got: Vec<String> = events(&frames_of(&body, false))
-        .iter()
-        .map(Value::to_string)
-        .collect();
-    let stored: Vec<String> = stored_group_stream(server.dir.as_ref().expect("dir"), &group_id)
-        .into_iter()
-        .map(|(_, data)| {
-            serde_json::from_str::<Value>(&data)
-                .expect("stored json")
-                .to_string()
-        })
-        .collect();
+    let got = received(&events(&frames_of(&body, false)));
+    let stored = stored_events(&server, &group_id);
     assert_eq!(got.len(), stored.len(), "every stored event arrives once");
     assert!(got == stored, "the events arrive in id order, as stored");
 }

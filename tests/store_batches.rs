@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver};
 use support::{sqlite, TestDir};
-use taskyard::store::{self, Finish, NewGroup, Op, Reply, Store};
+use taskyard::store::GroupRow;
+use taskyard::store::{self, Finish, NewGroup, Once, Op, Reply, Store};
 
 /// A reply that hands its result to the returned receiver.
 fn reply<T: Send + 'static>() -> (Reply<T>, Receiver<store::Result<T>>) {
@@ -22,15 +23,21 @@ fn reply<T: Send + 'static>() -> (Reply<T>, Receiver<store::Result<T>>) {
     )
 }
 
-fn new_group(id: &str) -> Op {
+/// A create of group `id` that answers on `reply`.
+fn create_group(id: &str, reply: Reply<Once<GroupRow>>) -> Op {
     Op::CreateGroup {
         group: NewGroup {
             id: id.to_string(),
             metadata: None,
         },
         idempotency: None,
-        reply: Box::new(|_| {}),
+        reply,
     }
+}
+
+/// A create whose answer nobody waits for.
+fn new_group(id: &str) -> Op {
+    create_group(id, Box::new(|_| {}))
 }
 
 fn groups_stored(dir: &TestDir) -> Vec<String> {
@@ -54,17 +61,13 @@ fn hold_writer(store: &Store) -> impl FnOnce() {
     let (release, wait_release) = bounded::<()>(1);
     store
         .writer
-        .submit(Op::CreateGroup {
-            group: NewGroup {
-                id: "tgrp_hold".into(),
-                metadata: None,
-            },
-            idempotency: None,
-            reply: Box::new(move |_| {
+        .submit(create_group(
+            "tgrp_hold",
+            Box::new(move |_| {
                 let _ = entered.send(());
                 let _ = wait_release.recv_timeout(Duration::from_secs(30));
             }),
-        })
+        ))
         .expect("submit");
     wait_entered
         .recv_timeout(Duration::from_secs(10))
@@ -85,14 +88,7 @@ fn a_failing_finish_fails_its_whole_batch_and_nothing_of_it_commits() {
     let (created_reply, created) = reply();
     store
         .writer
-        .submit(Op::CreateGroup {
-            group: NewGroup {
-                id: "tgrp_before".into(),
-                metadata: None,
-            },
-            idempotency: None,
-            reply: created_reply,
-        })
+        .submit(create_group("tgrp_before", created_reply))
         .expect("submit");
     let (finished_reply, finished) = reply();
     store
@@ -131,14 +127,7 @@ fn a_failing_finish_fails_its_whole_batch_and_nothing_of_it_commits() {
     let (later_reply, later) = reply();
     store
         .writer
-        .submit(Op::CreateGroup {
-            group: NewGroup {
-                id: "tgrp_later".into(),
-                metadata: None,
-            },
-            idempotency: None,
-            reply: later_reply,
-        })
+        .submit(create_group("tgrp_later", later_reply))
         .expect("submit");
     later
         .recv_timeout(Duration::from_secs(10))
@@ -162,26 +151,12 @@ fn an_op_with_a_savepoint_fails_alone() {
     let (duplicate_reply, duplicate) = reply();
     store
         .writer
-        .submit(Op::CreateGroup {
-            group: NewGroup {
-                id: "tgrp_one".into(),
-                metadata: None,
-            },
-            idempotency: None,
-            reply: duplicate_reply,
-        })
+        .submit(create_group("tgrp_one", duplicate_reply))
         .expect("submit");
     let (other_reply, other) = reply();
     store
         .writer
-        .submit(Op::CreateGroup {
-            group: NewGroup {
-                id: "tgrp_two".into(),
-                metadata: None,
-            },
-            idempotency: None,
-            reply: other_reply,
-        })
+        .submit(create_group("tgrp_two", other_reply))
         .expect("submit");
     release();
     duplicate

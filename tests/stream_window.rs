@@ -12,25 +12,6 @@ use support::*;
 use taskyard::events::WINDOW_EVENTS_MAX;
 use taskyard::{AddRuns, Engine, Event, StreamKind};
 
-/// The group stream's rows as stored: (id, type, data).
-fn stored_group_stream(dir: &TestDir, group_id: &str) -> Vec<(u64, String, String)> {
-    let db = sqlite(dir);
-    let mut statement = db
-        .prepare(
-            "SELECT e.id, e.type, e.data FROM events e JOIN groups g ON g.seq = e.group_seq \
-             WHERE g.id = ?1 AND e.stream = 1 ORDER BY e.id",
-        )
-        .expect("query");
-    let rows = statement
-        .query_map([group_id], |row| {
-            Ok((row.get::<_, i64>(0)? as u64, row.get(1)?, row.get(2)?))
-        })
-        .expect("rows")
-        .collect::<Result<Vec<_>, _>>()
-        .expect("rows read");
-    rows
-}
-
 fn as_rows(events: &[Event]) -> Vec<(u64, String, String)> {
     events
         .iter()

@@ -149,23 +149,19 @@ impl Metrics {
                 self.streams_open[index].load(Ordering::Relaxed)
             );
         }
-        out.push_str(
-            "# HELP taskyard_sse_fanout_chunks_total Chunks the fan-out sent to caught-up streams.\n",
+        scalar(
+            &mut out,
+            "taskyard_sse_fanout_chunks_total",
+            "counter",
+            "Chunks the fan-out sent to caught-up streams.",
+            self.fanout_chunks.load(Ordering::Relaxed),
         );
-        out.push_str("# TYPE taskyard_sse_fanout_chunks_total counter\n");
-        let _ = writeln!(
-            out,
-            "taskyard_sse_fanout_chunks_total {}",
-            self.fanout_chunks.load(Ordering::Relaxed)
-        );
-        out.push_str(
-            "# HELP taskyard_sse_fanout_streams Caught-up streams the fan-out holds now.\n",
-        );
-        out.push_str("# TYPE taskyard_sse_fanout_streams gauge\n");
-        let _ = writeln!(
-            out,
-            "taskyard_sse_fanout_streams {}",
-            self.fanout_streams.load(Ordering::Relaxed)
+        scalar(
+            &mut out,
+            "taskyard_sse_fanout_streams",
+            "gauge",
+            "Caught-up streams the fan-out holds now.",
+            self.fanout_streams.load(Ordering::Relaxed),
         );
         out.push_str(
             "# HELP taskyard_sse_fanout_returns_total Streams the fan-out gave back to their \
@@ -189,4 +185,11 @@ impl Metrics {
         out.push_str(engine_lines);
         out
     }
+}
+
+/// One unlabelled series with its HELP and TYPE lines.
+fn scalar(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    let _ = writeln!(out, "{name} {value}");
 }

@@ -116,3 +116,22 @@ pub fn start_line_addr(line: &str) -> Option<&str> {
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
 }
+
+/// A group's events stream as stored, in id order: (id, type, data).
+pub fn stored_group_stream(dir: &TestDir, group_id: &str) -> Vec<(u64, String, String)> {
+    let db = sqlite(dir);
+    let mut statement = db
+        .prepare(
+            "SELECT e.id, e.type, e.data FROM events e JOIN groups g ON g.seq = e.group_seq \
+             WHERE g.id = ?1 AND e.stream = 1 ORDER BY e.id",
+        )
+        .expect("query");
+    let rows = statement
+        .query_map([group_id], |row| {
+            Ok((row.get::<_, i64>(0)? as u64, row.get(1)?, row.get(2)?))
+        })
+        .expect("rows")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("rows read");
+    rows
+}

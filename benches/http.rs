@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use common::{Client, Row, RunTemplate};
 use serde_json::{json, Value};
-use taskyard::http::{Server, ServerConfig};
+use taskyard::server::{Server, ServerConfig};
 use taskyard::{Config, Engine};
 
 /// Runs `work` on `clients` threads for `seconds`; answers each call's

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use common::{Client, Picker, Row};
 use rusqlite::Connection;
 use serde_json::{json, Value};
-use taskyard::http::{Server, ServerConfig};
+use taskyard::server::{Server, ServerConfig};
 use taskyard::{Config, Engine};
 
 fn timed_gets(client: &mut Client, paths: &[String]) -> Vec<f64> {

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use common::{Client, Row};
 use serde_json::{json, Value};
-use taskyard::http::{Server, ServerConfig};
+use taskyard::server::{Server, ServerConfig};
 use taskyard::{Config, Engine};
 
 /// Processor names served by `mock` by default, each with its own

@@ -43,12 +43,13 @@
 pub mod config;
 pub mod engine;
 pub mod events;
-pub mod http;
+pub mod faces;
 pub mod limits;
 pub mod model;
 pub mod processors;
 pub mod scheduler;
 pub mod schema;
+pub mod server;
 pub mod store;
 pub mod validate;
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use taskyard::config::FileConfig;
-use taskyard::http::{Server, ServerConfig};
+use taskyard::server::{Server, ServerConfig};
 use taskyard::{Config, Engine, Synchronous};
 
 #[derive(Parser)]

@@ -12,7 +12,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use taskyard::http::{Server, ServerConfig};
+use taskyard::server::{Server, ServerConfig};
 use taskyard::Engine;
 
 use crate::support::{open, TestDir};

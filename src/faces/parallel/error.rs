@@ -1,5 +1,6 @@
-//! The one place where errors become HTTP: status, headers and the hosted
-//! `ErrorResponse` envelope (spec 1.6).
+//! The one place where Parallel's face turns errors into HTTP: status,
+//! headers and the hosted `ErrorResponse` envelope (spec 1.6), for engine
+//! errors and for the server's refusals alike.
 //!
 //! Every engine error is mapped here in a single `match`; handlers never
 //! choose a status code for an engine error themselves. Messages never
@@ -9,6 +10,7 @@ use serde_json::{json, Value};
 
 use crate::engine;
 use crate::model::new_ref_id;
+use crate::server::{Refusal, Reply};
 use crate::store;
 use crate::validate::{self, FieldError, FieldErrorKind, Loc};
 
@@ -85,6 +87,67 @@ impl ApiError {
             "error": {"ref_id": ref_id, "message": self.message, "detail": self.detail},
         });
         (ref_id, body.to_string())
+    }
+
+    /// The error as the server writes it; a 5xx is also logged with its
+    /// `ref_id`, so that a user's report can be found.
+    pub fn into_reply(self) -> Reply {
+        let (ref_id, body) = self.body();
+        if self.status >= 500 {
+            eprintln!(
+                "taskyard: {} {} (ref_id {ref_id})",
+                self.status, self.message
+            );
+        }
+        Reply::Json(self.status, body, self.headers)
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> ApiError {
+        match refusal {
+            Refusal::Unauthorized => {
+                ApiError::new(401, "Unauthorized: invalid or missing credentials")
+            }
+            Refusal::NotFound { method, path } => {
+                ApiError::new(404, format!("no route for {method} {path}"))
+            }
+            Refusal::MethodNotAllowed {
+                method,
+                path,
+                allowed,
+            } => ApiError::new(
+                405,
+                format!(
+                    "method {method} is not allowed on {path}; allowed: {}",
+                    allowed.join(", ")
+                ),
+            )
+            .with_header("allow", allowed.join(", ")),
+            Refusal::BodyTooLarge { max, got } => ApiError::new(
+                413,
+                format!("request body is over {max} bytes (BODY_BYTES_MAX)"),
+            )
+            .with_detail(json!({"errors": [{
+                "loc": ["body"], "msg": format!("body is over {max} bytes"),
+                "type": "limit_exceeded", "limit": "BODY_BYTES_MAX", "max": max, "got": got,
+            }]})),
+            Refusal::BodyTimeout { timeout } => ApiError::new(
+                408,
+                format!(
+                    "request body not received within the read timeout ({} s)",
+                    timeout.as_secs_f64()
+                ),
+            ),
+            Refusal::BodyUnreadable(message) => {
+                ApiError::new(400, format!("cannot read the request body: {message}"))
+            }
+            Refusal::StreamsFull { open, max } => ApiError::unavailable(
+                format!("too many open streams: {open} open, at most {max} (STREAMS_OPEN_MAX)"),
+                1,
+            ),
+            Refusal::Engine(error) => ApiError::from(error),
+        }
     }
 }
 

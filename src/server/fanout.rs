@@ -17,7 +17,7 @@
 //! It owns no connection: the stream thread keeps the connection's writer,
 //! and so the socket, open until its subscription is back, and flushes that
 //! writer before lending. It holds no SQL and knows the wire only through
-//! [`Chunk`].
+//! [`Chunk`] and the face's [`Render`].
 
 use std::io;
 use std::os::fd::RawFd;
@@ -30,7 +30,7 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
 use super::metrics::{FanoutReturn, Metrics};
-use super::sse::{Chunk, EVENTS_PER_FLUSH_MAX};
+use super::sse::{Chunk, Render, EVENTS_PER_FLUSH_MAX};
 use crate::engine::{Next, Subscription};
 
 /// Longest sleep without a due time, so that a lost unpark (there should
@@ -81,6 +81,8 @@ struct Inner {
 /// A lent subscription.
 struct Lent {
     subscription: Subscription,
+    /// The face's rendering of the stream's events.
+    render: Arc<dyn Render>,
     fd: RawFd,
     due: Instant,
     /// The stream version when it was last found caught up.
@@ -153,7 +155,13 @@ impl Fanout {
     /// Lends `subscription` (caught up, its connection's writer flushed)
     /// until something blocks or `due`; blocks the calling stream thread
     /// until then. `None` if the fan-out went away with it (it panicked).
-    pub fn hand_off(&self, subscription: Subscription, fd: RawFd, due: Instant) -> Option<Back> {
+    pub fn hand_off(
+        &self,
+        subscription: Subscription,
+        render: Arc<dyn Render>,
+        fd: RawFd,
+        due: Instant,
+    ) -> Option<Back> {
         let turn = self.next.fetch_add(1, Ordering::Relaxed);
         let inner = &self.shards[turn % self.shards.len()];
         let (back, receive): (Sender<Back>, Receiver<Back>) = crossbeam_channel::bounded(1);
@@ -169,6 +177,7 @@ impl Fanout {
             inner.metrics.fanout_lent();
             inbox.push(Lent {
                 subscription,
+                render,
                 fd,
                 due,
                 seen: None,
@@ -257,7 +266,7 @@ fn pump(one: &mut Lent, chunk: &mut Chunk, metrics: &Metrics) -> Option<Why> {
     let mut taken = 0;
     while taken < EVENTS_PER_FLUSH_MAX {
         match one.subscription.next_in_memory() {
-            Ok(Some(Next::Event(event))) => chunk.event(&event),
+            Ok(Some(Next::Event(event))) => one.render.event(&event, chunk),
             Ok(Some(Next::Idle)) => break,
             Ok(Some(Next::End)) => {
                 then = Some(Why::End);

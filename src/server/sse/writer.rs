@@ -1,88 +1,22 @@
-//! Server-Sent Events: the three streams, framed exactly as spec 5 says.
+//! The stream threads' side of SSE: the chunked response on the raw
+//! connection, and the loop that follows a subscription until it ends.
 //!
-//! Each event is one `event:` line equal to its JSON `type`, one `data:`
-//! line with the compact JSON and an empty line; never an `id:` line (the
-//! Python SDK breaks on one followed by a keep-alive), never `retry:`.
-//! The response is written by hand on the raw connection, chunked, so that
-//! the headers go out at once and every wake-up's events leave in one
-//! flush. A stream runs on its own thread, never on the request pool, and
-//! lends its subscription to the fan-out while it is caught up.
+//! The response is written by hand, chunked, so that the headers go out at
+//! once and every wake-up's events leave in one flush. A stream runs on its
+//! own thread, never on the request pool, and lends its subscription to the
+//! fan-out while it is caught up. It knows no face's wire: frames come
+//! from the face's [`Render`].
 
 use std::io::{self, Write};
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
-use super::fanout::{Fanout, Why};
-use crate::engine::{Engine, GroupRunsQuery, Next, StreamKind, Subscription};
-use crate::model::{ErrorObject, Event};
+use std::sync::Arc;
 
-/// Events written per flush at most, so that a burst is batched but a
-/// reader still sees progress.
-pub const EVENTS_PER_FLUSH_MAX: usize = 256;
-
-/// Room kept at the front of a chunk for its size line (at most 16 hex
-/// digits and CRLF), so that a chunk leaves in one `write` of one buffer.
-/// Written as three pieces through tiny_http's 1 KiB `BufWriter`, a chunk
-/// larger than that left as three syscalls, and a client woke up for the
-/// size line only to wait for the rest.
-const CHUNK_HEAD_ROOM: usize = 18;
-
-/// One chunk of a chunked `text/event-stream` body, being built.
-pub struct Chunk {
-    /// `CHUNK_HEAD_ROOM` bytes of room, then the queued events.
-    bytes: Vec<u8>,
-}
-
-impl Default for Chunk {
-    fn default() -> Chunk {
-        let mut bytes = Vec::with_capacity(16 * 1024);
-        bytes.resize(CHUNK_HEAD_ROOM, 0);
-        Chunk { bytes }
-    }
-}
-
-impl Chunk {
-    /// Queues one event.
-    pub fn event(&mut self, event: &Event) {
-        self.bytes.extend_from_slice(b"event: ");
-        self.bytes.extend_from_slice(event.kind.as_str().as_bytes());
-        self.bytes.extend_from_slice(b"\ndata: ");
-        self.bytes.extend_from_slice(event.data.as_bytes());
-        self.bytes.extend_from_slice(b"\n\n");
-    }
-
-    pub fn keep_alive(&mut self) {
-        self.bytes.extend_from_slice(b": keep-alive\n\n");
-    }
-
-    /// An ErrorEvent for a failure after the headers (spec 5, rule 7).
-    pub fn error(&mut self, message: &str) {
-        let error = ErrorObject::new(message, None);
-        let data = serde_json::json!({"type": "error", "error": error}).to_string();
-        self.bytes.extend_from_slice(b"event: error\ndata: ");
-        self.bytes.extend_from_slice(data.as_bytes());
-        self.bytes.extend_from_slice(b"\n\n");
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.bytes.len() == CHUNK_HEAD_ROOM
-    }
-
-    /// The queued events framed as one chunk (size line, events, CRLF);
-    /// [`Chunk::clear`] once sent.
-    pub fn framed(&mut self) -> &[u8] {
-        let size = self.bytes.len() - CHUNK_HEAD_ROOM;
-        let head = format!("{size:x}\r\n");
-        let start = CHUNK_HEAD_ROOM - head.len();
-        self.bytes[start..CHUNK_HEAD_ROOM].copy_from_slice(head.as_bytes());
-        self.bytes.extend_from_slice(b"\r\n");
-        &self.bytes[start..]
-    }
-
-    pub fn clear(&mut self) {
-        self.bytes.truncate(CHUNK_HEAD_ROOM);
-    }
-}
+use super::frame::{Chunk, Render, EVENTS_PER_FLUSH_MAX};
+use crate::engine::{Engine, Next, StreamKind, Subscription};
+use crate::model::Event;
+use crate::server::fanout::{Fanout, Why};
 
 /// Where a stream's body goes: the connection's writer, and, when the
 /// server runs a fan-out and the socket is plain TCP, the way to hand the
@@ -90,6 +24,8 @@ impl Chunk {
 pub struct Out {
     pub writer: Box<dyn Write + Send>,
     pub direct: Option<Direct>,
+    /// Silence after which the stream sends a keep-alive comment.
+    pub keep_alive: Duration,
 }
 
 /// A stream's socket and the fan-out that may write to it.
@@ -102,11 +38,12 @@ pub struct Direct {
 pub struct SseWriter {
     out: Box<dyn Write + Send>,
     chunk: Chunk,
+    render: Arc<dyn Render>,
 }
 
 impl SseWriter {
     /// Writes the status line and headers, and flushes them at once.
-    pub fn start(mut out: Box<dyn Write + Send>) -> io::Result<SseWriter> {
+    pub fn start(mut out: Box<dyn Write + Send>, render: Arc<dyn Render>) -> io::Result<SseWriter> {
         out.write_all(
             b"HTTP/1.1 200 OK\r\n\
               Content-Type: text/event-stream\r\n\
@@ -118,12 +55,13 @@ impl SseWriter {
         Ok(SseWriter {
             out,
             chunk: Chunk::default(),
+            render,
         })
     }
 
     /// Queues one event; call [`SseWriter::flush`] to send.
     pub fn event(&mut self, event: &Event) {
-        self.chunk.event(event);
+        self.render.event(event, &mut self.chunk);
     }
 
     pub fn keep_alive(&mut self) {
@@ -131,7 +69,7 @@ impl SseWriter {
     }
 
     pub fn error(&mut self, message: &str) {
-        self.chunk.error(message);
+        self.render.error(message, &mut self.chunk);
     }
 
     /// Sends what is queued as one chunk.
@@ -229,15 +167,16 @@ pub fn follow(
     stream: StreamKind,
     after: u64,
     lifetime: Duration,
-    keep_alive: Duration,
+    render: Arc<dyn Render>,
     out: Out,
 ) -> io::Result<()> {
+    let keep_alive = out.keep_alive;
     // A run stream reads its run's row at every step (it has no window to
     // take from), so lending it would only bounce it back.
     let mut direct = out
         .direct
         .filter(|_| matches!(stream, StreamKind::GroupEvents(_)));
-    let mut writer = SseWriter::start(out.writer)?;
+    let mut writer = SseWriter::start(out.writer, render.clone())?;
     let mut subscription = match engine.subscribe(stream, after, lifetime) {
         Ok(subscription) => subscription,
         Err(error) => {
@@ -264,7 +203,7 @@ pub fn follow(
             continue;
         };
         let due = (Instant::now() + keep_alive).min(subscription.deadline());
-        let Some(back) = to.fanout.hand_off(subscription, to.fd, due) else {
+        let Some(back) = to.fanout.hand_off(subscription, render.clone(), to.fd, due) else {
             return Err(io::Error::other("the stream fan-out stopped"));
         };
         subscription = back.subscription;
@@ -281,17 +220,18 @@ pub fn follow(
     }
 }
 
-/// The group runs stream: one snapshot, then the end.
-pub fn group_runs(
-    engine: &Engine,
-    group_id: &str,
-    query: &GroupRunsQuery,
+/// A stream that is one snapshot, then the end: `produce` hands each event
+/// to the function it is given, which answers false once the client has
+/// gone; a failure of `produce` ends the stream with an error frame.
+pub fn snapshot<E: std::fmt::Display>(
+    render: Arc<dyn Render>,
     out: Out,
+    produce: impl FnOnce(&mut dyn FnMut(Event) -> bool) -> Result<(), E>,
 ) -> io::Result<()> {
-    let mut writer = SseWriter::start(out.writer)?;
+    let mut writer = SseWriter::start(out.writer, render)?;
     let mut write_error = None;
     let mut batched = 0;
-    let result = engine.group_runs(group_id, query, |event| {
+    let result = produce(&mut |event| {
         writer.event(&event);
         batched += 1;
         if batched >= EVENTS_PER_FLUSH_MAX {

@@ -21,14 +21,6 @@ struct Histogram {
     sum_s: f64,
 }
 
-/// Which stream a subscriber follows, for `taskyard_sse_streams_open`.
-#[derive(Debug, Clone, Copy)]
-pub enum StreamLabel {
-    RunEvents,
-    GroupEvents,
-    GroupRuns,
-}
-
 /// Why the fan-out gave a stream back to its thread, for
 /// `taskyard_sse_fanout_returns_total`.
 #[derive(Debug, Clone, Copy)]
@@ -43,11 +35,12 @@ pub enum FanoutReturn {
 
 const FANOUT_RETURNS: [&str; 6] = ["due", "blocking", "end", "unsent", "failed", "stopped"];
 
-#[derive(Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, &'static str, u16), u64>>,
     durations: Mutex<BTreeMap<&'static str, Histogram>>,
-    streams_open: [AtomicU64; 3],
+    /// Open streams by the label their face gave them; the faces' labels
+    /// are listed at start, so the set is bounded by the faces' code.
+    streams_open: Mutex<BTreeMap<&'static str, u64>>,
     fanout_chunks: AtomicU64,
     /// Streams the fan-out holds now.
     fanout_streams: AtomicU64,
@@ -55,6 +48,18 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Metrics with every stream label of the faces shown from the start.
+    pub fn new(stream_labels: &[&'static str]) -> Metrics {
+        Metrics {
+            requests: Mutex::default(),
+            durations: Mutex::default(),
+            streams_open: Mutex::new(stream_labels.iter().map(|label| (*label, 0)).collect()),
+            fanout_chunks: AtomicU64::default(),
+            fanout_streams: AtomicU64::default(),
+            fanout_returns: Default::default(),
+        }
+    }
+
     pub fn record(&self, method: &str, route: &'static str, status: u16, elapsed: Duration) {
         *self
             .requests
@@ -73,12 +78,14 @@ impl Metrics {
         histogram.sum_s += seconds;
     }
 
-    pub fn stream_opened(&self, label: StreamLabel) {
-        self.streams_open[label as usize].fetch_add(1, Ordering::Relaxed);
+    pub fn stream_opened(&self, label: &'static str) {
+        *self.streams_open.lock().entry(label).or_default() += 1;
     }
 
-    pub fn stream_closed(&self, label: StreamLabel) {
-        self.streams_open[label as usize].fetch_sub(1, Ordering::Relaxed);
+    pub fn stream_closed(&self, label: &'static str) {
+        let mut open = self.streams_open.lock();
+        let count = open.entry(label).or_default();
+        *count = count.saturating_sub(1);
     }
 
     pub fn fanout_chunk_sent(&self) {
@@ -139,14 +146,10 @@ impl Metrics {
         }
         out.push_str("# HELP taskyard_sse_streams_open Open event streams by kind.\n");
         out.push_str("# TYPE taskyard_sse_streams_open gauge\n");
-        for (index, name) in ["run_events", "group_events", "group_runs"]
-            .iter()
-            .enumerate()
-        {
+        for (name, count) in self.streams_open.lock().iter() {
             let _ = writeln!(
                 out,
-                "taskyard_sse_streams_open{{stream=\"{name}\"}} {}",
-                self.streams_open[index].load(Ordering::Relaxed)
+                "taskyard_sse_streams_open{{stream=\"{name}\"}} {count}"
             );
         }
         scalar(

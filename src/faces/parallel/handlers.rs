@@ -1,19 +1,17 @@
-//! One handler per route: parse the request, call the engine, shape the
-//! answer. Handlers hold no SQL and pick no status for engine errors (those
-//! go through `error.rs`); they only choose the success status the spec
-//! names for each endpoint.
+//! One handler per route of Parallel's Task API: parse the request, call
+//! the engine, shape the answer. Handlers hold no SQL and pick no status
+//! for engine errors (those go through `error.rs`); they only choose the
+//! success status the spec names for each endpoint.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::metrics::StreamLabel;
 use super::query::{parse_cursor, Query};
 use super::routes::Route;
-use super::{sse, Reply, Shared, OPENAPI_JSON};
+use super::{Parallel, OPENAPI_JSON};
 use crate::engine::{Created, GroupRunsQuery, Idempotency, ListQuery, StreamKind};
 use crate::limits::{
     GROUP_EVENTS_TIMEOUT_S_MAX, RESULT_TIMEOUT_S_DEFAULT, RESULT_TIMEOUT_S_MAX,
@@ -21,27 +19,45 @@ use crate::limits::{
 };
 use crate::model::{to_json, RunInput};
 use crate::processors::ProcessorConfig;
+use crate::server::{sse, Reply, Request};
 use crate::validate::{self, FieldError, Loc};
 
 /// What a handler may read of its request.
-pub(crate) struct Context<'a> {
-    pub shared: &'a Arc<Shared>,
-    pub query: &'a Query,
-    pub body: &'a [u8],
-    pub method: &'a str,
-    pub path: &'a str,
-    pub last_event_id_header: Option<String>,
-    pub idempotency_key: Option<String>,
+struct Context<'r, 'a> {
+    face: &'r Parallel,
+    request: &'r mut Request<'a>,
+    query: Query,
+}
+
+/// Answers one request of the face: its handler's reply, or its error in
+/// the face's envelope.
+pub(super) fn answer(face: &Parallel, request: &mut Request<'_>, route: Route) -> Reply {
+    let query = Query::parse(request.raw_query());
+    let mut context = Context {
+        face,
+        request,
+        query,
+    };
+    match dispatch(&mut context, route) {
+        Ok(reply) => reply,
+        Err(error) => error.into_reply(),
+    }
+}
+
+/// A reply or an error, both as the face answers them, for the long waits
+/// that finish on a thread of their own.
+fn settled(result: Result<Reply, ApiError>) -> Reply {
+    result.unwrap_or_else(ApiError::into_reply)
 }
 
 /// The request's Idempotency-Key (spec 10.5), checked: 1 to 255 printable
 /// ASCII characters, else a 400.
 fn idempotency(
-    context: &Context<'_>,
+    context: &Context<'_, '_>,
     body: &Value,
     status: u16,
 ) -> Result<Option<Idempotency>, ApiError> {
-    let Some(key) = &context.idempotency_key else {
+    let Some(key) = context.request.header("idempotency-key") else {
         return Ok(None);
     };
     let printable = key.bytes().all(|byte| (0x20..=0x7e).contains(&byte));
@@ -55,14 +71,18 @@ fn idempotency(
         )]));
     }
     // `/v1beta` is read as `/v1`: both prefixes are one endpoint.
-    let path = match context.path.strip_prefix("/v1beta/") {
+    let path = match context.request.path().strip_prefix("/v1beta/") {
         Some(rest) => format!("/v1/{rest}"),
-        None => context.path.to_string(),
+        None => context.request.path().to_string(),
     };
-    let mut fingerprint = format!("{} {}\n", context.method, path.trim_end_matches('/'));
+    let mut fingerprint = format!(
+        "{} {}\n",
+        context.request.method(),
+        path.trim_end_matches('/')
+    );
     canonical_json(body, &mut fingerprint);
     Ok(Some(Idempotency {
-        key: key.clone(),
+        key,
         fingerprint,
         status,
     }))
@@ -118,8 +138,9 @@ fn json_reply<T: Serialize>(status: u16, value: &T) -> Result<Reply, ApiError> {
 }
 
 /// Parses a body that must be JSON: empty, not JSON or too deep is a 400.
-fn body_json(context: &Context<'_>) -> Result<Value, ApiError> {
-    validate::parse_json_body(context.body).map_err(|error| ApiError::bad_request(vec![error]))
+fn body_json(context: &mut Context<'_, '_>) -> Result<Value, ApiError> {
+    let body = context.request.body().map_err(ApiError::from)?;
+    validate::parse_json_body(&body).map_err(|error| ApiError::bad_request(vec![error]))
 }
 
 /// Validation problems of a parsed body: 422 (403 when only processors).
@@ -144,11 +165,16 @@ fn invalid(mut errors: Vec<FieldError>) -> ApiError {
 }
 
 /// The stream cursor: the query's `last_event_id`, else `Last-Event-ID`.
-fn last_event_id(context: &Context<'_>) -> Result<u64, ApiError> {
+fn last_event_id(context: &Context<'_, '_>) -> Result<u64, ApiError> {
     if let Some(cursor) = context.query.cursor("last_event_id")? {
         return Ok(cursor);
     }
-    match context.last_event_id_header.as_deref().map(str::trim) {
+    match context
+        .request
+        .header("last-event-id")
+        .as_deref()
+        .map(str::trim)
+    {
         Some(text) if !text.is_empty() => parse_cursor("last_event_id", text).map_err(|_| {
             ApiError::bad_request(vec![FieldError::value_error(
                 vec![Loc::Key("header".into()), Loc::Key("Last-Event-ID".into())],
@@ -162,7 +188,7 @@ fn last_event_id(context: &Context<'_>) -> Result<u64, ApiError> {
 }
 
 /// Looks up the id of a route that takes a body, before the body is read.
-pub(crate) fn precheck(engine: &crate::engine::Engine, route: &Route) -> Result<(), ApiError> {
+fn precheck(engine: &crate::engine::Engine, route: &Route) -> Result<(), ApiError> {
     match route {
         Route::AddRuns(group_id) | Route::CancelGroup(group_id) => {
             engine.get_group(group_id)?;
@@ -175,8 +201,11 @@ pub(crate) fn precheck(engine: &crate::engine::Engine, route: &Route) -> Result<
     Ok(())
 }
 
-pub(crate) fn dispatch(context: &Context<'_>, route: Route) -> Result<Reply, ApiError> {
-    let engine = &context.shared.engine;
+fn dispatch(context: &mut Context<'_, '_>, route: Route) -> Result<Reply, ApiError> {
+    let engine = context.face.engine.clone();
+    let engine = &engine;
+    // Spec 1.6 order: an unknown id (404) before a body over the limit (413).
+    precheck(engine, &route)?;
     match route {
         Route::CreateRun => {
             let body = body_json(context)?;
@@ -210,22 +239,27 @@ pub(crate) fn dispatch(context: &Context<'_>, route: Route) -> Result<Reply, Api
             }
             let engine = engine.clone();
             Ok(Reply::Wait(Box::new(move || {
-                json_reply(200, &engine.wait_for_result(&run_id, timeout)?)
+                settled(
+                    engine
+                        .wait_for_result(&run_id, timeout)
+                        .map_err(ApiError::from)
+                        .and_then(|result| json_reply(200, &result)),
+                )
             })))
         }
         Route::RunEvents(run_id) => {
             engine.get_run(&run_id)?;
             let engine = engine.clone();
-            let keep_alive = context.shared.config.keep_alive;
+            let render = context.face.render.clone();
             Ok(Reply::Stream(
-                StreamLabel::RunEvents,
+                "run_events",
                 Box::new(move |out| {
                     sse::follow(
                         &engine,
                         StreamKind::RunEvents(run_id),
                         0,
                         Duration::from_secs(RUN_EVENTS_STREAM_S_MAX),
-                        keep_alive,
+                        render,
                         out,
                     )
                 }),
@@ -271,16 +305,16 @@ pub(crate) fn dispatch(context: &Context<'_>, route: Route) -> Result<Reply, Api
                 .seconds("timeout", GROUP_EVENTS_TIMEOUT_S_MAX)?
                 .unwrap_or(Duration::from_secs(GROUP_EVENTS_TIMEOUT_S_MAX));
             let engine = engine.clone();
-            let keep_alive = context.shared.config.keep_alive;
+            let render = context.face.render.clone();
             Ok(Reply::Stream(
-                StreamLabel::GroupEvents,
+                "group_events",
                 Box::new(move |out| {
                     sse::follow(
                         &engine,
                         StreamKind::GroupEvents(group_id),
                         after,
                         lifetime,
-                        keep_alive,
+                        render,
                         out,
                     )
                 }),
@@ -295,9 +329,14 @@ pub(crate) fn dispatch(context: &Context<'_>, route: Route) -> Result<Reply, Api
                 include_output: context.query.bool("include_output")?.unwrap_or(false),
             };
             let engine = engine.clone();
+            let render = context.face.render.clone();
             Ok(Reply::Stream(
-                StreamLabel::GroupRuns,
-                Box::new(move |out| sse::group_runs(&engine, &group_id, &query, out)),
+                "group_runs",
+                Box::new(move |out| {
+                    sse::snapshot(render, out, |each| {
+                        engine.group_runs(&group_id, &query, each)
+                    })
+                }),
             ))
         }
         Route::GetGroupRun(group_id, run_id) => {
@@ -333,33 +372,6 @@ pub(crate) fn dispatch(context: &Context<'_>, route: Route) -> Result<Reply, Api
             Some(config) => json_reply(200, &processor_json(config)),
             None => Err(ApiError::new(404, format!("processor {name} not found"))),
         },
-        Route::Health => {
-            let version = env!("CARGO_PKG_VERSION");
-            match engine.health() {
-                Ok(()) => json_reply(200, &json!({"status": "ok", "version": version})),
-                Err(error) => json_reply(
-                    503,
-                    &json!({"status": "unavailable", "version": version, "message": error.to_string()}),
-                ),
-            }
-        }
-        Route::Metrics => {
-            let mut engine_lines =
-                String::from("# HELP taskyard_runs Runs by status.\n# TYPE taskyard_runs gauge\n");
-            for (status, count) in engine.runs_by_status()? {
-                engine_lines.push_str(&format!("taskyard_runs{{status=\"{status}\"}} {count}\n"));
-            }
-            engine_lines.push_str(&format!(
-                "# HELP taskyard_events_total Events appended to the log.\n\
-                 # TYPE taskyard_events_total counter\ntaskyard_events_total {}\n",
-                engine.last_event_id()
-            ));
-            Ok(Reply::Text(
-                200,
-                context.shared.metrics.render(&engine_lines),
-                "text/plain; version=0.0.4; charset=utf-8",
-            ))
-        }
         Route::OpenApi => Ok(Reply::Json(200, OPENAPI_JSON.to_string(), Vec::new())),
     }
 }

@@ -1,0 +1,20 @@
+//! The faces: each hosted task API taskyard speaks, one folder each.
+//!
+//! A face owns its routes, wire types, request parsing, error form and the
+//! rendering of engine events; it registers its routes with the server
+//! (`crate::server::Face`) and calls the engine, nothing else. The engine
+//! below knows none of them. A new hosted API is a new folder here and one
+//! line in [`all`].
+
+pub mod parallel;
+
+use std::sync::Arc;
+
+use crate::engine::Engine;
+use crate::server::{Face, ServerConfig};
+
+/// Every face taskyard serves, in the order their refusals are preferred
+/// for paths none of them owns (the first answers those).
+pub fn all(engine: &Engine, _config: &ServerConfig) -> Vec<Arc<dyn Face>> {
+    vec![Arc::new(parallel::Parallel::new(engine.clone()))]
+}

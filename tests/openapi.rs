@@ -5,11 +5,12 @@
 //! compiles as JSON Schema 2020-12 and accepts its own examples, the server
 //! serves it as `application/json`, and real answers of a running server
 //! (runs, groups, results, lists, errors, a stream) match the schemas it
-//! names for them.
+//! names for them, and the series its `/metrics` description names are
+//! exactly those a running server exports, with the same labels.
 
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -1007,5 +1008,192 @@ fn real_answers_match_the_document() {
         &validator_at(&doc, allowed.trim_start_matches('#')),
         &wrong_method.json(),
         "405",
+    );
+}
+
+// ---------------------------------------------------------------------
+// The /metrics description against a real scrape
+// ---------------------------------------------------------------------
+
+/// The series the `/metrics` description names, with their labels: every
+/// backticked word starting `taskyard_`, its labels being what it holds
+/// between `{` and `}` (`taskyard_runs{status}`).
+fn documented_series(doc: &Value) -> BTreeMap<String, BTreeSet<String>> {
+    let description = doc["paths"]["/metrics"]["get"]["description"]
+        .as_str()
+        .expect("/metrics has a description");
+    let mut series: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    // Between the 1st and 2nd backtick, the 3rd and 4th, ...
+    for word in description.split('`').skip(1).step_by(2) {
+        if !word.starts_with("taskyard_") {
+            continue;
+        }
+        let (name, labels) = match word.split_once('{') {
+            Some((name, rest)) => (name, rest.trim_end_matches('}')),
+            None => (word, ""),
+        };
+        series.entry(name.to_string()).or_default().extend(
+            labels
+                .split(',')
+                .map(str::trim)
+                .filter(|label| !label.is_empty())
+                .map(String::from),
+        );
+    }
+    series
+}
+
+/// The label names of one sample line's `{k="v",...}` (values may hold
+/// `{`, `}` and `,`, as route patterns do), and the rest of the line.
+fn sample_labels(mut rest: &str) -> (BTreeSet<String>, &str) {
+    let mut labels = BTreeSet::new();
+    let Some(inner) = rest.strip_prefix('{') else {
+        return (labels, rest);
+    };
+    rest = inner;
+    loop {
+        if let Some(after) = rest.strip_prefix('}') {
+            return (labels, after);
+        }
+        let (key, value) = rest.split_once("=\"").expect("a label is key=\"value\"");
+        labels.insert(key.trim_start_matches(',').to_string());
+        let mut end = None;
+        let mut escaped = false;
+        for (index, char) in value.char_indices() {
+            match char {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => {
+                    end = Some(index);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let end = end.expect("a label value ends with a quote");
+        rest = value[end + 1..].trim_start_matches(',');
+    }
+}
+
+/// The series of a scrape, by their `# TYPE` lines, with the label names
+/// their samples carry (`le` of histogram buckets left out).
+fn exported_series(text: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let mut kinds: BTreeMap<String, String> = BTreeMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
+            let earlier = kinds.insert(name.to_string(), kind.to_string());
+            assert!(earlier.is_none(), "two # TYPE lines for {name}");
+        }
+    }
+    let mut series: BTreeMap<String, BTreeSet<String>> = kinds
+        .keys()
+        .map(|name| (name.clone(), BTreeSet::new()))
+        .collect();
+    for line in text
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+    {
+        let name_end = line.find(['{', ' ']).expect("a sample has a value");
+        let name = &line[..name_end];
+        let (mut labels, value) = sample_labels(&line[name_end..]);
+        assert!(
+            value.trim().parse::<f64>().is_ok(),
+            "sample {line:?} has no numeric value"
+        );
+        let base = if kinds.contains_key(name) {
+            name
+        } else {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .filter_map(|suffix| name.strip_suffix(suffix))
+                .find(|base| kinds.get(*base).is_some_and(|kind| kind == "histogram"))
+                .unwrap_or_else(|| panic!("sample {line:?} of no # TYPE line"))
+        };
+        if kinds[base] == "histogram" {
+            labels.remove("le");
+        }
+        series.get_mut(base).expect("a typed series").extend(labels);
+    }
+    series
+}
+
+#[test]
+fn the_metrics_description_names_exactly_the_exported_series() {
+    let doc = document();
+    let documented = documented_series(&doc);
+    assert!(
+        !documented.is_empty(),
+        "the /metrics description names no `taskyard_` series"
+    );
+
+    // Requests, a run and a stream, so that every labelled series has a
+    // sample.
+    let running = Running::start();
+    assert_eq!(request(running.addr, "GET", "/healthz", None).status, 200);
+    let run = request(
+        running.addr,
+        "POST",
+        "/v1/tasks/runs",
+        Some(&json!({"input": "Name a river", "processor": "mock"})),
+    );
+    assert_eq!(run.status, 202, "{}", String::from_utf8_lossy(&run.body));
+    let run_id = run.json()["run_id"].as_str().expect("run_id").to_string();
+    let result = request(
+        running.addr,
+        "GET",
+        &format!("/v1/tasks/runs/{run_id}/result?timeout=30"),
+        None,
+    );
+    assert_eq!(result.status, 200);
+    let stream = request(
+        running.addr,
+        "GET",
+        &format!("/v1/tasks/runs/{run_id}/events"),
+        None,
+    );
+    assert_eq!(stream.status, 200);
+    assert!(
+        !sse_events(&stream.body).is_empty(),
+        "the stream sent events"
+    );
+
+    let scrape = request(running.addr, "GET", "/metrics", None);
+    assert_eq!(scrape.status, 200);
+    let text = String::from_utf8(scrape.body).expect("metrics are UTF-8");
+    let exported = exported_series(&text);
+
+    let names = |series: &BTreeMap<String, BTreeSet<String>>| -> BTreeSet<String> {
+        series.keys().cloned().collect()
+    };
+    let not_exported: Vec<String> = names(&documented)
+        .difference(&names(&exported))
+        .cloned()
+        .collect();
+    let not_documented: Vec<String> = names(&exported)
+        .difference(&names(&documented))
+        .cloned()
+        .collect();
+    assert!(
+        not_exported.is_empty() && not_documented.is_empty(),
+        "the /metrics description and a real scrape disagree\n\
+         named in openapi.json but not exported: {not_exported:?}\n\
+         exported but not named in openapi.json: {not_documented:?}\n\
+         scrape:\n{text}"
+    );
+    let wrong_labels: Vec<String> = documented
+        .iter()
+        .filter(|(name, labels)| exported[*name] != **labels)
+        .map(|(name, labels)| {
+            format!(
+                "{name}: openapi.json says {labels:?}, the scrape has {:?}",
+                exported[name]
+            )
+        })
+        .collect();
+    assert!(
+        wrong_labels.is_empty(),
+        "labels differ:\n{}\nscrape:\n{text}",
+        wrong_labels.join("\n")
     );
 }

@@ -2,11 +2,14 @@
 //!
 //! Every change to the database is an [`Op`] sent here. The thread takes
 //! whatever ops are waiting (up to `WRITER_BATCH_OPS_MAX`) and commits them
-//! in one transaction, each inside a savepoint so that one bad op does not
-//! sink its neighbours (group commit, after effectum's db_writer). Callers
-//! are answered only after the commit; a failed commit answers every op in
-//! it with the error, none is dropped. Each state change and its event row
-//! are written by the same op, so they commit together (invariant 1).
+//! in one transaction (group commit, after effectum's db_writer). Every op
+//! but claims and finishes runs inside a savepoint, so that one that fails
+//! for a reason of its own does not sink its neighbours; claims and
+//! finishes run without one (see `Op::needs_savepoint`), and when one of
+//! them fails the whole batch fails. Callers are answered only after the
+//! commit; a failed commit or batch answers every op in it with the error,
+//! none is dropped. Each state change and its event row are written by the
+//! same op, so they commit together (invariant 1).
 
 use std::collections::HashMap;
 use std::thread::JoinHandle;
@@ -487,8 +490,8 @@ impl WriterThread {
     }
 }
 
-/// Runs a statement through the statement cache: savepoints run once per op,
-/// and parsing them each time showed in the profile.
+/// Runs a statement through the statement cache: savepoints run once per op
+/// that has one, and parsing them each time showed in the profile.
 fn execute_cached(transaction: &Transaction<'_>, sql: &str) -> rusqlite::Result<()> {
     transaction.prepare_cached(sql)?.execute([])?;
     Ok(())
@@ -604,8 +607,9 @@ impl Batch {
     }
 }
 
-/// Applies one op; answers its error when it failed (its savepoint is then
-/// rolled back) and the completion that answers its caller.
+/// Applies one op; answers its error when it failed (the caller then rolls
+/// back its savepoint, or fails the whole batch for an op without one) and
+/// the completion that answers its caller.
 fn apply(transaction: &Transaction<'_>, batch: &mut Batch, op: Op) -> (Option<Error>, Completion) {
     match op {
         Op::CreateGroup {

@@ -27,8 +27,8 @@ fn engine_pass(runs: usize, processor: &str) -> (f64, common::RowShape) {
     let group_id = common::engine_lifecycle(&engine, runs, processor);
     let elapsed = started.elapsed().as_secs_f64();
     let status = engine.get_group(&group_id).expect("group").status;
-    assert_eq!(status.num_task_runs as usize, runs);
-    assert!(!status.is_active);
+    assert_eq!(status.counts.num_runs as usize, runs);
+    assert!(!status.is_active());
     engine.shutdown(Duration::from_secs(5));
     drop(engine);
     (runs as f64 / elapsed, common::row_shape(&path))

@@ -204,7 +204,10 @@ fn end_to_end(runs: usize) -> f64 {
     let finished = reader.join().expect("events reader");
     let elapsed = started.elapsed().as_secs_f64();
     assert_eq!(finished, runs);
-    let status = engine.get_group(&group_id).expect("group").status;
+    let status = taskyard::faces::parallel::Api::new(engine.clone())
+        .get_group(&group_id)
+        .expect("group")
+        .status;
     assert_eq!(status.num_task_runs as usize, runs);
     assert!(!status.is_active);
     server.stop();
@@ -232,7 +235,10 @@ fn main() {
     .expect("server");
     let addr = server.local_addr();
 
-    let group_id = engine.create_group(None).expect("group").taskgroup_id;
+    let group_id = taskyard::faces::parallel::Api::new(engine.clone())
+        .create_group(None)
+        .expect("group")
+        .taskgroup_id;
     let path = format!("/v1/tasks/groups/{group_id}");
     let (get_latencies, get_elapsed) = load(addr, clients, seconds, |client| {
         let answer = client.call("GET", &path, "");

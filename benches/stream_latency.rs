@@ -380,7 +380,10 @@ fn main() {
         group_subscribers * runs + (subscribers - group_subscribers),
         "one latency per (run, subscriber) pair"
     );
-    let status = engine.get_group(&group_id).expect("group").status;
+    let status = taskyard::faces::parallel::Api::new(engine.clone())
+        .get_group(&group_id)
+        .expect("group")
+        .status;
     assert!(!status.is_active);
     assert_eq!(
         status.task_run_status_counts.get("completed"),

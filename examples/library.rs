@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use serde_json::json;
-use taskyard::{AddRuns, Config, Engine, RunInput, StreamKind, TaskSpec};
+use taskyard::model::{AddRuns, RunRequest};
+use taskyard::{Config, Engine, StreamKind, TaskSpec};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("taskyard-example-{}", std::process::id()));
@@ -21,20 +22,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         input_schema: None,
     };
     let added = engine.add_runs(
-        &group.taskgroup_id,
+        &group.id,
         AddRuns {
-            inputs: vec![RunInput::new("Parallel Web Systems", "core")],
+            runs: vec![RunRequest::new("Parallel Web Systems", "core")],
             default_task_spec: Some(spec),
         },
     )?;
     // Follow the group until it is inactive; each event carries its cursor.
-    let stream = StreamKind::GroupEvents(group.taskgroup_id.clone());
+    let stream = StreamKind::GroupEvents(group.id.clone());
     for event in engine.subscribe(stream, 0, Duration::from_secs(60))? {
         let event = event?;
-        println!("{} {}", event.id.unwrap_or(0), event.data);
+        println!(
+            "{} {}",
+            event.id().unwrap_or(0),
+            serde_json::to_string(event.data())?
+        );
     }
-    let result = engine.wait_for_result(&added.run_ids[0], Duration::from_secs(5))?;
-    println!("{}", serde_json::to_string(&result.output)?);
+    let (_run, output) = engine.wait_for_result(&added.run_ids[0], Duration::from_secs(5))?;
+    println!("{}", serde_json::to_string(&output)?);
     engine.shutdown(Duration::from_secs(10));
     std::fs::remove_dir_all(&dir)?;
     Ok(())

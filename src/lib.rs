@@ -1,33 +1,51 @@
 //! taskyard: an embedded engine that runs groups of tasks, keeps every run,
 //! every state change and an append-only event log in SQLite, and speaks
-//! the wire format of Parallel's Task API.
+//! the wire formats of hosted task APIs ("faces") over that one engine.
 //!
-//! # Layout
+//! # Code map
 //!
-//! The dependency direction is `engine` → `scheduler`, `events`, `store` →
-//! `model`; processors see `model` and their run context only.
+//! The dependency direction is `cli` (the binary) → [`server`] →
+//! [`faces`] → [`engine`] → [`scheduler`], [`events`], [`store`] →
+//! [`model`]. Processors see [`model`] and their run context only.
 //!
-//! - [`model`]: the wire nouns (Run, Group, TaskSpec, Output, Event). No I/O.
-//! - [`limits`]: every enforced limit, named; errors cite these names.
-//! - [`validate`]: request shapes and semantic checks; errors name the field.
+//! - [`model`]: the engine's nouns (Run, Group, RunStatus, TaskSpec, Output
+//!   with its evidence, Event, FieldError). No I/O.
+//! - [`limits`]: the engine's and the server's limits, named; errors cite
+//!   these names. Each face keeps its wire's limits in its folder.
 //! - [`schema`]: JSON Schema compilation (cached) and instance validation.
 //! - [`store`]: the only module that speaks SQL. One writer thread commits
 //!   the requests that arrived together in one transaction (group commit);
-//!   reads use a pool of read-only connections. `schema.sql` is the schema.
+//!   reads use a pool of read-only connections; `schema.sql` and the
+//!   numbered migrations are the schema.
 //! - [`events`]: the hub. After each commit it publishes the new high-water
 //!   event id and keeps the last events of each followed stream in a
 //!   bounded window; a caught-up subscriber takes them from memory, one
 //!   that is behind reads the rows from the store until it catches up.
 //! - [`scheduler`]: a fixed pool of worker threads, per-processor
-//!   concurrency, retries with backoff, cancellation, graceful shutdown.
+//!   concurrency, retries with backoff, cancellation, forcing (the `mock_`
+//!   metadata keys, for every processor), graceful shutdown.
 //! - [`processors`]: the `Processor` trait, the registry, `mock` and `echo`.
-//! - [`engine`]: the library API ([`Engine`]) that the HTTP layer and the
-//!   benchmarks use, and nothing else.
+//! - [`engine`]: the library API ([`Engine`]): checks, creates (idempotent
+//!   on request), reads, waits, cancels, lists, subscriptions.
+//! - [`faces`]: one folder per hosted API; today [`faces::parallel`]
+//!   (routes, handlers, wire types, parsing, error envelope, event
+//!   rendering, the OpenAPI document, and [`faces::parallel::Api`], the
+//!   engine in Parallel's wire types for Rust callers).
+//! - [`server`]: the HTTP server over tiny_http that every face shares:
+//!   listener, auth, one route table, body limits, long-request slots, SSE
+//!   frames and the stream fan-out, metrics, health.
 //! - [`config`]: the `--config` TOML file: server settings and processors.
-//! - [`http`]: Parallel's Task API over tiny_http: routes, limits, auth,
-//!   SSE framing, the stream fan-out (caught-up group streams written from
-//!   one thread per core with non-blocking sends), the one error map. No
-//!   SQL, no scheduling; only `main` starts it.
+//!
+//! # Architecture invariants
+//!
+//! - The engine knows no face: nothing outside `faces/` and `server/` holds
+//!   a face's field names, id prefixes, JSON shapes or HTTP statuses
+//!   (`tests/tidy.rs` checks the names it can). Runs, outputs and events
+//!   are stored in the model's form; a face renders them, and keeps what
+//!   it needs to answer exactly (its request as sent) as the run's opaque
+//!   document.
+//! - One error type per layer (`store::Error`, `engine::Error`, a processor
+//!   error), mapped once per face.
 //!
 //! # Invariants (DESIGN.md; each has a test in `tests/invariants.rs`)
 //!
@@ -51,10 +69,6 @@ pub mod scheduler;
 pub mod schema;
 pub mod server;
 pub mod store;
-pub mod validate;
 
-pub use engine::{
-    Config, Engine, Error, GroupRunsQuery, ListQuery, Next, Page, StreamKind, Subscription,
-    Synchronous,
-};
-pub use model::*;
+pub use engine::{Config, Engine, Error, Next, StreamKind, Subscription, Synchronous};
+pub use model::{JsonObject, RunStatus, TaskSpec, Timestamp};

@@ -1,8 +1,9 @@
-//! Every limit taskyard enforces, named and documented in one place.
+//! The limits of the engine and the server, named and documented in one
+//! place; each face keeps its wire's own (`faces/parallel/limits.rs`).
 //!
 //! Owns the numbers only; the code that enforces a limit names it in its
 //! error (`limit_exceeded` with `limit`, `max`, `got`), so a user who hits
-//! one can find it here. Spec section 8 is the source of the values.
+//! one can find it here.
 
 /// Largest request body, in bytes (spec 8, a taskyard choice): 413 past it.
 pub const BODY_BYTES_MAX: usize = 32 * 1024 * 1024;
@@ -13,39 +14,12 @@ pub const JSON_DEPTH_MAX: usize = 128;
 /// Runs in one add-runs request (hosted limit).
 pub const RUNS_PER_REQUEST_MAX: usize = 1_000;
 
-/// Characters in a metadata key (hosted limit).
-pub const METADATA_KEY_CHARS_MAX: usize = 16;
-
-/// Characters in a string metadata value (hosted limit).
-pub const METADATA_VALUE_CHARS_MAX: usize = 512;
-
-/// Keys in one metadata object (a taskyard choice).
-pub const METADATA_KEYS_MAX: usize = 64;
-
-/// Domains in a source policy, include and exclude together (hosted limit).
-pub const SOURCE_POLICY_DOMAINS_MAX: usize = 200;
-
 /// Nesting of a `json_schema` (a taskyard choice): keeps schema compilation
 /// and the mock generator's recursion bounded.
 pub const SCHEMA_DEPTH_MAX: usize = 32;
 
-/// Longest `/result` wait, in seconds; larger values are clamped.
-pub const RESULT_TIMEOUT_S_MAX: u64 = 3_600;
-
-/// Default `/result` wait, in seconds (hosted default).
-pub const RESULT_TIMEOUT_S_DEFAULT: u64 = 600;
-
-/// Longest life of a group events stream, in seconds (hosted limit).
-pub const GROUP_EVENTS_TIMEOUT_S_MAX: u64 = 3_600;
-
-/// Life of a run events stream, in seconds (hosted behaviour).
-pub const RUN_EVENTS_STREAM_S_MAX: u64 = 570;
-
 /// Open streams at once (a taskyard choice): 503 with `retry-after` past it.
 pub const STREAMS_OPEN_MAX: usize = 4_096;
-
-/// Characters in a webhook URL (a taskyard choice).
-pub const WEBHOOK_URL_CHARS_MAX: usize = 2_048;
 
 /// Largest `mock_delay_ms` (one day).
 pub const MOCK_DELAY_MS_MAX: u64 = 86_400_000;
@@ -86,4 +60,3 @@ pub const RETRY_BACKOFF_MS_MAX: u64 = 5_000;
 const _: () = assert!(CLAIM_BATCH_MAX <= WRITER_QUEUE_MAX);
 const _: () = assert!(RUNS_PER_REQUEST_MAX >= 1);
 const _: () = assert!(RETRY_BACKOFF_MS_BASE <= RETRY_BACKOFF_MS_MAX);
-const _: () = assert!(RESULT_TIMEOUT_S_DEFAULT <= RESULT_TIMEOUT_S_MAX);

@@ -39,8 +39,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
 use serde_json::{json, Map, Value};
 use support::{wait_for, TestDir};
+use taskyard::faces::parallel::parse::JSON_DEPTH_READ_MAX;
 use taskyard::processors::Registry;
-use taskyard::validate::JSON_DEPTH_READ_MAX;
 use taskyard::Config;
 
 /// Cases per strategy when `PROPTEST_CASES` is not set: the whole file
@@ -198,7 +198,7 @@ impl Target {
                 "SELECT (SELECT count(*) FROM runs), (SELECT count(*) FROM groups), \
                  (SELECT count(*) FROM events), (SELECT count(*) FROM idempotency_keys), \
                  (SELECT num_runs FROM groups WHERE id = ?1)",
-                [&self.group_id],
+                [support::stored_id(&self.group_id)],
                 |row| {
                     Ok(Rows {
                         runs: row.get(0)?,
@@ -435,7 +435,7 @@ impl Target {
             .db
             .query_row(
                 "SELECT max_attempts FROM runs WHERE id = ?1",
-                [run_id],
+                [support::stored_id(run_id)],
                 |row| row.get(0),
             )
             .map_err(|e| format!("run row: {e}"))?;
@@ -1968,7 +1968,7 @@ fn regression_mock_fail_times_takes_a_whole_float() {
             )
             .unwrap_or_else(|error| panic!("mock_fail_times {value}: {error}"));
     }
-    let controls = taskyard::validate::mock_controls(Some(&support::metadata(
+    let controls = taskyard::scheduler::forcing::read(Some(&support::metadata(
         json!({"mock_fail_times": 33.0}),
     )));
     assert_eq!(

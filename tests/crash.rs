@@ -25,7 +25,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::*;
-use taskyard::{AddRuns, Config, Engine, StreamKind};
+use taskyard::faces::parallel::wire::AddRuns;
+use taskyard::faces::parallel::Api;
+use taskyard::{Config, Engine, StreamKind};
 
 /// Runs in the group, added `BATCH` at a time.
 const TOTAL: u64 = 5_000;
@@ -63,7 +65,7 @@ fn child_process_entry() {
 /// Child mode: open the engine, create the group if there is none yet,
 /// top the group up to `TOTAL` runs, then wait until it is inactive.
 fn child_main(db: &Path) {
-    let engine = Engine::open(db, Config::default()).expect("child: engine opens");
+    let engine = Api::new(Engine::open(db, Config::default()).expect("child: engine opens"));
     let recovered = engine.recovered();
     let group_id = match std::env::var(CHILD_GROUP_ENV) {
         Ok(id) => id,
@@ -663,7 +665,7 @@ fn invariant_7_kill_9_during_a_5000_run_group_loses_nothing_acknowledged() {
         "no restart recovered a running run"
     );
 
-    let engine = Engine::open(dir.db(), Config::default()).expect("engine reopens");
+    let engine = Api::new(Engine::open(dir.db(), Config::default()).expect("engine reopens"));
     let events = check_runs_and_stream(&engine, &group, &acked, &followed, &resume_cursors);
     engine.shutdown(Duration::from_secs(5));
     drop(engine);
@@ -683,7 +685,7 @@ fn invariant_7_kill_9_during_a_5000_run_group_loses_nothing_acknowledged() {
 
 /// Runs and streams through the engine API; answers the events checked.
 fn check_runs_and_stream(
-    engine: &Engine,
+    engine: &Api,
     group: &str,
     acked: &Acknowledged,
     followed: &[Seen],
@@ -781,7 +783,7 @@ fn check_runs_and_stream(
 
 /// The group events stream after `cursor`, to its end (the group is
 /// inactive, so the stream ends once it has caught up).
-fn read_stream(engine: &Engine, group: &str, cursor: u64) -> Vec<Seen> {
+fn read_stream(engine: &Api, group: &str, cursor: u64) -> Vec<Seen> {
     engine
         .subscribe(
             StreamKind::GroupEvents(group.to_string()),

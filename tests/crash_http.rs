@@ -44,8 +44,9 @@ use std::time::{Duration, Instant};
 use client::{frames_of, read_chunk, read_head, read_response, request_bytes, Frame, Response};
 use serde_json::{json, Value};
 use support::{sqlite, TestDir};
+use taskyard::faces::parallel::wire::RunInput;
 use taskyard::processors::{MockProcessor, ProcessorConfig, Registry};
-use taskyard::{Config, RunInput, RunStatus};
+use taskyard::{Config, RunStatus};
 
 const SEED_DEFAULT: u64 = 0x7a5c_4a11_c4a5_0005;
 const KILLS_DEFAULT: usize = 10;

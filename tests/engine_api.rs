@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::*;
-use taskyard::{AddRuns, Error, RunInput, RunStatus};
+use taskyard::faces::parallel::wire::{AddRuns, RunInput};
+use taskyard::{Error, RunStatus};
 
 #[test]
 fn a_group_of_echo_runs_completes_and_its_stream_ends() {
@@ -89,7 +90,6 @@ fn key(key: &str, fingerprint: &str) -> taskyard::engine::Idempotency {
     taskyard::engine::Idempotency {
         key: key.into(),
         fingerprint: fingerprint.into(),
-        status: 202,
     }
 }
 
@@ -126,11 +126,9 @@ fn an_idempotency_key_creates_once_and_replays_byte_for_byte() {
     });
     for replay in replays {
         match replay.expect("replay") {
-            Created::Replayed {
-                status,
-                body: again,
-            } => {
-                assert_eq!(status, 202);
+            // The status a replay goes out with is the face's (issue 11:
+            // the engine stores no HTTP status); the HTTP tests check it.
+            Created::Replayed { body: again } => {
                 assert_eq!(again, body, "byte for byte");
             }
             Created::Fresh { .. } => panic!("a second create with the same key"),

@@ -10,11 +10,13 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::*;
+use taskyard::faces::parallel::wire::{AddRuns, RunInput};
+use taskyard::faces::parallel::Api;
 use taskyard::processors::{ProcessorConfig, Registry};
-use taskyard::{AddRuns, Config, Engine, Error, RunInput, RunStatus};
+use taskyard::{Config, Error, RunStatus};
 
 /// Adds `count` echo runs to a new group, some slow, some failing.
-fn busy_group(engine: &Engine, count: usize) -> (String, Vec<String>) {
+fn busy_group(engine: &Api, count: usize) -> (String, Vec<String>) {
     let group = engine.create_group(None).expect("group");
     let inputs = (0..count)
         .map(|i| {
@@ -213,7 +215,7 @@ fn invariant_3_resuming_yields_exactly_the_later_events_also_across_restart() {
         .expect("second add");
     let all = drain_group(&engine, &group_id, 0);
     assert!(all.len() > 120);
-    let check = |engine: &Engine| {
+    let check = |engine: &Api| {
         let ids: Vec<u64> = all.iter().map(|e| e.id.expect("id")).collect();
         for cursor in [
             0,
@@ -283,7 +285,8 @@ fn invariant_4_a_subscriber_never_sees_an_uncommitted_event() {
                 |row| row.get(0),
             )
             .expect("the event is committed");
-        assert_eq!(stored, event.data);
+        let id = event.id.expect("id");
+        assert_eq!(support::rendered_event_data(id, &stored), event.data);
     }
 }
 
@@ -294,7 +297,7 @@ impl taskyard::processors::Processor for Stubborn {
     fn run(
         &self,
         ctx: &taskyard::processors::RunContext<'_>,
-    ) -> Result<taskyard::Output, taskyard::processors::ProcessorError> {
+    ) -> Result<taskyard::model::Output, taskyard::processors::ProcessorError> {
         std::thread::sleep(Duration::from_millis(300));
         taskyard::processors::EchoProcessor.run(ctx)
     }
@@ -363,7 +366,7 @@ fn invariant_5_a_run_reaches_exactly_one_terminal_state() {
     let stubborn_status: String = db
         .query_row(
             "SELECT status FROM runs WHERE id = ?1",
-            [&run.run_id],
+            [support::stored_id(&run.run_id)],
             |row| row.get(0),
         )
         .expect("query");
@@ -387,7 +390,7 @@ fn invariant_6_group_counts_match_a_recount_at_every_moment() {
             .query_row(
                 "SELECT num_runs, n_queued, n_running, n_cancelling, n_completed, n_failed, n_cancelled \
                  FROM groups WHERE id = ?1",
-                [&group_id],
+                [support::stored_id(&group_id)],
                 |row| (0..7).map(|i| row.get(i)).collect(),
             )
             .expect("group row");
@@ -399,7 +402,7 @@ fn invariant_6_group_counts_match_a_recount_at_every_moment() {
             )
             .expect("query");
         let rows = statement
-            .query_map([&group_id], |row| {
+            .query_map([support::stored_id(&group_id)], |row| {
                 Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
             })
             .expect("rows");

@@ -4,8 +4,13 @@
 //! value can satisfy, which must still give an output without panicking.
 
 use serde_json::{json, Map, Value};
-use taskyard::model::{FieldBasis, Output, TaskSpec};
-use taskyard::processors::mock_output;
+use taskyard::faces::parallel::wire::{FieldBasis, Output};
+use taskyard::model::TaskSpec;
+
+/// The mock's output as Parallel's wire shows it (spec 2.4).
+fn mock_output(processor: &str, input: &Value, spec: &TaskSpec) -> Output {
+    Output::from(&taskyard::processors::mock_output(processor, input, spec))
+}
 
 fn json_spec(schema: &Value) -> TaskSpec {
     TaskSpec {

@@ -522,7 +522,7 @@ impl Running {
         let dir = TestDir::new();
         let engine = open(&dir);
         let server = Server::start(
-            engine,
+            engine.engine().clone(),
             ServerConfig {
                 addr: "127.0.0.1:0".into(),
                 ..ServerConfig::default()

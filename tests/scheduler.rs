@@ -10,10 +10,12 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use serde_json::json;
 use support::*;
+use taskyard::faces::parallel::wire::{AddRuns, RunInput};
+use taskyard::model::Output;
 use taskyard::processors::{
     EchoProcessor, Processor, ProcessorConfig, ProcessorError, Registry, RunContext,
 };
-use taskyard::{AddRuns, Config, Error, Output, RunInput, RunStatus};
+use taskyard::{Config, Error, RunStatus};
 
 fn slow(ms: u64) -> taskyard::JsonObject {
     metadata(json!({ "mock_delay_ms": ms }))
@@ -98,7 +100,7 @@ fn a_queued_run_cancelled_before_any_worker_is_free_never_runs() {
     let attempts: i64 = sqlite(&dir)
         .query_row(
             "SELECT attempts FROM runs WHERE id = ?1",
-            [&victim.run_id],
+            [stored_id(&victim.run_id)],
             |row| row.get(0),
         )
         .expect("attempts");
@@ -225,7 +227,7 @@ fn transient_failures_are_retried_up_to_the_limit() {
     let attempts: i64 = sqlite(&dir)
         .query_row(
             "SELECT attempts FROM runs WHERE id = ?1",
-            [&permanent.run_id],
+            [stored_id(&permanent.run_id)],
             |row| row.get(0),
         )
         .expect("attempts");
@@ -471,7 +473,9 @@ fn recovery_requeues_interrupted_runs_or_fails_them_when_out_of_attempts() {
          UPDATE runs SET status = 'running', attempts = 3 WHERE id = '{1}';
          UPDATE runs SET status = 'cancelling', attempts = 1 WHERE id = '{2}';
          UPDATE groups SET n_queued = 0, n_running = 2, n_cancelling = 1;",
-        added.run_ids[0], added.run_ids[1], added.run_ids[2]
+        stored_id(&added.run_ids[0]),
+        stored_id(&added.run_ids[1]),
+        stored_id(&added.run_ids[2])
     ))
     .expect("forge");
     drop(db);

@@ -197,7 +197,9 @@ fn a_full_filesystem_refuses_writes_and_recovers_without_a_restart_when_space_re
         return;
     };
     let db = fs.path().join("taskyard.db");
-    let engine = taskyard::Engine::open(&db, Config::default()).expect("engine on tmpfs");
+    let engine = taskyard::faces::parallel::Api::new(
+        taskyard::Engine::open(&db, Config::default()).expect("engine on tmpfs"),
+    );
     let server = TestServer::start_on_engine(engine, |_| {});
     let group = server.post_json("/v1/tasks/groups", &json!({}));
     assert_eq!(group.status, 200);

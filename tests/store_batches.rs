@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver};
 use support::{sqlite, TestDir};
-use taskyard::store::GroupRow;
+use taskyard::model::Group;
 use taskyard::store::{self, Finish, NewGroup, Once, Op, Reply, Store};
 
 /// A reply that hands its result to the returned receiver.
@@ -24,13 +24,13 @@ fn reply<T: Send + 'static>() -> (Reply<T>, Receiver<store::Result<T>>) {
 }
 
 /// A create of group `id` that answers on `reply`.
-fn create_group(id: &str, reply: Reply<Once<GroupRow>>) -> Op {
+fn create_group(id: &str, reply: Reply<Once<Group>>) -> Op {
     Op::CreateGroup {
         group: NewGroup {
             id: id.to_string(),
             metadata: None,
         },
-        idempotency: None,
+        once: None,
         reply,
     }
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use support::*;
 use taskyard::events::WINDOW_EVENTS_MAX;
-use taskyard::{AddRuns, Engine, Event, StreamKind};
+use taskyard::faces::parallel::wire::{AddRuns, Event};
+use taskyard::faces::parallel::Api as Engine;
+use taskyard::StreamKind;
 
 fn as_rows(events: &[Event]) -> Vec<(u64, String, String)> {
     events

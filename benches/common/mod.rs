@@ -17,7 +17,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection};
 use serde_json::{json, Value};
-use taskyard::{AddRuns, Config, Engine, RunInput, StreamKind, Timestamp};
+use taskyard::model::{AddRuns, EventData, RunRequest};
+use taskyard::{Config, Engine, StreamKind, Timestamp};
 
 /// True under `cargo bench` (which passes `--bench`); false under
 /// `cargo test`, where each bench runs as a small smoke test on a debug
@@ -477,14 +478,14 @@ pub fn engine_lifecycle(engine: &Engine, runs: usize, processor: &str) -> String
     let mut created = 0;
     while created < runs {
         let batch = (runs - created).min(1_000);
-        let inputs = (0..batch)
-            .map(|i| RunInput::new(bench_input(created + i), processor))
+        let runs = (0..batch)
+            .map(|i| RunRequest::new(bench_input(created + i), processor))
             .collect();
         engine
             .add_runs(
-                &group.taskgroup_id,
+                &group.id,
                 AddRuns {
-                    inputs,
+                    runs,
                     default_task_spec: None,
                 },
             )
@@ -495,19 +496,19 @@ pub fn engine_lifecycle(engine: &Engine, runs: usize, processor: &str) -> String
     let mut terminal = 0;
     for event in engine
         .subscribe(
-            StreamKind::GroupEvents(group.taskgroup_id.clone()),
+            StreamKind::GroupEvents(group.id.clone()),
             0,
             Duration::from_secs(3_600),
         )
         .expect("subscribe")
     {
         let event = event.expect("event");
-        if event.kind == taskyard::EventType::RunState {
+        if matches!(event.data(), EventData::RunStatus { .. }) {
             terminal += 1;
         }
     }
     assert_eq!(terminal, runs, "one terminal event per run");
-    group.taskgroup_id
+    group.id
 }
 
 // ---------------------------------------------------------------------
@@ -520,7 +521,7 @@ pub fn engine_lifecycle(engine: &Engine, runs: usize, processor: &str) -> String
 #[derive(Debug, Clone)]
 pub struct RunTemplate {
     pub processor: String,
-    pub request: String,
+    pub input: String,
     pub task_spec: String,
     pub output: String,
     pub max_attempts: i64,
@@ -537,9 +538,9 @@ impl RunTemplate {
         let group = engine.create_group(None).expect("group");
         let added = engine
             .add_runs(
-                &group.taskgroup_id,
+                &group.id,
                 AddRuns {
-                    inputs: vec![RunInput::new(bench_input(item), "mock")],
+                    runs: vec![RunRequest::new(bench_input(item), "mock")],
                     default_task_spec: None,
                 },
             )
@@ -552,12 +553,12 @@ impl RunTemplate {
         let connection = Connection::open(&path).expect("template db");
         connection
             .query_row(
-                "SELECT processor, request, task_spec, output, max_attempts FROM runs",
+                "SELECT processor, input, task_spec, output, max_attempts FROM runs",
                 [],
                 |row| {
                     Ok(RunTemplate {
                         processor: row.get(0)?,
-                        request: row.get(1)?,
+                        input: row.get(1)?,
                         task_spec: row.get(2)?,
                         output: row.get(3)?,
                         max_attempts: row.get(4)?,
@@ -575,30 +576,30 @@ pub struct Floor {
     pub runs_per_s: f64,
 }
 
-/// Ids that sort in creation order, of taskyard's shape (prefix and 32 hex
-/// digits), so the unique index sees the same key sizes and order.
-fn floor_id(prefix: &str, base: u128, index: usize) -> String {
-    format!("{prefix}_{:032x}", base + index as u128)
+/// Ids that sort in creation order, of taskyard's shape (32 hex digits),
+/// so the unique index sees the same key sizes and order.
+fn floor_id(base: u128, index: usize) -> String {
+    format!("{:032x}", base + index as u128)
 }
 
-/// A run's wire JSON as taskyard records it in a terminal event.
+/// A run as taskyard records it in a terminal event (the model's JSON).
 fn run_json(run_id: &str, group_id: &str, processor: &str, created: i64, modified: i64) -> String {
     format!(
-        "{{\"run_id\":\"{run_id}\",\"interaction_id\":\"{run_id}\",\"status\":\"completed\",\
-         \"is_active\":false,\"processor\":\"{processor}\",\"metadata\":null,\"error\":null,\
-         \"warnings\":null,\"taskgroup_id\":\"{group_id}\",\"created_at\":\"{}\",\
-         \"modified_at\":\"{}\"}}",
+        "{{\"id\":\"{run_id}\",\"group_id\":\"{group_id}\",\"status\":\"completed\",\
+         \"processor\":\"{processor}\",\"metadata\":null,\"error\":null,\"warnings\":null,\
+         \"created_at\":\"{}\",\"modified_at\":\"{}\"}}",
         Timestamp(created),
         Timestamp(modified)
     )
 }
 
-/// The group status event's data as taskyard records it.
-fn group_status_json(event_id: i64, runs: i64, counts: &str, active: bool, at: i64) -> String {
+/// The group status event's data as taskyard records it (the model's
+/// JSON): every count, zero or not.
+fn group_status_json(runs: i64, queued: i64, completed: i64, at: i64) -> String {
     format!(
-        "{{\"type\":\"task_group_status\",\"event_id\":\"{event_id}\",\"status\":{{\
-         \"num_task_runs\":{runs},\"task_run_status_counts\":{{{counts}}},\
-         \"is_active\":{active},\"status_message\":null,\"modified_at\":\"{}\"}}}}",
+        "{{\"kind\":\"group_status\",\"status\":{{\"counts\":{{\"num_runs\":{runs},\
+         \"queued\":{queued},\"running\":0,\"cancelling\":0,\"completed\":{completed},\
+         \"failed\":0,\"cancelled\":0}},\"modified_at\":\"{}\"}}}}",
         Timestamp(at)
     )
 }
@@ -610,13 +611,13 @@ fn group_status_json(event_id: i64, runs: i64, counts: &str, active: bool, at: i
 /// Each batch of 1,000 runs is three commits, the three moments of a run's
 /// life that are durable on their own in taskyard:
 /// 1. add: the run rows, a `queued` history event per run, the group's
-///    counts, and the group's `task_group_status` event (spec 4.5);
+///    counts, and the group's status event;
 /// 2. claim: status `running` and `attempts = 1`, a `running` history event
 ///    per run, the group's counts;
 /// 3. finish: status `completed` with the output, the terminal
 ///    `task_run.state` event with the run as recorded (group stream), the
 ///    group's counts; after the last batch the group's final
-///    `task_group_status` event.
+///    status event.
 ///
 /// Group counts are updated once per transaction, where taskyard may do it
 /// once per op: the floor does the least work the same end state needs,
@@ -637,10 +638,12 @@ pub fn raw_sqlite(dir: &Path, runs: usize, template: &RunTemplate) -> Floor {
             "PRAGMA synchronous = 1; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
         )
         .expect("pragmas");
-    connection
-        .execute_batch(include_str!("../../schema.sql"))
-        .expect("taskyard's schema");
-    let group_id = floor_id("tgrp", 0x01a2_0000_0000_0000_0000_0000_0000_0000, 0);
+    // taskyard's schema at its current version: the engine applies
+    // schema.sql and its migrations (not timed).
+    Engine::open(&path, Config::default())
+        .expect("taskyard's schema")
+        .shutdown(Duration::from_secs(5));
+    let group_id = floor_id(0x01a2_0000_0000_0000_0000_0000_0000_0000, 0);
     let started = Instant::now();
     let now = now_micros();
     connection
@@ -663,10 +666,10 @@ pub fn raw_sqlite(dir: &Path, runs: usize, template: &RunTemplate) -> Floor {
         {
             let mut insert_run = transaction
                 .prepare_cached(
-                    "INSERT INTO runs (id, group_seq, cursor, status, processor, request, \
-                     task_spec, default_spec, metadata, enable_events, max_attempts, warnings, \
-                     created_at, modified_at) VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, 0, \
-                     NULL, 0, ?7, NULL, ?8, ?8)",
+                    "INSERT INTO runs (id, group_seq, cursor, status, processor, input, \
+                     document, task_spec, default_spec, metadata, enable_events, max_attempts, \
+                     warnings, created_at, modified_at) VALUES (?1, ?2, ?3, 'queued', ?4, ?5, \
+                     NULL, ?6, 0, NULL, 0, ?7, NULL, ?8, ?8)",
                 )
                 .expect("insert run");
             let mut insert_event = transaction
@@ -676,14 +679,14 @@ pub fn raw_sqlite(dir: &Path, runs: usize, template: &RunTemplate) -> Floor {
                 )
                 .expect("insert event");
             for index in 0..batch {
-                let run_id = floor_id("trun", 0x01a2_0000_0000_0000, done + index);
+                let run_id = floor_id(0x01a2_0000_0000_0000, done + index);
                 insert_run
                     .execute(params![
                         run_id,
                         group_seq,
                         next_event_id,
                         template.processor,
-                        template.request,
+                        template.input,
                         template.task_spec,
                         template.max_attempts,
                         now
@@ -693,7 +696,7 @@ pub fn raw_sqlite(dir: &Path, runs: usize, template: &RunTemplate) -> Floor {
                 insert_event
                     .execute(params![
                         next_event_id,
-                        "task_run.state",
+                        "run.status",
                         group_seq,
                         run_seq,
                         0,
@@ -714,17 +717,11 @@ pub fn raw_sqlite(dir: &Path, runs: usize, template: &RunTemplate) -> Floor {
                 .execute(params![group_seq, batch as i64, now])
                 .expect("group counts");
             let total = (done + batch) as i64;
-            // Statuses with no runs are left out, as taskyard does.
-            let counts = if done == 0 {
-                format!("\"queued\":{batch}")
-            } else {
-                format!("\"queued\":{batch},\"completed\":{done}")
-            };
-            let data = group_status_json(next_event_id, total, &counts, true, now);
+            let data = group_status_json(total, batch as i64, done as i64, now);
             insert_event
                 .execute(params![
                     next_event_id,
-                    "task_group_status",
+                    "group.status",
                     group_seq,
                     Option::<i64>::None,
                     1,
@@ -757,7 +754,7 @@ pub fn raw_sqlite(dir: &Path, runs: usize, template: &RunTemplate) -> Floor {
                 insert_event
                     .execute(params![
                         next_event_id,
-                        "task_run.state",
+                        "run.status",
                         group_seq,
                         run_seq,
                         0,
@@ -803,16 +800,13 @@ pub fn raw_sqlite(dir: &Path, runs: usize, template: &RunTemplate) -> Floor {
                         template.output
                     ])
                     .expect("finish");
-                let run_id = floor_id("trun", 0x01a2_0000_0000_0000, done + offset);
+                let run_id = floor_id(0x01a2_0000_0000_0000, done + offset);
                 let run = run_json(&run_id, &group_id, &template.processor, created_at, now);
-                let data = format!(
-                    "{{\"type\":\"task_run.state\",\"event_id\":\"{next_event_id}\",\
-                     \"run\":{run},\"input\":null,\"output\":null}}"
-                );
+                let data = format!("{{\"kind\":\"run_status\",\"run\":{run}}}");
                 insert_event
                     .execute(params![
                         next_event_id,
-                        "task_run.state",
+                        "run.status",
                         group_seq,
                         run_seq,
                         1,
@@ -833,17 +827,11 @@ pub fn raw_sqlite(dir: &Path, runs: usize, template: &RunTemplate) -> Floor {
                 .expect("group counts");
             done += batch;
             if done == runs {
-                let data = group_status_json(
-                    next_event_id,
-                    runs as i64,
-                    &format!("\"completed\":{runs}"),
-                    false,
-                    now,
-                );
+                let data = group_status_json(runs as i64, 0, runs as i64, now);
                 insert_event
                     .execute(params![
                         next_event_id,
-                        "task_group_status",
+                        "group.status",
                         group_seq,
                         Option::<i64>::None,
                         1,
@@ -904,12 +892,12 @@ pub fn row_shape(path: &Path) -> RowShape {
     let mut mean_bytes = Vec::new();
     for (name, sql) in [
         ("runs.id", "SELECT avg(length(id)) FROM runs"),
-        ("runs.request", "SELECT avg(length(request)) FROM runs"),
+        ("runs.input", "SELECT avg(length(input)) FROM runs"),
         ("runs.task_spec", "SELECT avg(length(task_spec)) FROM runs"),
         ("runs.output", "SELECT avg(length(output)) FROM runs"),
         (
-            "events.data (task_run.state)",
-            "SELECT avg(length(data)) FROM events WHERE type = 'task_run.state' AND data IS NOT NULL",
+            "events.data (run.status)",
+            "SELECT avg(length(data)) FROM events WHERE type = 'run.status' AND data IS NOT NULL",
         ),
     ] {
         let mean: Option<f64> = connection
@@ -933,7 +921,7 @@ pub fn assert_same_shape(engine: &RowShape, floor: &RowShape) {
         shape
             .events_per_run
             .iter()
-            .filter(|(kind, ..)| kind != "task_group_status")
+            .filter(|(kind, ..)| kind != "group.status")
             .cloned()
             .collect()
     };

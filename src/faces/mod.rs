@@ -11,7 +11,14 @@ pub mod parallel;
 use std::sync::Arc;
 
 use crate::engine::Engine;
+use crate::model::RENDER_SLOTS_MAX;
 use crate::server::{Face, ServerConfig};
+
+/// Each face's slot in an event's kept renderings: one per face, below
+/// `RENDER_SLOTS_MAX`.
+pub const PARALLEL_RENDER_SLOT: usize = 0;
+
+const _: () = assert!(PARALLEL_RENDER_SLOT < RENDER_SLOTS_MAX);
 
 /// Every face taskyard serves, in the order their refusals are preferred
 /// for paths none of them owns (the first answers those).

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::{Processor, ProcessorError, RunContext};
-use crate::model::{FieldBasis, Output, SchemaKind};
+use crate::model::{Content, Evidence, Output, SchemaKind};
 
 /// Returns the run's input: as text for a text schema (objects as compact
 /// JSON), as an object otherwise (a string input becomes `{"text": ...}`).
@@ -14,7 +14,7 @@ pub struct EchoProcessor;
 
 impl Processor for EchoProcessor {
     fn run(&self, ctx: &RunContext<'_>) -> Result<Output, ProcessorError> {
-        let basis = |field: &str| FieldBasis {
+        let evidence = |field: &str| Evidence {
             field: field.to_string(),
             reasoning: "echoed from the input".to_string(),
             citations: Vec::new(),
@@ -26,12 +26,7 @@ impl Processor for EchoProcessor {
                     Value::String(text) => text.clone(),
                     other => other.to_string(),
                 };
-                Ok(Output::Text {
-                    content,
-                    basis: vec![basis("output")],
-                    mcp_tool_calls: None,
-                    beta_fields: None,
-                })
+                Ok(Output::text(content, vec![evidence("output")]))
             }
             kind => {
                 let content = match ctx.input {
@@ -42,17 +37,15 @@ impl Processor for EchoProcessor {
                         object
                     }
                 };
-                let basis = content.keys().map(|key| basis(key)).collect();
-                let output_schema = match kind {
+                let evidence = content.keys().map(|key| evidence(key)).collect();
+                let schema = match kind {
                     SchemaKind::Auto => Some(serde_json::json!({"type": "object"})),
                     _ => None,
                 };
-                Ok(Output::Json {
-                    content,
-                    basis,
-                    output_schema,
-                    mcp_tool_calls: None,
-                    beta_fields: None,
+                Ok(Output {
+                    content: Content::Json(content),
+                    evidence,
+                    schema,
                 })
             }
         }

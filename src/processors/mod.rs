@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use serde_json::Value;
 
-use crate::model::{EventType, JsonObject, Output, TaskSpec};
+use crate::model::{JsonObject, Output, ProgressKind, TaskSpec};
 
 pub use echo::EchoProcessor;
 pub(crate) use mock::fnv1a;
@@ -64,16 +64,12 @@ pub struct RunContext<'a> {
 /// Receives progress reports of a running run; the scheduler writes each
 /// one as a progress event when the run has events enabled.
 pub trait ProgressSink: Send + Sync {
-    /// A `task_run.progress_msg.*` message; `kind` must be one of the five
-    /// message types (spec 2.6).
-    fn message(&self, kind: EventType, message: &str);
-    /// A `task_run.progress_stats` report, `progress_meter` from 0 to 100.
-    fn stats(
-        &self,
-        progress_meter: f64,
-        sources_considered: Option<u64>,
-        sources_read: Option<u64>,
-    );
+    /// A progress message of one of the kinds every face can show.
+    fn message(&self, kind: ProgressKind, message: &str);
+    /// How far the run has come, `meter` from 0 to 100 (a value outside is
+    /// dropped), with the processor's own named counters; a face shows
+    /// those it knows (Parallel: `sources_considered`, `sources_read`).
+    fn stats(&self, meter: f64, counters: &[(&str, u64)]);
 }
 
 /// A progress sink that drops everything; for processors run outside the
@@ -81,8 +77,8 @@ pub trait ProgressSink: Send + Sync {
 pub struct NoProgress;
 
 impl ProgressSink for NoProgress {
-    fn message(&self, _kind: EventType, _message: &str) {}
-    fn stats(&self, _meter: f64, _considered: Option<u64>, _read: Option<u64>) {}
+    fn message(&self, _kind: ProgressKind, _message: &str) {}
+    fn stats(&self, _meter: f64, _counters: &[(&str, u64)]) {}
 }
 
 /// The flag a cancel raises for a running run. Waiting on it is how a

@@ -2,12 +2,15 @@
 //!
 //! Owns the SQLite file, its pragmas and migrations (`schema.sql`), the
 //! writer thread that commits every change ([`writer`]), the read pool
-//! ([`read`]) and crash recovery ([`recovery`]). It knows the model (it
-//! writes event rows in their wire form) but never the HTTP layer, the
-//! engine or the scheduler; everything above reaches SQLite through the
-//! narrow interface here, so a second backend could be one more module.
+//! ([`read`]), crash recovery ([`recovery`]) and the migrations of stored
+//! rows ([`migrate`]). It knows the model (rows are stored in the model's
+//! own form, events as the model's [`EventData`](crate::model::EventData))
+//! but never a face, the server, the engine or the scheduler; everything
+//! above reaches SQLite through the narrow interface here, so a second
+//! backend could be one more module.
 
 mod checkpoint;
+mod migrate;
 mod read;
 mod recovery;
 mod writer;
@@ -19,27 +22,18 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 use rusqlite::{Connection, OpenFlags};
 
-pub use read::{EventRow, GroupRunRow, ListFilter, ListPage};
+pub use read::{GroupRunRow, ListFilter, ListPage};
 pub use recovery::Recovered;
 pub use writer::{
-    progress_message_json, progress_stats_json, AddedRuns, ClaimedRun, CommitNotice,
-    CommittedEvent, Finish, IdempotencyRecord, NewGroup, NewRun, Once, Op, Reply, RunCancel,
-    StreamKey, Writer,
+    AddedRuns, ClaimedRun, CommitNotice, CommittedEvent, Finish, IdempotencyRecord, Keyed,
+    NewGroup, NewRun, Once, Op, Reply, RunCancel, StreamKey, Writer,
 };
 
 use crate::model::{
-    ErrorObject, Group, GroupStatus, JsonObject, Run, RunStatus, Timestamp, Warning,
+    Group, GroupStatus, JsonObject, Output, Run, RunCounts, RunError, RunStatus, Timestamp, Warning,
 };
 
-/// The schema, applied on open to a new database.
-const SCHEMA_SQL: &str = include_str!("../../schema.sql");
-
-/// Migrations after the first schema, in order; `PRAGMA user_version` is
-/// the number of the last one applied (the first schema is version 1).
-const MIGRATIONS: &[&str] = &[];
-
-/// Version a database has once every migration is applied.
-pub const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
+pub use migrate::SCHEMA_VERSION;
 
 /// What can go wrong in the store. Clone, because one failed commit is
 /// answered to every caller whose request was in it.
@@ -159,7 +153,7 @@ impl Store {
         }
         let mut connection = Connection::open(path).map_err(|e| open_error(e.to_string()))?;
         configure_write_connection(&connection, options).map_err(|e| open_error(e.to_string()))?;
-        migrate(&mut connection).map_err(|e| open_error(e.to_string()))?;
+        migrate::migrate(&mut connection).map_err(|e| open_error(e.to_string()))?;
         let recovered = recovery::recover(&mut connection)?;
         let readers = ReadPool::open(path, options)?;
         let checkpointer = checkpoint::Checkpointer::start(path, options.busy_timeout)?;
@@ -239,25 +233,6 @@ fn configure_write_connection(connection: &Connection, options: &Options) -> Res
                 row.get(0)
             })?;
     }
-    Ok(())
-}
-
-fn migrate(connection: &mut Connection) -> Result<()> {
-    let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-    if version > SCHEMA_VERSION {
-        return Err(Error::Sqlite(format!(
-            "database schema version {version} is newer than this taskyard ({SCHEMA_VERSION})"
-        )));
-    }
-    let transaction = connection.transaction()?;
-    if version == 0 {
-        transaction.execute_batch(SCHEMA_SQL)?;
-    }
-    for migration in MIGRATIONS.iter().skip((version.max(1) - 1) as usize) {
-        transaction.execute_batch(migration)?;
-    }
-    transaction.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
-    transaction.commit()?;
     Ok(())
 }
 
@@ -365,21 +340,19 @@ impl RunRow {
         })
     }
 
-    /// The run as the API shows it.
+    /// The run as the model has it.
     pub fn to_model(&self) -> Result<Run> {
         let metadata: Option<JsonObject> = parse_optional(&self.metadata)?;
-        let error: Option<ErrorObject> = parse_optional(&self.error)?;
+        let error: Option<RunError> = parse_optional(&self.error)?;
         let warnings: Option<Vec<Warning>> = parse_optional(&self.warnings)?;
         Ok(Run {
-            run_id: self.id.clone(),
-            interaction_id: self.id.clone(),
+            id: self.id.clone(),
+            group_id: self.group_id.clone(),
             status: self.status,
-            is_active: self.status.is_active(),
             processor: self.processor.clone(),
             metadata,
             error,
             warnings,
-            taskgroup_id: self.group_id.clone(),
             created_at: Timestamp(self.created_at),
             modified_at: Timestamp(self.modified_at),
         })
@@ -401,49 +374,12 @@ pub struct GroupRow {
     pub metadata: Option<String>,
     pub created_at: i64,
     pub modified_at: i64,
-    pub counts: Counts,
+    pub counts: RunCounts,
 }
 
-/// Runs of a group by status; `num_runs` is their sum.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
-    pub num_runs: i64,
-    pub queued: i64,
-    pub running: i64,
-    pub cancelling: i64,
-    pub completed: i64,
-    pub failed: i64,
-    pub cancelled: i64,
-}
-
-impl Counts {
-    pub fn is_active(&self) -> bool {
-        self.queued + self.running + self.cancelling > 0
-    }
-
-    pub fn get(&self, status: RunStatus) -> i64 {
-        match status {
-            RunStatus::Queued => self.queued,
-            RunStatus::Running => self.running,
-            RunStatus::Cancelling => self.cancelling,
-            RunStatus::Completed => self.completed,
-            RunStatus::Failed => self.failed,
-            RunStatus::Cancelled => self.cancelled,
-            RunStatus::ActionRequired => 0,
-        }
-    }
-
-    pub fn add(&mut self, status: RunStatus, delta: i64) {
-        match status {
-            RunStatus::Queued => self.queued += delta,
-            RunStatus::Running => self.running += delta,
-            RunStatus::Cancelling => self.cancelling += delta,
-            RunStatus::Completed => self.completed += delta,
-            RunStatus::Failed => self.failed += delta,
-            RunStatus::Cancelled => self.cancelled += delta,
-            RunStatus::ActionRequired => {}
-        }
-    }
+/// A stored output, read back as the model's.
+pub fn parse_output(text: &str) -> Result<Output> {
+    Ok(serde_json::from_str(text)?)
 }
 
 /// The columns [`GroupRow::from_row`] reads, in order.
@@ -458,7 +394,7 @@ impl GroupRow {
             metadata: row.get(2)?,
             created_at: row.get(3)?,
             modified_at: row.get(4)?,
-            counts: Counts {
+            counts: RunCounts {
                 num_runs: row.get(5)?,
                 queued: row.get(6)?,
                 running: row.get(7)?,
@@ -471,28 +407,18 @@ impl GroupRow {
     }
 
     pub fn status(&self) -> GroupStatus {
-        let mut counts = serde_json::Map::new();
-        for status in RunStatus::ALL {
-            let count = self.counts.get(status);
-            if count > 0 {
-                counts.insert(status.as_str().to_string(), count.into());
-            }
-        }
         GroupStatus {
-            num_task_runs: self.counts.num_runs.max(0) as u64,
-            task_run_status_counts: counts,
-            is_active: self.counts.is_active(),
-            status_message: None,
+            counts: self.counts,
             modified_at: Timestamp(self.modified_at),
         }
     }
 
     pub fn to_model(&self) -> Result<Group> {
         Ok(Group {
-            taskgroup_id: self.id.clone(),
-            status: self.status(),
-            created_at: Timestamp(self.created_at),
+            id: self.id.clone(),
             metadata: parse_optional(&self.metadata)?,
+            created_at: Timestamp(self.created_at),
+            status: self.status(),
         })
     }
 }
@@ -507,12 +433,12 @@ mod tests {
     #[test]
     fn schema_applies_to_an_in_memory_database() {
         let mut connection = Connection::open_in_memory().expect("in-memory database");
-        migrate(&mut connection).expect("schema applies");
+        migrate::migrate(&mut connection).expect("schema applies");
         let version: i64 = connection
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .expect("user_version");
         assert_eq!(version, SCHEMA_VERSION);
         // A second open of the same database applies nothing twice.
-        migrate(&mut connection).expect("migrations are idempotent");
+        migrate::migrate(&mut connection).expect("migrations are idempotent");
     }
 }

@@ -1,28 +1,25 @@
 //! Read queries, run on the pool's read-only connections.
 //!
 //! Each method is one consistent snapshot (one read transaction), so what
-//! it answers was committed together (invariant 4). Event rows come back in
-//! their stored wire form; nothing is re-serialised here.
+//! it answers was committed together (invariant 4). Event rows come back as
+//! the model's [`EventData`].
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{GroupRow, Result, RunRow, Store, GROUP_COLUMNS, RUN_COLUMNS};
-use crate::model::{EventType, RunStatus};
+use super::{Error, GroupRow, Result, RunRow, Store, GROUP_COLUMNS, RUN_COLUMNS};
+use crate::model::{EventData, RunStatus, StoredRequest, TaskSpec};
 
-/// An event row as a stream sends it.
-#[derive(Debug, Clone)]
-pub struct EventRow {
-    pub id: u64,
-    pub kind: EventType,
-    pub data: String,
-}
+/// An event row: its id and what it says.
+pub type EventRow = (u64, EventData);
 
 /// One run of the group runs stream, with what the query asked to include.
 #[derive(Debug, Clone)]
 pub struct GroupRunRow {
     pub run: RunRow,
-    /// The RunInput as given, when inputs were asked for.
-    pub request: Option<String>,
+    /// The face's document, when requests were asked for.
+    pub document: Option<String>,
+    /// The input, when requests were asked for and there is no document.
+    pub input: Option<String>,
     /// The effective task spec, when inputs were asked for and the run had
     /// none of its own (spec 2.2 choice: the group default is shown).
     pub default_task_spec: Option<String>,
@@ -80,16 +77,14 @@ fn event_rows(
             ))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(id, kind, data)| {
-            Some(EventRow {
-                id: id as u64,
-                kind: EventType::parse(&kind)?,
-                data: data?,
-            })
+    rows.into_iter()
+        .filter_map(|(id, _kind, data)| Some((id, data?)))
+        .map(|(id, data)| {
+            let data: EventData = serde_json::from_str(&data)
+                .map_err(|error| Error::Sqlite(format!("event {id} does not decode: {error}")))?;
+            Ok((id as u64, data))
         })
-        .collect())
+        .collect()
 }
 
 impl Store {
@@ -105,24 +100,38 @@ impl Store {
         })
     }
 
-    /// The run, its request as given, and its effective task spec.
-    pub fn run_request(&self, run_id: &str) -> Result<Option<(RunRow, String, String, bool)>> {
-        self.read(|connection| {
-            Ok(connection
-                .prepare_cached(&format!(
-                    "SELECT {RUN_COLUMNS}, r.request, r.task_spec, r.default_spec FROM runs r \
-                     LEFT JOIN groups g ON g.seq = r.group_seq WHERE r.id = ?1"
-                ))?
-                .query_row([run_id], |row| {
-                    Ok((
-                        RunRow::from_row(row)?,
-                        row.get(14)?,
-                        row.get(15)?,
-                        row.get(16)?,
-                    ))
-                })
-                .optional()?)
-        })
+    /// The run's request as stored: the face's document, its input and its
+    /// effective task spec.
+    pub fn run_request(&self, run_id: &str) -> Result<Option<StoredRequest>> {
+        let found: Option<(RunRow, Option<String>, String, String, bool)> =
+            self.read(|connection| {
+                Ok(connection
+                    .prepare_cached(&format!(
+                        "SELECT {RUN_COLUMNS}, r.document, r.input, r.task_spec, r.default_spec \
+                     FROM runs r LEFT JOIN groups g ON g.seq = r.group_seq WHERE r.id = ?1"
+                    ))?
+                    .query_row([run_id], |row| {
+                        Ok((
+                            RunRow::from_row(row)?,
+                            row.get(14)?,
+                            row.get(15)?,
+                            row.get(16)?,
+                            row.get(17)?,
+                        ))
+                    })
+                    .optional()?)
+            })?;
+        let Some((run, document, input, task_spec, spec_from_group)) = found else {
+            return Ok(None);
+        };
+        let task_spec: TaskSpec = serde_json::from_str(&task_spec)?;
+        Ok(Some(StoredRequest {
+            run: run.to_model()?,
+            document,
+            input: serde_json::from_str(&input)?,
+            task_spec,
+            spec_from_group,
+        }))
     }
 
     /// The run and its output JSON (set once completed).
@@ -221,7 +230,8 @@ impl Store {
             let transaction = connection.unchecked_transaction()?;
             let mut statement = transaction.prepare_cached(&format!(
                 "SELECT {RUN_COLUMNS}, \
-                 CASE WHEN ?3 THEN r.request END, \
+                 CASE WHEN ?3 THEN r.document END, \
+                 CASE WHEN ?3 AND r.document IS NULL THEN r.input END, \
                  CASE WHEN ?3 AND r.default_spec THEN r.task_spec END, \
                  CASE WHEN ?4 AND r.status = 'completed' THEN r.output END \
                  FROM runs r LEFT JOIN groups g ON g.seq = r.group_seq \
@@ -238,9 +248,10 @@ impl Store {
             while let Some(row) = rows.next()? {
                 let item = GroupRunRow {
                     run: RunRow::from_row(row)?,
-                    request: row.get(14)?,
-                    default_task_spec: row.get(15)?,
-                    output: row.get(16)?,
+                    document: row.get(14)?,
+                    input: row.get(15)?,
+                    default_task_spec: row.get(16)?,
+                    output: row.get(17)?,
                 };
                 if !each(item) {
                     break;

@@ -10,7 +10,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use super::writer::{transition, Batch, CountChanges};
 use super::{Result, RunRow, RUN_COLUMNS};
-use crate::model::{ErrorObject, RunStatus, Timestamp};
+use crate::model::{RunError, RunStatus, Timestamp};
 
 /// What recovery changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -56,7 +56,7 @@ pub(super) fn recover(connection: &mut Connection) -> Result<Recovered> {
             )?;
             recovered.cancelled += 1;
         } else if run.attempts >= run.max_attempts {
-            let error = ErrorObject::new(
+            let error = RunError::new(
                 format!(
                     "the process stopped during attempt {} of {} and no attempts are left",
                     run.attempts, run.max_attempts

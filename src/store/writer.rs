@@ -18,12 +18,11 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
-use super::{
-    Counts, Error, GroupRow, Result, RunRow, GROUP_COLUMNS, RUN_COLUMNS, RUN_COLUMNS_COUNT,
-};
+use super::{Error, GroupRow, Result, RunRow, GROUP_COLUMNS, RUN_COLUMNS, RUN_COLUMNS_COUNT};
 use crate::limits::{WRITER_BATCH_OPS_MAX, WRITER_QUEUE_MAX};
 use crate::model::{
-    to_json, ErrorObject, EventType, GroupStatusEvent, RunStateEvent, RunStatus, Timestamp, Warning,
+    to_json, Event, EventData, EventKind, ProgressKind, RunCounts as Counts, RunError, RunStatus,
+    Timestamp, Warning,
 };
 
 /// How an op's result reaches its caller: called once, after the commit.
@@ -50,13 +49,12 @@ pub struct CommitNotice {
     pub events: Vec<CommittedEvent>,
 }
 
-/// A committed group or run stream row, as stored.
+/// A committed group or run stream row, as the hub keeps it.
 #[derive(Debug, Clone)]
 pub struct CommittedEvent {
     pub id: u64,
     pub key: StreamKey,
-    pub kind: EventType,
-    pub data: std::sync::Arc<str>,
+    pub event: Event,
 }
 
 /// A group to create.
@@ -71,8 +69,10 @@ pub struct NewGroup {
 pub struct NewRun {
     pub id: String,
     pub processor: String,
-    /// The RunInput as the caller gave it.
-    pub request: String,
+    /// The run's input.
+    pub input: String,
+    /// The face's document of the request, opaque here.
+    pub document: Option<String>,
     /// The effective task spec.
     pub task_spec: String,
     /// True when `task_spec` came from the group's default.
@@ -89,7 +89,7 @@ pub struct ClaimedRun {
     pub seq: i64,
     pub id: String,
     pub processor: String,
-    pub request: String,
+    pub input: String,
     pub task_spec: String,
     pub metadata: Option<String>,
     /// This attempt's number, 1-based.
@@ -101,12 +101,12 @@ pub struct ClaimedRun {
 /// How a run attempt ended.
 #[derive(Debug, Clone)]
 pub enum Finish {
-    /// `output` is the Output's wire JSON.
+    /// `output` is the model's Output as JSON.
     Completed {
         output: String,
     },
     Failed {
-        error: ErrorObject,
+        error: RunError,
     },
     /// The cancel flag was seen, or the cancel grace ran out.
     Cancelled,
@@ -126,61 +126,67 @@ pub struct RunCancel {
 pub struct AddedRuns {
     pub run_ids: Vec<String>,
     /// The largest event id before this request's first row, if the group
-    /// had runs before (spec 6).
+    /// had runs before.
     pub cursor: Option<u64>,
     pub group: GroupRow,
 }
 
-/// The Idempotency-Key of a create (spec 10.5).
+impl AddedRuns {
+    pub fn to_model(&self) -> Result<crate::model::AddedRuns> {
+        Ok(crate::model::AddedRuns {
+            run_ids: self.run_ids.clone(),
+            cursor: self.cursor,
+            group: self.group.to_model()?,
+        })
+    }
+}
+
+/// The idempotency key of a create.
 #[derive(Debug, Clone)]
 pub struct IdempotencyRecord {
     pub key: String,
-    /// Method, path and canonical JSON body of the request.
+    /// The face's canonical form of the request.
     pub fingerprint: String,
-    /// The status the first answer had, to replay with the body.
-    pub status: u16,
 }
 
-/// The answer to a create that may carry an Idempotency-Key.
+/// A key and how the face renders the answer stored with it.
+pub struct Keyed<T> {
+    pub record: Box<IdempotencyRecord>,
+    pub answer: Box<dyn FnOnce(&T) -> String + Send>,
+}
+
+/// The answer to a create that may carry an idempotency key. Answered once
+/// per op, by value: boxing the fresh value would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Once<T> {
     /// Created now; `body` is the stored answer when a key was given, so
     /// that the first answer and every replay are the same bytes.
     Fresh { value: T, body: Option<String> },
     /// The key was seen with the same request: nothing was created.
-    Replay { status: u16, body: String },
+    Replay { body: String },
 }
 
-impl AddedRuns {
-    /// The add-runs answer (spec 2.5): both cursors are the same id.
-    pub fn to_model(&self) -> crate::model::AddRunsResponse {
-        let cursor = self.cursor.map(|id| id.to_string());
-        crate::model::AddRunsResponse {
-            run_ids: self.run_ids.clone(),
-            status: self.group.status(),
-            run_cursor: cursor.clone(),
-            event_cursor: cursor,
-        }
-    }
-}
-
-/// Every change the store can make.
+/// Every change the store can make. Ops travel by value through the
+/// writer's bounded queue; a create is the largest, and boxing it would add
+/// an allocation per op on the hot path.
+#[allow(clippy::large_enum_variant)]
 pub enum Op {
     CreateGroup {
         group: NewGroup,
-        idempotency: Option<Box<IdempotencyRecord>>,
-        reply: Reply<Once<GroupRow>>,
+        once: Option<Keyed<crate::model::Group>>,
+        reply: Reply<Once<crate::model::Group>>,
     },
     AddRuns {
         group_id: String,
         runs: Vec<NewRun>,
-        idempotency: Option<Box<IdempotencyRecord>>,
-        reply: Reply<Once<AddedRuns>>,
+        once: Option<Keyed<crate::model::AddedRuns>>,
+        reply: Reply<Once<crate::model::AddedRuns>>,
     },
     CreateRun {
         run: NewRun,
-        idempotency: Option<Box<IdempotencyRecord>>,
-        reply: Reply<Once<RunRow>>,
+        once: Option<Keyed<crate::model::Run>>,
+        reply: Reply<Once<crate::model::Run>>,
     },
     /// Moves up to `max` queued runs to `running`, oldest first, taking at
     /// most `budgets[name]` runs of each processor named there (its
@@ -211,11 +217,10 @@ pub enum Op {
         warning: Warning,
         reply: Reply<()>,
     },
-    /// Appends a progress event (run events stream).
+    /// Appends a progress or stats event (run events stream).
     Progress {
         run_seq: i64,
-        kind: EventType,
-        data: String,
+        data: EventData,
         reply: Reply<()>,
     },
     CancelRun {
@@ -260,6 +265,8 @@ impl Op {
     }
 }
 
+// Large for the reason `Op` is.
+#[allow(clippy::large_enum_variant)]
 enum Message {
     Op(Op),
     Stop,
@@ -552,31 +559,33 @@ impl Batch {
         std::mem::take(&mut self.pending).apply(transaction, self)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Appends an event row. `data`, the event's content, is stored as
+    /// the model's JSON; a row of a group or run stream also goes to the
+    /// hub with the commit notice.
     fn append_event(
         &mut self,
         transaction: &Transaction<'_>,
-        kind: &str,
-        group_seq: Option<i64>,
-        run_seq: Option<i64>,
+        kind: EventKind,
+        at: (Option<i64>, Option<i64>),
         stream: Stream,
         status: Option<RunStatus>,
-        data: impl FnOnce(u64) -> Option<String>,
+        data: Option<EventData>,
     ) -> Result<u64> {
+        let (group_seq, run_seq) = at;
         let id = self.next_event_id;
-        let data = data(id);
+        let text = data.as_ref().map(to_json);
         let mut insert = transaction.prepare_cached(
             "INSERT INTO events (id, type, group_seq, run_seq, stream, status, data, created_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?;
         insert.execute(params![
             id as i64,
-            kind,
+            kind.as_str(),
             group_seq,
             run_seq,
             stream as i64,
             status.map(RunStatus::as_str),
-            data,
+            text,
             self.now
         ])?;
         // Paired with the stream's check that each id it sends exceeds its
@@ -594,12 +603,11 @@ impl Batch {
         };
         if let Some(key) = key {
             self.keys.push(key);
-            if let (Some(kind), Some(data)) = (EventType::parse(kind), data) {
+            if let Some(data) = data {
                 self.events.push(CommittedEvent {
                     id,
                     key,
-                    kind,
-                    data: data.into(),
+                    event: Event::new(Some(id), data),
                 });
             }
         }
@@ -612,47 +620,27 @@ impl Batch {
 /// the completion that answers its caller.
 fn apply(transaction: &Transaction<'_>, batch: &mut Batch, op: Op) -> (Option<Error>, Completion) {
     match op {
-        Op::CreateGroup {
-            group,
-            idempotency,
-            reply,
-        } => done(
-            once(
-                transaction,
-                batch,
-                idempotency,
-                |transaction, batch| create_group(transaction, batch, group),
-                |row| Ok(to_json(&row.to_model()?)),
-            ),
+        Op::CreateGroup { group, once, reply } => done(
+            keyed(transaction, batch, once, |transaction, batch| {
+                create_group(transaction, batch, group)?.to_model()
+            }),
             reply,
         ),
         Op::AddRuns {
             group_id,
             runs,
-            idempotency,
+            once,
             reply,
         } => done(
-            once(
-                transaction,
-                batch,
-                idempotency,
-                |transaction, batch| add_runs(transaction, batch, &group_id, runs),
-                |added| Ok(to_json(&added.to_model())),
-            ),
+            keyed(transaction, batch, once, |transaction, batch| {
+                add_runs(transaction, batch, &group_id, runs)?.to_model()
+            }),
             reply,
         ),
-        Op::CreateRun {
-            run,
-            idempotency,
-            reply,
-        } => done(
-            once(
-                transaction,
-                batch,
-                idempotency,
-                |transaction, batch| create_run(transaction, batch, run),
-                |row| Ok(to_json(&row.to_model()?)),
-            ),
+        Op::CreateRun { run, once, reply } => done(
+            keyed(transaction, batch, once, |transaction, batch| {
+                create_run(transaction, batch, run)?.to_model()
+            }),
             reply,
         ),
         Op::Claim {
@@ -677,10 +665,9 @@ fn apply(transaction: &Transaction<'_>, batch: &mut Batch, op: Op) -> (Option<Er
         } => done(start_attempt(transaction, batch, run_seq, attempt), reply),
         Op::Progress {
             run_seq,
-            kind,
             data,
             reply,
-        } => done(progress(transaction, batch, run_seq, kind, data), reply),
+        } => done(progress(transaction, batch, run_seq, data), reply),
         Op::CancelRun { run_id, reply } => done(cancel_run(transaction, batch, &run_id), reply),
         Op::CancelGroup { group_id, reply } => {
             done(cancel_group(transaction, batch, &group_id), reply)
@@ -699,48 +686,40 @@ fn done<T: Send + 'static>(result: Result<T>, reply: Reply<T>) -> (Option<Error>
     (failure, completion)
 }
 
-/// Runs a create at most once per Idempotency-Key: a key seen with the
+/// Runs a create at most once per idempotency key: a key seen with the
 /// same fingerprint replays the stored answer, with another fingerprint it
-/// is a conflict; a new key is stored with the answer in this transaction.
-fn once<T>(
+/// is a conflict; a new key is stored with the face's answer in this
+/// transaction.
+fn keyed<T>(
     transaction: &Transaction<'_>,
     batch: &mut Batch,
-    idempotency: Option<Box<IdempotencyRecord>>,
+    once: Option<Keyed<T>>,
     work: impl FnOnce(&Transaction<'_>, &mut Batch) -> Result<T>,
-    render: impl FnOnce(&T) -> Result<String>,
 ) -> Result<Once<T>> {
-    let Some(record) = idempotency else {
+    let Some(Keyed { record, answer }) = once else {
         return Ok(Once::Fresh {
             value: work(transaction, batch)?,
             body: None,
         });
     };
-    let seen: Option<(String, u16, String)> = transaction
-        .prepare_cached("SELECT fingerprint, status, body FROM idempotency_keys WHERE key = ?1")?
-        .query_row([&record.key], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-        })
+    let seen: Option<(String, String)> = transaction
+        .prepare_cached("SELECT fingerprint, body FROM idempotency_keys WHERE key = ?1")?
+        .query_row([&record.key], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
-    if let Some((fingerprint, status, body)) = seen {
+    if let Some((fingerprint, body)) = seen {
         if fingerprint != record.fingerprint {
             return Err(Error::IdempotencyConflict);
         }
-        return Ok(Once::Replay { status, body });
+        return Ok(Once::Replay { body });
     }
     let value = work(transaction, batch)?;
-    let body = render(&value)?;
+    let body = answer(&value);
     transaction
         .prepare_cached(
-            "INSERT INTO idempotency_keys (key, fingerprint, status, body, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO idempotency_keys (key, fingerprint, body, created_at) \
+             VALUES (?1, ?2, ?3, ?4)",
         )?
-        .execute(params![
-            record.key,
-            record.fingerprint,
-            record.status,
-            body,
-            batch.now
-        ])?;
+        .execute(params![record.key, record.fingerprint, body, batch.now])?;
     Ok(Once::Fresh {
         value,
         body: Some(body),
@@ -777,16 +756,18 @@ fn insert_run(
     let cursor = batch.next_event_id as i64;
     transaction
         .prepare_cached(
-            "INSERT INTO runs (id, group_seq, cursor, status, processor, request, task_spec, \
-             default_spec, metadata, enable_events, max_attempts, warnings, created_at, \
-             modified_at) VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+            "INSERT INTO runs (id, group_seq, cursor, status, processor, input, document, \
+             task_spec, default_spec, metadata, enable_events, max_attempts, warnings, \
+             created_at, modified_at) \
+             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)",
         )?
         .execute(params![
             run.id,
             group_seq,
             cursor,
             run.processor,
-            run.request,
+            run.input,
+            run.document,
             run.task_spec,
             run.default_spec,
             run.metadata,
@@ -798,12 +779,11 @@ fn insert_run(
     let run_seq = transaction.last_insert_rowid();
     let id = batch.append_event(
         transaction,
-        EventType::RunState.as_str(),
-        group_seq,
-        Some(run_seq),
+        EventKind::RunStatus,
+        (group_seq, Some(run_seq)),
         Stream::History,
         Some(RunStatus::Queued),
-        |_| None,
+        None,
     )?;
     debug_assert_eq!(id as i64, cursor);
     Ok((run_seq, cursor))
@@ -906,18 +886,11 @@ fn apply_counts(
         let status = group.status();
         batch.append_event(
             transaction,
-            EventType::GroupStatus.as_str(),
-            Some(group_seq),
-            None,
+            EventKind::GroupStatus,
+            (Some(group_seq), None),
             Stream::Group,
             None,
-            |id| {
-                Some(to_json(&GroupStatusEvent {
-                    kind: EventType::GroupStatus.as_str(),
-                    event_id: id.to_string(),
-                    status: &status,
-                }))
-            },
+            Some(EventData::GroupStatus { status }),
         )?;
     }
     Ok(group)
@@ -975,7 +948,7 @@ fn claim(
         .map(|(name, _)| name)
         .collect();
     let mut sql = String::from(
-        "SELECT seq, id, processor, request, task_spec, metadata, attempts, max_attempts, \
+        "SELECT seq, id, processor, input, task_spec, metadata, attempts, max_attempts, \
          enable_events, group_seq FROM runs WHERE status = 'queued'",
     );
     if !exclude.is_empty() {
@@ -1000,7 +973,7 @@ fn claim(
                     seq: row.get(0)?,
                     id: row.get(1)?,
                     processor: row.get(2)?,
-                    request: row.get(3)?,
+                    input: row.get(3)?,
                     task_spec: row.get(4)?,
                     metadata: row.get(5)?,
                     attempt: row.get::<_, u32>(6)? + 1,
@@ -1029,25 +1002,19 @@ fn claim(
         update.execute(params![run.seq, run.attempt, batch.now])?;
         batch.append_event(
             transaction,
-            EventType::RunState.as_str(),
-            group_seq,
-            Some(run.seq),
+            EventKind::RunStatus,
+            (group_seq, Some(run.seq)),
             Stream::History,
             Some(RunStatus::Running),
-            |_| None,
+            None,
         )?;
         if run.enable_events {
-            // Spec 4.3 choice: an exec_status message when an attempt starts.
-            let message = format!("attempt {} of {} started", run.attempt, run.max_attempts);
-            let data = progress_message_json(EventType::ProgressExecStatus, &message, batch.now);
-            batch.append_event(
+            attempt_started(
                 transaction,
-                EventType::ProgressExecStatus.as_str(),
-                group_seq,
-                Some(run.seq),
-                Stream::Run,
-                None,
-                |_| Some(data),
+                batch,
+                (group_seq, run.seq),
+                run.attempt,
+                run.max_attempts,
             )?;
         }
         changes.moved(group_seq, RunStatus::Queued, RunStatus::Running);
@@ -1057,32 +1024,28 @@ fn claim(
     Ok(claimed)
 }
 
-/// The wire JSON of a `task_run.progress_msg.*` event.
-pub fn progress_message_json(kind: EventType, message: &str, at_micros: i64) -> String {
-    serde_json::json!({
-        "type": kind.as_str(),
-        "message": message,
-        "timestamp": Timestamp(at_micros),
-    })
-    .to_string()
-}
-
-/// The wire JSON of a `task_run.progress_stats` event.
-pub fn progress_stats_json(
-    progress_meter: f64,
-    sources_considered: Option<u64>,
-    sources_read: Option<u64>,
-) -> String {
-    serde_json::json!({
-        "type": EventType::ProgressStats.as_str(),
-        "progress_meter": progress_meter,
-        "source_stats": {
-            "num_sources_considered": sources_considered,
-            "num_sources_read": sources_read,
-            "sources_read_sample": null,
-        },
-    })
-    .to_string()
+/// An exec_status message when an attempt starts, so that a follower of
+/// the run sees retries (Parallel's spec 4.3 choice, kept for every face).
+fn attempt_started(
+    transaction: &Transaction<'_>,
+    batch: &mut Batch,
+    (group_seq, run_seq): (Option<i64>, i64),
+    attempt: u32,
+    max_attempts: u32,
+) -> Result<u64> {
+    let data = EventData::Progress {
+        progress: ProgressKind::ExecStatus,
+        message: format!("attempt {attempt} of {max_attempts} started"),
+        at: Timestamp(batch.now),
+    };
+    batch.append_event(
+        transaction,
+        EventKind::Progress,
+        (group_seq, Some(run_seq)),
+        Stream::Run,
+        None,
+        Some(data),
+    )
 }
 
 fn run_by_seq(transaction: &Transaction<'_>, run_seq: i64) -> Result<RunRow> {
@@ -1120,7 +1083,7 @@ pub(super) fn transition(
     batch: &mut Batch,
     run: &mut RunRow,
     to: RunStatus,
-    error: Option<&ErrorObject>,
+    error: Option<&RunError>,
     output: Option<&str>,
     changes: &mut CountChanges,
 ) -> Result<()> {
@@ -1146,24 +1109,25 @@ pub(super) fn transition(
         };
         batch.append_event(
             transaction,
-            EventType::RunState.as_str(),
-            run.group_seq,
-            Some(run.seq),
+            EventKind::RunStatus,
+            (run.group_seq, Some(run.seq)),
             stream,
             Some(to),
-            |id| Some(to_json(&RunStateEvent::new(Some(id), &model, None, None))),
+            Some(EventData::RunStatus {
+                run: model,
+                output: None,
+            }),
         )?;
         // wait_for_result and run streams wait on this key.
         batch.keys.push(StreamKey::Run(run.seq));
     } else {
         batch.append_event(
             transaction,
-            EventType::RunState.as_str(),
-            run.group_seq,
-            Some(run.seq),
+            EventKind::RunStatus,
+            (run.group_seq, Some(run.seq)),
             Stream::History,
             Some(to),
-            |_| None,
+            None,
         )?;
     }
     changes.moved(run.group_seq, from, to);
@@ -1198,16 +1162,18 @@ fn finish_run(
     match (run.status, finish) {
         (RunStatus::Running, Finish::Completed { output }) => {
             if enable_events {
-                // Spec 4.3 choice: progress_stats at 100 on completion.
-                let data = progress_stats_json(100.0, None, None);
+                // Stats at 100 on completion (Parallel's spec 4.3 choice,
+                // kept for every face).
                 batch.append_event(
                     transaction,
-                    EventType::ProgressStats.as_str(),
-                    run.group_seq,
-                    Some(run.seq),
+                    EventKind::Stats,
+                    (run.group_seq, Some(run.seq)),
                     Stream::Run,
                     None,
-                    |_| Some(data),
+                    Some(EventData::Stats {
+                        meter: 100.0,
+                        counters: Default::default(),
+                    }),
                 )?;
             }
             let output = Some(output.as_str());
@@ -1288,16 +1254,12 @@ fn start_attempt(
         .prepare_cached("UPDATE runs SET attempts = ?2 WHERE seq = ?1")?
         .execute(params![run_seq, attempt])?;
     if enable_events {
-        let message = format!("attempt {attempt} of {max_attempts} started");
-        let data = progress_message_json(EventType::ProgressExecStatus, &message, batch.now);
-        batch.append_event(
+        attempt_started(
             transaction,
-            EventType::ProgressExecStatus.as_str(),
-            group_seq,
-            Some(run_seq),
-            Stream::Run,
-            None,
-            |_| Some(data),
+            batch,
+            (group_seq, run_seq),
+            attempt,
+            max_attempts,
         )?;
     }
     Ok(status)
@@ -1322,21 +1284,23 @@ fn progress(
     transaction: &Transaction<'_>,
     batch: &mut Batch,
     run_seq: i64,
-    kind: EventType,
-    data: String,
+    data: EventData,
 ) -> Result<()> {
     let run = run_by_seq(transaction, run_seq)?;
     if !run.status.is_active() {
         return Ok(());
     }
+    let kind = match data {
+        EventData::Stats { .. } => EventKind::Stats,
+        _ => EventKind::Progress,
+    };
     batch.append_event(
         transaction,
-        kind.as_str(),
-        run.group_seq,
-        Some(run_seq),
+        kind,
+        (run.group_seq, Some(run_seq)),
         Stream::Run,
         None,
-        |_| Some(data),
+        Some(data),
     )?;
     Ok(())
 }

@@ -12,8 +12,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use taskyard::faces::parallel::Api;
 use taskyard::server::{Server, ServerConfig};
-use taskyard::Engine;
 
 use crate::support::{open, TestDir};
 
@@ -26,7 +26,8 @@ pub const ANSWER_WAIT_MAX: Duration = Duration::from_secs(15);
 pub struct TestServer {
     /// The database's directory when the server made its own.
     pub dir: Option<TestDir>,
-    pub engine: Engine,
+    /// The server's engine, seen through Parallel's wire types.
+    pub engine: Api,
     pub addr: SocketAddr,
     server: Option<Server>,
 }
@@ -46,7 +47,7 @@ impl TestServer {
             ..ServerConfig::default()
         };
         change(&mut config);
-        let server = Server::start(engine.clone(), config).expect("server starts");
+        let server = Server::start(engine.engine().clone(), config).expect("server starts");
         let addr = server.local_addr();
         TestServer {
             dir: Some(dir),
@@ -58,13 +59,13 @@ impl TestServer {
 
     /// A server on an engine of the caller's, on a database the caller
     /// keeps (to reopen it, or to look inside).
-    pub fn start_on_engine(engine: Engine, change: impl FnOnce(&mut ServerConfig)) -> TestServer {
+    pub fn start_on_engine(engine: Api, change: impl FnOnce(&mut ServerConfig)) -> TestServer {
         let mut config = ServerConfig {
             addr: "127.0.0.1:0".into(),
             ..ServerConfig::default()
         };
         change(&mut config);
-        let server = Server::start(engine.clone(), config).expect("server starts");
+        let server = Server::start(engine.engine().clone(), config).expect("server starts");
         let addr = server.local_addr();
         TestServer {
             dir: None,

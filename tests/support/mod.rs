@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use taskyard::{Config, Engine, Event, RunInput, StreamKind, TaskSpec};
+use taskyard::faces::parallel::wire::{engine_id, Event, RunInput, GROUP_ID_PREFIX};
+use taskyard::faces::parallel::Api;
+use taskyard::{Config, Engine, StreamKind, TaskSpec};
 
 /// A temporary directory that lives as long as the test holds it.
 pub struct TestDir {
@@ -26,12 +28,14 @@ impl TestDir {
     }
 }
 
-pub fn open(dir: &TestDir) -> Engine {
-    Engine::open(dir.db(), Config::default()).expect("engine opens")
+/// An engine on the directory's database, seen through Parallel's wire
+/// types (the `Api` derefs to the engine for everything else).
+pub fn open(dir: &TestDir) -> Api {
+    open_with(dir, Config::default())
 }
 
-pub fn open_with(dir: &TestDir, config: Config) -> Engine {
-    Engine::open(dir.db(), config).expect("engine opens")
+pub fn open_with(dir: &TestDir, config: Config) -> Api {
+    Api::new(Engine::open(dir.db(), config).expect("engine opens"))
 }
 
 /// Polls `condition` until it holds; panics with `label` after `deadline`.
@@ -74,7 +78,7 @@ pub fn sqlite(dir: &TestDir) -> rusqlite::Connection {
 
 /// Every event of a group's events stream after `after`, to its end (the
 /// group inactive); panics if the stream fails or outlives a minute.
-pub fn drain_group(engine: &Engine, group_id: &str, after: u64) -> Vec<Event> {
+pub fn drain_group(engine: &Api, group_id: &str, after: u64) -> Vec<Event> {
     engine
         .subscribe(
             StreamKind::GroupEvents(group_id.to_string()),
@@ -117,21 +121,48 @@ pub fn start_line_addr(line: &str) -> Option<&str> {
         .and_then(|rest| rest.split_whitespace().next())
 }
 
-/// A group's events stream as stored, in id order: (id, type, data).
+/// A group's events stream as stored, in id order, rendered as Parallel's
+/// face renders it: (id, type, data). `group_id` is the wire id.
 pub fn stored_group_stream(dir: &TestDir, group_id: &str) -> Vec<(u64, String, String)> {
     let db = sqlite(dir);
     let mut statement = db
         .prepare(
-            "SELECT e.id, e.type, e.data FROM events e JOIN groups g ON g.seq = e.group_seq \
+            "SELECT e.id, e.data FROM events e JOIN groups g ON g.seq = e.group_seq \
              WHERE g.id = ?1 AND e.stream = 1 ORDER BY e.id",
         )
         .expect("query");
-    let rows = statement
-        .query_map([group_id], |row| {
-            Ok((row.get::<_, i64>(0)? as u64, row.get(1)?, row.get(2)?))
-        })
+    let id = engine_id(GROUP_ID_PREFIX, group_id).expect("a group id");
+    let rows: Vec<(u64, String)> = statement
+        .query_map([id], |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?)))
         .expect("rows")
         .collect::<Result<Vec<_>, _>>()
         .expect("rows read");
-    rows
+    rows.into_iter()
+        .map(|(id, data)| {
+            let data: taskyard::model::EventData =
+                serde_json::from_str(&data).expect("a stored event");
+            let event = taskyard::faces::parallel::render::to_wire(&taskyard::model::Event::new(
+                Some(id),
+                data,
+            ));
+            (id, event.kind.as_str().to_string(), event.data)
+        })
+        .collect()
+}
+
+/// The id the database stores for a wire id (`trun_…`, `tgrp_…`): the
+/// engine's own, without the face's prefix (issue 11).
+pub fn stored_id(wire: &str) -> String {
+    ["trun_", "tgrp_"]
+        .iter()
+        .find_map(|prefix| wire.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("{wire} is not a wire id"))
+        .to_string()
+}
+
+/// A stored event row's data rendered as Parallel's face sends it, to
+/// compare with what a subscriber received.
+pub fn rendered_event_data(id: u64, stored: &str) -> String {
+    let data: taskyard::model::EventData = serde_json::from_str(stored).expect("a stored event");
+    taskyard::faces::parallel::render::to_wire(&taskyard::model::Event::new(Some(id), data)).data
 }

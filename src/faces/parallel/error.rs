@@ -9,10 +9,11 @@
 use serde_json::{json, Value};
 
 use crate::engine;
+use crate::model::field_error::summarize;
 use crate::model::new_ref_id;
+use crate::model::{FieldError, FieldErrorKind, Loc};
 use crate::server::{Refusal, Reply};
 use crate::store;
-use crate::validate::{self, FieldError, FieldErrorKind, Loc};
 
 /// An HTTP error answer, ready to be written.
 #[derive(Debug, Clone)]
@@ -60,8 +61,7 @@ impl ApiError {
         let status = if only_processors { 403 } else { status };
         let items: Vec<Value> = errors.iter().map(FieldError::to_json).collect();
         // Locations already start with `body`, `query` or `header`.
-        ApiError::new(status, validate::summarize(&errors, ""))
-            .with_detail(json!({ "errors": items }))
+        ApiError::new(status, summarize(&errors, "")).with_detail(json!({ "errors": items }))
     }
 
     /// A single problem with a query parameter.

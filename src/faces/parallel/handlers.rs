@@ -8,19 +8,21 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::api::{engine_stream, ListQuery};
 use super::error::ApiError;
-use super::query::{parse_cursor, Query};
-use super::routes::Route;
-use super::{Parallel, OPENAPI_JSON};
-use crate::engine::{Created, GroupRunsQuery, Idempotency, ListQuery, StreamKind};
-use crate::limits::{
+use super::limits::{
     GROUP_EVENTS_TIMEOUT_S_MAX, RESULT_TIMEOUT_S_DEFAULT, RESULT_TIMEOUT_S_MAX,
     RUN_EVENTS_STREAM_S_MAX,
 };
-use crate::model::{to_json, RunInput};
+use super::parse;
+use super::query::{parse_cursor, Query};
+use super::routes::Route;
+use super::wire::RunInput;
+use super::{Parallel, OPENAPI_JSON};
+use crate::engine::{Created, GroupRunsQuery, Idempotency, StreamKind};
+use crate::model::{to_json, FieldError, Loc};
 use crate::processors::ProcessorConfig;
 use crate::server::{sse, Reply, Request};
-use crate::validate::{self, FieldError, Loc};
 
 /// What a handler may read of its request.
 struct Context<'r, 'a> {
@@ -52,11 +54,7 @@ fn settled(result: Result<Reply, ApiError>) -> Reply {
 
 /// The request's Idempotency-Key (spec 10.5), checked: 1 to 255 printable
 /// ASCII characters, else a 400.
-fn idempotency(
-    context: &Context<'_, '_>,
-    body: &Value,
-    status: u16,
-) -> Result<Option<Idempotency>, ApiError> {
+fn idempotency(context: &Context<'_, '_>, body: &Value) -> Result<Option<Idempotency>, ApiError> {
     let Some(key) = context.request.header("idempotency-key") else {
         return Ok(None);
     };
@@ -81,11 +79,7 @@ fn idempotency(
         path.trim_end_matches('/')
     );
     canonical_json(body, &mut fingerprint);
-    Ok(Some(Idempotency {
-        key,
-        fingerprint,
-        status,
-    }))
+    Ok(Some(Idempotency { key, fingerprint }))
 }
 
 /// Writes `value` with object keys sorted and no spaces, so that two
@@ -125,7 +119,7 @@ fn canonical_json(value: &Value, out: &mut String) {
 fn created_reply<T>(created: Created<T>, status: u16) -> Result<Reply, ApiError> {
     match created {
         Created::Fresh { body, .. } => Ok(Reply::Json(status, body, Vec::new())),
-        Created::Replayed { status, body } => Ok(Reply::Json(
+        Created::Replayed { body } => Ok(Reply::Json(
             status,
             body,
             vec![("Idempotent-Replayed", "true".to_string())],
@@ -140,7 +134,7 @@ fn json_reply<T: Serialize>(status: u16, value: &T) -> Result<Reply, ApiError> {
 /// Parses a body that must be JSON: empty, not JSON or too deep is a 400.
 fn body_json(context: &mut Context<'_, '_>) -> Result<Value, ApiError> {
     let body = context.request.body().map_err(ApiError::from)?;
-    validate::parse_json_body(&body).map_err(|error| ApiError::bad_request(vec![error]))
+    parse::parse_json_body(&body).map_err(|error| ApiError::bad_request(vec![error]))
 }
 
 /// Validation problems of a parsed body: 422 (403 when only processors).
@@ -188,7 +182,7 @@ fn last_event_id(context: &Context<'_, '_>) -> Result<u64, ApiError> {
 }
 
 /// Looks up the id of a route that takes a body, before the body is read.
-fn precheck(engine: &crate::engine::Engine, route: &Route) -> Result<(), ApiError> {
+fn precheck(engine: &super::Api, route: &Route) -> Result<(), ApiError> {
     match route {
         Route::AddRuns(group_id) | Route::CancelGroup(group_id) => {
             engine.get_group(group_id)?;
@@ -202,15 +196,15 @@ fn precheck(engine: &crate::engine::Engine, route: &Route) -> Result<(), ApiErro
 }
 
 fn dispatch(context: &mut Context<'_, '_>, route: Route) -> Result<Reply, ApiError> {
-    let engine = context.face.engine.clone();
-    let engine = &engine;
+    let api = context.face.api.clone();
+    let engine = &api;
     // Spec 1.6 order: an unknown id (404) before a body over the limit (413).
     precheck(engine, &route)?;
     match route {
         Route::CreateRun => {
             let body = body_json(context)?;
-            let key = idempotency(context, &body, 202)?;
-            let (input, errors) = validate::parse_run_input_lenient(&body).map_err(invalid)?;
+            let key = idempotency(context, &body)?;
+            let (input, errors) = parse::parse_run_input_lenient(&body).map_err(invalid)?;
             if !errors.is_empty() {
                 // Report the semantic problems of what did parse as well.
                 let mut errors = errors;
@@ -237,7 +231,7 @@ fn dispatch(context: &mut Context<'_, '_>, route: Route) -> Result<Reply, ApiErr
             if timeout.is_zero() {
                 return json_reply(200, &engine.wait_for_result(&run_id, timeout)?);
             }
-            let engine = engine.clone();
+            let engine = api.clone();
             Ok(Reply::Wait(Box::new(move || {
                 settled(
                     engine
@@ -249,14 +243,15 @@ fn dispatch(context: &mut Context<'_, '_>, route: Route) -> Result<Reply, ApiErr
         }
         Route::RunEvents(run_id) => {
             engine.get_run(&run_id)?;
-            let engine = engine.clone();
+            let stream = engine_stream(StreamKind::RunEvents(run_id))?;
+            let engine = api.engine().clone();
             let render = context.face.render.clone();
             Ok(Reply::Stream(
                 "run_events",
                 Box::new(move |out| {
                     sse::follow(
                         &engine,
-                        StreamKind::RunEvents(run_id),
+                        stream,
                         0,
                         Duration::from_secs(RUN_EVENTS_STREAM_S_MAX),
                         render,
@@ -268,8 +263,8 @@ fn dispatch(context: &mut Context<'_, '_>, route: Route) -> Result<Reply, ApiErr
         Route::CancelRun(run_id) => json_reply(200, &engine.cancel_run(&run_id)?),
         Route::CreateGroup => {
             let body = body_json(context)?;
-            let key = idempotency(context, &body, 200)?;
-            let metadata = validate::parse_group_create(&body).map_err(invalid)?;
+            let key = idempotency(context, &body)?;
+            let metadata = parse::parse_group_create(&body).map_err(invalid)?;
             match key {
                 Some(key) => created_reply(engine.create_group_idempotent(metadata, key)?, 200),
                 None => json_reply(200, &engine.create_group(metadata)?),
@@ -282,9 +277,9 @@ fn dispatch(context: &mut Context<'_, '_>, route: Route) -> Result<Reply, ApiErr
             // status, but a bad value is still a bad request.
             context.query.bool("refresh_status")?;
             let body = body_json(context)?;
-            let key = idempotency(context, &body, 200)?;
+            let key = idempotency(context, &body)?;
             let (request, positions, errors) =
-                validate::parse_add_runs_lenient(&body).map_err(invalid)?;
+                parse::parse_add_runs_lenient(&body).map_err(invalid)?;
             if !errors.is_empty() {
                 let mut errors = errors;
                 errors.extend(engine.check_add_runs(&request, &positions));
@@ -304,20 +299,12 @@ fn dispatch(context: &mut Context<'_, '_>, route: Route) -> Result<Reply, ApiErr
                 .query
                 .seconds("timeout", GROUP_EVENTS_TIMEOUT_S_MAX)?
                 .unwrap_or(Duration::from_secs(GROUP_EVENTS_TIMEOUT_S_MAX));
-            let engine = engine.clone();
+            let stream = engine_stream(StreamKind::GroupEvents(group_id))?;
+            let engine = api.engine().clone();
             let render = context.face.render.clone();
             Ok(Reply::Stream(
                 "group_events",
-                Box::new(move |out| {
-                    sse::follow(
-                        &engine,
-                        StreamKind::GroupEvents(group_id),
-                        after,
-                        lifetime,
-                        render,
-                        out,
-                    )
-                }),
+                Box::new(move |out| sse::follow(&engine, stream, after, lifetime, render, out)),
             ))
         }
         Route::GroupRuns(group_id) => {
@@ -325,16 +312,18 @@ fn dispatch(context: &mut Context<'_, '_>, route: Route) -> Result<Reply, ApiErr
             let query = GroupRunsQuery {
                 after: last_event_id(context)?,
                 status: context.query.status("status")?,
-                include_input: context.query.bool("include_input")?.unwrap_or(false),
+                include_request: context.query.bool("include_input")?.unwrap_or(false),
                 include_output: context.query.bool("include_output")?.unwrap_or(false),
             };
-            let engine = engine.clone();
+            let api = api.clone();
             let render = context.face.render.clone();
             Ok(Reply::Stream(
                 "group_runs",
                 Box::new(move |out| {
                     sse::snapshot(render, out, |each| {
-                        engine.group_runs(&group_id, &query, each)
+                        api.group_runs(&group_id, &query, |event| {
+                            each(event.kind.as_str(), &event.data)
+                        })
                     })
                 }),
             ))

@@ -6,33 +6,38 @@
 //! else: no SQL, no scheduling. The wire contract is
 //! `../shared/spec/parallel-task-api.md`.
 
+mod api;
 mod error;
 mod handlers;
+pub mod limits;
+pub mod parse;
 mod query;
-mod render;
+pub mod render;
 mod routes;
+pub mod wire;
 
 use std::sync::Arc;
 
 use crate::engine::Engine;
 use crate::server::{sse::Render, Face, Refusal, Reply, Routes};
 
+pub use api::{Api, Events, ListQuery, Page};
 pub use error::ApiError;
 pub use routes::Route;
 
 /// The OpenAPI 3.1 document of everything served (spec 10.8).
 pub const OPENAPI_JSON: &str = include_str!("openapi.json");
 
-/// The face: the engine it answers from, and its event rendering.
+/// The face: the API it answers from, and its event rendering.
 pub struct Parallel {
-    engine: Engine,
+    api: Api,
     render: Arc<dyn Render>,
 }
 
 impl Parallel {
     pub fn new(engine: Engine) -> Arc<Parallel> {
         Arc::new(Parallel {
-            engine,
+            api: Api::new(engine),
             render: Arc::new(render::ParallelEvents),
         })
     }

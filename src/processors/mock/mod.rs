@@ -29,7 +29,7 @@ use serde_json::Value;
 
 use super::{Processor, ProcessorError, RunContext};
 use crate::limits::JSON_DEPTH_MAX;
-use crate::model::{JsonObject, Output, SchemaKind, TaskSpec};
+use crate::model::{Content, JsonObject, Output, SchemaKind, TaskSpec};
 use generate::{Checks, Generator};
 use prose::{auto_content, basis_of, field_basis, text_content};
 
@@ -98,32 +98,21 @@ pub fn mock_output(processor: &str, input: &Value, task_spec: &TaskSpec) -> Outp
     match SchemaKind::of(&task_spec.output_schema) {
         SchemaKind::Json(schema) => {
             let content = json_content(schema, input, seed);
-            Output::Json {
-                basis: basis_of(&content, seed),
-                content,
-                output_schema: None,
-                mcp_tool_calls: None,
-                beta_fields: None,
-            }
+            let evidence = basis_of(&content, seed);
+            Output::json(content, evidence)
         }
         SchemaKind::Text(description) => {
             let content = text_content(processor, input, description, seed);
-            let basis = vec![field_basis(seed, "output", &Value::String(content.clone()))];
-            Output::Text {
-                content,
-                basis,
-                mcp_tool_calls: None,
-                beta_fields: None,
-            }
+            let evidence = vec![field_basis(seed, "output", &Value::String(content.clone()))];
+            Output::text(content, evidence)
         }
         SchemaKind::Auto => {
             let (content, schema) = auto_content(input, seed);
-            Output::Json {
-                basis: basis_of(&content, seed),
-                content,
-                output_schema: Some(schema),
-                mcp_tool_calls: None,
-                beta_fields: None,
+            let evidence = basis_of(&content, seed);
+            Output {
+                content: Content::Json(content),
+                evidence,
+                schema: Some(schema),
             }
         }
     }
@@ -238,9 +227,9 @@ mod tests {
     }
 
     fn content(output: Output) -> JsonObject {
-        match output {
-            Output::Json { content, .. } => content,
-            Output::Text { .. } => panic!("expected json output"),
+        match output.content {
+            Content::Json(content) => content,
+            Content::Text(_) => panic!("expected json output"),
         }
     }
 

@@ -8,13 +8,13 @@
 use serde_json::{json, Value};
 
 use super::{fnv1a, into_object};
-use crate::model::{Citation, FieldBasis, JsonObject};
+use crate::model::{Citation, Evidence, JsonObject};
 
 const CONFIDENCE: [&str; 3] = ["low", "medium", "high"];
 
 /// Why each top-level value is what it is (spec 2.4): one entry per key in
 /// content order, and `key.N` entries right after an array-valued key.
-pub(super) fn basis_of(content: &JsonObject, seed: u64) -> Vec<FieldBasis> {
+pub(super) fn basis_of(content: &JsonObject, seed: u64) -> Vec<Evidence> {
     let mut basis = Vec::new();
     for (key, value) in content {
         basis.push(field_basis(seed, key, value));
@@ -27,7 +27,7 @@ pub(super) fn basis_of(content: &JsonObject, seed: u64) -> Vec<FieldBasis> {
     basis
 }
 
-pub(super) fn field_basis(seed: u64, field: &str, value: &Value) -> FieldBasis {
+pub(super) fn field_basis(seed: u64, field: &str, value: &Value) -> Evidence {
     let hash = fnv1a(&[&seed.to_le_bytes(), b"basis", field.as_bytes()]);
     let shown = shorten(&display(value), 60);
     let citations = (0..1 + (hash & 1))
@@ -40,7 +40,7 @@ pub(super) fn field_basis(seed: u64, field: &str, value: &Value) -> FieldBasis {
             }
         })
         .collect();
-    FieldBasis {
+    Evidence {
         field: field.to_string(),
         reasoning: format!(
             "The mock processor derived {field} = {shown} from the input and the task spec."

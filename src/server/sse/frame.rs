@@ -53,6 +53,16 @@ impl Chunk {
         self.bytes.extend_from_slice(b"\n\n");
     }
 
+    /// Queues a frame already made (a rendering kept with its event).
+    pub fn framed_event(&mut self, frame: &[u8]) {
+        self.bytes.extend_from_slice(frame);
+    }
+
+    /// The frames queued so far, unframed (no chunk size line).
+    pub fn queued(&self) -> &[u8] {
+        &self.bytes[CHUNK_HEAD_ROOM..]
+    }
+
     pub fn keep_alive(&mut self) {
         self.bytes.extend_from_slice(b": keep-alive\n\n");
     }

@@ -220,19 +220,20 @@ pub fn follow(
     }
 }
 
-/// A stream that is one snapshot, then the end: `produce` hands each event
-/// to the function it is given, which answers false once the client has
-/// gone; a failure of `produce` ends the stream with an error frame.
+/// A stream that is one snapshot, then the end: `produce` hands each
+/// frame (its `event:` name and `data:` JSON, already the face's) to the
+/// function it is given, which answers false once the client has gone; a
+/// failure of `produce` ends the stream with the face's error frame.
 pub fn snapshot<E: std::fmt::Display>(
     render: Arc<dyn Render>,
     out: Out,
-    produce: impl FnOnce(&mut dyn FnMut(Event) -> bool) -> Result<(), E>,
+    produce: impl FnOnce(&mut dyn FnMut(&str, &str) -> bool) -> Result<(), E>,
 ) -> io::Result<()> {
     let mut writer = SseWriter::start(out.writer, render)?;
     let mut write_error = None;
     let mut batched = 0;
-    let result = produce(&mut |event| {
-        writer.event(&event);
+    let result = produce(&mut |name, data| {
+        writer.chunk.frame(name, data);
         batched += 1;
         if batched >= EVENTS_PER_FLUSH_MAX {
             batched = 0;

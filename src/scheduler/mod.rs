@@ -3,8 +3,8 @@
 //! The dispatcher claims queued runs from the store in creation order (so
 //! FIFO within a group), within the worker capacity and each processor's
 //! `max_concurrency`, and hands them to the workers through a bounded
-//! crossbeam channel. A worker applies the reserved `mock_*` metadata
-//! (spec 10.9), calls the processor, validates its output against the
+//! crossbeam channel. A worker applies the forcing keys of the run's
+//! metadata ([`forcing`]), calls the processor, validates its output against the
 //! task spec and queues the finish with the writer; the dispatcher frees the
 //! slot once the finish is durable. Transient failures are retried with
 //! exponential backoff and jitter; cancels reach running processors through
@@ -14,7 +14,9 @@
 //! It knows processors, the store's ops and the model; never HTTP, never
 //! SQL, never the shape of a stream.
 
-use std::collections::{BinaryHeap, HashMap};
+pub mod forcing;
+
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -25,13 +27,12 @@ use serde_json::Value;
 
 use crate::limits::{CANCEL_GRACE_S, CLAIM_BATCH_MAX, RETRY_BACKOFF_MS_BASE, RETRY_BACKOFF_MS_MAX};
 use crate::model::{
-    to_json, ErrorObject, EventType, JsonObject, Output, RunInput, RunStatus, SchemaKind, TaskSpec,
-    Warning,
+    to_json, Content, EventData, JsonObject, Output, ProgressKind, RunError, RunStatus, SchemaKind,
+    TaskSpec, Timestamp, Warning,
 };
 use crate::processors::{CancelToken, ProcessorError, ProgressSink, Registry, RunContext};
 use crate::schema::{first_violation, SchemaCache};
 use crate::store::{ClaimedRun, Finish, Op, Store};
-use crate::validate::mock_controls;
 
 /// Runs claimed and not yet durably finished, per worker. A slot is held
 /// from the claim until the finish is committed, so it covers a run being
@@ -502,7 +503,7 @@ impl Worker {
     fn retry_or_fail(&self, mut job: Job, message: String) {
         let attempt = job.run.attempt;
         if attempt >= job.run.max_attempts {
-            let error = ErrorObject::new(
+            let error = RunError::new(
                 message,
                 Some(serde_json::json!({"attempts": attempt, "transient": true})),
             );
@@ -534,7 +535,7 @@ impl Worker {
             Ok(parsed) => parsed,
             Err(message) => return failed(message, None),
         };
-        let controls = mock_controls(metadata.as_ref());
+        let controls = forcing::read(metadata.as_ref());
         if controls.delay_ms > 0 && job.token.wait(Duration::from_millis(controls.delay_ms)) {
             return Attempt::Finished(Finish::Cancelled);
         }
@@ -590,8 +591,8 @@ impl Worker {
 
     /// Output must fit the task spec before a run is marked completed.
     fn check_output(&self, output: &Output, task_spec: &TaskSpec) -> Result<(), String> {
-        match (SchemaKind::of(&task_spec.output_schema), output) {
-            (SchemaKind::Json(json_schema), Output::Json { content, .. }) => {
+        match (SchemaKind::of(&task_spec.output_schema), &output.content) {
+            (SchemaKind::Json(json_schema), Content::Json(content)) => {
                 let validator = self
                     .schemas
                     .compile(json_schema)
@@ -603,10 +604,10 @@ impl Worker {
                     )),
                 }
             }
-            (SchemaKind::Json(_), Output::Text { .. }) => {
+            (SchemaKind::Json(_), Content::Text(_)) => {
                 Err("processor returned text where the output schema is json".into())
             }
-            (SchemaKind::Text(_), Output::Json { .. }) => {
+            (SchemaKind::Text(_), Content::Json(_)) => {
                 Err("processor returned json where the output schema is text".into())
             }
             _ => Ok(()),
@@ -648,18 +649,25 @@ fn submit_finish(store: &Store, control: &Sender<Control>, run_seq: i64, finish:
 
 fn failed(message: String, detail: Option<Value>) -> Attempt {
     Attempt::Finished(Finish::Failed {
-        error: ErrorObject::new(message, detail),
+        error: RunError::new(message, detail),
     })
 }
 
 type Parsed = (Value, TaskSpec, Option<JsonObject>);
 
 fn parse_claimed(run: &ClaimedRun) -> Result<Parsed, String> {
-    let request: RunInput = serde_json::from_str(&run.request)
+    let input: Value = serde_json::from_str(&run.input)
         .map_err(|e| format!("stored run input does not decode: {e}"))?;
     let task_spec: TaskSpec = serde_json::from_str(&run.task_spec)
         .map_err(|e| format!("stored task spec does not decode: {e}"))?;
-    Ok((request.input, task_spec, request.metadata))
+    let metadata: Option<JsonObject> = match &run.metadata {
+        Some(text) => Some(
+            serde_json::from_str(text)
+                .map_err(|e| format!("stored metadata does not decode: {e}"))?,
+        ),
+        None => None,
+    };
+    Ok((input, task_spec, metadata))
 }
 
 /// Backoff before attempt `attempt + 1`: 100 ms doubling, at most 5 s
@@ -681,40 +689,33 @@ struct Progress<'a> {
 }
 
 impl ProgressSink for Progress<'_> {
-    fn message(&self, kind: EventType, message: &str) {
-        let allowed = matches!(
-            kind,
-            EventType::ProgressPlan
-                | EventType::ProgressSearch
-                | EventType::ProgressResult
-                | EventType::ProgressToolCall
-                | EventType::ProgressExecStatus
-        );
-        if !self.enabled || !allowed {
+    fn message(&self, kind: ProgressKind, message: &str) {
+        if !self.enabled {
             return;
         }
-        let data = crate::store::progress_message_json(
-            kind,
-            message,
-            crate::model::Timestamp::now().micros(),
-        );
+        let data = EventData::Progress {
+            progress: kind,
+            message: message.to_string(),
+            at: Timestamp::now(),
+        };
         let _ = self.store.writer.call(|reply| Op::Progress {
             run_seq: self.run_seq,
-            kind,
             data,
             reply,
         });
     }
 
-    fn stats(&self, progress_meter: f64, considered: Option<u64>, read: Option<u64>) {
-        if !self.enabled || !(0.0..=100.0).contains(&progress_meter) {
+    fn stats(&self, meter: f64, counters: &[(&str, u64)]) {
+        if !self.enabled || !(0.0..=100.0).contains(&meter) {
             return;
         }
-        let data = crate::store::progress_stats_json(progress_meter, considered, read);
+        let counters: BTreeMap<String, u64> = counters
+            .iter()
+            .map(|(name, count)| (name.to_string(), *count))
+            .collect();
         let _ = self.store.writer.call(|reply| Op::Progress {
             run_seq: self.run_seq,
-            kind: EventType::ProgressStats,
-            data,
+            data: EventData::Stats { meter, counters },
             reply,
         });
     }
@@ -728,7 +729,7 @@ mod tests {
     fn backoff_doubles_up_to_the_cap_with_bounded_jitter() {
         for attempt in 1..=10 {
             let nominal = (RETRY_BACKOFF_MS_BASE << (attempt - 1)).min(RETRY_BACKOFF_MS_MAX);
-            let wait = backoff("trun_x", attempt).as_millis() as u64;
+            let wait = backoff("0123456789abcdef0123456789abcdef", attempt).as_millis() as u64;
             assert!(
                 wait <= nominal && wait >= nominal - nominal / 4,
                 "{attempt}: {wait}"

@@ -1,24 +1,26 @@
-//! Request shapes and semantic checks: turns the JSON a client sent into
-//! the model's request types, or into a list of problems that each name
-//! their field.
+//! Parallel's request shapes: turns the JSON a client sent into the wire
+//! request types, or into a list of problems that each name their field.
 //!
 //! Owns the `parse_*` functions (shape and type: spec 2.2, 2.3, 4.4, 4.5),
-//! the `check_*` functions (what needs the registry or the schema cache:
-//! unknown processors, limits of spec 8, reserved `mock_` keys of spec
-//! 10.9, JSON Schema validity) and the run warnings of spec 2.1. Every
-//! problem found is reported, not just the first. Locations are relative to
-//! the object parsed; the HTTP layer prefixes `body`. It holds no SQL and
-//! no HTTP, and never panics on any input: bad input is a `FieldError`.
+//! the wire's own limits (spec 8: metadata, source policy) and its run
+//! warning (spec 2.1: output properties the basis already carries). The
+//! checks that need the registry or the schema cache (unknown processors,
+//! forcing keys, JSON Schema validity) are the engine's
+//! (`crate::engine::checks`); [`check_run_input`] runs both, in the order a
+//! client has always seen them. Every problem found is reported, not just
+//! the first. Locations are relative to the object parsed; the handlers
+//! prefix `body`. It holds no SQL and no HTTP, and never panics on any
+//! input: bad input is a `FieldError`.
 
-use std::fmt;
-
-use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use crate::limits;
-use crate::model::{AddRuns, JsonObject, RunInput, SchemaKind, TaskSpec, Warning};
+use super::limits;
+use super::wire::{AddRuns, RunInput};
+use crate::engine::checks::{check_processor, check_task_spec, SchemaSide};
+use crate::model::{FieldError, FieldErrorKind, JsonObject, Loc, SchemaKind, TaskSpec, Warning};
 use crate::processors::Registry;
-use crate::schema::{self, json_type_name, SchemaCache};
+use crate::scheduler::forcing;
+use crate::schema::{json_type_name, SchemaCache};
 
 /// A limit's name and value together, so an error can never cite one
 /// limit with another's number.
@@ -26,200 +28,6 @@ macro_rules! named_limit {
     ($name:ident) => {
         (stringify!($name), limits::$name as u64)
     };
-}
-
-/// One step of a field's location: an object key or an array index.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Loc {
-    Key(String),
-    Index(usize),
-}
-
-impl From<&str> for Loc {
-    fn from(key: &str) -> Loc {
-        Loc::Key(key.to_string())
-    }
-}
-
-impl From<String> for Loc {
-    fn from(key: String) -> Loc {
-        Loc::Key(key)
-    }
-}
-
-impl From<usize> for Loc {
-    fn from(index: usize) -> Loc {
-        Loc::Index(index)
-    }
-}
-
-impl Loc {
-    fn to_json(&self) -> Value {
-        match self {
-            Loc::Key(key) => Value::String(key.clone()),
-            Loc::Index(index) => Value::from(*index),
-        }
-    }
-}
-
-impl Serialize for Loc {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Loc::Key(key) => serializer.serialize_str(key),
-            Loc::Index(index) => serializer.serialize_u64(*index as u64),
-        }
-    }
-}
-
-/// What is wrong with a field; becomes the `type` of an error item
-/// (spec 1.6).
-#[derive(Debug, Clone, PartialEq)]
-pub enum FieldErrorKind {
-    /// A required field is absent or null.
-    Missing,
-    /// The field has the wrong JSON type.
-    TypeError,
-    /// The field has the right type but a value the spec does not allow.
-    ValueError,
-    /// `processor` names no processor in the registry (a 403 when alone).
-    UnknownProcessor,
-    /// A limit of section 8 or 10.9 was passed; `limit` is its name in
-    /// `limits.rs`.
-    LimitExceeded {
-        limit: &'static str,
-        max: u64,
-        got: u64,
-    },
-}
-
-/// One problem of a request, at one field.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FieldError {
-    pub loc: Vec<Loc>,
-    pub msg: String,
-    pub kind: FieldErrorKind,
-}
-
-impl FieldError {
-    pub fn new(loc: Vec<Loc>, kind: FieldErrorKind, msg: impl Into<String>) -> FieldError {
-        FieldError {
-            loc,
-            msg: msg.into(),
-            kind,
-        }
-    }
-
-    pub fn missing(loc: Vec<Loc>) -> FieldError {
-        FieldError::new(loc, FieldErrorKind::Missing, "field required")
-    }
-
-    /// `expected` names the type wanted, with its article: "a string".
-    pub fn type_error(loc: Vec<Loc>, expected: &str) -> FieldError {
-        FieldError::new(
-            loc,
-            FieldErrorKind::TypeError,
-            format!("expected {expected}"),
-        )
-    }
-
-    pub fn value_error(loc: Vec<Loc>, msg: impl Into<String>) -> FieldError {
-        FieldError::new(loc, FieldErrorKind::ValueError, msg)
-    }
-
-    pub fn limit(loc: Vec<Loc>, limit: &'static str, max: u64, got: u64) -> FieldError {
-        FieldError::new(
-            loc,
-            FieldErrorKind::LimitExceeded { limit, max, got },
-            format!("got {got}, at most {max} ({limit})"),
-        )
-    }
-
-    /// The same error, its location under `prefix`.
-    pub fn prefixed(mut self, prefix: &[Loc]) -> FieldError {
-        let mut loc = prefix.to_vec();
-        loc.append(&mut self.loc);
-        self.loc = loc;
-        self
-    }
-
-    /// The wire `type` of the error item (spec 1.6).
-    pub fn type_str(&self) -> &'static str {
-        match self.kind {
-            FieldErrorKind::Missing => "missing",
-            FieldErrorKind::TypeError => "type_error",
-            FieldErrorKind::ValueError => "value_error",
-            FieldErrorKind::UnknownProcessor => "unknown_processor",
-            FieldErrorKind::LimitExceeded { .. } => "limit_exceeded",
-        }
-    }
-
-    /// The error item of spec 1.6: `loc`, `msg`, `type`, and for a limit
-    /// also `limit`, `max`, `got`.
-    pub fn to_json(&self) -> Value {
-        let mut item = Map::new();
-        item.insert(
-            "loc".into(),
-            Value::Array(self.loc.iter().map(Loc::to_json).collect()),
-        );
-        item.insert("msg".into(), Value::String(self.msg.clone()));
-        item.insert("type".into(), Value::String(self.type_str().into()));
-        if let FieldErrorKind::LimitExceeded { limit, max, got } = self.kind {
-            item.insert("limit".into(), Value::String(limit.into()));
-            item.insert("max".into(), Value::from(max));
-            item.insert("got".into(), Value::from(got));
-        }
-        Value::Object(item)
-    }
-
-    /// The location as a path: keys joined by `.`, indices as `[n]`, e.g.
-    /// `inputs[3].processor`.
-    pub fn loc_string(&self) -> String {
-        render_loc("", &self.loc)
-    }
-}
-
-impl fmt::Display for FieldError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.loc_string(), self.msg)
-    }
-}
-
-fn render_loc(prefix: &str, loc: &[Loc]) -> String {
-    let mut text = prefix.to_string();
-    for step in loc {
-        match step {
-            Loc::Key(key) => {
-                if !text.is_empty() {
-                    text.push('.');
-                }
-                text.push_str(key);
-            }
-            Loc::Index(index) => {
-                text.push('[');
-                text.push_str(&index.to_string());
-                text.push(']');
-            }
-        }
-    }
-    text
-}
-
-/// The `message` of a validation error (spec 1.6): the first problem as
-/// `loc: msg`, its location under `prefix` (`body`), then ` (and N more)`.
-pub fn summarize(errors: &[FieldError], prefix: &str) -> String {
-    let Some(first) = errors.first() else {
-        return "invalid request".to_string();
-    };
-    let loc = render_loc(prefix, &first.loc);
-    let mut message = if loc.is_empty() {
-        first.msg.clone()
-    } else {
-        format!("{loc}: {}", first.msg)
-    };
-    if errors.len() > 1 {
-        message.push_str(&format!(" (and {} more)", errors.len() - 1));
-    }
-    message
 }
 
 // ---------------------------------------------------------------------
@@ -666,23 +474,6 @@ fn is_http_url(url: &str) -> bool {
 // TaskSpec (spec 2.3)
 // ---------------------------------------------------------------------
 
-/// Which side of a task spec a schema is on; `auto` and the top-level
-/// `type` rule differ between them.
-#[derive(Clone, Copy, PartialEq)]
-enum SchemaSide {
-    Output,
-    Input,
-}
-
-impl SchemaSide {
-    fn key(self) -> &'static str {
-        match self {
-            SchemaSide::Output => "output_schema",
-            SchemaSide::Input => "input_schema",
-        }
-    }
-}
-
 /// Reads a task spec. Schemas are kept exactly as sent (spec 2.3); their
 /// JSON Schema validity is for [`check_task_spec`].
 pub fn parse_task_spec(value: &Value) -> Result<TaskSpec, Vec<FieldError>> {
@@ -902,11 +693,6 @@ pub fn parse_group_create(value: &Value) -> Result<Option<JsonObject>, Vec<Field
 // Metadata (spec 8, 10.9)
 // ---------------------------------------------------------------------
 
-const MOCK_KEY_PREFIX: &str = "mock_";
-const MOCK_DELAY_MS_KEY: &str = "mock_delay_ms";
-const MOCK_FAIL_KEY: &str = "mock_fail";
-const MOCK_FAIL_TIMES_KEY: &str = "mock_fail_times";
-
 /// Checks a metadata object against spec 8; with `run`, also the reserved
 /// `mock_` keys of spec 10.9. Locations are `["metadata", key]`.
 pub fn check_metadata(metadata: &JsonObject, run: bool) -> Vec<FieldError> {
@@ -944,8 +730,8 @@ pub fn check_metadata(metadata: &JsonObject, run: bool) -> Vec<FieldError> {
             ));
         }
 
-        if run && key.starts_with(MOCK_KEY_PREFIX) {
-            if let Some(error) = check_mock_key(key, value, loc) {
+        if run && key.starts_with(forcing::KEY_PREFIX) {
+            if let Some(error) = forcing::check_key(key, value, loc) {
                 errors.push(error);
             }
         } else if let Some(error) = check_metadata_value(value, loc) {
@@ -994,190 +780,6 @@ fn check_metadata_value(value: &Value, loc: Vec<Loc>) -> Option<FieldError> {
     }
 }
 
-/// One reserved key of run metadata (spec 10.9); any other `mock_` key is
-/// a typo guard error.
-fn check_mock_key(key: &str, value: &Value, loc: Vec<Loc>) -> Option<FieldError> {
-    match key {
-        MOCK_DELAY_MS_KEY => {
-            let Some(delay_ms) = mock_number(value) else {
-                return Some(FieldError::value_error(
-                    loc,
-                    format!(
-                        "expected a number of milliseconds >= 0 or a string holding one, \
-                         got {}",
-                        describe_value(value)
-                    ),
-                ));
-            };
-            let (limit, max) = named_limit!(MOCK_DELAY_MS_MAX);
-            // The sub-millisecond part is ignored (spec 10.9); `as`
-            // saturates, so a huge number reports `u64::MAX`.
-            let got = delay_ms.floor() as u64;
-            (got > max).then(|| {
-                FieldError::new(
-                    loc,
-                    FieldErrorKind::LimitExceeded { limit, max, got },
-                    format!("delay too long: {got} ms, at most {max} ({limit})"),
-                )
-            })
-        }
-        MOCK_FAIL_KEY => {
-            let Value::String(message) = value else {
-                return Some(wrong_type(loc, "a string", value));
-            };
-            let (limit, max) = named_limit!(MOCK_FAIL_CHARS_MAX);
-            let chars = message.chars().count() as u64;
-            if chars == 0 {
-                Some(FieldError::value_error(
-                    loc,
-                    "expected a failure message of 1 or more characters",
-                ))
-            } else if chars > max {
-                Some(FieldError::new(
-                    loc,
-                    FieldErrorKind::LimitExceeded {
-                        limit,
-                        max,
-                        got: chars,
-                    },
-                    format!("message too long: {chars} characters, at most {max} ({limit})"),
-                ))
-            } else {
-                None
-            }
-        }
-        MOCK_FAIL_TIMES_KEY => {
-            let Some(times) = mock_integer(value) else {
-                return Some(FieldError::value_error(
-                    loc,
-                    format!(
-                        "expected an integer >= 0 or a string of digits, got {}",
-                        describe_value(value)
-                    ),
-                ));
-            };
-            let (limit, max) = named_limit!(MOCK_FAIL_TIMES_MAX);
-            (times > max).then(|| {
-                FieldError::new(
-                    loc,
-                    FieldErrorKind::LimitExceeded {
-                        limit,
-                        max,
-                        got: times,
-                    },
-                    format!("too many forced failures: {times}, at most {max} ({limit})"),
-                )
-            })
-        }
-        _ => Some(FieldError::value_error(
-            loc,
-            format!(
-                "unknown reserved key '{key}': keys starting with '{MOCK_KEY_PREFIX}' are \
-                 reserved; the known ones are {MOCK_DELAY_MS_KEY}, {MOCK_FAIL_KEY} and \
-                 {MOCK_FAIL_TIMES_KEY}"
-            ),
-        )),
-    }
-}
-
-/// A short rendering of a bad value for a message, cut so that a huge
-/// value does not make a huge message.
-fn describe_value(value: &Value) -> String {
-    const SHOWN_CHARS_MAX: usize = 40;
-    let text = value.to_string();
-    if text.chars().count() > SHOWN_CHARS_MAX {
-        let cut: String = text.chars().take(SHOWN_CHARS_MAX).collect();
-        format!("{cut}...")
-    } else {
-        text
-    }
-}
-
-/// A non-negative number, or a string holding one in plain decimal
-/// (`"1500"`, `"1500.5"`).
-fn mock_number(value: &Value) -> Option<f64> {
-    let number = match value {
-        Value::Number(number) => number.as_f64()?,
-        Value::String(text) => {
-            let (whole, fraction) = match text.split_once('.') {
-                Some((whole, fraction)) => (whole, Some(fraction)),
-                None => (text.as_str(), None),
-            };
-            let all_digits =
-                |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
-            if !all_digits(whole) || !fraction.is_none_or(all_digits) {
-                return None;
-            }
-            text.parse::<f64>().ok()?
-        }
-        _ => return None,
-    };
-    (number.is_finite() && number >= 0.0).then_some(number)
-}
-
-/// A non-negative JSON integer, or a string of digits; a digit string too
-/// large for `u64` reads as `u64::MAX` so the limit check names it. A
-/// whole float (`33.0`, `1e3`) counts as an integer, as JSON Schema's
-/// `integer` (the OpenAPI document's type for this key) says; `as`
-/// saturates, so a huge one reaches the limit check too.
-fn mock_integer(value: &Value) -> Option<u64> {
-    match value {
-        Value::Number(number) => number.as_u64().or_else(|| {
-            let float = number.as_f64()?;
-            (float >= 0.0 && float.fract() == 0.0).then_some(float as u64)
-        }),
-        Value::String(text) => {
-            if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            Some(text.parse::<u64>().unwrap_or(u64::MAX))
-        }
-        _ => None,
-    }
-}
-
-/// The forced behaviour a run's metadata asks for (spec 10.9).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct MockControls {
-    /// Least duration of each attempt, in whole milliseconds.
-    pub delay_ms: u64,
-    /// Fail permanently with this message (after the forced transient
-    /// failures).
-    pub fail: Option<String>,
-    /// Attempts 1 to `fail_times` fail with a transient error.
-    pub fail_times: u32,
-}
-
-/// Reads the reserved keys of metadata that [`check_metadata`] accepted.
-/// Tolerant: a value it cannot read counts as absent and an out-of-range
-/// one is clamped to its limit, so a bad row read back can never panic.
-pub fn mock_controls(metadata: Option<&JsonObject>) -> MockControls {
-    let Some(metadata) = metadata else {
-        return MockControls::default();
-    };
-    let delay_ms = metadata
-        .get(MOCK_DELAY_MS_KEY)
-        .and_then(mock_number)
-        .map(|delay_ms| (delay_ms.floor() as u64).min(limits::MOCK_DELAY_MS_MAX))
-        .unwrap_or(0);
-    let fail = metadata
-        .get(MOCK_FAIL_KEY)
-        .and_then(Value::as_str)
-        .filter(|message| !message.is_empty())
-        .map(str::to_string);
-    let fail_times = metadata
-        .get(MOCK_FAIL_TIMES_KEY)
-        .and_then(mock_integer)
-        .map(|times| times.min(limits::MOCK_FAIL_TIMES_MAX))
-        .and_then(|times| u32::try_from(times).ok())
-        .unwrap_or(0);
-    MockControls {
-        delay_ms,
-        fail,
-        fail_times,
-    }
-}
-
 // ---------------------------------------------------------------------
 // Semantic checks
 // ---------------------------------------------------------------------
@@ -1196,15 +798,9 @@ pub fn check_run_input(
     schemas: &SchemaCache,
 ) -> Vec<FieldError> {
     let _ = default_task_spec;
-    let mut errors = Vec::new();
-
-    if registry.get(&run.processor).is_none() {
-        errors.push(FieldError::new(
-            loc_of(&["processor"]),
-            FieldErrorKind::UnknownProcessor,
-            format!("unknown processor '{}'", run.processor),
-        ));
-    }
+    let mut errors: Vec<FieldError> = check_processor(&run.processor, registry)
+        .into_iter()
+        .collect();
 
     if let Some(metadata) = &run.metadata {
         errors.extend(check_metadata(metadata, true));
@@ -1246,44 +842,6 @@ pub fn check_run_input(
     errors
 }
 
-/// The checks of a parsed task spec that need the schema cache: each
-/// `json_schema` is nested at most `SCHEMA_DEPTH_MAX` deep and is a valid
-/// JSON Schema. Locations like `["output_schema", "json_schema"]`.
-pub fn check_task_spec(spec: &TaskSpec, schemas: &SchemaCache) -> Vec<FieldError> {
-    let mut errors = Vec::new();
-    let sides = [
-        (SchemaSide::Output, Some(&spec.output_schema)),
-        (SchemaSide::Input, spec.input_schema.as_ref()),
-    ];
-    for (side, schema_value) in sides {
-        let Some(schema_value) = schema_value else {
-            continue;
-        };
-        let SchemaKind::Json(json_schema) = SchemaKind::of(schema_value) else {
-            continue;
-        };
-        let loc = loc_of(&[side.key(), "json_schema"]);
-        let (limit, max) = named_limit!(SCHEMA_DEPTH_MAX);
-        let schema_depth = schema::depth(json_schema) as u64;
-        if schema_depth > max {
-            errors.push(FieldError::new(
-                loc,
-                FieldErrorKind::LimitExceeded {
-                    limit,
-                    max,
-                    got: schema_depth,
-                },
-                format!("schema nested too deep: {schema_depth} levels, at most {max} ({limit})"),
-            ));
-            continue;
-        }
-        if let Err(message) = schemas.compile(json_schema) {
-            errors.push(FieldError::value_error(loc, message));
-        }
-    }
-    errors
-}
-
 // ---------------------------------------------------------------------
 // Warnings (spec 2.1)
 // ---------------------------------------------------------------------
@@ -1299,28 +857,6 @@ const BASIS_LIKE_PROPERTY_NAMES: [&str; 7] = [
     "sources",
     "source_urls",
 ];
-
-/// An `input_validation_warning` when `input` fails the json
-/// `input_schema` of the effective spec; the run still goes ahead.
-pub fn input_warning(
-    run: &RunInput,
-    effective_spec: &TaskSpec,
-    schemas: &SchemaCache,
-) -> Option<Warning> {
-    let input_schema = effective_spec.input_schema.as_ref()?;
-    let SchemaKind::Json(json_schema) = SchemaKind::of(input_schema) else {
-        return None;
-    };
-    // A schema that does not compile was already refused by
-    // `check_task_spec`; there is nothing to warn about here.
-    let validator = schemas.compile(json_schema).ok()?;
-    let violation = schema::first_violation(&validator, &run.input)?;
-    Some(Warning {
-        kind: "input_validation_warning".to_string(),
-        message: format!("input does not match input_schema: {violation}"),
-        detail: None,
-    })
-}
 
 /// A `spec_validation_warning` when the json output schema has top-level
 /// properties whose names the basis already covers.
@@ -1352,9 +888,18 @@ pub fn spec_warning(effective_spec: &TaskSpec) -> Option<Warning> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::{MOCK_DELAY_MS_MAX, MOCK_FAIL_TIMES_MAX};
+    use crate::model::field_error::summarize;
     use crate::processors::{Processor, ProcessorConfig, ProcessorError, RunContext};
+    use crate::scheduler::forcing::{read as mock_controls, Forcing as MockControls};
+    use crate::schema;
     use serde_json::json;
     use std::sync::Arc;
+
+    /// The engine's input warning, for a wire run.
+    fn input_warning(run: &RunInput, spec: &TaskSpec, schemas: &SchemaCache) -> Option<Warning> {
+        crate::engine::checks::input_warning(&run.input, spec, schemas)
+    }
 
     struct NeverRuns;
 
@@ -1862,8 +1407,8 @@ mod tests {
             assert_eq!(errors[0].type_str(), kind, "{metadata:?}");
             // Reading a refused value never panics and never exceeds a limit.
             let controls = mock_controls(Some(&metadata));
-            assert!(controls.delay_ms <= limits::MOCK_DELAY_MS_MAX);
-            assert!(u64::from(controls.fail_times) <= limits::MOCK_FAIL_TIMES_MAX);
+            assert!(controls.delay_ms <= MOCK_DELAY_MS_MAX);
+            assert!(u64::from(controls.fail_times) <= MOCK_FAIL_TIMES_MAX);
         }
     }
 

@@ -1,0 +1,196 @@
+//! The engine: the library API ([`Engine`]) every face and the benchmarks
+//! use, and nothing else.
+//!
+//! Owns the checks every run passes, the mapping from store rows to the
+//! model's nouns, subscriptions to streams, idempotent creates, and the
+//! start and stop of the store, the hub and the scheduler. It holds no SQL
+//! (the store does) and no face's wire: its ids are the model's, its errors
+//! say what went wrong, and each face alone decides how that reads on its
+//! wire and with which status.
+
+pub mod checks;
+mod error;
+mod groups;
+mod idempotency;
+mod runs;
+mod subscription;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::events::Hub;
+use crate::model::RunStatus;
+use crate::processors::Registry;
+use crate::scheduler::{Scheduler, SchedulerConfig};
+use crate::schema::SchemaCache;
+pub use crate::store::Synchronous;
+use crate::store::{self, CommitNotice, Recovered, Store};
+
+pub use error::{Error, Result};
+pub use groups::{GroupRun, GroupRunsQuery};
+pub use idempotency::{Created, Idempotency, RenderAnswer};
+pub use runs::{ListQuery, Page};
+pub use subscription::{Next, StreamKind, Subscription};
+
+/// How to run an engine.
+#[derive(Clone)]
+pub struct Config {
+    pub synchronous: Synchronous,
+    /// How long a write waits for another process's lock.
+    pub busy_timeout: Duration,
+    /// Read-only connections in the store's pool.
+    pub read_connections: usize,
+    /// Largest size of the database file, in bytes; past it creates answer
+    /// `Unavailable` (storage full) and reads keep working. `None`: no cap.
+    pub database_bytes_max: Option<u64>,
+    /// Worker threads of the scheduler.
+    pub workers: usize,
+    /// Time a cancelled running run gets before it is marked cancelled.
+    pub cancel_grace: Duration,
+    /// The processor names served, and what serves them.
+    pub registry: Registry,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        let scheduler = SchedulerConfig::default();
+        let store = store::Options::default();
+        Config {
+            synchronous: store.synchronous,
+            busy_timeout: store.busy_timeout,
+            read_connections: store.read_connections,
+            database_bytes_max: store.database_bytes_max,
+            workers: scheduler.workers,
+            cancel_grace: scheduler.cancel_grace,
+            registry: Registry::with_defaults(),
+        }
+    }
+}
+
+/// A taskyard engine: open it on a database file, then create groups and
+/// runs; a pool of workers executes them. Clones share one engine.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<Store>,
+    hub: Arc<Hub>,
+    scheduler: Scheduler,
+    registry: Arc<Registry>,
+    schemas: Arc<SchemaCache>,
+    recovered: Recovered,
+    stopped: AtomicBool,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if !self.stopped.swap(true, Ordering::SeqCst) {
+            self.scheduler.shutdown(Duration::ZERO);
+            self.store.writer.stop();
+        }
+    }
+}
+
+impl Engine {
+    /// Opens the database at `path` (created if missing), recovers runs a
+    /// crash left running, and starts the workers.
+    pub fn open(path: impl AsRef<Path>, config: Config) -> Result<Engine> {
+        let hub = Arc::new(Hub::new(0));
+        let publisher = hub.clone();
+        let options = store::Options {
+            synchronous: config.synchronous,
+            busy_timeout: config.busy_timeout,
+            read_connections: config.read_connections,
+            database_bytes_max: config.database_bytes_max,
+        };
+        let (store, recovered) = Store::open(
+            path.as_ref(),
+            &options,
+            Box::new(move |notice: &CommitNotice| publisher.publish(notice)),
+        )
+        .map_err(|error| match error {
+            store::Error::Open { .. } => Error::Unavailable(error),
+            other => Error::from(other),
+        })?;
+        let store = Arc::new(store);
+        hub.publish(&CommitNotice {
+            last_event_id: store.last_event_id()?,
+            keys: Vec::new(),
+            events: Vec::new(),
+        });
+        let registry = Arc::new(config.registry);
+        let schemas = Arc::new(SchemaCache::default());
+        let scheduler = Scheduler::start(
+            store.clone(),
+            registry.clone(),
+            schemas.clone(),
+            SchedulerConfig {
+                workers: config.workers,
+                cancel_grace: config.cancel_grace,
+            },
+        )
+        .map_err(|e| Error::Internal(format!("cannot start the scheduler: {e}")))?;
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                store,
+                hub,
+                scheduler,
+                registry,
+                schemas,
+                recovered,
+                stopped: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// What crash recovery changed when this engine opened.
+    pub fn recovered(&self) -> Recovered {
+        self.inner.recovered
+    }
+
+    /// The processor names this engine serves.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// The compiled JSON Schemas the checks share.
+    pub fn schemas(&self) -> &SchemaCache {
+        &self.inner.schemas
+    }
+
+    /// The largest committed event id.
+    pub fn last_event_id(&self) -> u64 {
+        self.inner.hub.last_event_id()
+    }
+
+    /// True when the database answers a read and the writer is alive.
+    pub fn health(&self) -> Result<()> {
+        if !self.inner.store.writer.is_alive() {
+            return Err(Error::Unavailable(store::Error::Closed));
+        }
+        self.inner.store.ping()?;
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// Runs by status over the whole database (metrics).
+    pub fn runs_by_status(&self) -> Result<Vec<(RunStatus, u64)>> {
+        Ok(self.inner.store.runs_by_status()?)
+    }
+
+    /// Stops the engine: no new attempts start, running attempts get
+    /// `grace` to finish, the rest go back to `queued`; then the writer
+    /// drains and stops. Later calls fail with `Unavailable`.
+    pub fn shutdown(&self, grace: Duration) {
+        if !self.inner.stopped.swap(true, Ordering::SeqCst) {
+            self.inner.scheduler.shutdown(grace);
+            self.inner.store.writer.stop();
+            self.inner.hub.close();
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! The engine's nouns: runs, groups, statuses, task specs, outputs with
+//! their evidence, events, and the field errors every face reports.
+//!
+//! No I/O, no SQL, no HTTP, and no face's wire: these are the engine's own
+//! names and shapes, stored as they are here. Each face (`crate::faces`)
+//! maps them to and from its wire. Every other module may depend on this.
+
+pub mod event;
+pub mod field_error;
+mod group;
+mod id;
+mod output;
+mod run;
+mod status;
+mod task;
+mod time;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+pub use event::{Event, EventData, EventKind, ProgressKind, RENDER_SLOTS_MAX};
+pub use field_error::{FieldError, FieldErrorKind, Loc};
+pub use group::{Group, GroupStatus};
+pub use id::{is_id, new_id, new_ref_id};
+pub use output::{Citation, Content, Evidence, Output};
+pub use run::{AddRuns, AddedRuns, Run, RunError, RunRequest, StoredRequest, Warning};
+pub use status::{RunCounts, RunStatus};
+pub use task::{SchemaKind, TaskSpec};
+pub use time::Timestamp;
+
+/// A JSON object, in the order its keys were given.
+pub type JsonObject = Map<String, Value>;
+
+/// Serialises a model value that cannot fail to serialise (no maps with
+/// non-string keys, no failing `Serialize` impls).
+pub fn to_json<T: Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).expect("model types always serialise")
+}

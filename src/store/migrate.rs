@@ -1,0 +1,380 @@
+//! Migrations: `schema.sql` is version 1, and each migration after it is
+//! numbered by its place in [`MIGRATIONS`] (`PRAGMA user_version` is the
+//! number of the last one applied). A new database gets the schema and
+//! then every migration, so that old and new databases end in one shape.
+//!
+//! Owns the conversion of rows stored in an older form. Version 2 (issue
+//! 11) made stored rows the engine's own instead of Parallel's wire: ids
+//! without the `trun_`/`tgrp_` prefixes, the run's input in a column of its
+//! own and the request as sent kept as the face's opaque `document`,
+//! outputs and events as the model's JSON, and no HTTP status beside
+//! idempotency keys. Touches nothing outside the database it is given.
+
+use rusqlite::{params, Connection, Transaction};
+use serde_json::{json, Map, Value};
+
+use super::{Error, Result};
+#[cfg(test)]
+use crate::model::EventKind;
+use crate::model::{
+    to_json, Content, EventData, GroupStatus, Output, ProgressKind, Run, RunCounts, RunStatus,
+    Timestamp,
+};
+
+/// The schema, applied on open to a new database.
+const SCHEMA_SQL: &str = include_str!("../../schema.sql");
+
+/// One step from a version to the next.
+// `Sql` is how most migrations come; none of today's is plain SQL.
+#[allow(dead_code)]
+enum Migration {
+    /// Plain SQL.
+    Sql(&'static str),
+    /// SQL, then rows rewritten in Rust (what SQL cannot say well).
+    Code(fn(&Transaction<'_>) -> Result<()>),
+}
+
+/// Migrations after the first schema, in order: the first is version 2.
+const MIGRATIONS: &[Migration] = &[Migration::Code(to_engine_rows)];
+
+/// Version a database has once every migration is applied.
+pub const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
+
+/// Brings the database to [`SCHEMA_VERSION`] in one transaction: a crash
+/// midway leaves it at the version it had.
+pub(super) fn migrate(connection: &mut Connection) -> Result<()> {
+    let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(Error::Sqlite(format!(
+            "database schema version {version} is newer than this taskyard ({SCHEMA_VERSION})"
+        )));
+    }
+    let transaction = connection.transaction()?;
+    if version == 0 {
+        transaction.execute_batch(SCHEMA_SQL)?;
+    }
+    for migration in MIGRATIONS.iter().skip((version.max(1) - 1) as usize) {
+        match migration {
+            Migration::Sql(sql) => transaction.execute_batch(sql)?,
+            Migration::Code(apply) => apply(&transaction)?,
+        }
+    }
+    transaction.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+    transaction.commit()?;
+    Ok(())
+}
+
+/// Version 2: rows in the engine's own form (see the module doc).
+fn to_engine_rows(transaction: &Transaction<'_>) -> Result<()> {
+    transaction.execute_batch(
+        "ALTER TABLE runs ADD COLUMN input TEXT NOT NULL DEFAULT 'null';
+         ALTER TABLE runs ADD COLUMN document TEXT;
+         UPDATE runs SET input = coalesce(request -> '$.input', 'null'), document = request,
+             id = CASE WHEN id LIKE 'trun\\_%' ESCAPE '\\' THEN substr(id, 6) ELSE id END;
+         ALTER TABLE runs DROP COLUMN request;
+         UPDATE groups SET id = substr(id, 6) WHERE id LIKE 'tgrp\\_%' ESCAPE '\\';
+         ALTER TABLE idempotency_keys DROP COLUMN status;
+         UPDATE events SET type = 'run.status' WHERE type = 'task_run.state' AND data IS NULL;",
+    )?;
+    rewrite(
+        transaction,
+        "SELECT seq, output FROM runs WHERE output IS NOT NULL",
+        "UPDATE runs SET output = ?2 WHERE seq = ?1",
+        |text| Ok((None, to_json(&output_of(&parse(text)?)?))),
+    )?;
+    rewrite(
+        transaction,
+        "SELECT id, data FROM events WHERE data IS NOT NULL",
+        "UPDATE events SET type = coalesce(?3, type), data = ?2 WHERE id = ?1",
+        |text| {
+            let data = event_of(&parse(text)?)?;
+            Ok((Some(data.kind_name()), to_json(&data)))
+        },
+    )?;
+    Ok(())
+}
+
+/// Rewrites one column of every row `select` finds (its key and the old
+/// text) with `update` (key, new text, and the new type when `convert`
+/// gives one).
+fn rewrite(
+    transaction: &Transaction<'_>,
+    select: &str,
+    update: &str,
+    convert: impl Fn(&str) -> Result<(Option<&'static str>, String)>,
+) -> Result<()> {
+    let rows: Vec<(i64, String)> = transaction
+        .prepare(select)?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut statement = transaction.prepare(update)?;
+    for (key, text) in rows {
+        let (kind, converted) = convert(&text)
+            .map_err(|error| Error::Sqlite(format!("row {key} cannot migrate: {error}")))?;
+        match kind {
+            Some(kind) => statement.execute(params![key, converted, kind])?,
+            None => statement.execute(params![key, converted])?,
+        };
+    }
+    Ok(())
+}
+
+fn parse(text: &str) -> Result<Value> {
+    Ok(serde_json::from_str(text)?)
+}
+
+/// An id without the wire prefix it was stored with.
+fn engine_id(id: &str) -> String {
+    ["trun_", "tgrp_"]
+        .iter()
+        .find_map(|prefix| id.strip_prefix(prefix))
+        .unwrap_or(id)
+        .to_string()
+}
+
+fn field<'a>(object: &'a Value, key: &str) -> Result<&'a Value> {
+    object
+        .get(key)
+        .ok_or_else(|| Error::Sqlite(format!("stored JSON has no `{key}`")))
+}
+
+fn timestamp(value: &Value) -> Result<Timestamp> {
+    Ok(serde_json::from_value(value.clone())?)
+}
+
+/// A stored output of version 1 (Parallel's wire output) as the model's.
+fn output_of(old: &Value) -> Result<Output> {
+    let content = match field(old, "type")?.as_str() {
+        Some("text") => Content::Text(
+            field(old, "content")?
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        ),
+        _ => Content::Json(
+            field(old, "content")?
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        ),
+    };
+    Ok(Output {
+        content,
+        evidence: serde_json::from_value(old.get("basis").cloned().unwrap_or(json!([])))?,
+        schema: old.get("output_schema").filter(|v| !v.is_null()).cloned(),
+    })
+}
+
+/// A stored event of version 1 (Parallel's wire event) as the model's.
+fn event_of(old: &Value) -> Result<EventData> {
+    let kind = field(old, "type")?.as_str().unwrap_or_default();
+    match kind {
+        "task_run.state" => {
+            let run = field(old, "run")?;
+            let text = |key: &str| run.get(key).and_then(Value::as_str).map(engine_id);
+            fn optional<T: serde::de::DeserializeOwned>(
+                run: &Value,
+                key: &str,
+            ) -> serde_json::Result<Option<T>> {
+                run.get(key)
+                    .filter(|value| !value.is_null())
+                    .map(|value| serde_json::from_value(value.clone()))
+                    .transpose()
+            }
+            let status = text("status")
+                .and_then(|status| RunStatus::parse(&status))
+                .ok_or_else(|| Error::Sqlite("stored run state has no status".into()))?;
+            Ok(EventData::RunStatus {
+                run: Run {
+                    id: text("run_id").unwrap_or_default(),
+                    group_id: text("taskgroup_id"),
+                    status,
+                    processor: text("processor").unwrap_or_default(),
+                    metadata: optional(run, "metadata")?,
+                    error: optional(run, "error")?,
+                    warnings: optional(run, "warnings")?,
+                    created_at: timestamp(field(run, "created_at")?)?,
+                    modified_at: timestamp(field(run, "modified_at")?)?,
+                },
+                output: None,
+            })
+        }
+        "task_group_status" => {
+            let status = field(old, "status")?;
+            let empty = Map::new();
+            let counted = status
+                .get("task_run_status_counts")
+                .and_then(Value::as_object)
+                .unwrap_or(&empty);
+            let mut counts = RunCounts {
+                num_runs: status
+                    .get("num_task_runs")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0),
+                ..RunCounts::default()
+            };
+            for (name, count) in counted {
+                if let Some(status) = RunStatus::parse(name) {
+                    counts.add(status, count.as_i64().unwrap_or(0));
+                }
+            }
+            Ok(EventData::GroupStatus {
+                status: GroupStatus {
+                    counts,
+                    modified_at: timestamp(field(status, "modified_at")?)?,
+                },
+            })
+        }
+        "task_run.progress_stats" => {
+            let mut counters = std::collections::BTreeMap::new();
+            let stats = old.get("source_stats").cloned().unwrap_or(Value::Null);
+            for (old_name, name) in [
+                ("num_sources_considered", "sources_considered"),
+                ("num_sources_read", "sources_read"),
+            ] {
+                if let Some(count) = stats.get(old_name).and_then(Value::as_u64) {
+                    counters.insert(name.to_string(), count);
+                }
+            }
+            Ok(EventData::Stats {
+                meter: field(old, "progress_meter")?.as_f64().unwrap_or(0.0),
+                counters,
+            })
+        }
+        other => {
+            let progress = other
+                .strip_prefix("task_run.progress_msg.")
+                .and_then(|name| ProgressKind::ALL.into_iter().find(|k| k.as_str() == name))
+                .ok_or_else(|| Error::Sqlite(format!("stored event of unknown type {other}")))?;
+            Ok(EventData::Progress {
+                progress,
+                message: field(old, "message")?
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                at: timestamp(field(old, "timestamp")?)?,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kinds version 2 writes in the `type` column.
+    const KINDS: [EventKind; 4] = [
+        EventKind::RunStatus,
+        EventKind::GroupStatus,
+        EventKind::Progress,
+        EventKind::Stats,
+    ];
+
+    /// A version 1 database as the code before issue 11 wrote it: one
+    /// group with a completed run, progress, stats, a group status event
+    /// and an idempotency key.
+    const VERSION_1_ROWS: &str = r#"
+        INSERT INTO groups (seq, id, metadata, created_at, modified_at, num_runs, n_completed)
+            VALUES (1, 'tgrp_0000000000000000000000000000000a', NULL, 1, 2, 1, 1);
+        INSERT INTO runs (seq, id, group_seq, cursor, status, processor, request, task_spec,
+            default_spec, metadata, enable_events, attempts, max_attempts, error, warnings,
+            output, created_at, modified_at)
+            VALUES (1, 'trun_0000000000000000000000000000000b', 1, 1, 'completed', 'lite',
+            '{"input":{"q":"x"},"processor":"lite"}', '{"output_schema":{"type":"auto"}}', 0,
+            NULL, 1, 1, 3, NULL, NULL,
+            '{"type":"json","content":{"a":1},"basis":[{"field":"a","reasoning":"r","citations":[],"confidence":"high"}],"output_schema":{"type":"object"},"mcp_tool_calls":null,"beta_fields":null}',
+            1, 2);
+        INSERT INTO events (id, type, group_seq, run_seq, stream, status, data, created_at) VALUES
+            (1, 'task_run.state', 1, 1, 0, 'queued', NULL, 1),
+            (2, 'task_group_status', 1, NULL, 1, NULL,
+             '{"type":"task_group_status","event_id":"2","status":{"num_task_runs":1,"task_run_status_counts":{"queued":1},"is_active":true,"status_message":null,"modified_at":"2025-04-23T20:21:48.037943Z"}}', 1),
+            (3, 'task_run.progress_msg.exec_status', 1, 1, 2, NULL,
+             '{"type":"task_run.progress_msg.exec_status","message":"attempt 1 of 3 started","timestamp":"2025-04-23T20:21:48.037943Z"}', 1),
+            (4, 'task_run.progress_stats', 1, 1, 2, NULL,
+             '{"type":"task_run.progress_stats","progress_meter":100.0,"source_stats":{"num_sources_considered":null,"num_sources_read":null,"sources_read_sample":null}}', 2),
+            (5, 'task_run.state', 1, 1, 1, 'completed',
+             '{"type":"task_run.state","event_id":"5","run":{"run_id":"trun_0000000000000000000000000000000b","interaction_id":"trun_0000000000000000000000000000000b","status":"completed","is_active":false,"processor":"lite","metadata":null,"error":null,"warnings":null,"taskgroup_id":"tgrp_0000000000000000000000000000000a","created_at":"2025-04-23T20:21:48.037943Z","modified_at":"2025-04-23T20:21:48.037943Z"},"input":null,"output":null}', 2);
+        INSERT INTO idempotency_keys (key, fingerprint, status, body, created_at)
+            VALUES ('k', 'POST /v1/tasks/runs', 202, '{"run_id":"trun_0000000000000000000000000000000b"}', 1);
+        PRAGMA user_version = 1;
+    "#;
+
+    #[test]
+    fn a_version_1_database_migrates_to_engine_rows() {
+        let mut connection = Connection::open_in_memory().expect("in-memory database");
+        connection
+            .execute_batch(SCHEMA_SQL)
+            .expect("version 1 schema");
+        connection
+            .execute_batch(VERSION_1_ROWS)
+            .expect("version 1 rows");
+        migrate(&mut connection).expect("migrates");
+
+        let (id, input, document, output): (String, String, String, String) = connection
+            .query_row(
+                "SELECT id, input, document, output FROM runs WHERE seq = 1",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+            )
+            .expect("run");
+        assert_eq!(id, "0000000000000000000000000000000b");
+        assert_eq!(input, r#"{"q":"x"}"#);
+        assert_eq!(document, r#"{"input":{"q":"x"},"processor":"lite"}"#);
+        let output: Output = serde_json::from_str(&output).expect("model output");
+        assert_eq!(output.evidence.len(), 1);
+        assert_eq!(output.schema, Some(json!({"type": "object"})));
+        assert!(matches!(output.content, Content::Json(_)));
+
+        let group_id: String = connection
+            .query_row("SELECT id FROM groups WHERE seq = 1", [], |row| row.get(0))
+            .expect("group");
+        assert_eq!(group_id, "0000000000000000000000000000000a");
+
+        let mut statement = connection
+            .prepare("SELECT type, data FROM events ORDER BY id")
+            .expect("events");
+        let events: Vec<(String, Option<String>)> = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        let names: Vec<&str> = KINDS.iter().map(|kind| kind.as_str()).collect();
+        for (kind, data) in &events {
+            assert!(names.contains(&kind.as_str()), "{kind}");
+            if let Some(data) = data {
+                let data: EventData = serde_json::from_str(data).expect("model event");
+                assert_eq!(data.kind_name(), kind);
+            }
+        }
+        let last: EventData =
+            serde_json::from_str(events[4].1.as_deref().expect("data")).expect("run status");
+        let EventData::RunStatus { run, .. } = last else {
+            panic!("{last:?}");
+        };
+        assert_eq!(run.id, "0000000000000000000000000000000b");
+        assert_eq!(
+            run.group_id.as_deref(),
+            Some("0000000000000000000000000000000a")
+        );
+        let first_group: EventData =
+            serde_json::from_str(events[1].1.as_deref().expect("data")).expect("group status");
+        let EventData::GroupStatus { status } = first_group else {
+            panic!("{first_group:?}");
+        };
+        assert_eq!(status.counts.queued, 1);
+        assert_eq!(status.counts.num_runs, 1);
+
+        let columns: Vec<String> = connection
+            .prepare("SELECT name FROM pragma_table_info('idempotency_keys')")
+            .expect("columns")
+            .query_map([], |row| row.get(0))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        assert!(!columns.iter().any(|name| name == "status"), "{columns:?}");
+        let version: i64 = connection
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .expect("version");
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+}

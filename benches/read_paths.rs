@@ -108,7 +108,11 @@ fn main() {
                     row.get(0)
                 })
                 .expect("a run");
-            format!("/v1/tasks/runs/{id}")
+            // The stored id is the engine's; the path takes the wire id.
+            format!(
+                "/v1/tasks/runs/{}",
+                taskyard::faces::parallel::wire::wire_run_id(&id)
+            )
         })
         .collect();
     drop(connection);

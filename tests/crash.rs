@@ -355,7 +355,7 @@ fn group_progress(connection: &rusqlite::Connection, group: &str) -> Option<(i64
     connection
         .query_row(
             "SELECT n_running, n_completed + n_failed + n_cancelled FROM groups WHERE id = ?1",
-            [group],
+            [support::stored_id(group)],
             |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .ok()
@@ -366,7 +366,7 @@ fn group_state(connection: &rusqlite::Connection, group: &str) -> String {
     let counts = connection.query_row(
         "SELECT num_runs, n_queued, n_running, n_cancelling, n_completed, n_failed, \
          n_cancelled FROM groups WHERE id = ?1",
-        [group],
+        [support::stored_id(group)],
         |row| {
             (0..7)
                 .map(|i| row.get::<_, i64>(i))
@@ -451,9 +451,11 @@ fn follow(
     stop: &AtomicBool,
 ) -> Result<(), String> {
     let group_seq: i64 = connection
-        .query_row("SELECT seq FROM groups WHERE id = ?1", [group], |row| {
-            row.get(0)
-        })
+        .query_row(
+            "SELECT seq FROM groups WHERE id = ?1",
+            [support::stored_id(group)],
+            |row| row.get(0),
+        )
         .map_err(|e| format!("group row: {e}"))?;
     let mut last = 0u64;
     let mut failing_since: Option<Instant> = None;
@@ -469,11 +471,12 @@ fn follow(
             .and_then(|mut select| {
                 select
                     .query_map(rusqlite::params![group_seq, last as i64], |row| {
-                        Ok(Seen {
-                            id: row.get::<_, i64>(0)? as u64,
-                            kind: row.get(1)?,
-                            data: row.get(2)?,
-                        })
+                        // Compared with what the engine's subscribers get:
+                        // the stored row as Parallel's face renders it.
+                        let id = row.get::<_, i64>(0)? as u64;
+                        let stored: String = row.get(2)?;
+                        let (kind, data) = support::rendered_event(id, &stored);
+                        Ok(Seen { id, kind, data })
                     })?
                     .collect::<rusqlite::Result<Vec<_>>>()
             });
@@ -810,9 +813,11 @@ fn check_database(dir: &TestDir, group: &str) {
         .expect("integrity check");
     assert_eq!(integrity, "ok");
     let group_seq: i64 = db
-        .query_row("SELECT seq FROM groups WHERE id = ?1", [group], |row| {
-            row.get(0)
-        })
+        .query_row(
+            "SELECT seq FROM groups WHERE id = ?1",
+            [support::stored_id(group)],
+            |row| row.get(0),
+        )
         .expect("group row");
     let one = |sql: &str| -> i64 {
         db.query_row(sql, [group_seq], |row| row.get(0))
@@ -853,7 +858,7 @@ fn check_database(dir: &TestDir, group: &str) {
 
     // Every input index was added once: no batch lost, none added twice.
     let distinct_inputs = one(
-        "SELECT count(DISTINCT json_extract(request, '$.input.text')) FROM runs \
+        "SELECT count(DISTINCT json_extract(input, '$.text')) FROM runs \
          WHERE group_seq = ?1",
     );
     assert_eq!(distinct_inputs, runs, "each input once");

@@ -1077,12 +1077,12 @@ fn group_stream_in_db(dir: &TestDir, group: &str) -> Vec<Seen> {
         )
         .expect("query");
     let rows = select
-        .query_map([group], |row| {
-            Ok(Seen {
-                id: row.get::<_, i64>(0)? as u64,
-                kind: row.get(1)?,
-                data: row.get(2)?,
-            })
+        .query_map([support::stored_id(group)], |row| {
+            // As Parallel's face renders the stored row.
+            let id = row.get::<_, i64>(0)? as u64;
+            let stored: String = row.get(2)?;
+            let (kind, data) = support::rendered_event(id, &stored);
+            Ok(Seen { id, kind, data })
         })
         .expect("rows")
         .collect::<rusqlite::Result<Vec<_>>>()
@@ -1153,7 +1153,7 @@ struct RunRow {
 
 fn run_rows(db: &rusqlite::Connection, filter: &str, param: &str) -> Vec<RunRow> {
     let sql = format!(
-        "SELECT r.id, json_extract(r.request, '$.input.text'), r.processor, r.status, \
+        "SELECT r.id, json_extract(r.input, '$.text'), r.processor, r.status, \
          r.metadata, r.attempts, r.max_attempts, r.error, r.warnings, r.output, \
          coalesce(t.events, 0), t.status \
          FROM runs r LEFT JOIN (SELECT run_seq, count(*) AS events, max(status) AS status \
@@ -1164,7 +1164,7 @@ fn run_rows(db: &rusqlite::Connection, filter: &str, param: &str) -> Vec<RunRow>
         |text: Option<String>| text.map(|text| serde_json::from_str(&text).expect("JSON column"));
     let mut select = db.prepare(&sql).expect("query");
     let rows = select
-        .query_map([param], |row| {
+        .query_map([support::stored_id(param)], |row| {
             Ok((
                 row.get::<_, String>(0)?,
                 row.get::<_, Option<String>>(1)?,
@@ -1185,7 +1185,8 @@ fn run_rows(db: &rusqlite::Connection, filter: &str, param: &str) -> Vec<RunRow>
         .expect("rows");
     rows.into_iter()
         .map(|row| RunRow {
-            id: row.0,
+            // The wire id, as the client saw it.
+            id: format!("trun_{}", row.0),
             input_text: row.1.unwrap_or_default(),
             processor: row.2,
             status: row.3,
@@ -1196,7 +1197,13 @@ fn run_rows(db: &rusqlite::Connection, filter: &str, param: &str) -> Vec<RunRow>
             warnings: json_of(row.8)
                 .and_then(|value: Value| value.as_array().cloned())
                 .unwrap_or_default(),
-            output: json_of(row.9),
+            // The output as Parallel's face shows it.
+            output: row.9.map(|text| {
+                let output: taskyard::model::Output =
+                    serde_json::from_str(&text).expect("a stored output");
+                serde_json::to_value(taskyard::faces::parallel::wire::Output::from(&output))
+                    .expect("wire output")
+            }),
             terminal_events: row.10,
             terminal_event_status: row.11,
         })
@@ -1302,7 +1309,7 @@ fn check_database(
         .query_row(
             "SELECT num_runs, n_queued, n_running, n_cancelling, n_completed, n_failed, \
              n_cancelled FROM groups WHERE id = ?1",
-            [group],
+            [support::stored_id(group)],
             |row| (0..7).map(|i| row.get(i)).collect(),
         )
         .expect("group counts");

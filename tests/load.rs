@@ -691,12 +691,14 @@ fn a_thousand_subscribers_and_32_writers_lose_no_event_in_bounded_memory() {
         let mut count = 0u64;
         let mut last_id = 0u64;
         let rows = statement
-            .query_map([group_id], |row| {
+            .query_map([support::stored_id(group_id)], |row| {
                 Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
             })
             .expect("query");
         for row in rows {
-            let (id, data) = row.expect("row");
+            let (id, stored) = row.expect("row");
+            // As Parallel's face renders the stored row.
+            let data = support::rendered_event_data(id as u64, &stored);
             digest.add_event(id as u64, &data);
             count += 1;
             last_id = id as u64;
@@ -807,21 +809,31 @@ fn check_run_stream(
 ) -> Result<(), String> {
     let (status, progress): (String, Vec<(String, String)>) = {
         let status = database
-            .query_row("SELECT status FROM runs WHERE id = ?1", [run_id], |row| {
-                row.get(0)
-            })
+            .query_row(
+                "SELECT status FROM runs WHERE id = ?1",
+                [support::stored_id(run_id)],
+                |row| row.get(0),
+            )
             .map_err(|e| e.to_string())?;
         let mut statement = database
             .prepare(
-                "SELECT e.type, e.data FROM events e JOIN runs r ON r.seq = e.run_seq \
+                "SELECT e.id, e.data FROM events e JOIN runs r ON r.seq = e.run_seq \
                  WHERE r.id = ?1 AND e.stream = 2 ORDER BY e.id",
             )
             .map_err(|e| e.to_string())?;
-        let rows = statement
-            .query_map([run_id], |row| Ok((row.get(0)?, row.get(1)?)))
+        let rows: Vec<(i64, String)> = statement
+            .query_map([support::stored_id(run_id)], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
             .map_err(|e| e.to_string())?
             .collect::<Result<_, _>>()
             .map_err(|e| e.to_string())?;
+        // As Parallel's face renders the stored rows (a run stream's
+        // events carry no id).
+        let rows = rows
+            .into_iter()
+            .map(|(id, stored)| support::rendered_event(id as u64, &stored))
+            .collect();
         (status, rows)
     };
     let (Some(first), Some(last)) = (frames.first(), frames.last()) else {

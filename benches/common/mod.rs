@@ -971,7 +971,8 @@ impl StoredRuns {
 
 /// The database for `sizes`: under `cargo bench` cached in
 /// `target/bench/stored-runs-SIZES-SCHEMA.db` (keyed by the sizes and a
-/// hash of `schema.sql`) so that reruns skip the build; under `cargo test`
+/// hash of `schema.sql` and the schema version) so that reruns skip the
+/// build; under `cargo test`
 /// built fresh in a scratch directory.
 ///
 /// Built through the engine, the honest path: each group's runs added in
@@ -981,6 +982,8 @@ pub fn stored_runs(sizes: &[usize]) -> StoredRuns {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     include_str!("../../schema.sql").hash(&mut hasher);
+    // A migration changes what is stored as much as schema.sql does.
+    taskyard::store::SCHEMA_VERSION.hash(&mut hasher);
     let key = format!(
         "stored-runs-{}-{:016x}",
         sizes
@@ -1022,7 +1025,12 @@ pub fn stored_runs(sizes: &[usize]) -> StoredRuns {
     let mut groups = Vec::new();
     for &size in sizes {
         eprintln!("building a group of {size} runs in {}", building.display());
-        groups.push((size, engine_lifecycle(&engine, size, "mock")));
+        // The wire id: the read benches ask for it over HTTP.
+        let group_id = engine_lifecycle(&engine, size, "mock");
+        groups.push((
+            size,
+            taskyard::faces::parallel::wire::wire_group_id(&group_id),
+        ));
     }
     engine.shutdown(Duration::from_secs(10));
     drop(engine);

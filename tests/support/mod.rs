@@ -163,6 +163,13 @@ pub fn stored_id(wire: &str) -> String {
 /// A stored event row's data rendered as Parallel's face sends it, to
 /// compare with what a subscriber received.
 pub fn rendered_event_data(id: u64, stored: &str) -> String {
+    rendered_event(id, stored).1
+}
+
+/// A stored event row rendered as Parallel's face sends it: (type, data).
+pub fn rendered_event(id: u64, stored: &str) -> (String, String) {
     let data: taskyard::model::EventData = serde_json::from_str(stored).expect("a stored event");
-    taskyard::faces::parallel::render::to_wire(&taskyard::model::Event::new(Some(id), data)).data
+    let event =
+        taskyard::faces::parallel::render::to_wire(&taskyard::model::Event::new(Some(id), data));
+    (event.kind.as_str().to_string(), event.data)
 }

@@ -23,7 +23,10 @@ use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use crate::limits::{CANCEL_GRACE_S, CLAIM_BATCH_MAX, RETRY_BACKOFF_MS_BASE, RETRY_BACKOFF_MS_MAX};
+use crate::limits::{
+    CANCEL_GRACE_S, CLAIM_BATCH_MAX, CLAIM_SLOTS_PER_WORKER, RETRY_BACKOFF_MS_BASE,
+    RETRY_BACKOFF_MS_MAX,
+};
 use crate::model::{
     to_json, ErrorObject, EventType, JsonObject, Output, RunInput, RunStatus, SchemaKind, TaskSpec,
     Warning,
@@ -32,15 +35,6 @@ use crate::processors::{CancelToken, ProcessorError, ProgressSink, Registry, Run
 use crate::schema::{first_violation, SchemaCache};
 use crate::store::{ClaimedRun, Finish, Op, Store};
 use crate::validate::mock_controls;
-
-/// Runs claimed and not yet durably finished, per worker. A slot is held
-/// from the claim until the finish is committed, so it covers a run being
-/// executed, runs queued for a worker, and finishes waiting for their
-/// commit; with two per worker, workers of a zero-latency processor waited
-/// for slots while their finishes were being committed (engine bench: 19k
-/// runs/s with 2, 21.5k with 4, no gain past 4). The cost: up to three
-/// runs per worker show `running` while they wait in memory for a worker.
-const SLOTS_PER_WORKER: usize = 4;
 
 /// How the scheduler runs.
 #[derive(Debug, Clone)]
@@ -106,7 +100,7 @@ impl Scheduler {
     ) -> std::io::Result<Scheduler> {
         let workers = config.workers.max(1);
         let (control_sender, control_receiver) = unbounded();
-        let (job_sender, job_receiver) = bounded::<Job>(workers * SLOTS_PER_WORKER);
+        let (job_sender, job_receiver) = bounded::<Job>(workers * CLAIM_SLOTS_PER_WORKER);
         let tokens: Arc<Mutex<HashMap<i64, Arc<CancelToken>>>> = Arc::default();
         let mut worker_threads = Vec::with_capacity(workers);
         for index in 0..workers {
@@ -134,7 +128,7 @@ impl Scheduler {
             jobs: Some(job_sender),
             control: control_sender.clone(),
             tokens: tokens.clone(),
-            capacity: workers * SLOTS_PER_WORKER,
+            capacity: workers * CLAIM_SLOTS_PER_WORKER,
             outstanding: HashMap::new(),
             by_processor: HashMap::new(),
             retries: BinaryHeap::new(),
@@ -218,7 +212,7 @@ struct Dispatcher {
     control: Sender<Control>,
     tokens: Arc<Mutex<HashMap<i64, Arc<CancelToken>>>>,
     /// Attempts claimed and not yet durably finished, at most:
-    /// [`SLOTS_PER_WORKER`] per worker.
+    /// [`CLAIM_SLOTS_PER_WORKER`] per worker.
     capacity: usize,
     /// Runs claimed and not yet durably finished, with their processor;
     /// those in `retries` included.

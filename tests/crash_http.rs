@@ -44,6 +44,7 @@ use std::time::{Duration, Instant};
 use client::{frames_of, read_chunk, read_head, read_response, request_bytes, Frame, Response};
 use serde_json::{json, Value};
 use support::{sqlite, TestDir};
+use taskyard::limits::CLAIM_SLOTS_PER_WORKER;
 use taskyard::processors::{MockProcessor, ProcessorConfig, Registry};
 use taskyard::{Config, RunInput, RunStatus};
 
@@ -1505,9 +1506,13 @@ fn check_outcome(class: Class, index: usize, row: &RunRow) -> &'static str {
 }
 
 /// Regression, found by the crash loop above: runs waiting out a retry
-/// backoff kept their dispatcher slots (twice the workers), so a mix with
-/// retries left the workers idle while runs waited in the queue; the loop's
-/// 20,000 runs drained at a third of the speed.
+/// backoff kept their dispatcher slots (then twice the workers), so a mix
+/// with retries left the workers idle while runs waited in the queue; the
+/// loop's 20,000 runs drained at a third of the speed. The retrying runs
+/// take every claim slot of the one worker, whatever their number
+/// (`CLAIM_SLOTS_PER_WORKER`): with fewer (two, when the test was written
+/// for two slots per worker) the plain run found a free slot even when
+/// runs in backoff kept theirs, and the test could not fail (issue 11).
 #[test]
 fn runs_in_retry_backoff_leave_the_workers_to_queued_runs() {
     let dir = TestDir::new();
@@ -1516,8 +1521,8 @@ fn runs_in_retry_backoff_leave_the_workers_to_queued_runs() {
         max_attempts: RETRY5_MAX_ATTEMPTS,
         ..ProcessorConfig::new(RETRY5, "mock", Arc::new(MockProcessor::default()))
     });
-    // One worker: two slots, both taken by runs whose first four attempts
-    // fail, so they back off for at least 75 + 150 + 300 + 600 ms.
+    // One worker: every one of its slots taken by a run whose first four
+    // attempts fail, so they back off for at least 75 + 150 + 300 + 600 ms.
     let engine = support::open_with(
         &dir,
         Config {
@@ -1525,7 +1530,7 @@ fn runs_in_retry_backoff_leave_the_workers_to_queued_runs() {
             ..support::with_workers(1)
         },
     );
-    let retrying: Vec<String> = (0..2)
+    let retrying: Vec<String> = (0..CLAIM_SLOTS_PER_WORKER)
         .map(|index| {
             engine
                 .create_run(
@@ -1540,9 +1545,11 @@ fn runs_in_retry_backoff_leave_the_workers_to_queued_runs() {
         let run = engine.get_run(run_id).expect("run");
         run.warnings.map_or(0, |warnings| warnings.len())
     };
-    support::wait_for("both runs back off", Duration::from_secs(10), || {
-        retrying.iter().all(|run_id| warnings(run_id) >= 1)
-    });
+    support::wait_for(
+        "every retrying run backs off",
+        Duration::from_secs(10),
+        || retrying.iter().all(|run_id| warnings(run_id) >= 1),
+    );
     let plain = engine
         .create_run(RunInput::new("plain", "mock"))
         .expect("run")

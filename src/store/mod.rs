@@ -35,8 +35,32 @@ use crate::model::{
 const SCHEMA_SQL: &str = include_str!("../../schema.sql");
 
 /// Migrations after the first schema, in order; `PRAGMA user_version` is
-/// the number of the last one applied (the first schema is version 1).
-const MIGRATIONS: &[&str] = &[];
+/// the number of the last one applied (the first schema is version 1, and
+/// `MIGRATIONS[i]` makes version `i + 2`). Each brings a database of the
+/// version before to what `schema.sql` makes of a new one; the test
+/// `a_migrated_version_1_database_has_the_schema_of_a_new_one` compares.
+const MIGRATIONS: &[&str] = &[
+    // 2: runs by status in one row, kept with every run change, so that
+    // `/metrics` does not count every run on each scrape (issue 11); filled
+    // here from a full count, once.
+    "CREATE TABLE run_counts (
+    id             INTEGER PRIMARY KEY CHECK (id = 1),
+    num_runs       INTEGER NOT NULL DEFAULT 0,
+    n_queued       INTEGER NOT NULL DEFAULT 0,
+    n_running      INTEGER NOT NULL DEFAULT 0,
+    n_cancelling   INTEGER NOT NULL DEFAULT 0,
+    n_completed    INTEGER NOT NULL DEFAULT 0,
+    n_failed       INTEGER NOT NULL DEFAULT 0,
+    n_cancelled    INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO run_counts (id, num_runs, n_queued, n_running, n_cancelling, n_completed,
+    n_failed, n_cancelled)
+SELECT 1, count(*), count(*) FILTER (WHERE status = 'queued'),
+    count(*) FILTER (WHERE status = 'running'), count(*) FILTER (WHERE status = 'cancelling'),
+    count(*) FILTER (WHERE status = 'completed'), count(*) FILTER (WHERE status = 'failed'),
+    count(*) FILTER (WHERE status = 'cancelled')
+FROM runs;",
+];
 
 /// Version a database has once every migration is applied.
 pub const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
@@ -251,10 +275,13 @@ fn migrate(connection: &mut Connection) -> Result<()> {
     }
     let transaction = connection.transaction()?;
     if version == 0 {
+        // schema.sql is the whole schema at the latest version: a new
+        // database takes no migration (they would add what it has).
         transaction.execute_batch(SCHEMA_SQL)?;
-    }
-    for migration in MIGRATIONS.iter().skip((version.max(1) - 1) as usize) {
-        transaction.execute_batch(migration)?;
+    } else {
+        for migration in MIGRATIONS.iter().skip((version - 1) as usize) {
+            transaction.execute_batch(migration)?;
+        }
     }
     transaction.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
     transaction.commit()?;
@@ -514,5 +541,115 @@ mod tests {
         assert_eq!(version, SCHEMA_VERSION);
         // A second open of the same database applies nothing twice.
         migrate(&mut connection).expect("migrations are idempotent");
+    }
+
+    /// The schema as taskyard made it before migration 2.
+    const SCHEMA_V1_SQL: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/schema_v1.sql"
+    ));
+
+    fn version_1_database() -> Connection {
+        let connection = Connection::open_in_memory().expect("in-memory database");
+        connection
+            .execute_batch(SCHEMA_V1_SQL)
+            .expect("the version 1 schema applies");
+        connection
+            .execute_batch("PRAGMA user_version = 1")
+            .expect("user_version");
+        connection
+    }
+
+    /// Every table and index with its SQL, whitespace folded, by name.
+    fn schema_of(connection: &Connection) -> Vec<(String, String, String)> {
+        let mut statement = connection
+            .prepare("SELECT type, name, coalesce(sql, '') FROM sqlite_master ORDER BY name")
+            .expect("sqlite_master");
+        let rows = statement
+            .query_map([], |row| {
+                let sql: String = row.get(2)?;
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    sql.split_whitespace().collect::<Vec<_>>().join(" "),
+                ))
+            })
+            .expect("rows")
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .expect("rows read");
+        rows
+    }
+
+    fn user_version(connection: &Connection) -> i64 {
+        connection
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .expect("user_version")
+    }
+
+    #[test]
+    fn a_migrated_version_1_database_has_the_schema_of_a_new_one() {
+        let mut new = Connection::open_in_memory().expect("in-memory database");
+        migrate(&mut new).expect("schema applies");
+        let mut old = version_1_database();
+        migrate(&mut old).expect("migrations apply");
+        assert_eq!(user_version(&new), SCHEMA_VERSION);
+        assert_eq!(user_version(&old), SCHEMA_VERSION);
+        assert_eq!(schema_of(&old), schema_of(&new));
+        // Both start with the one run_counts row.
+        for connection in [&new, &old] {
+            let rows: i64 = connection
+                .query_row("SELECT count(*) FROM run_counts", [], |row| row.get(0))
+                .expect("run_counts");
+            assert_eq!(rows, 1);
+        }
+    }
+
+    /// Regression (issue 11, bug 3): `/metrics` counted every run by status
+    /// on each scrape. The counts are now a row kept with every run change;
+    /// a database made before it gets the row from one full count.
+    #[test]
+    fn migration_2_fills_run_counts_from_a_full_count() {
+        let mut connection = version_1_database();
+        connection
+            .execute_batch(
+                "INSERT INTO groups (id, created_at, modified_at) VALUES ('tgrp_a', 0, 0);",
+            )
+            .expect("group");
+        let statuses = [
+            ("queued", 5),
+            ("running", 3),
+            ("cancelling", 1),
+            ("completed", 40),
+            ("failed", 7),
+            ("cancelled", 2),
+        ];
+        let mut index = 0;
+        for (status, count) in statuses {
+            for _ in 0..count {
+                // Every other run without a group: those count too.
+                let group_seq = (index % 2 == 0).then_some(1);
+                connection
+                    .execute(
+                        "INSERT INTO runs (id, group_seq, cursor, status, processor, request, \
+                         task_spec, default_spec, enable_events, max_attempts, created_at, \
+                         modified_at) VALUES (?1, ?2, ?3, ?4, 'mock', '{}', '{}', 0, 0, 3, 0, 0)",
+                        rusqlite::params![format!("trun_{index}"), group_seq, index, status],
+                    )
+                    .expect("run");
+                index += 1;
+            }
+        }
+        migrate(&mut connection).expect("migrations apply");
+        let stored: Vec<i64> = connection
+            .query_row(
+                "SELECT num_runs, n_queued, n_running, n_cancelling, n_completed, n_failed, \
+                 n_cancelled FROM run_counts WHERE id = 1",
+                [],
+                |row| (0..7).map(|column| row.get(column)).collect(),
+            )
+            .expect("the run_counts row");
+        let mut expected = vec![statuses.iter().map(|(_, count)| *count).sum::<i64>()];
+        expected.extend(statuses.iter().map(|(_, count)| *count));
+        assert_eq!(stored, expected);
     }
 }

@@ -6,7 +6,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{GroupRow, Result, RunRow, Store, GROUP_COLUMNS, RUN_COLUMNS};
+use super::{Counts, GroupRow, Result, RunRow, Store, GROUP_COLUMNS, RUN_COLUMNS};
 use crate::model::{EventType, RunStatus};
 
 /// An event row as a stream sends it.
@@ -344,19 +344,31 @@ impl Store {
         })
     }
 
-    /// Runs by status over the whole database, for metrics.
+    /// Runs by status over the whole database, for metrics: every status
+    /// a run can have, zeros included, from the `run_counts` row (one row,
+    /// kept with every run change), never from a count of the runs.
     pub fn runs_by_status(&self) -> Result<Vec<(RunStatus, u64)>> {
         self.read(|connection| {
-            let mut statement =
-                connection.prepare_cached("SELECT status, count(*) FROM runs GROUP BY status")?;
-            let rows = statement
-                .query_map([], |row| {
-                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows
+            let counts = connection
+                .prepare_cached(
+                    "SELECT num_runs, n_queued, n_running, n_cancelling, n_completed, n_failed, \
+                     n_cancelled FROM run_counts WHERE id = 1",
+                )?
+                .query_row([], |row| {
+                    Ok(Counts {
+                        num_runs: row.get(0)?,
+                        queued: row.get(1)?,
+                        running: row.get(2)?,
+                        cancelling: row.get(3)?,
+                        completed: row.get(4)?,
+                        failed: row.get(5)?,
+                        cancelled: row.get(6)?,
+                    })
+                })?;
+            Ok(RunStatus::ALL
                 .into_iter()
-                .filter_map(|(status, count)| Some((RunStatus::parse(&status)?, count as u64)))
+                .filter(|status| *status != RunStatus::ActionRequired)
+                .map(|status| (status, counts.get(status).max(0) as u64))
                 .collect())
         })
     }

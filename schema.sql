@@ -74,6 +74,22 @@ CREATE INDEX runs_by_group ON runs(group_seq, cursor);
 CREATE INDEX runs_queued ON runs(seq) WHERE status = 'queued';
 CREATE INDEX runs_running ON runs(seq) WHERE status IN ('running', 'cancelling');
 
+-- The lists (spec 10.3), newest first by id, each filter searched by an
+-- index that also gives the order, so that a page reads about as many
+-- entries as it answers, whatever the table holds (issue 11: a status
+-- filter walked every run). The list queries write only the terms a
+-- filter sets (store/read.rs), else SQLite could use none of these. Runs
+-- of one group with one status walk the group's runs: a third index,
+-- (group_seq, status, id), would cost every status change as much again
+-- (see the commit that added these).
+CREATE INDEX runs_by_status_id ON runs(status, id);
+CREATE INDEX runs_by_group_id ON runs(group_seq, id);
+-- Groups by is_active: an index on the expression rather than a stored
+-- flag, so that it can never disagree with the counts it is made of; the
+-- query repeats the expression exactly. It costs one index entry rewritten
+-- per group count update, which happens once per group per transaction.
+CREATE INDEX groups_by_activity ON groups((n_queued + n_running + n_cancelling > 0), id);
+
 -- The append-only event log. `id` is the cursor on the wire: AUTOINCREMENT
 -- makes it strictly increasing and never reused (DESIGN invariant 2).
 -- `stream` says which stream shows the row: 0 none (history only), 1 the

@@ -19,7 +19,7 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 use rusqlite::{Connection, OpenFlags};
 
-pub use read::{EventRow, GroupRunRow, ListFilter, ListPage};
+pub use read::{list_groups_query, list_runs_query, EventRow, GroupRunRow, ListFilter, ListPage};
 pub use recovery::Recovered;
 pub use writer::{
     progress_message_json, progress_stats_json, AddedRuns, ClaimedRun, CommitNotice,
@@ -60,6 +60,11 @@ SELECT 1, count(*), count(*) FILTER (WHERE status = 'queued'),
     count(*) FILTER (WHERE status = 'completed'), count(*) FILTER (WHERE status = 'failed'),
     count(*) FILTER (WHERE status = 'cancelled')
 FROM runs;",
+    // 3: the indexes of the lists, each filter searched in page order
+    // (issue 11: a status filter walked every run).
+    "CREATE INDEX runs_by_status_id ON runs(status, id);
+CREATE INDEX runs_by_group_id ON runs(group_seq, id);
+CREATE INDEX groups_by_activity ON groups((n_queued + n_running + n_cancelling > 0), id);",
 ];
 
 /// Version a database has once every migration is applied.
@@ -288,6 +293,9 @@ fn migrate(connection: &mut Connection) -> Result<()> {
     Ok(())
 }
 
+/// Prepared statements each read connection keeps.
+const READ_STATEMENTS_CACHED: usize = 64;
+
 /// A small pool of read-only connections. WAL lets them read beside the
 /// writer; each sees only committed transactions (DESIGN invariant 4).
 struct ReadPool {
@@ -310,6 +318,10 @@ impl ReadPool {
                 message: e.to_string(),
             })?;
             connection.busy_timeout(options.busy_timeout)?;
+            // Every read statement and each list's variants (one per filter
+            // combination, store/read.rs) stay prepared: about thirty, past
+            // rusqlite's default of 16.
+            connection.set_prepared_statement_cache_capacity(READ_STATEMENTS_CACHED);
             idle.push(connection);
         }
         Ok(ReadPool {

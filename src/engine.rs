@@ -70,9 +70,10 @@ impl From<store::Error> for Error {
         match error {
             store::Error::NotFound { kind, id } => Error::NotFound { kind, id },
             store::Error::IdempotencyConflict => Error::IdempotencyConflict,
-            store::Error::Busy(_) | store::Error::Full(_) | store::Error::Closed => {
-                Error::Unavailable(error)
-            }
+            store::Error::Busy(_)
+            | store::Error::Full(_)
+            | store::Error::Closed
+            | store::Error::ReadersBusy { .. } => Error::Unavailable(error),
             store::Error::Open { .. } | store::Error::Sqlite(_) => {
                 Error::Internal(error.to_string())
             }

@@ -64,6 +64,14 @@ pub const WRITER_BATCH_OPS_MAX: usize = 256;
 /// wait (back-pressure), never grows memory.
 pub const WRITER_QUEUE_MAX: usize = 4_096;
 
+/// Longest a read waits for one of the store's pooled read connections, in
+/// milliseconds; past it the read fails as unavailable (503 with
+/// `retry-after`) instead of waiting forever. Streams of a group's runs hold
+/// a connection while they write to their client, so slow clients can hold
+/// every one; two seconds is longer than any read takes and short enough
+/// for a client to retry.
+pub const READ_CONNECTION_WAIT_MS_MAX: u64 = 2_000;
+
 /// Event rows a stream reads from SQLite per query.
 pub const STREAM_PAGE_ROWS_MAX: usize = 512;
 

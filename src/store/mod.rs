@@ -14,7 +14,7 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use rusqlite::{Connection, OpenFlags};
@@ -27,6 +27,7 @@ pub use writer::{
     StreamKey, Writer,
 };
 
+use crate::limits::READ_CONNECTION_WAIT_MS_MAX;
 use crate::model::{
     ErrorObject, Group, GroupStatus, JsonObject, Run, RunStatus, Timestamp, Warning,
 };
@@ -86,6 +87,11 @@ pub enum Error {
     /// The writer thread has stopped (shutdown, or it died).
     #[error("the store is closed")]
     Closed,
+    /// Every pooled read connection stayed in use past the wait limit.
+    #[error(
+        "every read connection stayed in use for {waited_ms} ms (READ_CONNECTION_WAIT_MS_MAX)"
+    )]
+    ReadersBusy { waited_ms: u64 },
     /// A row or id that an operation needs is not there.
     #[error("{kind} {id} not found")]
     NotFound { kind: &'static str, id: String },
@@ -330,14 +336,27 @@ impl ReadPool {
         })
     }
 
+    /// Runs `read` on an idle connection, waiting for one at most
+    /// `READ_CONNECTION_WAIT_MS_MAX`: a pool held by slow streams answers
+    /// `ReadersBusy` instead of hanging every request behind them.
     fn with<T>(&self, read: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let deadline = Instant::now() + Duration::from_millis(READ_CONNECTION_WAIT_MS_MAX);
         let connection = {
             let mut idle = self.idle.lock();
             loop {
                 if let Some(connection) = idle.pop() {
                     break connection;
                 }
-                self.returned.wait(&mut idle);
+                if self.returned.wait_until(&mut idle, deadline).timed_out() {
+                    match idle.pop() {
+                        Some(connection) => break connection,
+                        None => {
+                            return Err(Error::ReadersBusy {
+                                waited_ms: READ_CONNECTION_WAIT_MS_MAX,
+                            })
+                        }
+                    }
+                }
             }
         };
         // Give the connection back even if `read` panics, so one bad read

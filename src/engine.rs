@@ -74,9 +74,9 @@ impl From<store::Error> for Error {
             | store::Error::Full(_)
             | store::Error::Closed
             | store::Error::ReadersBusy { .. } => Error::Unavailable(error),
-            store::Error::Open { .. } | store::Error::Sqlite(_) => {
-                Error::Internal(error.to_string())
-            }
+            store::Error::Open { .. }
+            | store::Error::Sqlite(_)
+            | store::Error::UnknownValue { .. } => Error::Internal(error.to_string()),
         }
     }
 }

@@ -98,14 +98,47 @@ pub enum Error {
     /// An Idempotency-Key seen before with another request (spec 10.5).
     #[error("Idempotency-Key reused with a different request")]
     IdempotencyConflict,
+    /// A stored value this taskyard does not know (written by a newer one,
+    /// or by hand), named with its table, row and text, so that it can be
+    /// found and fixed; never read as some other value.
+    #[error("{table} row {row} has {column} '{value}', which this taskyard does not know")]
+    UnknownValue {
+        table: &'static str,
+        /// `seq N`, with the row's id when it was read.
+        row: String,
+        column: &'static str,
+        value: String,
+    },
     /// Any other SQLite failure, or a stored value that does not decode.
     #[error("database error: {0}")]
     Sqlite(String),
 }
 
+impl Error {
+    /// A run's status this taskyard does not know.
+    pub(crate) fn unknown_run_status(seq: i64, id: Option<&str>, value: &str) -> Error {
+        Error::UnknownValue {
+            table: "runs",
+            row: match id {
+                Some(id) => format!("seq {seq} ({id})"),
+                None => format!("seq {seq}"),
+            },
+            column: "status",
+            value: value.to_string(),
+        }
+    }
+}
+
 impl From<rusqlite::Error> for Error {
     fn from(error: rusqlite::Error) -> Error {
         use rusqlite::ErrorCode;
+        // A row decoder's own error (see `RunRow::from_row`) comes back
+        // through rusqlite boxed; it already says what is wrong.
+        if let rusqlite::Error::FromSqlConversionFailure(_, _, inner) = &error {
+            if let Some(unknown) = inner.downcast_ref::<UnknownValueError>() {
+                return unknown.0.clone();
+            }
+        }
         match error.sqlite_error_code() {
             Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
                 Error::Busy(error.to_string())
@@ -402,16 +435,43 @@ pub(crate) const RUN_COLUMNS: &str = "r.seq, r.id, g.id, r.group_seq, r.cursor, 
 /// How many columns `RUN_COLUMNS` names: the index of a column added after.
 pub(crate) const RUN_COLUMNS_COUNT: usize = 14;
 
+/// An [`Error::UnknownValue`] carried through rusqlite's row decoding,
+/// which only takes errors of its own; `From<rusqlite::Error>` unwraps it.
+#[derive(Debug)]
+struct UnknownValueError(Error);
+
+impl std::fmt::Display for UnknownValueError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(formatter)
+    }
+}
+
+impl std::error::Error for UnknownValueError {}
+
 impl RunRow {
     pub(crate) fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+        let seq: i64 = row.get(0)?;
+        let id: String = row.get(1)?;
         let status: String = row.get(5)?;
+        // Issue 11: an unknown status read as `failed`, silently.
+        let Some(status) = RunStatus::parse(&status) else {
+            return Err(rusqlite::Error::FromSqlConversionFailure(
+                5,
+                rusqlite::types::Type::Text,
+                Box::new(UnknownValueError(Error::unknown_run_status(
+                    seq,
+                    Some(&id),
+                    &status,
+                ))),
+            ));
+        };
         Ok(RunRow {
-            seq: row.get(0)?,
-            id: row.get(1)?,
+            seq,
+            id,
             group_id: row.get(2)?,
             group_seq: row.get(3)?,
             cursor: row.get(4)?,
-            status: RunStatus::parse(&status).unwrap_or(RunStatus::Failed),
+            status,
             processor: row.get(6)?,
             metadata: row.get(7)?,
             error: row.get(8)?,

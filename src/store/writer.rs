@@ -1336,7 +1336,8 @@ fn start_attempt(
             .query_row([run_seq], |row| {
                 Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
             })?;
-    let status = RunStatus::parse(&status).unwrap_or(RunStatus::Failed);
+    let status = RunStatus::parse(&status)
+        .ok_or_else(|| Error::unknown_run_status(run_seq, None, &status))?;
     if status != RunStatus::Running {
         return Ok(status);
     }

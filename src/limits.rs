@@ -87,6 +87,13 @@ pub const CLAIM_BATCH_MAX: usize = 256;
 /// runs per worker show `running` while they wait in memory for a worker.
 pub const CLAIM_SLOTS_PER_WORKER: usize = 4;
 
+/// Runs whose cancel waits for the scheduler's dispatcher to start their
+/// grace period. A cancel past it is not queued: the dispatcher finds every
+/// `cancelling` run in the store instead, once, so no cancel is lost and
+/// no caller waits (issue 11). Only runs running in this process can be
+/// cancelling, so a full queue means duplicate or stale cancels.
+pub const SCHEDULER_CANCELS_QUEUED_MAX: usize = 1_024;
+
 /// Seconds between a cancel of a running run and its forced `cancelled`
 /// status when the processor does not return (spec 10.1).
 pub const CANCEL_GRACE_S: u64 = 10;
@@ -102,6 +109,8 @@ pub const RETRY_BACKOFF_MS_MAX: u64 = 5_000;
 
 const _: () = assert!(CLAIM_BATCH_MAX <= WRITER_QUEUE_MAX);
 const _: () = assert!(CLAIM_SLOTS_PER_WORKER >= 1);
+// A group cancel of every run one worker holds fits in the queue.
+const _: () = assert!(SCHEDULER_CANCELS_QUEUED_MAX >= CLAIM_SLOTS_PER_WORKER);
 const _: () = assert!(RUNS_PER_REQUEST_MAX >= 1);
 const _: () = assert!(RETRY_BACKOFF_MS_BASE <= RETRY_BACKOFF_MS_MAX);
 const _: () = assert!(RESULT_TIMEOUT_S_DEFAULT <= RESULT_TIMEOUT_S_MAX);

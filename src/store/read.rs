@@ -263,6 +263,19 @@ impl Store {
         })
     }
 
+    /// The runs now `cancelling`, by seq, for the scheduler when cancels
+    /// came faster than its queue takes them. Searched by status
+    /// (`runs_by_status_id`): as many rows as there are such runs.
+    pub fn cancelling_runs(&self) -> Result<Vec<i64>> {
+        self.read(|connection| {
+            let seqs = connection
+                .prepare_cached("SELECT seq FROM runs WHERE status = 'cancelling'")?
+                .query_map([], |row| row.get(0))?
+                .collect::<rusqlite::Result<Vec<i64>>>()?;
+            Ok(seqs)
+        })
+    }
+
     /// True when a read answers (health check).
     pub fn ping(&self) -> Result<()> {
         self.read(|connection| {

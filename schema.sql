@@ -1,6 +1,11 @@
--- taskyard's whole schema. Applied on open when PRAGMA user_version is 0;
--- later migrations are numbered from 2 and listed in src/store/mod.rs.
--- Timestamps are Unix microseconds (UTC); JSON columns hold compact text.
+-- taskyard's whole schema, at the latest version. Applied on open when
+-- PRAGMA user_version is 0, which then becomes the latest version at once;
+-- a database made by an older taskyard is brought here by the migrations
+-- numbered from 2 in src/store/migrate.rs (tests/fixtures/schema_v1.sql is
+-- version 1, for the test that both paths end at the same schema).
+-- Timestamps are Unix microseconds (UTC); JSON columns hold compact text,
+-- in the engine's own form (src/model/), never a face's wire: ids are 32
+-- hex digits without a face's prefix.
 
 -- A task group and its status counts. The counts change in the same
 -- transaction as every run change (DESIGN invariant 6), so reading a
@@ -20,8 +25,27 @@ CREATE TABLE groups (
     n_cancelled    INTEGER NOT NULL DEFAULT 0
 );
 
--- A task run. `request` is the RunInput as the caller gave it (what
--- `.../input` answers); `task_spec` is the effective spec after the group
+-- Runs by status over the whole database, grouped or not: one row, kept
+-- in the same transaction as every run change, as a group's counts are
+-- (DESIGN invariant 6), so that `/metrics` reads one row instead of
+-- counting every run (issue 11: seconds per scrape at 1.1M runs).
+CREATE TABLE run_counts (
+    id             INTEGER PRIMARY KEY CHECK (id = 1),
+    num_runs       INTEGER NOT NULL DEFAULT 0,
+    n_queued       INTEGER NOT NULL DEFAULT 0,
+    n_running      INTEGER NOT NULL DEFAULT 0,
+    n_cancelling   INTEGER NOT NULL DEFAULT 0,
+    n_completed    INTEGER NOT NULL DEFAULT 0,
+    n_failed       INTEGER NOT NULL DEFAULT 0,
+    n_cancelled    INTEGER NOT NULL DEFAULT 0
+);
+
+INSERT INTO run_counts (id) VALUES (1);
+
+-- A task run. `input` is what the processor gets; `document` is the face's
+-- own record of the request as it was sent (Parallel's RunInput, what
+-- `.../input` answers), opaque to the engine and NULL for a run made
+-- through the library. `task_spec` is the effective spec after the group
 -- default was applied. `cursor` is the id of the run's creation event.
 CREATE TABLE runs (
     seq            INTEGER PRIMARY KEY,
@@ -30,7 +54,8 @@ CREATE TABLE runs (
     cursor         INTEGER NOT NULL,
     status         TEXT    NOT NULL,
     processor      TEXT    NOT NULL,
-    request        TEXT    NOT NULL,
+    input          TEXT    NOT NULL,
+    document       TEXT,
     task_spec      TEXT    NOT NULL,
     default_spec   INTEGER NOT NULL,
     metadata       TEXT,
@@ -54,11 +79,30 @@ CREATE INDEX runs_by_group ON runs(group_seq, cursor);
 CREATE INDEX runs_queued ON runs(seq) WHERE status = 'queued';
 CREATE INDEX runs_running ON runs(seq) WHERE status IN ('running', 'cancelling');
 
+-- The lists (spec 10.3), newest first by id, each filter searched by an
+-- index that also gives the order, so that a page reads about as many
+-- entries as it answers, whatever the table holds (issue 11: a status
+-- filter walked every run). The list queries write only the terms a
+-- filter sets (store/read.rs), else SQLite could use none of these. Runs
+-- of one group with one status walk the group's runs: a third index,
+-- (group_seq, status, id), would cost every status change as much again
+-- (see the commit that added these).
+CREATE INDEX runs_by_status_id ON runs(status, id);
+CREATE INDEX runs_by_group_id ON runs(group_seq, id);
+-- Groups by is_active: an index on the expression rather than a stored
+-- flag, so that it can never disagree with the counts it is made of; the
+-- query repeats the expression exactly. It costs one index entry rewritten
+-- per group count update, which happens once per group per transaction.
+CREATE INDEX groups_by_activity ON groups((n_queued + n_running + n_cancelling > 0), id);
+
 -- The append-only event log. `id` is the cursor on the wire: AUTOINCREMENT
 -- makes it strictly increasing and never reused (DESIGN invariant 2).
 -- `stream` says which stream shows the row: 0 none (history only), 1 the
--- group events stream, 2 the run events stream (progress). `data` is the
--- event's wire JSON where a stream shows it, else NULL.
+-- group events stream, 2 the run events stream (progress). `type` and
+-- `data` are the engine's event (model::EventData: `run.status`,
+-- `group.status`, `run.progress`, `run.stats`); `data` is NULL for a
+-- history row, which only its `status` says. Each face renders a stored
+-- event in its own wire when it sends it.
 CREATE TABLE events (
     id             INTEGER PRIMARY KEY AUTOINCREMENT,
     type           TEXT    NOT NULL,
@@ -73,13 +117,14 @@ CREATE TABLE events (
 CREATE INDEX events_group_stream ON events(group_seq, id) WHERE stream = 1;
 CREATE INDEX events_run_stream ON events(run_seq, id) WHERE stream = 2;
 
--- Idempotency-Key records (spec 10.5): written in the same transaction as
--- what the request created, with the response to replay byte for byte.
--- `fingerprint` is method, path and canonical JSON body.
+-- Idempotency keys: written in the same transaction as what the request
+-- created, with the face's answer to replay byte for byte (which status it
+-- goes out with is the face's). `fingerprint` is the face's canonical form
+-- of the request (Parallel: method, path and canonical JSON body). Kept
+-- forever for now: pruning comes with retention.
 CREATE TABLE idempotency_keys (
     key            TEXT    PRIMARY KEY,
     fingerprint    TEXT    NOT NULL,
-    status         INTEGER NOT NULL,
     body           TEXT    NOT NULL,
     created_at     INTEGER NOT NULL
 ) WITHOUT ROWID;

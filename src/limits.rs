@@ -38,11 +38,35 @@ pub const WRITER_BATCH_OPS_MAX: usize = 256;
 /// wait (back-pressure), never grows memory.
 pub const WRITER_QUEUE_MAX: usize = 4_096;
 
+/// Longest a read waits for one of the store's pooled read connections, in
+/// milliseconds; past it the read fails as unavailable (503 with
+/// `retry-after`) instead of waiting forever. Streams of a group's runs hold
+/// a connection while they write to their client, so slow clients can hold
+/// every one; two seconds is longer than any read takes and short enough
+/// for a client to retry.
+pub const READ_CONNECTION_WAIT_MS_MAX: u64 = 2_000;
+
 /// Event rows a stream reads from SQLite per query.
 pub const STREAM_PAGE_ROWS_MAX: usize = 512;
 
 /// Runs the scheduler claims per transaction.
 pub const CLAIM_BATCH_MAX: usize = 256;
+
+/// Runs claimed and not yet durably finished, per scheduler worker. A slot
+/// is held from the claim until the finish is committed, so it covers a run
+/// being executed, runs queued for a worker, and finishes waiting for their
+/// commit; with two per worker, workers of a zero-latency processor waited
+/// for slots while their finishes were being committed (engine bench: 19k
+/// runs/s with 2, 21.5k with 4, no gain past 4). The cost: up to three
+/// runs per worker show `running` while they wait in memory for a worker.
+pub const CLAIM_SLOTS_PER_WORKER: usize = 4;
+
+/// Runs whose cancel waits for the scheduler's dispatcher to start their
+/// grace period. A cancel past it is not queued: the dispatcher finds every
+/// `cancelling` run in the store instead, once, so no cancel is lost and
+/// no caller waits (issue 11). Only runs running in this process can be
+/// cancelling, so a full queue means duplicate or stale cancels.
+pub const SCHEDULER_CANCELS_QUEUED_MAX: usize = 1_024;
 
 /// Seconds between a cancel of a running run and its forced `cancelled`
 /// status when the processor does not return (spec 10.1).
@@ -58,5 +82,8 @@ pub const RETRY_BACKOFF_MS_BASE: u64 = 100;
 pub const RETRY_BACKOFF_MS_MAX: u64 = 5_000;
 
 const _: () = assert!(CLAIM_BATCH_MAX <= WRITER_QUEUE_MAX);
+const _: () = assert!(CLAIM_SLOTS_PER_WORKER >= 1);
+// A group cancel of every run one worker holds fits in the queue.
+const _: () = assert!(SCHEDULER_CANCELS_QUEUED_MAX >= CLAIM_SLOTS_PER_WORKER);
 const _: () = assert!(RUNS_PER_REQUEST_MAX >= 1);
 const _: () = assert!(RETRY_BACKOFF_MS_BASE <= RETRY_BACKOFF_MS_MAX);

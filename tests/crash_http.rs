@@ -45,6 +45,7 @@ use client::{frames_of, read_chunk, read_head, read_response, request_bytes, Fra
 use serde_json::{json, Value};
 use support::{sqlite, TestDir};
 use taskyard::faces::parallel::wire::RunInput;
+use taskyard::limits::CLAIM_SLOTS_PER_WORKER;
 use taskyard::processors::{MockProcessor, ProcessorConfig, Registry};
 use taskyard::{Config, RunStatus};
 
@@ -1327,6 +1328,19 @@ fn check_database(
         ],
         "kept counts vs recount {counts:?}"
     );
+    // And the counts over every run, standalone ones included (issue 11).
+    let (total, kept_all) = stored_run_counts(dir);
+    let recount_all = full_count(dir);
+    assert_eq!(
+        by_status(&kept_all),
+        by_status(&recount_all),
+        "run_counts vs recount"
+    );
+    assert_eq!(
+        total,
+        recount_all.values().sum::<i64>(),
+        "run_counts total vs recount"
+    );
 
     // The standalone creates: each acknowledged run exists and finished
     // once, with its input echoed.
@@ -1513,9 +1527,13 @@ fn check_outcome(class: Class, index: usize, row: &RunRow) -> &'static str {
 }
 
 /// Regression, found by the crash loop above: runs waiting out a retry
-/// backoff kept their dispatcher slots (twice the workers), so a mix with
-/// retries left the workers idle while runs waited in the queue; the loop's
-/// 20,000 runs drained at a third of the speed.
+/// backoff kept their dispatcher slots (then twice the workers), so a mix
+/// with retries left the workers idle while runs waited in the queue; the
+/// loop's 20,000 runs drained at a third of the speed. The retrying runs
+/// take every claim slot of the one worker, whatever their number
+/// (`CLAIM_SLOTS_PER_WORKER`): with fewer (two, when the test was written
+/// for two slots per worker) the plain run found a free slot even when
+/// runs in backoff kept theirs, and the test could not fail (issue 11).
 #[test]
 fn runs_in_retry_backoff_leave_the_workers_to_queued_runs() {
     let dir = TestDir::new();
@@ -1524,8 +1542,8 @@ fn runs_in_retry_backoff_leave_the_workers_to_queued_runs() {
         max_attempts: RETRY5_MAX_ATTEMPTS,
         ..ProcessorConfig::new(RETRY5, "mock", Arc::new(MockProcessor::default()))
     });
-    // One worker: two slots, both taken by runs whose first four attempts
-    // fail, so they back off for at least 75 + 150 + 300 + 600 ms.
+    // One worker: every one of its slots taken by a run whose first four
+    // attempts fail, so they back off for at least 75 + 150 + 300 + 600 ms.
     let engine = support::open_with(
         &dir,
         Config {
@@ -1533,7 +1551,7 @@ fn runs_in_retry_backoff_leave_the_workers_to_queued_runs() {
             ..support::with_workers(1)
         },
     );
-    let retrying: Vec<String> = (0..2)
+    let retrying: Vec<String> = (0..CLAIM_SLOTS_PER_WORKER)
         .map(|index| {
             engine
                 .create_run(
@@ -1548,9 +1566,11 @@ fn runs_in_retry_backoff_leave_the_workers_to_queued_runs() {
         let run = engine.get_run(run_id).expect("run");
         run.warnings.map_or(0, |warnings| warnings.len())
     };
-    support::wait_for("both runs back off", Duration::from_secs(10), || {
-        retrying.iter().all(|run_id| warnings(run_id) >= 1)
-    });
+    support::wait_for(
+        "every retrying run backs off",
+        Duration::from_secs(10),
+        || retrying.iter().all(|run_id| warnings(run_id) >= 1),
+    );
     let plain = engine
         .create_run(RunInput::new("plain", "mock"))
         .expect("run")
@@ -1577,4 +1597,196 @@ fn runs_in_retry_backoff_leave_the_workers_to_queued_runs() {
         assert_eq!(warnings(run_id), 4, "{run_id}");
     }
     engine.shutdown(Duration::from_secs(5));
+}
+
+/// Runs by status as `taskyard_runs{status}` on the live server's `/metrics`.
+fn runs_gauge(life: &Life) -> BTreeMap<String, i64> {
+    let response = try_request(life.addr, "GET", "/metrics", &[], None).expect("metrics answered");
+    assert_eq!(response.status, 200, "{}", response.text());
+    response
+        .text()
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("taskyard_runs{status=\"")?;
+            let (status, value) = rest.split_once("\"} ")?;
+            Some((status.to_string(), value.parse().expect("a count")))
+        })
+        .collect()
+}
+
+/// The statuses the counts cover, each with the count given (0 if absent).
+fn by_status(counts: &BTreeMap<String, i64>) -> Vec<(&'static str, i64)> {
+    [
+        "queued",
+        "running",
+        "cancelling",
+        "completed",
+        "failed",
+        "cancelled",
+    ]
+    .into_iter()
+    .map(|status| (status, counts.get(status).copied().unwrap_or(0)))
+    .collect()
+}
+
+/// Every run counted, by status, the slow way.
+fn full_count(dir: &TestDir) -> BTreeMap<String, i64> {
+    let db = rusqlite::Connection::open(dir.db()).expect("database opens");
+    let mut statement = db
+        .prepare("SELECT status, count(*) FROM runs GROUP BY status")
+        .expect("query");
+    let rows = statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .expect("rows")
+        .collect::<Result<BTreeMap<String, i64>, _>>()
+        .expect("rows read");
+    rows
+}
+
+/// The `run_counts` row as stored: its total, and the count per status.
+fn stored_run_counts(dir: &TestDir) -> (i64, BTreeMap<String, i64>) {
+    let db = rusqlite::Connection::open(dir.db()).expect("database opens");
+    db.query_row(
+        "SELECT num_runs, n_queued, n_running, n_cancelling, n_completed, n_failed, \
+         n_cancelled FROM run_counts WHERE id = 1",
+        [],
+        |row| {
+            let names = [
+                "queued",
+                "running",
+                "cancelling",
+                "completed",
+                "failed",
+                "cancelled",
+            ];
+            let mut counts = BTreeMap::new();
+            for (index, name) in names.into_iter().enumerate() {
+                counts.insert(name.to_string(), row.get(index + 1)?);
+            }
+            Ok((row.get(0)?, counts))
+        },
+    )
+    .expect("the run_counts row")
+}
+
+/// Regression (issue 11, bug 3): `/metrics` counted every run by status on
+/// each scrape (seconds at 1.1M runs). The counts are a row now, changed in
+/// the same transaction as each run; this pins that the row, and the gauge
+/// read from it, equal a full count after `kill -9` of the real server with
+/// runs queued, running, cancelled, failed and completed, grouped and not,
+/// and again once recovery has requeued what was running.
+#[test]
+fn runs_by_status_gauge_equals_a_full_count_after_kill_9() {
+    let dir = TestDir::new();
+    let config = dir.dir.path().join("taskyard.toml");
+    std::fs::write(&config, "").expect("config written");
+    let mut life = Life::start(&dir, &config, 0);
+    life.wait_answering();
+    let call = |life: &Life, method: &str, path: &str, body: Value| {
+        let response = try_request(
+            life.addr,
+            method,
+            path,
+            &[],
+            Some(body.to_string().as_bytes()),
+        )
+        .expect("answered");
+        assert!(
+            (200..300).contains(&response.status),
+            "{method} {path}: {} {}",
+            response.status,
+            response.text()
+        );
+        response.json()
+    };
+    let group = call(&life, "POST", "/v1/tasks/groups", json!({}))["taskgroup_id"]
+        .as_str()
+        .expect("taskgroup_id")
+        .to_string();
+    // More slow runs than the server's claim slots, so that some wait in
+    // the queue while the others run, beside fast and failing ones. The
+    // slow runs come last and leave workers free until then: a claimed run
+    // waits for a worker in memory, behind the slow ones.
+    let slots = WORKERS * CLAIM_SLOTS_PER_WORKER;
+    let slow =
+        json!({"input": "slow", "processor": "mock", "metadata": {"mock_delay_ms": 600_000}});
+    let fast = json!({"input": "fast", "processor": "mock"});
+    let failing = json!({"input": "failing", "processor": "mock", "metadata": {"mock_fail": "no"}});
+    let mut inputs = vec![fast.clone(); 40];
+    inputs.extend(vec![failing.clone(); 10]);
+    inputs.extend(vec![slow.clone(); WORKERS / 2]);
+    call(
+        &life,
+        "POST",
+        &format!("/v1/tasks/groups/{group}/runs"),
+        json!({ "inputs": inputs }),
+    );
+    let mut standalone = Vec::new();
+    for input in [fast, failing]
+        .into_iter()
+        .chain(std::iter::repeat_n(slow, slots))
+    {
+        standalone.push(
+            call(&life, "POST", "/v1/tasks/runs", input)["run_id"]
+                .as_str()
+                .expect("run_id")
+                .to_string(),
+        );
+    }
+    // The last standalone run is still queued; the one before it may run.
+    for run_id in standalone.iter().rev().take(2) {
+        call(
+            &life,
+            "POST",
+            &format!("/v1/tasks/runs/{run_id}/cancel"),
+            json!({}),
+        );
+    }
+    support::wait_for(
+        "every slot running and every fast run finished",
+        Duration::from_secs(30),
+        || {
+            let gauge = runs_gauge(&life);
+            let count = |status: &str| gauge.get(status).copied().unwrap_or(0);
+            count("running") as usize == slots && count("completed") == 41 && count("failed") == 11
+        },
+    );
+    life.kill();
+
+    // The file as the kill left it, before any recovery.
+    let (total, stored) = stored_run_counts(&dir);
+    let counted = full_count(&dir);
+    assert_eq!(by_status(&stored), by_status(&counted), "after the kill");
+    assert_eq!(total, counted.values().sum::<i64>(), "after the kill");
+    assert!(
+        by_status(&counted)
+            .iter()
+            .all(|(status, count)| *count > 0 || *status == "cancelling"),
+        "a status missing from the mix: {counted:?}"
+    );
+
+    // Recovery requeues what ran; the scheduler claims it again at once,
+    // so compare once the statuses settle.
+    let life = Life::start(&dir, &config, 1);
+    let mut last = (Vec::new(), Vec::new());
+    support::wait_for(
+        "the gauge equal to a full count after the restart",
+        Duration::from_secs(30),
+        || {
+            let gauge = by_status(&runs_gauge(&life));
+            let counted = by_status(&full_count(&dir));
+            let settled =
+                gauge == counted && runs_gauge(&life).get("running") == Some(&(slots as i64));
+            last = (gauge, counted);
+            settled
+        },
+    );
+    let (total, stored) = stored_run_counts(&dir);
+    let counted = full_count(&dir);
+    assert_eq!(
+        by_status(&stored),
+        by_status(&counted),
+        "after the restart: {last:?}"
+    );
+    assert_eq!(total, counted.values().sum::<i64>());
 }

@@ -161,3 +161,116 @@ fn an_idempotency_key_creates_once_and_replays_byte_for_byte() {
         .expect("replay after restart");
     assert!(matches!(after, Created::Replayed { .. }));
 }
+
+/// Regression (issue 11, bug 5): a read waited forever for a pooled read
+/// connection, so streams holding every one (the group runs stream holds
+/// its connection while it writes to its client) hung every other request.
+/// Past `READ_CONNECTION_WAIT_MS_MAX` the read is unavailable: 503 with
+/// `retry-after` over HTTP.
+#[test]
+fn read_with_every_pool_connection_held_is_unavailable_after_the_wait_limit() {
+    use std::sync::mpsc;
+    use taskyard::faces::parallel::ApiError;
+    use taskyard::limits::READ_CONNECTION_WAIT_MS_MAX;
+    use taskyard::store;
+
+    const READ_CONNECTIONS: usize = 2;
+    let dir = TestDir::new();
+    let engine = open_with(
+        &dir,
+        taskyard::Config {
+            read_connections: READ_CONNECTIONS,
+            ..taskyard::Config::default()
+        },
+    );
+    let group = engine.create_group(None).expect("group");
+    let added = engine
+        .add_runs(
+            &group.taskgroup_id,
+            AddRuns {
+                inputs: vec![RunInput::new("held", "echo")],
+                default_task_spec: None,
+            },
+        )
+        .expect("run added");
+    let run_id = added.run_ids[0].clone();
+
+    // Each holder reads the group's runs and stops in the middle, holding
+    // its connection until released.
+    let (entered_sender, entered) = mpsc::channel();
+    let mut releases = Vec::new();
+    let mut holders = Vec::new();
+    for _ in 0..READ_CONNECTIONS {
+        let (release_sender, release) = mpsc::channel::<()>();
+        releases.push(release_sender);
+        let (engine, group_id, entered_sender) = (
+            engine.clone(),
+            group.taskgroup_id.clone(),
+            entered_sender.clone(),
+        );
+        holders.push(std::thread::spawn(move || {
+            engine
+                .group_runs(
+                    &group_id,
+                    &taskyard::engine::GroupRunsQuery::default(),
+                    |_| {
+                        let _ = entered_sender.send(());
+                        let _ = release.recv_timeout(Duration::from_secs(60));
+                        false
+                    },
+                )
+                .expect("the held read ends well");
+        }));
+    }
+    for _ in 0..READ_CONNECTIONS {
+        entered
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a holder has its connection");
+    }
+
+    // The read runs on a thread of its own, so that a read that waits
+    // forever fails the test instead of hanging it.
+    let wait_limit = Duration::from_millis(READ_CONNECTION_WAIT_MS_MAX);
+    let (answer_sender, answer) = mpsc::channel();
+    let started = std::time::Instant::now();
+    {
+        let (engine, run_id) = (engine.clone(), run_id.clone());
+        std::thread::spawn(move || {
+            let _ = answer_sender.send((engine.get_run(&run_id), started.elapsed()));
+        });
+    }
+    let (result, waited) = answer
+        .recv_timeout(wait_limit + Duration::from_secs(10))
+        .expect("the read answers within the wait limit and a margin");
+    let error = result.expect_err("no connection was free");
+    assert!(
+        matches!(error, Error::Unavailable(store::Error::ReadersBusy { .. })),
+        "{error:?}"
+    );
+    assert!(waited >= wait_limit, "gave up after {waited:?}");
+    let api_error = ApiError::from(error);
+    assert_eq!(api_error.status, 503);
+    assert!(
+        api_error
+            .headers
+            .iter()
+            .any(|(name, value)| *name == "retry-after" && value == "1"),
+        "{:?}",
+        api_error.headers
+    );
+    assert!(
+        api_error.message.contains("READ_CONNECTION_WAIT_MS_MAX"),
+        "{}",
+        api_error.message
+    );
+
+    // Released, the pool answers again.
+    for release in releases {
+        let _ = release.send(());
+    }
+    for holder in holders {
+        holder.join().expect("holder");
+    }
+    assert_eq!(engine.get_run(&run_id).expect("run").run_id, run_id);
+    engine.shutdown(Duration::from_secs(5));
+}

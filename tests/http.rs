@@ -811,6 +811,85 @@ fn with_api_keys_every_v1_request_needs_one_and_the_probes_do_not() {
     }
 }
 
+/// The label values of one exposition line: `name{k="v",...} value`.
+/// `None` when the line is not of that shape, for instance when a label
+/// value carries a quote.
+fn exposition_labels(line: &str) -> Option<Vec<(String, String)>> {
+    let (_, rest) = line.split_once('{')?;
+    let (labels, value) = rest.rsplit_once("} ")?;
+    value.parse::<f64>().ok()?;
+    let mut pairs = Vec::new();
+    for pair in labels.split(',') {
+        let (name, quoted) = pair.split_once('=')?;
+        let text = quoted.strip_prefix('"')?.strip_suffix('"')?;
+        if text.contains(['"', '\\', '\n'])
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return None;
+        }
+        pairs.push((name.to_string(), text.to_string()));
+    }
+    Some(pairs)
+}
+
+/// Regression (issue 11, bug 1): `/metrics` labelled requests by the
+/// client's method, which tiny_http takes as any token, so that an
+/// unauthenticated client could add a series per method it made up and put
+/// a `"` into the exposition. Every method but the seven known ones is now
+/// `other`.
+#[test]
+fn metrics_label_unknown_method_as_other() {
+    let server = TestServer::start();
+    let mut methods = vec!["FOO\"BAR".to_string(), "BREW".to_string()];
+    methods.extend((0..50).map(|index| format!("X{index}")));
+    for method in &methods {
+        let response = client::send_raw(
+            server.addr,
+            format!(
+                "{method} /v1/tasks/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        assert_eq!(response.status, 405, "{method}: {}", response.text());
+    }
+    // A request's count is recorded after its answer is written: wait for
+    // the last one.
+    let expected = format!(
+        "taskyard_http_requests_total{{method=\"other\",route=\"unmatched\",status=\"405\"}} {}",
+        methods.len()
+    );
+    let mut exposition = String::new();
+    wait_for("the unknown methods counted", PROMPT_ANSWER_MAX, || {
+        exposition = server.get("/metrics").text();
+        exposition.lines().any(|line| line == expected)
+    });
+    let known = [
+        "GET", "POST", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS", "other",
+    ];
+    for line in exposition.lines().filter(|line| !line.starts_with('#')) {
+        let labels = exposition_labels(line)
+            .or_else(|| (!line.contains('{')).then(Vec::new))
+            .unwrap_or_else(|| panic!("a line that does not parse: {line:?}"));
+        for (name, value) in labels {
+            if name == "method" {
+                assert!(known.contains(&value.as_str()), "{line}");
+            }
+            if name == "status" && line.starts_with("taskyard_http_requests_total") {
+                assert!(
+                    value
+                        .parse::<u16>()
+                        .is_ok_and(|status| (100..=599).contains(&status)),
+                    "{line}"
+                );
+            }
+        }
+    }
+    assert!(
+        !exposition.contains("FOO") && !exposition.contains("X49"),
+        "a made-up method reached the exposition:\n{exposition}"
+    );
+}
+
 // ---------------------------------------------------------------------
 // 6. A table of bad requests.
 // ---------------------------------------------------------------------

@@ -507,3 +507,231 @@ fn recovery_requeues_interrupted_runs_or_fails_them_when_out_of_attempts() {
     assert_eq!(counts.get("cancelled"), Some(&json!(1)));
     engine.cancel_run(&added.run_ids[0]).expect("cancel");
 }
+
+/// What each thread allocated and has not freed itself, for the burst test
+/// below: a queue that grows on every call shows as bytes its caller's
+/// thread allocated and another thread will free.
+mod thread_bytes {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    pub struct Counting;
+
+    thread_local! {
+        static NET: Cell<i64> = const { Cell::new(0) };
+    }
+
+    fn add(delta: i64) {
+        // A thread being torn down has no counter left: nothing to count.
+        let _ = NET.try_with(|net| net.set(net.get() + delta));
+    }
+
+    /// Bytes this thread allocated, less those it freed.
+    pub fn net() -> i64 {
+        NET.with(Cell::get)
+    }
+
+    // SAFETY: every call goes to `System` unchanged; only counted.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            add(layout.size() as i64);
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            add(layout.size() as i64);
+            unsafe { System.alloc_zeroed(layout) }
+        }
+
+        unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
+            add(-(layout.size() as i64));
+            unsafe { System.dealloc(pointer, layout) }
+        }
+
+        unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            add(new_size as i64 - layout.size() as i64);
+            unsafe { System.realloc(pointer, layout, new_size) }
+        }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: thread_bytes::Counting = thread_bytes::Counting;
+
+/// A processor that ignores its cancel flag: it says it started, then
+/// returns only when released (or after a minute, so that a failing test
+/// does not keep a thread forever).
+struct Stuck {
+    started: Mutex<std::sync::mpsc::Sender<()>>,
+    release: Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl Processor for Stuck {
+    fn run(&self, ctx: &RunContext<'_>) -> Result<Output, ProcessorError> {
+        let _ = self.started.lock().send(());
+        let _ = self.release.lock().recv_timeout(Duration::from_secs(60));
+        EchoProcessor.run(ctx)
+    }
+}
+
+/// Regression (issue 11, bug 7): the scheduler's control channel was
+/// unbounded: wake-ups and cancels sent while the dispatcher was busy (here,
+/// waiting on a writer that is stalled) queued one message each, without
+/// limit. Now wake-ups collapse into one and cancels wait in a bounded
+/// queue; past it the dispatcher asks the store which runs are
+/// cancelling, so that none is lost. A burst of 200,000 calls must return
+/// at once, leave no growing queue behind, and the one real cancel in it
+/// must still end its run after the grace period.
+#[test]
+fn scheduler_wake_and_cancel_burst_stays_bounded_and_loses_no_cancel() {
+    use std::sync::mpsc;
+    use taskyard::processors::Registry;
+    use taskyard::scheduler::{Scheduler, SchedulerConfig};
+    use taskyard::schema::SchemaCache;
+    use taskyard::store::{self, NewRun, Once, Op, Store};
+
+    const BURST: i64 = 100_000;
+    /// Far more than the bounded queue would hold, far less than a queue
+    /// of one message per call.
+    const BURST_BYTES_MAX: i64 = 1 << 20;
+
+    let dir = TestDir::new();
+    let (store, _) =
+        Store::open(&dir.db(), &store::Options::default(), Box::new(|_| {})).expect("store opens");
+    let store = Arc::new(store);
+    let (started_sender, started) = mpsc::channel();
+    let (release_sender, release) = mpsc::channel();
+    let mut registry = Registry::with_defaults();
+    registry.insert(ProcessorConfig::new(
+        "stuck",
+        "test",
+        Arc::new(Stuck {
+            started: Mutex::new(started_sender),
+            release: Mutex::new(release),
+        }),
+    ));
+    let scheduler = Arc::new(
+        Scheduler::start(
+            store.clone(),
+            Arc::new(registry),
+            Arc::new(SchemaCache::default()),
+            SchedulerConfig {
+                workers: 1,
+                cancel_grace: Duration::from_millis(100),
+            },
+        )
+        .expect("scheduler starts"),
+    );
+    let create = |processor: &str| {
+        let run = NewRun {
+            id: taskyard::model::new_id(),
+            processor: processor.to_string(),
+            input: "\"x\"".to_string(),
+            document: None,
+            task_spec: taskyard::model::to_json(&taskyard::TaskSpec::auto()),
+            default_spec: false,
+            metadata: None,
+            enable_events: false,
+            max_attempts: 1,
+            warnings: None,
+        };
+        let created = store
+            .writer
+            .call(|reply| Op::CreateRun {
+                run,
+                once: None,
+                reply,
+            })
+            .expect("run created");
+        scheduler.wake();
+        let run = match created {
+            Once::Fresh { value, .. } => value,
+            Once::Replay { .. } => panic!("no key, no replay"),
+        };
+        // The row, for its seq.
+        store.run(&run.id).expect("read").expect("row")
+    };
+    let status = |run_id: &str| store.run(run_id).expect("read").expect("row").status;
+
+    let stuck = create("stuck");
+    started
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the stuck run starts");
+    let cancel = store
+        .writer
+        .call(|reply| Op::CancelRun {
+            run_id: stuck.id.clone(),
+            reply,
+        })
+        .expect("cancel committed");
+    assert_eq!(cancel.run.status, RunStatus::Cancelling);
+
+    // Stall the writer in a reply, then wake the dispatcher: it claims,
+    // and waits for the writer with everything sent to it queued.
+    let (stalled_sender, stalled) = mpsc::channel();
+    let (unstall_sender, unstall) = mpsc::channel::<()>();
+    store
+        .writer
+        .submit(Op::Warn {
+            run_seq: stuck.seq,
+            warning: taskyard::model::Warning {
+                kind: "warning".into(),
+                message: "stalls the writer".into(),
+                detail: None,
+            },
+            reply: Box::new(move |_| {
+                let _ = stalled_sender.send(());
+                let _ = unstall.recv_timeout(Duration::from_secs(60));
+            }),
+        })
+        .expect("submitted");
+    stalled
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the writer stalls");
+    scheduler.wake();
+
+    let (burst_sender, burst) = mpsc::channel();
+    {
+        let scheduler = scheduler.clone();
+        let run_seq = stuck.seq;
+        std::thread::spawn(move || {
+            let before = thread_bytes::net();
+            for index in 0..BURST {
+                scheduler.wake();
+                // Runs that do not exist: cancels of runs that finished
+                // meanwhile look the same to the scheduler.
+                scheduler.cancel(vec![1_000_000_000 + index]);
+            }
+            // The real one last, when the queue is surely full.
+            scheduler.cancel(vec![run_seq]);
+            let _ = burst_sender.send(thread_bytes::net() - before);
+        });
+    }
+    let burst_bytes = burst
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the burst returns without blocking");
+    // Let the writer and the dispatcher go before any assertion, so that a
+    // failing test still stops.
+    let _ = unstall_sender.send(());
+    assert!(
+        burst_bytes < BURST_BYTES_MAX,
+        "{} calls left {burst_bytes} bytes queued",
+        2 * BURST + 1
+    );
+
+    wait_for(
+        "the stuck run cancelled after its grace period",
+        Duration::from_secs(10),
+        || status(&stuck.id) == RunStatus::Cancelled,
+    );
+    // Still scheduling: once the worker is back, a new run completes.
+    let _ = release_sender.send(());
+    let after = create("echo");
+    wait_for(
+        "a run after the burst completes",
+        Duration::from_secs(10),
+        || status(&after.id) == RunStatus::Completed,
+    );
+    scheduler.shutdown(Duration::from_secs(5));
+    store.writer.stop();
+}

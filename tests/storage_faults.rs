@@ -272,3 +272,72 @@ fn a_full_filesystem_refuses_writes_and_recovers_without_a_restart_when_space_re
         .expect("count");
     assert_eq!(stored, total, "every acknowledged run and no other");
 }
+
+/// Regression (issue 11, bug 6): a status the code does not know (written
+/// by a newer taskyard, or by hand) read as `failed`. It is an error now
+/// that names the row and the text, an internal error (500) to a client;
+/// and opening such a database does not trip recovery.
+#[test]
+fn unknown_stored_status_is_an_error_naming_the_row() {
+    let dir = TestDir::new();
+    let (run_id, run_seq) = {
+        let engine = open(&dir);
+        let run = engine
+            .create_run(taskyard::faces::parallel::wire::RunInput::new("x", "echo"))
+            .expect("run");
+        engine
+            .wait_for_result(&run.run_id, Duration::from_secs(10))
+            .expect("completes");
+        engine.shutdown(Duration::from_secs(5));
+        let seq: i64 = sqlite(&dir)
+            .query_row(
+                "SELECT seq FROM runs WHERE id = ?1",
+                [support::stored_id(&run.run_id)],
+                |row| row.get(0),
+            )
+            .expect("seq");
+        (run.run_id, seq)
+    };
+    let db = rusqlite::Connection::open(dir.db()).expect("database opens");
+    db.execute(
+        "UPDATE runs SET status = 'paused' WHERE id = ?1",
+        [support::stored_id(&run_id)],
+    )
+    .expect("status written");
+    drop(db);
+
+    let engine = open(&dir);
+    assert_eq!(engine.recovered(), taskyard::store::Recovered::default());
+    let check = |what: &str, error: taskyard::Error| {
+        let message = match &error {
+            taskyard::Error::Internal(message) => message.clone(),
+            other => panic!("{what}: {other:?}"),
+        };
+        // The row as stored: the engine's id, without the wire's prefix.
+        let stored_id = support::stored_id(&run_id);
+        for part in ["runs", &stored_id, &format!("seq {run_seq}"), "'paused'"] {
+            assert!(message.contains(part), "{what}: {message:?} lacks {part:?}");
+        }
+        assert_eq!(
+            taskyard::faces::parallel::ApiError::from(error).status,
+            500,
+            "{what}"
+        );
+    };
+    check(
+        "get",
+        engine
+            .get_run(&run_id)
+            .expect_err("a status this taskyard does not know"),
+    );
+    check(
+        "list",
+        engine
+            .list_runs(&taskyard::faces::parallel::ListQuery {
+                limit: 10,
+                ..taskyard::faces::parallel::ListQuery::default()
+            })
+            .expect_err("a page with that run"),
+    );
+    engine.shutdown(Duration::from_secs(5));
+}

@@ -26,7 +26,7 @@ const WIRE_HOMES: [&str; 2] = ["faces/", "server/"];
 /// occurrences of `WIRE_STRINGS` each holds exactly. One only, for good:
 /// the migration that converts rows version 1 stored in Parallel's wire
 /// form (issue 11) must read that form. Nothing else may join it.
-const WIRE_ALLOWLIST: &[(&str, usize)] = &[("store/migrate.rs", 13)];
+const WIRE_ALLOWLIST: &[(&str, usize)] = &[("store/migrate.rs", 15)];
 
 fn src_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")

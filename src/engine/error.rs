@@ -48,10 +48,13 @@ impl From<store::Error> for Error {
         match error {
             store::Error::NotFound { kind, id } => Error::NotFound { kind, id },
             store::Error::IdempotencyConflict => Error::IdempotencyConflict,
-            store::Error::Busy(_) | store::Error::Full(_) | store::Error::Closed => {
-                Error::Unavailable(error)
-            }
-            other => Error::Internal(other.to_string()),
+            store::Error::Busy(_)
+            | store::Error::Full(_)
+            | store::Error::Closed
+            | store::Error::ReadersBusy { .. } => Error::Unavailable(error),
+            store::Error::Open { .. }
+            | store::Error::Sqlite(_)
+            | store::Error::UnknownValue { .. } => Error::Internal(error.to_string()),
         }
     }
 }

@@ -17,15 +17,19 @@
 pub mod forcing;
 
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use crate::limits::{CANCEL_GRACE_S, CLAIM_BATCH_MAX, RETRY_BACKOFF_MS_BASE, RETRY_BACKOFF_MS_MAX};
+use crate::limits::{
+    CANCEL_GRACE_S, CLAIM_BATCH_MAX, CLAIM_SLOTS_PER_WORKER, RETRY_BACKOFF_MS_BASE,
+    RETRY_BACKOFF_MS_MAX, SCHEDULER_CANCELS_QUEUED_MAX,
+};
 use crate::model::{
     to_json, Content, EventData, JsonObject, Output, ProgressKind, RunError, RunStatus, SchemaKind,
     TaskSpec, Timestamp, Warning,
@@ -33,15 +37,6 @@ use crate::model::{
 use crate::processors::{CancelToken, ProcessorError, ProgressSink, Registry, RunContext};
 use crate::schema::{first_violation, SchemaCache};
 use crate::store::{ClaimedRun, Finish, Op, Store};
-
-/// Runs claimed and not yet durably finished, per worker. A slot is held
-/// from the claim until the finish is committed, so it covers a run being
-/// executed, runs queued for a worker, and finishes waiting for their
-/// commit; with two per worker, workers of a zero-latency processor waited
-/// for slots while their finishes were being committed (engine bench: 19k
-/// runs/s with 2, 21.5k with 4, no gain past 4). The cost: up to three
-/// runs per worker show `running` while they wait in memory for a worker.
-const SLOTS_PER_WORKER: usize = 4;
 
 /// How the scheduler runs.
 #[derive(Debug, Clone)]
@@ -64,10 +59,8 @@ impl Default for SchedulerConfig {
 
 /// Messages to the dispatcher thread.
 enum Control {
-    /// Runs may be waiting in the queue.
-    Wake,
-    /// These running runs were cancelled.
-    Cancel(Vec<i64>),
+    /// The mailbox has something: a wake-up or cancels (see [`Mailbox`]).
+    Doorbell,
     /// A worker's finish is durable: free its slots.
     Done { run_seq: i64 },
     /// A transient failure: attempt again at `due`.
@@ -91,9 +84,52 @@ struct Job {
     retry: bool,
 }
 
+/// Control messages beyond the one per claimed run: at most two doorbells
+/// (see [`Mailbox::ring`]), one shutdown, and one to spare.
+const CONTROL_MESSAGES_RESERVED: usize = 4;
+
+/// What the HTTP layer and the engine tell the dispatcher, kept out of the
+/// control channel so that no caller ever waits on the dispatcher (issue
+/// 11: the channel was unbounded, and a bounded one would block an HTTP
+/// handler, or the writer thread, while the dispatcher waits on the
+/// writer). Wake-ups collapse into one flag; cancels wait in a queue of at
+/// most `SCHEDULER_CANCELS_QUEUED_MAX` runs, and a cancel that finds it
+/// full sets `Cancels::overflowed` instead: the dispatcher then asks the
+/// store which runs are `cancelling` (each cancel is committed before it
+/// is sent here), so that none is lost.
+#[derive(Default)]
+struct Mailbox {
+    /// Set by senders after they write; the dispatcher clears it, then
+    /// reads the rest.
+    rung: AtomicBool,
+    wake: AtomicBool,
+    cancels: Mutex<Cancels>,
+}
+
+#[derive(Default)]
+struct Cancels {
+    run_seqs: Vec<i64>,
+    overflowed: bool,
+}
+
+impl Mailbox {
+    /// Makes sure the dispatcher reads the mailbox: a doorbell message
+    /// unless one is pending since the dispatcher last read it, so at most
+    /// two are ever in the channel (one it has not taken yet, one rung
+    /// after its last read). A doorbell that does not fit is not needed:
+    /// the dispatcher is awake with messages to take, and reads the
+    /// mailbox after them while `rung` is still set.
+    fn ring(&self, control: &Sender<Control>) {
+        if !self.rung.swap(true, Ordering::SeqCst) {
+            let _ = control.try_send(Control::Doorbell);
+        }
+    }
+}
+
 /// Handle to the scheduler's threads.
 pub struct Scheduler {
     control: Sender<Control>,
+    mailbox: Arc<Mailbox>,
     tokens: Arc<Mutex<HashMap<i64, Arc<CancelToken>>>>,
     dispatcher: Mutex<Option<JoinHandle<()>>>,
 }
@@ -106,8 +142,16 @@ impl Scheduler {
         config: SchedulerConfig,
     ) -> std::io::Result<Scheduler> {
         let workers = config.workers.max(1);
-        let (control_sender, control_receiver) = unbounded();
-        let (job_sender, job_receiver) = bounded::<Job>(workers * SLOTS_PER_WORKER);
+        let capacity = workers * CLAIM_SLOTS_PER_WORKER;
+        // At most one control message per claimed run is in flight (a
+        // finish's Done or RetryFinish, a worker's Retry): a run in backoff
+        // has none, and a slot is freed only when its Done is taken. So
+        // `send` on this channel never blocks, which matters because the
+        // writer thread sends the replies of finishes, and the dispatcher
+        // waits on the writer.
+        let (control_sender, control_receiver) = bounded(capacity + CONTROL_MESSAGES_RESERVED);
+        let mailbox = Arc::new(Mailbox::default());
+        let (job_sender, job_receiver) = bounded::<Job>(capacity);
         let tokens: Arc<Mutex<HashMap<i64, Arc<CancelToken>>>> = Arc::default();
         let mut worker_threads = Vec::with_capacity(workers);
         for index in 0..workers {
@@ -134,13 +178,15 @@ impl Scheduler {
             config: config.clone(),
             jobs: Some(job_sender),
             control: control_sender.clone(),
+            mailbox: mailbox.clone(),
             tokens: tokens.clone(),
-            capacity: workers * SLOTS_PER_WORKER,
+            capacity,
             outstanding: HashMap::new(),
             by_processor: HashMap::new(),
             retries: BinaryHeap::new(),
             finish_retries: BinaryHeap::new(),
             cancel_deadlines: BinaryHeap::new(),
+            cancels_recheck: None,
             maybe_work: true,
             worker_threads,
         };
@@ -149,18 +195,23 @@ impl Scheduler {
             .spawn(move || dispatcher.run(control_receiver))?;
         Ok(Scheduler {
             control: control_sender,
+            mailbox,
             tokens,
             dispatcher: Mutex::new(Some(dispatcher)),
         })
     }
 
-    /// Tells the dispatcher that queued runs may be waiting.
+    /// Tells the dispatcher that queued runs may be waiting. Never blocks;
+    /// wake-ups not yet seen collapse into one.
     pub fn wake(&self) {
-        let _ = self.control.send(Control::Wake);
+        self.mailbox.wake.store(true, Ordering::SeqCst);
+        self.mailbox.ring(&self.control);
     }
 
-    /// Raises the cancel flag of these runs (now `cancelling`) and starts
-    /// their grace period.
+    /// Raises the cancel flag of these runs (now `cancelling`, committed)
+    /// and starts their grace period. Never blocks: past
+    /// `SCHEDULER_CANCELS_QUEUED_MAX` queued runs, the dispatcher finds the
+    /// cancelling runs in the store instead (see [`Mailbox`]).
     pub fn cancel(&self, run_seqs: Vec<i64>) {
         if run_seqs.is_empty() {
             return;
@@ -173,7 +224,15 @@ impl Scheduler {
                 }
             }
         }
-        let _ = self.control.send(Control::Cancel(run_seqs));
+        {
+            let mut cancels = self.mailbox.cancels.lock();
+            if cancels.run_seqs.len() + run_seqs.len() <= SCHEDULER_CANCELS_QUEUED_MAX {
+                cancels.run_seqs.extend(run_seqs);
+            } else {
+                cancels.overflowed = true;
+            }
+        }
+        self.mailbox.ring(&self.control);
     }
 
     /// Stops claiming, waits up to `grace` for running attempts, puts the
@@ -217,9 +276,10 @@ struct Dispatcher {
     /// Dropped at shutdown so that idle workers exit.
     jobs: Option<Sender<Job>>,
     control: Sender<Control>,
+    mailbox: Arc<Mailbox>,
     tokens: Arc<Mutex<HashMap<i64, Arc<CancelToken>>>>,
     /// Attempts claimed and not yet durably finished, at most:
-    /// [`SLOTS_PER_WORKER`] per worker.
+    /// [`CLAIM_SLOTS_PER_WORKER`] per worker.
     capacity: usize,
     /// Runs claimed and not yet durably finished, with their processor;
     /// those in `retries` included.
@@ -228,6 +288,9 @@ struct Dispatcher {
     retries: BinaryHeap<Due<Job>>,
     finish_retries: BinaryHeap<Due<(i64, Finish)>>,
     cancel_deadlines: BinaryHeap<Due<i64>>,
+    /// When to ask the store which runs are cancelling, after cancels
+    /// overflowed the mailbox (again later if the store did not answer).
+    cancels_recheck: Option<Instant>,
     maybe_work: bool,
     worker_threads: Vec<JoinHandle<()>>,
 }
@@ -247,6 +310,7 @@ impl Dispatcher {
                     .map(|due| due.0),
                 self.finish_retries.peek().map(|due| due.0),
                 self.cancel_deadlines.peek().map(|due| due.0),
+                self.cancels_recheck,
                 shutdown.as_ref().map(|(deadline, _)| *deadline),
             ]
             .into_iter()
@@ -272,7 +336,9 @@ impl Dispatcher {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
+            self.read_mailbox();
             let now = Instant::now();
+            self.recheck_cancels(now);
             self.fire_cancel_deadlines(now);
             if let Some((deadline, _)) = &shutdown {
                 // Runs waiting out a backoff are not resumed while stopping,
@@ -305,22 +371,8 @@ impl Dispatcher {
     /// Handles one message; answers the shutdown deadline when asked to stop.
     fn handle(&mut self, message: Control) -> Option<(Instant, Sender<()>)> {
         match message {
-            Control::Wake => self.maybe_work = true,
-            Control::Cancel(run_seqs) => {
-                let deadline = Instant::now() + self.config.cancel_grace;
-                let tokens = self.tokens.lock();
-                for seq in run_seqs {
-                    // A cancel that committed between a claim's commit and
-                    // the token's creation found no token to raise; raise
-                    // it here, where every claimed run has one.
-                    if let Some(token) = tokens.get(&seq) {
-                        token.cancel();
-                    }
-                    if self.outstanding.contains_key(&seq) {
-                        self.cancel_deadlines.push(Due(deadline, seq));
-                    }
-                }
-            }
+            // The mailbox is read after every batch of messages.
+            Control::Doorbell => {}
             Control::Done { run_seq } => {
                 if let Some(processor) = self.outstanding.remove(&run_seq) {
                     if let Some(count) = self.by_processor.get_mut(&processor) {
@@ -342,6 +394,64 @@ impl Dispatcher {
             }
         }
         None
+    }
+
+    /// Takes what the mailbox holds (see [`Mailbox`]).
+    fn read_mailbox(&mut self) {
+        if !self.mailbox.rung.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        if self.mailbox.wake.swap(false, Ordering::SeqCst) {
+            self.maybe_work = true;
+        }
+        let cancels = std::mem::take(&mut *self.mailbox.cancels.lock());
+        // Paired with `Scheduler::cancel`'s bound where it is written.
+        assert!(
+            cancels.run_seqs.len() <= SCHEDULER_CANCELS_QUEUED_MAX,
+            "the cancel queue is bounded"
+        );
+        if cancels.overflowed {
+            self.cancels_recheck = Some(Instant::now());
+        }
+        self.cancelled(cancels.run_seqs);
+    }
+
+    /// After cancels overflowed the mailbox: the runs the store says are
+    /// `cancelling` are the ones whose cancel may have been dropped.
+    fn recheck_cancels(&mut self, now: Instant) {
+        if self.cancels_recheck.is_none_or(|due| due > now) {
+            return;
+        }
+        match self.store.cancelling_runs() {
+            Ok(run_seqs) => {
+                self.cancels_recheck = None;
+                self.cancelled(run_seqs);
+            }
+            Err(error) => {
+                eprintln!("taskyard: finding the cancelled runs failed: {error}");
+                self.cancels_recheck = Some(now + FINISH_RETRY_AFTER);
+            }
+        }
+    }
+
+    /// Cancelled runs: raise their flags and start their grace periods.
+    fn cancelled(&mut self, run_seqs: Vec<i64>) {
+        if run_seqs.is_empty() {
+            return;
+        }
+        let deadline = Instant::now() + self.config.cancel_grace;
+        let tokens = self.tokens.lock();
+        for seq in run_seqs {
+            // A cancel that committed between a claim's commit and the
+            // token's creation found no token to raise; raise it here,
+            // where every claimed run has one.
+            if let Some(token) = tokens.get(&seq) {
+                token.cancel();
+            }
+            if self.outstanding.contains_key(&seq) {
+                self.cancel_deadlines.push(Due(deadline, seq));
+            }
+        }
     }
 
     /// Marks `cancelled` the cancelled runs whose processor did not return

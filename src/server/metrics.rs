@@ -1,6 +1,10 @@
 //! Prometheus counters of the HTTP layer (spec 10.7), rendered as text
-//! format 0.0.4. Labels are route patterns, never raw paths, so the number
-//! of series is bounded by the routing table.
+//! format 0.0.4. Every label comes from a fixed set, never from the client
+//! as sent: routes are patterns, never raw paths; methods outside the
+//! seven known ones are `other` (tiny_http takes any token as a method, and
+//! a label per made-up method would let an unauthenticated client grow the
+//! series without bound and write `"` into the exposition, issue 11);
+//! statuses are the server's own, and one outside 100 to 599 is `other`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -35,8 +39,47 @@ pub enum FanoutReturn {
 
 const FANOUT_RETURNS: [&str; 6] = ["due", "blocking", "end", "unsent", "failed", "stopped"];
 
+/// The methods that get a label of their own; any other is `other`.
+const METHODS: [&str; 7] = ["GET", "POST", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+/// The label of a request's method: one of [`METHODS`], or `other`.
+fn method_label(method: &str) -> &'static str {
+    METHODS
+        .iter()
+        .find(|known| known.eq_ignore_ascii_case(method))
+        .copied()
+        .unwrap_or("other")
+}
+
+/// A status as labelled: a valid HTTP status as itself, else `Other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum StatusLabel {
+    Code(u16),
+    Other,
+}
+
+impl StatusLabel {
+    fn of(status: u16) -> StatusLabel {
+        if (100..=599).contains(&status) {
+            StatusLabel::Code(status)
+        } else {
+            StatusLabel::Other
+        }
+    }
+}
+
+impl std::fmt::Display for StatusLabel {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StatusLabel::Code(status) => write!(formatter, "{status}"),
+            StatusLabel::Other => formatter.write_str("other"),
+        }
+    }
+}
+
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, &'static str, u16), u64>>,
+    /// By method, route and status label: all three from fixed sets.
+    requests: Mutex<BTreeMap<(&'static str, &'static str, StatusLabel), u64>>,
     durations: Mutex<BTreeMap<&'static str, Histogram>>,
     /// Open streams by the label their face gave them; the faces' labels
     /// are listed at start, so the set is bounded by the faces' code.
@@ -64,7 +107,7 @@ impl Metrics {
         *self
             .requests
             .lock()
-            .entry((method.to_string(), route, status))
+            .entry((method_label(method), route, StatusLabel::of(status)))
             .or_default() += 1;
         let seconds = elapsed.as_secs_f64();
         let mut durations = self.durations.lock();

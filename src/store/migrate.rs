@@ -1,9 +1,10 @@
-//! Migrations: `schema.sql` is version 1, and each migration after it is
-//! numbered by its place in [`MIGRATIONS`] (`PRAGMA user_version` is the
-//! number of the last one applied). A new database gets the schema and
-//! then every migration, so that old and new databases end in one shape.
+//! Migrations: `schema.sql` is the whole schema at the latest version, what
+//! a new database gets; a database of an older version gets each migration
+//! after its version, numbered by its place in [`MIGRATIONS`] (`PRAGMA
+//! user_version` is the number of the last one applied), so that old and
+//! new databases end in one shape.
 //!
-//! Owns the conversion of rows stored in an older form. Version 2 (issue
+//! Owns the conversion of rows stored in an older form. Version 4 (issue
 //! 11) made stored rows the engine's own instead of Parallel's wire: ids
 //! without the `trun_`/`tgrp_` prefixes, the run's input in a column of its
 //! own and the request as sent kept as the face's opaque `document`,
@@ -25,8 +26,6 @@ use crate::model::{
 const SCHEMA_SQL: &str = include_str!("../../schema.sql");
 
 /// One step from a version to the next.
-// `Sql` is how most migrations come; none of today's is plain SQL.
-#[allow(dead_code)]
 enum Migration {
     /// Plain SQL.
     Sql(&'static str),
@@ -34,8 +33,44 @@ enum Migration {
     Code(fn(&Transaction<'_>) -> Result<()>),
 }
 
-/// Migrations after the first schema, in order: the first is version 2.
-const MIGRATIONS: &[Migration] = &[Migration::Code(to_engine_rows)];
+/// Migrations after the first schema, in order; `PRAGMA user_version` is
+/// the number of the last one applied (the first schema is version 1, and
+/// `MIGRATIONS[i]` makes version `i + 2`). Each brings a database of the
+/// version before to what `schema.sql` makes of a new one; the test
+/// `a_migrated_version_1_database_has_the_schema_of_a_new_one` compares.
+const MIGRATIONS: &[Migration] = &[
+    // 2: runs by status in one row, kept with every run change, so that
+    // `/metrics` does not count every run on each scrape (issue 11); filled
+    // here from a full count, once.
+    Migration::Sql(
+        "CREATE TABLE run_counts (
+    id             INTEGER PRIMARY KEY CHECK (id = 1),
+    num_runs       INTEGER NOT NULL DEFAULT 0,
+    n_queued       INTEGER NOT NULL DEFAULT 0,
+    n_running      INTEGER NOT NULL DEFAULT 0,
+    n_cancelling   INTEGER NOT NULL DEFAULT 0,
+    n_completed    INTEGER NOT NULL DEFAULT 0,
+    n_failed       INTEGER NOT NULL DEFAULT 0,
+    n_cancelled    INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO run_counts (id, num_runs, n_queued, n_running, n_cancelling, n_completed,
+    n_failed, n_cancelled)
+SELECT 1, count(*), count(*) FILTER (WHERE status = 'queued'),
+    count(*) FILTER (WHERE status = 'running'), count(*) FILTER (WHERE status = 'cancelling'),
+    count(*) FILTER (WHERE status = 'completed'), count(*) FILTER (WHERE status = 'failed'),
+    count(*) FILTER (WHERE status = 'cancelled')
+FROM runs;",
+    ),
+    // 3: the indexes of the lists, each filter searched in page order
+    // (issue 11: a status filter walked every run).
+    Migration::Sql(
+        "CREATE INDEX runs_by_status_id ON runs(status, id);
+CREATE INDEX runs_by_group_id ON runs(group_seq, id);
+CREATE INDEX groups_by_activity ON groups((n_queued + n_running + n_cancelling > 0), id);",
+    ),
+    // 4: rows in the engine's own form, not Parallel's wire (issue 11).
+    Migration::Code(to_engine_rows),
+];
 
 /// Version a database has once every migration is applied.
 pub const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
@@ -51,12 +86,15 @@ pub(super) fn migrate(connection: &mut Connection) -> Result<()> {
     }
     let transaction = connection.transaction()?;
     if version == 0 {
+        // schema.sql is the whole schema at the latest version: a new
+        // database takes no migration (they would add what it has).
         transaction.execute_batch(SCHEMA_SQL)?;
-    }
-    for migration in MIGRATIONS.iter().skip((version.max(1) - 1) as usize) {
-        match migration {
-            Migration::Sql(sql) => transaction.execute_batch(sql)?,
-            Migration::Code(apply) => apply(&transaction)?,
+    } else {
+        for migration in MIGRATIONS.iter().skip((version - 1) as usize) {
+            match migration {
+                Migration::Sql(sql) => transaction.execute_batch(sql)?,
+                Migration::Code(apply) => apply(&transaction)?,
+            }
         }
     }
     transaction.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
@@ -64,16 +102,34 @@ pub(super) fn migrate(connection: &mut Connection) -> Result<()> {
     Ok(())
 }
 
-/// Version 2: rows in the engine's own form (see the module doc).
+/// Version 4: rows in the engine's own form (see the module doc). The
+/// tables whose columns change are made anew from schema.sql's own
+/// statements, so that a migrated database and a new one have the same
+/// schema to the letter.
 fn to_engine_rows(transaction: &Transaction<'_>) -> Result<()> {
+    // The renamed table keeps its indexes (and their names) until it is
+    // dropped: the new ones come after.
+    transaction.execute_batch("ALTER TABLE runs RENAME TO runs_v3;")?;
+    transaction.execute_batch(&schema_statements("runs", Made::Table))?;
     transaction.execute_batch(
-        "ALTER TABLE runs ADD COLUMN input TEXT NOT NULL DEFAULT 'null';
-         ALTER TABLE runs ADD COLUMN document TEXT;
-         UPDATE runs SET input = coalesce(request -> '$.input', 'null'), document = request,
-             id = CASE WHEN id LIKE 'trun\\_%' ESCAPE '\\' THEN substr(id, 6) ELSE id END;
-         ALTER TABLE runs DROP COLUMN request;
+        "INSERT INTO runs (seq, id, group_seq, cursor, status, processor, input, document,
+             task_spec, default_spec, metadata, enable_events, attempts, max_attempts, error,
+             warnings, output, created_at, modified_at)
+         SELECT seq, CASE WHEN id LIKE 'trun\\_%' ESCAPE '\\' THEN substr(id, 6) ELSE id END,
+             group_seq, cursor, status, processor, coalesce(request -> '$.input', 'null'),
+             request, task_spec, default_spec, metadata, enable_events, attempts,
+             max_attempts, error, warnings, output, created_at, modified_at
+         FROM runs_v3;
+         DROP TABLE runs_v3;",
+    )?;
+    transaction.execute_batch(&schema_statements("runs", Made::Indexes))?;
+    transaction.execute_batch("ALTER TABLE idempotency_keys RENAME TO idempotency_keys_v3;")?;
+    transaction.execute_batch(&schema_statements("idempotency_keys", Made::Table))?;
+    transaction.execute_batch(
+        "INSERT INTO idempotency_keys (key, fingerprint, body, created_at)
+             SELECT key, fingerprint, body, created_at FROM idempotency_keys_v3;
+         DROP TABLE idempotency_keys_v3;
          UPDATE groups SET id = substr(id, 6) WHERE id LIKE 'tgrp\\_%' ESCAPE '\\';
-         ALTER TABLE idempotency_keys DROP COLUMN status;
          UPDATE events SET type = 'run.status' WHERE type = 'task_run.state' AND data IS NULL;",
     )?;
     rewrite(
@@ -92,6 +148,36 @@ fn to_engine_rows(transaction: &Transaction<'_>) -> Result<()> {
         },
     )?;
     Ok(())
+}
+
+/// Which of schema.sql's statements about a table.
+#[derive(Clone, Copy, PartialEq)]
+enum Made {
+    Table,
+    Indexes,
+}
+
+/// schema.sql's statement that makes `table`, or those that make its
+/// indexes, in order.
+fn schema_statements(table: &str, made: Made) -> String {
+    let creates_table = format!("CREATE TABLE {table} (");
+    let on_table = format!(" ON {table}(");
+    // Comment lines first: they are not part of a statement, and may hold
+    // a `;` of their own.
+    let statements: String = SCHEMA_SQL
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    statements
+        .split(';')
+        .map(str::trim)
+        .filter(|statement| match made {
+            Made::Table => statement.starts_with(&creates_table),
+            Made::Indexes => statement.starts_with("CREATE INDEX") && statement.contains(&on_table),
+        })
+        .map(|statement| format!("{statement};\n"))
+        .collect()
 }
 
 /// Rewrites one column of every row `select` finds (its key and the old
@@ -303,7 +389,7 @@ mod tests {
     fn a_version_1_database_migrates_to_engine_rows() {
         let mut connection = Connection::open_in_memory().expect("in-memory database");
         connection
-            .execute_batch(SCHEMA_SQL)
+            .execute_batch(SCHEMA_V1_SQL)
             .expect("version 1 schema");
         connection
             .execute_batch(VERSION_1_ROWS)
@@ -376,5 +462,115 @@ mod tests {
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .expect("version");
         assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    /// The schema as taskyard made it before migration 2.
+    const SCHEMA_V1_SQL: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/schema_v1.sql"
+    ));
+
+    fn version_1_database() -> Connection {
+        let connection = Connection::open_in_memory().expect("in-memory database");
+        connection
+            .execute_batch(SCHEMA_V1_SQL)
+            .expect("the version 1 schema applies");
+        connection
+            .execute_batch("PRAGMA user_version = 1")
+            .expect("user_version");
+        connection
+    }
+
+    /// Every table and index with its SQL, whitespace folded, by name.
+    fn schema_of(connection: &Connection) -> Vec<(String, String, String)> {
+        let mut statement = connection
+            .prepare("SELECT type, name, coalesce(sql, '') FROM sqlite_master ORDER BY name")
+            .expect("sqlite_master");
+        let rows = statement
+            .query_map([], |row| {
+                let sql: String = row.get(2)?;
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    sql.split_whitespace().collect::<Vec<_>>().join(" "),
+                ))
+            })
+            .expect("rows")
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .expect("rows read");
+        rows
+    }
+
+    fn user_version(connection: &Connection) -> i64 {
+        connection
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .expect("user_version")
+    }
+
+    #[test]
+    fn a_migrated_version_1_database_has_the_schema_of_a_new_one() {
+        let mut new = Connection::open_in_memory().expect("in-memory database");
+        migrate(&mut new).expect("schema applies");
+        let mut old = version_1_database();
+        migrate(&mut old).expect("migrations apply");
+        assert_eq!(user_version(&new), SCHEMA_VERSION);
+        assert_eq!(user_version(&old), SCHEMA_VERSION);
+        assert_eq!(schema_of(&old), schema_of(&new));
+        // Both start with the one run_counts row.
+        for connection in [&new, &old] {
+            let rows: i64 = connection
+                .query_row("SELECT count(*) FROM run_counts", [], |row| row.get(0))
+                .expect("run_counts");
+            assert_eq!(rows, 1);
+        }
+    }
+
+    /// Regression (issue 11, bug 3): `/metrics` counted every run by status
+    /// on each scrape. The counts are now a row kept with every run change;
+    /// a database made before it gets the row from one full count.
+    #[test]
+    fn migration_2_fills_run_counts_from_a_full_count() {
+        let mut connection = version_1_database();
+        connection
+            .execute_batch(
+                "INSERT INTO groups (id, created_at, modified_at) VALUES ('tgrp_a', 0, 0);",
+            )
+            .expect("group");
+        let statuses = [
+            ("queued", 5),
+            ("running", 3),
+            ("cancelling", 1),
+            ("completed", 40),
+            ("failed", 7),
+            ("cancelled", 2),
+        ];
+        let mut index = 0;
+        for (status, count) in statuses {
+            for _ in 0..count {
+                // Every other run without a group: those count too.
+                let group_seq = (index % 2 == 0).then_some(1);
+                connection
+                    .execute(
+                        "INSERT INTO runs (id, group_seq, cursor, status, processor, request, \
+                         task_spec, default_spec, enable_events, max_attempts, created_at, \
+                         modified_at) VALUES (?1, ?2, ?3, ?4, 'mock', '{}', '{}', 0, 0, 3, 0, 0)",
+                        rusqlite::params![format!("trun_{index}"), group_seq, index, status],
+                    )
+                    .expect("run");
+                index += 1;
+            }
+        }
+        migrate(&mut connection).expect("migrations apply");
+        let stored: Vec<i64> = connection
+            .query_row(
+                "SELECT num_runs, n_queued, n_running, n_cancelling, n_completed, n_failed, \
+                 n_cancelled FROM run_counts WHERE id = 1",
+                [],
+                |row| (0..7).map(|column| row.get(column)).collect(),
+            )
+            .expect("the run_counts row");
+        let mut expected = vec![statuses.iter().map(|(_, count)| *count).sum::<i64>()];
+        expected.extend(statuses.iter().map(|(_, count)| *count));
+        assert_eq!(stored, expected);
     }
 }

@@ -17,18 +17,19 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use rusqlite::{Connection, OpenFlags};
 
-pub use read::{GroupRunRow, ListFilter, ListPage};
+pub use read::{list_groups_query, list_runs_query, EventRow, GroupRunRow, ListFilter, ListPage};
 pub use recovery::Recovered;
 pub use writer::{
     AddedRuns, ClaimedRun, CommitNotice, CommittedEvent, Finish, IdempotencyRecord, Keyed,
     NewGroup, NewRun, Once, Op, Reply, RunCancel, StreamKey, Writer,
 };
 
+use crate::limits::READ_CONNECTION_WAIT_MS_MAX;
 use crate::model::{
     Group, GroupStatus, JsonObject, Output, Run, RunCounts, RunError, RunStatus, Timestamp, Warning,
 };
@@ -51,20 +52,58 @@ pub enum Error {
     /// The writer thread has stopped (shutdown, or it died).
     #[error("the store is closed")]
     Closed,
+    /// Every pooled read connection stayed in use past the wait limit.
+    #[error(
+        "every read connection stayed in use for {waited_ms} ms (READ_CONNECTION_WAIT_MS_MAX)"
+    )]
+    ReadersBusy { waited_ms: u64 },
     /// A row or id that an operation needs is not there.
     #[error("{kind} {id} not found")]
     NotFound { kind: &'static str, id: String },
     /// An Idempotency-Key seen before with another request (spec 10.5).
     #[error("Idempotency-Key reused with a different request")]
     IdempotencyConflict,
+    /// A stored value this taskyard does not know (written by a newer one,
+    /// or by hand), named with its table, row and text, so that it can be
+    /// found and fixed; never read as some other value.
+    #[error("{table} row {row} has {column} '{value}', which this taskyard does not know")]
+    UnknownValue {
+        table: &'static str,
+        /// `seq N`, with the row's id when it was read.
+        row: String,
+        column: &'static str,
+        value: String,
+    },
     /// Any other SQLite failure, or a stored value that does not decode.
     #[error("database error: {0}")]
     Sqlite(String),
 }
 
+impl Error {
+    /// A run's status this taskyard does not know.
+    pub(crate) fn unknown_run_status(seq: i64, id: Option<&str>, value: &str) -> Error {
+        Error::UnknownValue {
+            table: "runs",
+            row: match id {
+                Some(id) => format!("seq {seq} ({id})"),
+                None => format!("seq {seq}"),
+            },
+            column: "status",
+            value: value.to_string(),
+        }
+    }
+}
+
 impl From<rusqlite::Error> for Error {
     fn from(error: rusqlite::Error) -> Error {
         use rusqlite::ErrorCode;
+        // A row decoder's own error (see `RunRow::from_row`) comes back
+        // through rusqlite boxed; it already says what is wrong.
+        if let rusqlite::Error::FromSqlConversionFailure(_, _, inner) = &error {
+            if let Some(unknown) = inner.downcast_ref::<UnknownValueError>() {
+                return unknown.0.clone();
+            }
+        }
         match error.sqlite_error_code() {
             Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
                 Error::Busy(error.to_string())
@@ -236,6 +275,9 @@ fn configure_write_connection(connection: &Connection, options: &Options) -> Res
     Ok(())
 }
 
+/// Prepared statements each read connection keeps.
+const READ_STATEMENTS_CACHED: usize = 64;
+
 /// A small pool of read-only connections. WAL lets them read beside the
 /// writer; each sees only committed transactions (DESIGN invariant 4).
 struct ReadPool {
@@ -258,6 +300,10 @@ impl ReadPool {
                 message: e.to_string(),
             })?;
             connection.busy_timeout(options.busy_timeout)?;
+            // Every read statement and each list's variants (one per filter
+            // combination, store/read.rs) stay prepared: about thirty, past
+            // rusqlite's default of 16.
+            connection.set_prepared_statement_cache_capacity(READ_STATEMENTS_CACHED);
             idle.push(connection);
         }
         Ok(ReadPool {
@@ -266,14 +312,27 @@ impl ReadPool {
         })
     }
 
+    /// Runs `read` on an idle connection, waiting for one at most
+    /// `READ_CONNECTION_WAIT_MS_MAX`: a pool held by slow streams answers
+    /// `ReadersBusy` instead of hanging every request behind them.
     fn with<T>(&self, read: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let deadline = Instant::now() + Duration::from_millis(READ_CONNECTION_WAIT_MS_MAX);
         let connection = {
             let mut idle = self.idle.lock();
             loop {
                 if let Some(connection) = idle.pop() {
                     break connection;
                 }
-                self.returned.wait(&mut idle);
+                if self.returned.wait_until(&mut idle, deadline).timed_out() {
+                    match idle.pop() {
+                        Some(connection) => break connection,
+                        None => {
+                            return Err(Error::ReadersBusy {
+                                waited_ms: READ_CONNECTION_WAIT_MS_MAX,
+                            })
+                        }
+                    }
+                }
             }
         };
         // Give the connection back even if `read` panics, so one bad read
@@ -319,16 +378,43 @@ pub(crate) const RUN_COLUMNS: &str = "r.seq, r.id, g.id, r.group_seq, r.cursor, 
 /// How many columns `RUN_COLUMNS` names: the index of a column added after.
 pub(crate) const RUN_COLUMNS_COUNT: usize = 14;
 
+/// An [`Error::UnknownValue`] carried through rusqlite's row decoding,
+/// which only takes errors of its own; `From<rusqlite::Error>` unwraps it.
+#[derive(Debug)]
+struct UnknownValueError(Error);
+
+impl std::fmt::Display for UnknownValueError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(formatter)
+    }
+}
+
+impl std::error::Error for UnknownValueError {}
+
 impl RunRow {
     pub(crate) fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+        let seq: i64 = row.get(0)?;
+        let id: String = row.get(1)?;
         let status: String = row.get(5)?;
+        // Issue 11: an unknown status read as `failed`, silently.
+        let Some(status) = RunStatus::parse(&status) else {
+            return Err(rusqlite::Error::FromSqlConversionFailure(
+                5,
+                rusqlite::types::Type::Text,
+                Box::new(UnknownValueError(Error::unknown_run_status(
+                    seq,
+                    Some(&id),
+                    &status,
+                ))),
+            ));
+        };
         Ok(RunRow {
-            seq: row.get(0)?,
-            id: row.get(1)?,
+            seq,
+            id,
             group_id: row.get(2)?,
             group_seq: row.get(3)?,
             cursor: row.get(4)?,
-            status: RunStatus::parse(&status).unwrap_or(RunStatus::Failed),
+            status,
             processor: row.get(6)?,
             metadata: row.get(7)?,
             error: row.get(8)?,

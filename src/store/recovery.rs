@@ -10,7 +10,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use super::writer::{transition, Batch, CountChanges};
 use super::{Result, RunRow, RUN_COLUMNS};
-use crate::model::{RunError, RunStatus, Timestamp};
+use crate::model::{RunCounts as Counts, RunError, RunStatus, Timestamp};
 
 /// What recovery changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -40,6 +40,7 @@ pub(super) fn recover(connection: &mut Connection) -> Result<Recovered> {
         events: Vec::new(),
         now: Timestamp::now().micros(),
         pending: CountChanges::default(),
+        run_counts: Counts::default(),
     };
     let mut changes = CountChanges::default();
     let mut recovered = Recovered::default();
@@ -87,6 +88,7 @@ pub(super) fn recover(connection: &mut Connection) -> Result<Recovered> {
         }
     }
     changes.apply(&transaction, &mut batch)?;
+    batch.write_run_counts(&transaction)?;
     transaction.commit()?;
     Ok(recovered)
 }

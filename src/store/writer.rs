@@ -403,6 +403,7 @@ impl WriterThread {
             events: Vec::new(),
             now: Timestamp::now().micros(),
             pending: CountChanges::default(),
+            run_counts: Counts::default(),
         };
         let mut completions: Vec<Completion> = Vec::with_capacity(ops.len());
         let mut ops = ops.into_iter();
@@ -431,6 +432,7 @@ impl WriterThread {
             let event_id_before = batch.next_event_id;
             let keys_before = batch.keys.len();
             let events_before = batch.events.len();
+            let run_counts_before = batch.run_counts;
             if let Err(error) = execute_cached(&transaction, "SAVEPOINT op") {
                 let error = Error::from(error);
                 completions.push(Box::new(move |_| fail_op(op, error)));
@@ -443,6 +445,7 @@ impl WriterThread {
                 batch.next_event_id = event_id_before;
                 batch.keys.truncate(keys_before);
                 batch.events.truncate(events_before);
+                batch.run_counts = run_counts_before;
                 execute_cached(&transaction, "ROLLBACK TO op")
                     .and_then(|()| execute_cached(&transaction, "RELEASE op"))
             };
@@ -459,7 +462,10 @@ impl WriterThread {
             }
             completions.push(completion);
         }
-        if let Err(error) = batch.flush_counts(&transaction) {
+        if let Err(error) = batch
+            .flush_counts(&transaction)
+            .and_then(|()| batch.write_run_counts(&transaction))
+        {
             drop(transaction);
             fail_batch(completions, std::iter::empty(), &error);
             return;
@@ -543,6 +549,11 @@ pub(super) struct Batch {
     /// tenth of the writer's time when every op applied its own. Flushed
     /// before any op that reads or writes a group row, and before commit.
     pub(super) pending: CountChanges,
+    /// Change to the `run_counts` row (every run, grouped or not) over the
+    /// transaction, written once just before commit: nothing in the writer
+    /// reads the row. An op rolled back to its savepoint takes its share
+    /// back out (`commit_batch` keeps the value from before the op).
+    pub(super) run_counts: Counts,
 }
 
 /// Where an event row shows (the `stream` column).
@@ -557,6 +568,36 @@ impl Batch {
     /// Applies the deferred count changes (see `pending`).
     fn flush_counts(&mut self, transaction: &Transaction<'_>) -> Result<()> {
         std::mem::take(&mut self.pending).apply(transaction, self)
+    }
+
+    /// Writes the transaction's change to the `run_counts` row (see
+    /// `run_counts`); call once, after the last `flush_counts`.
+    pub(super) fn write_run_counts(&mut self, transaction: &Transaction<'_>) -> Result<()> {
+        let delta = std::mem::take(&mut self.run_counts);
+        if delta == Counts::default() {
+            return Ok(());
+        }
+        let updated = transaction
+            .prepare_cached(
+                "UPDATE run_counts SET num_runs = num_runs + ?1, n_queued = n_queued + ?2, \
+                 n_running = n_running + ?3, n_cancelling = n_cancelling + ?4, \
+                 n_completed = n_completed + ?5, n_failed = n_failed + ?6, \
+                 n_cancelled = n_cancelled + ?7 WHERE id = 1",
+            )?
+            .execute(params![
+                delta.num_runs,
+                delta.queued,
+                delta.running,
+                delta.cancelling,
+                delta.completed,
+                delta.failed,
+                delta.cancelled
+            ])?;
+        if updated != 1 {
+            // schema.sql and migration 2 both write the one row.
+            return Err(Error::Sqlite("the run_counts row is missing".into()));
+        }
+        Ok(())
     }
 
     /// Appends an event row. `data`, the event's content, is stored as
@@ -808,6 +849,7 @@ fn add_runs(
     };
     delta.add(RunStatus::Queued, runs.len() as i64);
     let group = apply_counts(transaction, batch, group.seq, &delta, true)?;
+    merge_counts(&mut batch.run_counts, &delta);
     Ok(AddedRuns {
         run_ids,
         cursor,
@@ -817,6 +859,9 @@ fn add_runs(
 
 fn create_run(transaction: &Transaction<'_>, batch: &mut Batch, run: NewRun) -> Result<RunRow> {
     let (seq, cursor) = insert_run(transaction, batch, &run, None)?;
+    // A run without a group has no group counts, but is counted with all.
+    batch.run_counts.num_runs += 1;
+    batch.run_counts.add(RunStatus::Queued, 1);
     Ok(RunRow {
         seq,
         id: run.id,
@@ -896,14 +941,20 @@ fn apply_counts(
     Ok(group)
 }
 
-/// Per-group count changes gathered over one op, applied once per group.
+/// Count changes gathered over one op: per group, applied once per group,
+/// and over every run, grouped or not, for the `run_counts` row.
 #[derive(Default)]
-pub(super) struct CountChanges(HashMap<i64, Counts>);
+pub(super) struct CountChanges {
+    groups: HashMap<i64, Counts>,
+    runs: Counts,
+}
 
 impl CountChanges {
     fn moved(&mut self, group_seq: Option<i64>, from: RunStatus, to: RunStatus) {
+        self.runs.add(from, -1);
+        self.runs.add(to, 1);
         if let Some(group_seq) = group_seq {
-            let counts = self.0.entry(group_seq).or_default();
+            let counts = self.groups.entry(group_seq).or_default();
             counts.add(from, -1);
             counts.add(to, 1);
         }
@@ -912,26 +963,32 @@ impl CountChanges {
     /// Hands the changes of an op that succeeded to the batch, which
     /// applies them with the others (see `Batch::pending`).
     fn defer(self, batch: &mut Batch) {
-        for (group_seq, delta) in self.0 {
-            let counts = batch.pending.0.entry(group_seq).or_default();
-            counts.num_runs += delta.num_runs;
-            counts.queued += delta.queued;
-            counts.running += delta.running;
-            counts.cancelling += delta.cancelling;
-            counts.completed += delta.completed;
-            counts.failed += delta.failed;
-            counts.cancelled += delta.cancelled;
+        for (group_seq, delta) in self.groups {
+            merge_counts(batch.pending.groups.entry(group_seq).or_default(), &delta);
         }
+        merge_counts(&mut batch.pending.runs, &self.runs);
     }
 
     pub(super) fn apply(self, transaction: &Transaction<'_>, batch: &mut Batch) -> Result<()> {
-        let mut groups: Vec<_> = self.0.into_iter().collect();
+        let mut groups: Vec<_> = self.groups.into_iter().collect();
         groups.sort_unstable_by_key(|(seq, _)| *seq);
         for (group_seq, delta) in groups {
             apply_counts(transaction, batch, group_seq, &delta, false)?;
         }
+        merge_counts(&mut batch.run_counts, &self.runs);
         Ok(())
     }
+}
+
+/// Adds `delta` to `counts`, field by field.
+fn merge_counts(counts: &mut Counts, delta: &Counts) {
+    counts.num_runs += delta.num_runs;
+    counts.queued += delta.queued;
+    counts.running += delta.running;
+    counts.cancelling += delta.cancelling;
+    counts.completed += delta.completed;
+    counts.failed += delta.failed;
+    counts.cancelled += delta.cancelled;
 }
 
 fn claim(
@@ -947,9 +1004,12 @@ fn claim(
         .filter(|(_, budget)| **budget == 0)
         .map(|(name, _)| name)
         .collect();
+    // INDEXED BY: with `runs_by_status_id` beside it, SQLite would rather
+    // search that by status and sort every queued run by seq, on each
+    // claim; the partial index is in seq order already.
     let mut sql = String::from(
         "SELECT seq, id, processor, input, task_spec, metadata, attempts, max_attempts, \
-         enable_events, group_seq FROM runs WHERE status = 'queued'",
+         enable_events, group_seq FROM runs INDEXED BY runs_queued WHERE status = 'queued'",
     );
     if !exclude.is_empty() {
         sql.push_str(" AND processor NOT IN (");
@@ -1246,7 +1306,8 @@ fn start_attempt(
             .query_row([run_seq], |row| {
                 Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
             })?;
-    let status = RunStatus::parse(&status).unwrap_or(RunStatus::Failed);
+    let status = RunStatus::parse(&status)
+        .ok_or_else(|| Error::unknown_run_status(run_seq, None, &status))?;
     if status != RunStatus::Running {
         return Ok(status);
     }

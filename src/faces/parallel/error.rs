@@ -195,6 +195,9 @@ impl From<engine::Error> for ApiError {
                 store::Error::Busy(_) => {
                     ApiError::unavailable("storage busy: the database is locked", 1)
                 }
+                readers @ store::Error::ReadersBusy { .. } => {
+                    ApiError::unavailable(format!("storage busy: {readers}"), 1)
+                }
                 other => ApiError::unavailable(format!("storage unavailable: {other}"), 1),
             },
             engine::Error::Internal(message) => {

@@ -1,0 +1,203 @@
+//! Moving a run between statuses with its event (a terminal one also in
+//! the group stream, as recorded), ending attempts (a late second finish is
+//! ignored: DESIGN invariant 5), warnings and progress events.
+//!
+//! Runs on the writer thread inside the batch's transaction.
+
+use super::*;
+
+/// Moves a run to `to`, writing its event; a terminal move also records the
+/// run as the group events stream shows it (spec 4.6: "as recorded").
+pub(in crate::store) fn transition(
+    transaction: &Transaction<'_>,
+    batch: &mut Batch,
+    run: &mut RunRow,
+    to: RunStatus,
+    error: Option<&RunError>,
+    output: Option<&str>,
+    changes: &mut CountChanges,
+) -> Result<()> {
+    let from = run.status;
+    let error_json = error.map(to_json);
+    transaction
+        .prepare_cached(
+            "UPDATE runs SET status = ?2, modified_at = ?3, error = coalesce(?4, error), \
+             output = coalesce(?5, output) WHERE seq = ?1",
+        )?
+        .execute(params![run.seq, to.as_str(), batch.now, error_json, output])?;
+    run.status = to;
+    run.modified_at = batch.now;
+    if error_json.is_some() {
+        run.error = error_json;
+    }
+    if to.is_terminal() {
+        let model = run.to_model()?;
+        let stream = if run.group_seq.is_some() {
+            Stream::Group
+        } else {
+            Stream::History
+        };
+        batch.append_event(
+            transaction,
+            EventKind::RunStatus,
+            (run.group_seq, Some(run.seq)),
+            stream,
+            Some(to),
+            Some(EventData::RunStatus {
+                run: model,
+                output: None,
+            }),
+        )?;
+        // wait_for_result and run streams wait on this key.
+        batch.keys.push(StreamKey::Run(run.seq));
+    } else {
+        batch.append_event(
+            transaction,
+            EventKind::RunStatus,
+            (run.group_seq, Some(run.seq)),
+            Stream::History,
+            Some(to),
+            None,
+        )?;
+    }
+    changes.moved(run.group_seq, from, to);
+    Ok(())
+}
+
+pub(super) fn finish_run(
+    transaction: &Transaction<'_>,
+    batch: &mut Batch,
+    run_seq: i64,
+    finish: Finish,
+) -> Result<bool> {
+    // The run and its enable_events in one lookup: a second query per
+    // finish showed in the writer's profile.
+    let (mut run, enable_events) = transaction
+        .prepare_cached(&format!(
+            "SELECT {RUN_COLUMNS}, r.enable_events FROM runs r \
+             LEFT JOIN groups g ON g.seq = r.group_seq WHERE r.seq = ?1"
+        ))?
+        .query_row([run_seq], |row| {
+            Ok((
+                RunRow::from_row(row)?,
+                row.get::<_, bool>(RUN_COLUMNS_COUNT)?,
+            ))
+        })
+        .optional()?
+        .ok_or_else(|| Error::NotFound {
+            kind: "run",
+            id: run_seq.to_string(),
+        })?;
+    let mut changes = CountChanges::default();
+    match (run.status, finish) {
+        (RunStatus::Running, Finish::Completed { output }) => {
+            if enable_events {
+                // Stats at 100 on completion (Parallel's spec 4.3 choice,
+                // kept for every face).
+                batch.append_event(
+                    transaction,
+                    EventKind::Stats,
+                    (run.group_seq, Some(run.seq)),
+                    Stream::Run,
+                    None,
+                    Some(EventData::Stats {
+                        meter: 100.0,
+                        counters: Default::default(),
+                    }),
+                )?;
+            }
+            let output = Some(output.as_str());
+            transition(
+                transaction,
+                batch,
+                &mut run,
+                RunStatus::Completed,
+                None,
+                output,
+                &mut changes,
+            )?;
+        }
+        (RunStatus::Running, Finish::Failed { error }) => {
+            transition(
+                transaction,
+                batch,
+                &mut run,
+                RunStatus::Failed,
+                Some(&error),
+                None,
+                &mut changes,
+            )?;
+        }
+        (RunStatus::Running, Finish::Requeue) => {
+            transition(
+                transaction,
+                batch,
+                &mut run,
+                RunStatus::Queued,
+                None,
+                None,
+                &mut changes,
+            )?;
+            transaction
+                .prepare_cached("UPDATE runs SET attempts = max(attempts - 1, 0) WHERE seq = ?1")?
+                .execute([run_seq])?;
+        }
+        (RunStatus::Running, Finish::Cancelled) | (RunStatus::Cancelling, _) => {
+            // A finish after a cancel is dropped: the run ends cancelled.
+            transition(
+                transaction,
+                batch,
+                &mut run,
+                RunStatus::Cancelled,
+                None,
+                None,
+                &mut changes,
+            )?;
+        }
+        // Already terminal (or queued again): a late finish is ignored,
+        // never recorded (invariant 5).
+        _ => return Ok(false),
+    }
+    changes.defer(batch);
+    Ok(true)
+}
+
+pub(super) fn warn(
+    transaction: &Transaction<'_>,
+    _batch: &mut Batch,
+    run_seq: i64,
+    warning: &Warning,
+) -> Result<()> {
+    transaction
+        .prepare_cached(
+            "UPDATE runs SET warnings = json_insert(coalesce(warnings, '[]'), '$[#]', json(?2)) \
+             WHERE seq = ?1",
+        )?
+        .execute(params![run_seq, to_json(warning)])?;
+    Ok(())
+}
+
+pub(super) fn progress(
+    transaction: &Transaction<'_>,
+    batch: &mut Batch,
+    run_seq: i64,
+    data: EventData,
+) -> Result<()> {
+    let run = run_by_seq(transaction, run_seq)?;
+    if !run.status.is_active() {
+        return Ok(());
+    }
+    let kind = match data {
+        EventData::Stats { .. } => EventKind::Stats,
+        _ => EventKind::Progress,
+    };
+    batch.append_event(
+        transaction,
+        kind,
+        (run.group_seq, Some(run_seq)),
+        Stream::Run,
+        None,
+        Some(data),
+    )?;
+    Ok(())
+}

@@ -62,7 +62,11 @@ fn effectum_pass(peer: &Path, jobs: usize) -> f64 {
 
 fn engine_pass(runs: usize) -> f64 {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let engine = Engine::open(dir.path().join("bench.db"), Config::default()).expect("engine");
+    let engine = Engine::open(
+        dir.path().join("bench.db"),
+        taskyard::faces::default_config(),
+    )
+    .expect("engine");
     let started = Instant::now();
     common::engine_lifecycle(&engine, runs, "mock");
     let runs_per_s = runs as f64 / started.elapsed().as_secs_f64();

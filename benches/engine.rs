@@ -17,12 +17,12 @@ use std::time::{Duration, Instant};
 
 use common::{Row, RunTemplate};
 use serde_json::json;
-use taskyard::{Config, Engine};
+use taskyard::Engine;
 
 fn engine_pass(runs: usize, processor: &str) -> (f64, common::RowShape) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("bench.db");
-    let engine = Engine::open(&path, Config::default()).expect("engine");
+    let engine = Engine::open(&path, taskyard::faces::default_config()).expect("engine");
     let started = Instant::now();
     let group_id = common::engine_lifecycle(&engine, runs, processor);
     let elapsed = started.elapsed().as_secs_f64();

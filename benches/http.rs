@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use common::{Client, Row, RunTemplate};
 use serde_json::{json, Value};
 use taskyard::server::{Server, ServerConfig};
-use taskyard::{Config, Engine};
+use taskyard::Engine;
 
 /// Runs `work` on `clients` threads for `seconds`; answers each call's
 /// latency in milliseconds, sorted, and the elapsed time.
@@ -134,7 +134,11 @@ fn stream_latency(addr: SocketAddr, runs: usize) -> Vec<f64> {
 /// One end-to-end pass on a fresh database and server: answers runs/s.
 fn end_to_end(runs: usize) -> f64 {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let engine = Engine::open(dir.path().join("bench.db"), Config::default()).expect("engine");
+    let engine = Engine::open(
+        dir.path().join("bench.db"),
+        taskyard::faces::default_config(),
+    )
+    .expect("engine");
     let server = Server::start(
         engine.clone(),
         ServerConfig {
@@ -223,7 +227,11 @@ fn main() {
     let repeat = common::env_usize("TASKYARD_BENCH_REPEAT", 3, 1).max(1);
 
     let dir = tempfile::tempdir().expect("temporary directory");
-    let engine = Engine::open(dir.path().join("bench.db"), Config::default()).expect("engine");
+    let engine = Engine::open(
+        dir.path().join("bench.db"),
+        taskyard::faces::default_config(),
+    )
+    .expect("engine");
     let server = Server::start(
         engine.clone(),
         ServerConfig {

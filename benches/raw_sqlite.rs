@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use common::{Row, RunTemplate};
 use serde_json::json;
-use taskyard::{Config, Engine};
+use taskyard::Engine;
 
 fn main() {
     let runs = common::env_usize("TASKYARD_BENCH_RUNS", 100_000, 2_000);
@@ -28,7 +28,7 @@ fn main() {
     let check_runs = runs.min(2_000);
     let engine_dir = tempfile::tempdir().expect("temporary directory");
     let engine_db = engine_dir.path().join("engine.db");
-    let engine = Engine::open(&engine_db, Config::default()).expect("engine");
+    let engine = Engine::open(&engine_db, taskyard::faces::default_config()).expect("engine");
     common::engine_lifecycle(&engine, check_runs, "mock");
     engine.shutdown(Duration::from_secs(5));
     drop(engine);

@@ -25,7 +25,7 @@ use common::{Client, Picker, Row};
 use rusqlite::Connection;
 use serde_json::{json, Value};
 use taskyard::server::{Server, ServerConfig};
-use taskyard::{Config, Engine};
+use taskyard::Engine;
 
 fn timed_gets(client: &mut Client, paths: &[String]) -> Vec<f64> {
     let mut latencies = Vec::with_capacity(paths.len());
@@ -47,7 +47,7 @@ fn main() {
     let reads = common::env_usize("TASKYARD_BENCH_READS", 2_000, 50).max(1);
     let repeat = common::env_usize("TASKYARD_BENCH_REPEAT", 3, 1).max(1);
     let stored = common::stored_runs(&sizes);
-    let engine = Engine::open(&stored.path, Config::default()).expect("engine");
+    let engine = Engine::open(&stored.path, taskyard::faces::default_config()).expect("engine");
     let server = Server::start(
         engine.clone(),
         ServerConfig {

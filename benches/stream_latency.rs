@@ -242,7 +242,7 @@ fn main() {
     let config = Config {
         // Every run sleeps at once; none may wait for a worker.
         workers: runs + 4,
-        ..Config::default()
+        ..taskyard::faces::default_config()
     };
     let engine = Engine::open(dir.path().join("bench.db"), config).expect("engine");
     let server = Server::start(

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use serde_json::json;
 use taskyard::model::{AddRuns, RunRequest};
-use taskyard::{Config, Engine, StreamKind, TaskSpec};
+use taskyard::{Engine, StreamKind, TaskSpec};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("taskyard-example-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let engine = Engine::open(dir.join("taskyard.db"), Config::default())?;
+    let engine = Engine::open(dir.join("taskyard.db"), taskyard::faces::default_config())?;
     let group = engine.create_group(None)?;
     let spec = TaskSpec {
         output_schema: json!({"type": "json", "json_schema": {

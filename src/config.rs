@@ -63,7 +63,7 @@ impl FileConfig {
 
     /// The default registry with this file's processors added on top.
     pub fn registry(&self) -> Result<Registry, String> {
-        let mut registry = Registry::with_defaults();
+        let mut registry = crate::faces::default_registry();
         for (name, file) in &self.processors {
             let processor: Arc<dyn Processor> = match file.kind.as_str() {
                 "mock" => {

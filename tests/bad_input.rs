@@ -41,7 +41,6 @@ use serde_json::{json, Map, Value};
 use support::{wait_for, TestDir};
 use taskyard::faces::parallel::parse::JSON_DEPTH_READ_MAX;
 use taskyard::processors::Registry;
-use taskyard::Config;
 
 /// Cases per strategy when `PROPTEST_CASES` is not set: the whole file
 /// stays well under 30 s in a debug build on 2 cores.
@@ -162,12 +161,12 @@ struct Target {
 impl Target {
     fn start(parked: bool) -> Target {
         let dir = TestDir::new();
-        let mut config = Config::default();
+        let mut config = taskyard::faces::default_config();
         if parked {
             // Nothing is claimed when no processor may run a single run,
             // so the only writes are the requests' own.
             let mut registry = Registry::empty();
-            for processor in Registry::with_defaults().iter() {
+            for processor in taskyard::faces::default_registry().iter() {
                 let mut processor = processor.clone();
                 processor.max_concurrency = 0;
                 registry.insert(processor);

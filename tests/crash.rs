@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 use support::*;
 use taskyard::faces::parallel::wire::AddRuns;
 use taskyard::faces::parallel::Api;
-use taskyard::{Config, Engine, StreamKind};
+use taskyard::{Engine, StreamKind};
 
 /// Runs in the group, added `BATCH` at a time.
 const TOTAL: u64 = 5_000;
@@ -65,7 +65,8 @@ fn child_process_entry() {
 /// Child mode: open the engine, create the group if there is none yet,
 /// top the group up to `TOTAL` runs, then wait until it is inactive.
 fn child_main(db: &Path) {
-    let engine = Api::new(Engine::open(db, Config::default()).expect("child: engine opens"));
+    let engine =
+        Api::new(Engine::open(db, taskyard::faces::default_config()).expect("child: engine opens"));
     let recovered = engine.recovered();
     let group_id = match std::env::var(CHILD_GROUP_ENV) {
         Ok(id) => id,
@@ -668,7 +669,9 @@ fn invariant_7_kill_9_during_a_5000_run_group_loses_nothing_acknowledged() {
         "no restart recovered a running run"
     );
 
-    let engine = Api::new(Engine::open(dir.db(), Config::default()).expect("engine reopens"));
+    let engine = Api::new(
+        Engine::open(dir.db(), taskyard::faces::default_config()).expect("engine reopens"),
+    );
     let events = check_runs_and_stream(&engine, &group, &acked, &followed, &resume_cursors);
     engine.shutdown(Duration::from_secs(5));
     drop(engine);

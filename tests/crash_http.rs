@@ -46,7 +46,7 @@ use serde_json::{json, Value};
 use support::{sqlite, TestDir};
 use taskyard::faces::parallel::wire::RunInput;
 use taskyard::limits::CLAIM_SLOTS_PER_WORKER;
-use taskyard::processors::{MockProcessor, ProcessorConfig, Registry};
+use taskyard::processors::{MockProcessor, ProcessorConfig};
 use taskyard::{Config, RunStatus};
 
 const SEED_DEFAULT: u64 = 0x7a5c_4a11_c4a5_0005;
@@ -1537,7 +1537,7 @@ fn check_outcome(class: Class, index: usize, row: &RunRow) -> &'static str {
 #[test]
 fn runs_in_retry_backoff_leave_the_workers_to_queued_runs() {
     let dir = TestDir::new();
-    let mut registry = Registry::with_defaults();
+    let mut registry = taskyard::faces::default_registry();
     registry.insert(ProcessorConfig {
         max_attempts: RETRY5_MAX_ATTEMPTS,
         ..ProcessorConfig::new(RETRY5, "mock", Arc::new(MockProcessor::default()))

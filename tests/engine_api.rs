@@ -180,7 +180,7 @@ fn read_with_every_pool_connection_held_is_unavailable_after_the_wait_limit() {
         &dir,
         taskyard::Config {
             read_connections: READ_CONNECTIONS,
-            ..taskyard::Config::default()
+            ..taskyard::faces::default_config()
         },
     );
     let group = engine.create_group(None).expect("group");

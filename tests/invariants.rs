@@ -12,7 +12,7 @@ use serde_json::json;
 use support::*;
 use taskyard::faces::parallel::wire::{AddRuns, RunInput};
 use taskyard::faces::parallel::Api;
-use taskyard::processors::{ProcessorConfig, Registry};
+use taskyard::processors::ProcessorConfig;
 use taskyard::{Config, Error, RunStatus};
 
 /// Adds `count` echo runs to a new group, some slow, some failing.
@@ -125,7 +125,7 @@ fn invariant_1_a_state_change_and_its_event_commit_together() {
         &dir,
         Config {
             busy_timeout: Duration::from_millis(50),
-            ..Config::default()
+            ..taskyard::faces::default_config()
         },
     );
     let events_before: i64 = sqlite(&dir)
@@ -306,14 +306,14 @@ impl taskyard::processors::Processor for Stubborn {
 #[test]
 fn invariant_5_a_run_reaches_exactly_one_terminal_state() {
     let dir = TestDir::new();
-    let mut registry = Registry::with_defaults();
+    let mut registry = taskyard::faces::default_registry();
     registry.insert(ProcessorConfig::new("stubborn", "test", Arc::new(Stubborn)));
     let engine = open_with(
         &dir,
         Config {
             registry,
             cancel_grace: Duration::from_millis(20),
-            ..Config::default()
+            ..taskyard::faces::default_config()
         },
     );
     // The grace runs out before the processor returns: the run is marked

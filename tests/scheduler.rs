@@ -12,9 +12,7 @@ use serde_json::json;
 use support::*;
 use taskyard::faces::parallel::wire::{AddRuns, RunInput};
 use taskyard::model::Output;
-use taskyard::processors::{
-    EchoProcessor, Processor, ProcessorConfig, ProcessorError, Registry, RunContext,
-};
+use taskyard::processors::{EchoProcessor, Processor, ProcessorConfig, ProcessorError, RunContext};
 use taskyard::{Config, Error, RunStatus};
 
 fn slow(ms: u64) -> taskyard::JsonObject {
@@ -257,7 +255,7 @@ fn a_processor_never_runs_more_than_its_concurrency_limit() {
         now: AtomicUsize::new(0),
         peak: AtomicUsize::new(0),
     });
-    let mut registry = Registry::with_defaults();
+    let mut registry = taskyard::faces::default_registry();
     registry.insert(ProcessorConfig {
         max_concurrency: 3,
         ..ProcessorConfig::new("gauge", "test", gauge.clone())
@@ -267,7 +265,7 @@ fn a_processor_never_runs_more_than_its_concurrency_limit() {
         Config {
             registry,
             workers: 8,
-            ..Config::default()
+            ..taskyard::faces::default_config()
         },
     );
     let group = engine.create_group(None).expect("group");
@@ -301,14 +299,14 @@ impl Processor for Recorder {
 fn runs_of_a_group_start_in_creation_order() {
     let dir = TestDir::new();
     let recorder = Arc::new(Recorder(Mutex::new(Vec::new())));
-    let mut registry = Registry::with_defaults();
+    let mut registry = taskyard::faces::default_registry();
     registry.insert(ProcessorConfig::new("recorder", "test", recorder.clone()));
     let engine = open_with(
         &dir,
         Config {
             registry,
             workers: 1,
-            ..Config::default()
+            ..taskyard::faces::default_config()
         },
     );
     let group = engine.create_group(None).expect("group");
@@ -405,7 +403,7 @@ fn shutdown_does_not_wait_out_the_grace_period_for_a_run_in_backoff() {
     // Nine forced failures with ten attempts: the run spends seconds in
     // growing backoffs (100 ms doubling up to 5 s), and almost no time in
     // its instant attempts.
-    let mut registry = Registry::with_defaults();
+    let mut registry = taskyard::faces::default_registry();
     registry.insert(ProcessorConfig {
         max_attempts: 10,
         ..ProcessorConfig::new("patient", "echo", Arc::new(EchoProcessor))
@@ -414,7 +412,7 @@ fn shutdown_does_not_wait_out_the_grace_period_for_a_run_in_backoff() {
         &dir,
         Config {
             registry,
-            ..Config::default()
+            ..taskyard::faces::default_config()
         },
     );
     let run = engine
@@ -585,7 +583,7 @@ impl Processor for Stuck {
 #[test]
 fn scheduler_wake_and_cancel_burst_stays_bounded_and_loses_no_cancel() {
     use std::sync::mpsc;
-    use taskyard::processors::Registry;
+
     use taskyard::scheduler::{Scheduler, SchedulerConfig};
     use taskyard::schema::SchemaCache;
     use taskyard::store::{self, NewRun, Once, Op, Store};
@@ -601,7 +599,7 @@ fn scheduler_wake_and_cancel_burst_stays_bounded_and_loses_no_cancel() {
     let store = Arc::new(store);
     let (started_sender, started) = mpsc::channel();
     let (release_sender, release) = mpsc::channel();
-    let mut registry = Registry::with_defaults();
+    let mut registry = taskyard::faces::default_registry();
     registry.insert(ProcessorConfig::new(
         "stuck",
         "test",

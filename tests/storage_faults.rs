@@ -46,7 +46,7 @@ fn a_database_that_cannot_grow_refuses_writes_with_503_and_keeps_reading() {
     let dir = TestDir::new();
     let config = Config {
         database_bytes_max: Some(400 * 1024),
-        ..Config::default()
+        ..taskyard::faces::default_config()
     };
     let server = TestServer::start_on_engine(open_with(&dir, config), |_| {});
     let group = server.post_json("/v1/tasks/groups", &json!({}));
@@ -120,7 +120,7 @@ fn a_write_lock_held_elsewhere_gives_503_after_the_busy_timeout_not_a_hang() {
     let dir = TestDir::new();
     let config = Config {
         busy_timeout: Duration::from_millis(200),
-        ..Config::default()
+        ..taskyard::faces::default_config()
     };
     let server = TestServer::start_on_engine(open_with(&dir, config), |_| {});
     let blocker = rusqlite::Connection::open(dir.db()).expect("second connection");
@@ -198,7 +198,7 @@ fn a_full_filesystem_refuses_writes_and_recovers_without_a_restart_when_space_re
     };
     let db = fs.path().join("taskyard.db");
     let engine = taskyard::faces::parallel::Api::new(
-        taskyard::Engine::open(&db, Config::default()).expect("engine on tmpfs"),
+        taskyard::Engine::open(&db, taskyard::faces::default_config()).expect("engine on tmpfs"),
     );
     let server = TestServer::start_on_engine(engine, |_| {});
     let group = server.post_json("/v1/tasks/groups", &json!({}));

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection};
 use serde_json::{json, Value};
 use taskyard::model::{AddRuns, EventData, RunRequest};
-use taskyard::{Config, Engine, StreamKind, Timestamp};
+use taskyard::{Engine, StreamKind, Timestamp};
 
 /// True under `cargo bench` (which passes `--bench`); false under
 /// `cargo test`, where each bench runs as a small smoke test on a debug
@@ -534,7 +534,7 @@ impl RunTemplate {
     /// is echoed in the output.
     pub fn sample(dir: &Path, item: usize) -> RunTemplate {
         let path = dir.join("template.db");
-        let engine = Engine::open(&path, Config::default()).expect("engine");
+        let engine = Engine::open(&path, taskyard::faces::default_config()).expect("engine");
         let group = engine.create_group(None).expect("group");
         let added = engine
             .add_runs(
@@ -640,7 +640,7 @@ pub fn raw_sqlite(dir: &Path, runs: usize, template: &RunTemplate) -> Floor {
         .expect("pragmas");
     // taskyard's schema at its current version: the engine applies
     // schema.sql and its migrations (not timed).
-    Engine::open(&path, Config::default())
+    Engine::open(&path, taskyard::faces::default_config())
         .expect("taskyard's schema")
         .shutdown(Duration::from_secs(5));
     let group_id = floor_id(0x01a2_0000_0000_0000_0000_0000_0000_0000, 0);
@@ -1021,7 +1021,7 @@ pub fn stored_runs(sizes: &[usize]) -> StoredRuns {
         let _ = std::fs::remove_file(format!("{}{suffix}", building.display()));
     }
     let started = Instant::now();
-    let engine = Engine::open(&building, Config::default()).expect("engine");
+    let engine = Engine::open(&building, taskyard::faces::default_config()).expect("engine");
     let mut groups = Vec::new();
     for &size in sizes {
         eprintln!("building a group of {size} runs in {}", building.display());

@@ -10,8 +10,9 @@ pub mod parallel;
 
 use std::sync::Arc;
 
-use crate::engine::Engine;
+use crate::engine::{Config, Engine};
 use crate::model::RENDER_SLOTS_MAX;
+use crate::processors::Registry;
 use crate::server::{Face, ServerConfig};
 
 /// Each face's slot in an event's kept renderings: one per face, below
@@ -24,4 +25,20 @@ const _: () = assert!(PARALLEL_RENDER_SLOT < RENDER_SLOTS_MAX);
 /// for paths none of them owns (the first answers those).
 pub fn all(engine: &Engine, _config: &ServerConfig) -> Vec<Arc<dyn Face>> {
     vec![Arc::new(parallel::Parallel::new(engine.clone()))]
+}
+
+/// The engine's own processors and every face's hosted processor names,
+/// served offline: what `taskyard serve` answers with no `--config`.
+pub fn default_registry() -> Registry {
+    let mut registry = Registry::with_defaults();
+    registry.add_stand_ins(&parallel::processors::hosted(), "hosted");
+    registry
+}
+
+/// The engine's default configuration with [`default_registry`].
+pub fn default_config() -> Config {
+    Config {
+        registry: default_registry(),
+        ..Config::default()
+    }
 }

@@ -137,14 +137,6 @@ pub struct ProcessorConfig {
     pub output_schema: Value,
 }
 
-/// The hosted processor names (spec 7), each also with `-fast`.
-pub const HOSTED_BASE_NAMES: [&str; 9] = [
-    "lite", "base", "core", "core2x", "pro", "ultra", "ultra2x", "ultra4x", "ultra8x",
-];
-
-/// Hosted names whose runs have events enabled by default (spec 7).
-const PREMIUM_BASE_NAMES: [&str; 5] = ["pro", "ultra", "ultra2x", "ultra4x", "ultra8x"];
-
 /// The processor names a server knows, by name.
 #[derive(Clone)]
 pub struct Registry {
@@ -158,36 +150,35 @@ impl Registry {
         }
     }
 
-    /// Every hosted name served offline by the deterministic `mock`, plus
-    /// `mock` and `echo` themselves, so SDK code runs unchanged (spec 7).
+    /// The engine's own processors: `mock` (deterministic output that
+    /// fits the task spec) and `echo`. A face adds the processor names of
+    /// its hosted API as stand-ins with [`Registry::add_stand_ins`]
+    /// (`crate::faces::default_registry`).
     pub fn with_defaults() -> Registry {
         let mut registry = Registry::empty();
-        let mock: Arc<dyn Processor> = Arc::new(MockProcessor::default());
-        for base in HOSTED_BASE_NAMES {
-            let premium = PREMIUM_BASE_NAMES.contains(&base);
-            for name in [base.to_string(), format!("{base}-fast")] {
-                registry.insert(ProcessorConfig {
-                    description: format!("hosted processor '{name}', served offline by mock"),
-                    ..ProcessorConfig::new(&name, "mock", mock.clone())
-                });
-                if premium {
-                    registry
-                        .by_name
-                        .get_mut(&name)
-                        .expect("just inserted")
-                        .enable_events_default = true;
-                }
-            }
-        }
         registry.insert(ProcessorConfig {
             description: "deterministic output that validates against the task spec".into(),
-            ..ProcessorConfig::new("mock", "mock", mock)
+            ..ProcessorConfig::new("mock", "mock", Arc::new(MockProcessor::default()))
         });
         registry.insert(ProcessorConfig {
             description: "the input back as output".into(),
             ..ProcessorConfig::new("echo", "echo", Arc::new(EchoProcessor))
         });
         registry
+    }
+
+    /// Serves each of `names` offline with the deterministic `mock`, so
+    /// that code written for a hosted API runs unchanged; `events` names
+    /// those whose runs have events on by default.
+    pub fn add_stand_ins(&mut self, names: &[(String, bool)], origin: &str) {
+        let mock: Arc<dyn Processor> = Arc::new(MockProcessor::default());
+        for (name, events) in names {
+            self.insert(ProcessorConfig {
+                description: format!("{origin} processor '{name}', served offline by mock"),
+                enable_events_default: *events,
+                ..ProcessorConfig::new(name, "mock", mock.clone())
+            });
+        }
     }
 
     /// Adds or replaces a name.

@@ -31,7 +31,7 @@ impl TestDir {
 /// An engine on the directory's database, seen through Parallel's wire
 /// types (the `Api` derefs to the engine for everything else).
 pub fn open(dir: &TestDir) -> Api {
-    open_with(dir, Config::default())
+    open_with(dir, taskyard::faces::default_config())
 }
 
 pub fn open_with(dir: &TestDir, config: Config) -> Api {
@@ -94,7 +94,7 @@ pub fn drain_group(engine: &Api, group_id: &str, after: u64) -> Vec<Event> {
 pub fn with_workers(workers: usize) -> Config {
     Config {
         workers,
-        ..Config::default()
+        ..taskyard::faces::default_config()
     }
 }
 

@@ -11,6 +11,7 @@ mod error;
 mod handlers;
 pub mod limits;
 pub mod parse;
+pub mod processors;
 mod query;
 pub mod render;
 mod routes;

@@ -1,4 +1,4 @@
-//! The stream fan-out (`src/http/fanout.rs`): caught-up group streams are
+//! The stream fan-out (`src/server/fanout.rs`): caught-up group streams are
 //! written by the fan-out thread, and every way a stream comes back to its
 //! own thread keeps the stream whole. Each test checks, through
 //! `/metrics`, that the path it is about was taken, so that it cannot pass

@@ -1,8 +1,8 @@
 //! Fuzz target `request`: bytes through the path a request body takes in
 //! the server, short of the store. The first byte picks the endpoint
 //! (create run, create group, add runs); the rest is the body, decoded by
-//! `validate::parse_json_body` as the handlers decode it, then read and
-//! checked by the same `validate` functions the engine calls, and for an
+//! `parse::parse_json_body` as the handlers decode it, then read and
+//! checked by the same Parallel parser and engine checks the server runs, and for an
 //! accepted run, turned into what the engine stores and read back.
 //!
 //! Besides "no panic, no hang, no stack overflow", it asserts:
@@ -21,13 +21,15 @@ use serde_json::Value;
 use taskyard::limits::{BODY_BYTES_MAX, MOCK_DELAY_MS_MAX, MOCK_FAIL_TIMES_MAX};
 use taskyard::processors::Registry;
 use taskyard::schema::SchemaCache;
-use taskyard::validate::{self, FieldError};
-use taskyard::{RunInput, TaskSpec};
+use taskyard::faces::parallel::parse as validate;
+use taskyard::faces::parallel::wire::RunInput;
+use taskyard::model::FieldError;
+use taskyard::TaskSpec;
 
 /// What the engine holds for the life of the server: built once, as there.
 fn registry() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
-    REGISTRY.get_or_init(Registry::with_defaults)
+    REGISTRY.get_or_init(taskyard::faces::default_registry)
 }
 
 fn schemas() -> &'static SchemaCache {
@@ -43,7 +45,7 @@ fn render(errors: &[FieldError]) {
         assert!(item["loc"].is_array() && item["msg"].is_string());
         let _ = error.loc_string();
     }
-    let message = validate::summarize(errors, "body");
+    let message = taskyard::model::field_error::summarize(errors, "body");
     assert!(!message.is_empty());
 }
 
@@ -52,7 +54,7 @@ fn render(errors: &[FieldError]) {
 fn accepted_run(run: &RunInput, default_spec: Option<&TaskSpec>) {
     let auto = TaskSpec::auto();
     let spec = run.task_spec.as_ref().or(default_spec).unwrap_or(&auto);
-    let _ = validate::input_warning(run, spec, schemas());
+    let _ = taskyard::engine::checks::input_warning(&run.input, spec, schemas());
     let _ = validate::spec_warning(spec);
 
     let stored = serde_json::to_string(run).expect("a run serializes");
@@ -72,7 +74,7 @@ fn accepted_run(run: &RunInput, default_spec: Option<&TaskSpec>) {
         "stored run no longer passes the checks"
     );
 
-    let controls = validate::mock_controls(run.metadata.as_ref());
+    let controls = taskyard::scheduler::forcing::read(run.metadata.as_ref());
     assert!(controls.delay_ms <= MOCK_DELAY_MS_MAX);
     assert!(u64::from(controls.fail_times) <= MOCK_FAIL_TIMES_MAX);
 }
@@ -117,7 +119,7 @@ fuzz_target!(|data: &[u8]| {
             };
             assert_eq!(request.inputs.len(), positions.len());
             if let Some(spec) = &request.default_task_spec {
-                errors.extend(validate::check_task_spec(spec, schemas()));
+                errors.extend(taskyard::engine::checks::check_task_spec(spec, schemas()));
             }
             for run in &request.inputs {
                 errors.extend(validate::check_run_input(

@@ -41,15 +41,20 @@ pub fn check_run(run: &RunRequest, registry: &Registry, schemas: &SchemaCache) -
     if let Some(metadata) = &run.metadata {
         errors.extend(forcing::check(metadata));
     }
-    if let Some(task_spec) = &run.task_spec {
-        let prefix = loc_of(&["task_spec"]);
-        errors.extend(
-            check_task_spec(task_spec, schemas)
-                .into_iter()
-                .map(|error| error.prefixed(&prefix)),
-        );
-    }
+    errors.extend(check_run_task_spec(run.task_spec.as_ref(), schemas));
     errors
+}
+
+/// A run's own task spec, at `["task_spec", ...]`.
+pub fn check_run_task_spec(spec: Option<&TaskSpec>, schemas: &SchemaCache) -> Vec<FieldError> {
+    let Some(spec) = spec else {
+        return Vec::new();
+    };
+    let prefix = loc_of(&["task_spec"]);
+    check_task_spec(spec, schemas)
+        .into_iter()
+        .map(|error| error.prefixed(&prefix))
+        .collect()
 }
 
 /// An unknown processor, at `["processor"]`.

@@ -5,7 +5,7 @@
 //! counts, and each face words it.
 
 use super::error::{not_found, Result};
-use super::idempotency::{created, fresh, record, Created, Idempotency, RenderAnswer};
+use super::idempotency::{created, fresh, keyed, Created, Idempotency, RenderAnswer};
 use super::runs::{list_cursor, ListQuery, Page};
 use super::{Engine, Error};
 use crate::model::{is_id, new_id, to_json, Group, JsonObject, Output, Run, RunStatus, TaskSpec};
@@ -66,10 +66,7 @@ impl Engine {
         };
         Ok(self.inner.store.writer.call(|reply| Op::CreateGroup {
             group,
-            once: once.map(|(key, answer)| store::Keyed {
-                record: record(key),
-                answer,
-            }),
+            once: keyed(once),
             reply,
         })?)
     }

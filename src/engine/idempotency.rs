@@ -6,7 +6,7 @@
 //! conflict. What the key and fingerprint are made of, and which status the
 //! answer goes out with, are the face's.
 
-use crate::store::{IdempotencyRecord, Once};
+use crate::store::{IdempotencyRecord, Keyed, Once};
 
 use super::error::{Error, Result};
 
@@ -31,10 +31,14 @@ pub enum Created<T> {
 /// creating transaction, with the value as created.
 pub type RenderAnswer<T> = Box<dyn FnOnce(&T) -> String + Send>;
 
-pub(super) fn record(idempotency: Idempotency) -> Box<IdempotencyRecord> {
-    Box::new(IdempotencyRecord {
-        key: idempotency.key,
-        fingerprint: idempotency.fingerprint,
+/// A key and its answer's rendering, as the store's op carries them.
+pub(super) fn keyed<T>(once: Option<(Idempotency, RenderAnswer<T>)>) -> Option<Keyed<T>> {
+    once.map(|(idempotency, answer)| Keyed {
+        record: Box::new(IdempotencyRecord {
+            key: idempotency.key,
+            fingerprint: idempotency.fingerprint,
+        }),
+        answer,
     })
 }
 

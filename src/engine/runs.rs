@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::checks;
 use super::error::{not_found, Error, Result};
-use super::idempotency::{created, fresh, record, Created, Idempotency, RenderAnswer};
+use super::idempotency::{created, fresh, keyed, Created, Idempotency, RenderAnswer};
 use super::Engine;
 use crate::limits::{MAX_ATTEMPTS_DEFAULT, RUNS_PER_REQUEST_MAX};
 use crate::model::{
@@ -119,10 +119,7 @@ impl Engine {
         let added = self.inner.store.writer.call(|reply| Op::AddRuns {
             group_id: group_id.to_string(),
             runs,
-            once: once.map(|(key, answer)| store::Keyed {
-                record: record(key),
-                answer,
-            }),
+            once: keyed(once),
             reply,
         })?;
         self.inner.scheduler.wake();
@@ -156,10 +153,7 @@ impl Engine {
         let run = self.new_run(&request, None);
         let created = self.inner.store.writer.call(|reply| Op::CreateRun {
             run,
-            once: once.map(|(key, answer)| store::Keyed {
-                record: record(key),
-                answer,
-            }),
+            once: keyed(once),
             reply,
         })?;
         self.inner.scheduler.wake();

@@ -361,16 +361,18 @@ fn handle(shared: &Arc<Shared>, mut raw: tiny_http::Request) {
             }
         }
     };
+    let counted = Counted {
+        method: method.clone(),
+        label,
+        face,
+        started,
+    };
     match reply {
-        Reply::Wait(wait) => hand_off_wait(shared, raw, &method, label, face, started, wait),
-        Reply::Stream(stream, body) => {
-            hand_off_stream(shared, raw, &method, label, face, started, stream, body)
-        }
+        Reply::Wait(wait) => hand_off_wait(shared, raw, counted, wait),
+        Reply::Stream(stream, body) => hand_off_stream(shared, raw, counted, stream, body),
         reply => {
             let status = respond(raw, reply);
-            shared
-                .metrics
-                .record(&method, label, status, started.elapsed());
+            counted.record(shared, status);
         }
     }
 }
@@ -397,61 +399,73 @@ impl Drop for LongSlot {
     }
 }
 
-fn hand_off_wait(
-    shared: &Arc<Shared>,
-    request: tiny_http::Request,
-    method: &str,
+/// Where a request's answer is counted in the metrics, and whose error
+/// form refuses it.
+struct Counted {
+    method: String,
     label: &'static str,
     face: usize,
     started: Instant,
+}
+
+impl Counted {
+    fn record(&self, shared: &Shared, status: u16) {
+        shared
+            .metrics
+            .record(&self.method, self.label, status, self.started.elapsed());
+    }
+}
+
+/// A long-request slot for `request`, or `None` once the refusal is
+/// answered and counted.
+fn long_slot(
+    shared: &Arc<Shared>,
+    request: tiny_http::Request,
+    counted: &Counted,
+) -> Option<(LongSlot, tiny_http::Request)> {
+    match take_long_slot(shared) {
+        Ok(slot) => Some((slot, request)),
+        Err(refusal) => {
+            let status = respond(request, shared.faces[counted.face].refuse(refusal));
+            counted.record(shared, status);
+            None
+        }
+    }
+}
+
+fn hand_off_wait(
+    shared: &Arc<Shared>,
+    request: tiny_http::Request,
+    counted: Counted,
     wait: Box<dyn FnOnce() -> Reply + Send>,
 ) {
-    let slot = match take_long_slot(shared) {
-        Ok(slot) => slot,
-        Err(refusal) => {
-            let status = respond(request, shared.faces[face].refuse(refusal));
-            return shared
-                .metrics
-                .record(method, label, status, started.elapsed());
-        }
+    let Some((slot, request)) = long_slot(shared, request, &counted) else {
+        return;
     };
     let shared = shared.clone();
-    let method = method.to_string();
     let spawned = std::thread::Builder::new()
         .name("taskyard-wait".into())
         .spawn(move || {
             let _slot = slot;
             let status = respond(request, wait());
-            shared
-                .metrics
-                .record(&method, label, status, started.elapsed());
+            counted.record(&shared, status);
         });
     if let Err(error) = spawned {
         eprintln!("taskyard: cannot start a thread for a long request: {error}");
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn hand_off_stream(
     shared: &Arc<Shared>,
     request: tiny_http::Request,
-    method: &str,
-    label: &'static str,
-    face: usize,
-    started: Instant,
+    counted: Counted,
     stream: &'static str,
     body: StreamBody,
 ) {
-    let slot = match take_long_slot(shared) {
-        Ok(slot) => slot,
-        Err(refusal) => {
-            let status = respond(request, shared.faces[face].refuse(refusal));
-            return shared
-                .metrics
-                .record(method, label, status, started.elapsed());
-        }
+    let Some((slot, request)) = long_slot(shared, request, &counted) else {
+        return;
     };
-    shared.metrics.record(method, label, 200, started.elapsed());
+    counted.record(shared, 200);
     let shared = shared.clone();
     let spawned = std::thread::Builder::new()
         .name("taskyard-stream".into())

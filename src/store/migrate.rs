@@ -42,25 +42,7 @@ const MIGRATIONS: &[Migration] = &[
     // 2: runs by status in one row, kept with every run change, so that
     // `/metrics` does not count every run on each scrape (issue 11); filled
     // here from a full count, once.
-    Migration::Sql(
-        "CREATE TABLE run_counts (
-    id             INTEGER PRIMARY KEY CHECK (id = 1),
-    num_runs       INTEGER NOT NULL DEFAULT 0,
-    n_queued       INTEGER NOT NULL DEFAULT 0,
-    n_running      INTEGER NOT NULL DEFAULT 0,
-    n_cancelling   INTEGER NOT NULL DEFAULT 0,
-    n_completed    INTEGER NOT NULL DEFAULT 0,
-    n_failed       INTEGER NOT NULL DEFAULT 0,
-    n_cancelled    INTEGER NOT NULL DEFAULT 0
-);
-INSERT INTO run_counts (id, num_runs, n_queued, n_running, n_cancelling, n_completed,
-    n_failed, n_cancelled)
-SELECT 1, count(*), count(*) FILTER (WHERE status = 'queued'),
-    count(*) FILTER (WHERE status = 'running'), count(*) FILTER (WHERE status = 'cancelling'),
-    count(*) FILTER (WHERE status = 'completed'), count(*) FILTER (WHERE status = 'failed'),
-    count(*) FILTER (WHERE status = 'cancelled')
-FROM runs;",
-    ),
+    Migration::Code(run_counts),
     // 3: the indexes of the lists, each filter searched in page order
     // (issue 11: a status filter walked every run).
     Migration::Sql(
@@ -99,6 +81,24 @@ pub(super) fn migrate(connection: &mut Connection) -> Result<()> {
     }
     transaction.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
     transaction.commit()?;
+    Ok(())
+}
+
+/// Version 2: the `run_counts` row, made as schema.sql makes it and filled
+/// from one full count.
+fn run_counts(transaction: &Transaction<'_>) -> Result<()> {
+    transaction.execute_batch(&schema_statements("run_counts", Made::Table))?;
+    transaction.execute_batch(
+        "INSERT INTO run_counts (id, num_runs, n_queued, n_running, n_cancelling, n_completed,
+             n_failed, n_cancelled)
+         SELECT 1, count(*), count(*) FILTER (WHERE status = 'queued'),
+             count(*) FILTER (WHERE status = 'running'),
+             count(*) FILTER (WHERE status = 'cancelling'),
+             count(*) FILTER (WHERE status = 'completed'),
+             count(*) FILTER (WHERE status = 'failed'),
+             count(*) FILTER (WHERE status = 'cancelled')
+         FROM runs;",
+    )?;
     Ok(())
 }
 

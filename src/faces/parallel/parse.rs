@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use super::limits;
 use super::wire::{AddRuns, RunInput};
-use crate::engine::checks::{check_processor, check_task_spec, SchemaSide};
+use crate::engine::checks::{check_processor, check_run_task_spec, SchemaSide};
 use crate::model::{FieldError, FieldErrorKind, JsonObject, Loc, SchemaKind, TaskSpec, Warning};
 use crate::processors::Registry;
 use crate::scheduler::forcing;
@@ -831,14 +831,7 @@ pub fn check_run_input(
         }
     }
 
-    if let Some(task_spec) = &run.task_spec {
-        let prefix = loc_of(&["task_spec"]);
-        errors.extend(
-            check_task_spec(task_spec, schemas)
-                .into_iter()
-                .map(|error| error.prefixed(&prefix)),
-        );
-    }
+    errors.extend(check_run_task_spec(run.task_spec.as_ref(), schemas));
     errors
 }
 
@@ -888,6 +881,7 @@ pub fn spec_warning(effective_spec: &TaskSpec) -> Option<Warning> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::checks::check_task_spec;
     use crate::limits::{MOCK_DELAY_MS_MAX, MOCK_FAIL_TIMES_MAX};
     use crate::model::field_error::summarize;
     use crate::processors::{Processor, ProcessorConfig, ProcessorError, RunContext};

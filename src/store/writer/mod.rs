@@ -740,29 +740,30 @@ fn done<T: Send + 'static>(result: Result<T>, reply: Reply<T>) -> (Option<Error>
     (failure, completion)
 }
 
-fn run_by_seq(transaction: &Transaction<'_>, run_seq: i64) -> Result<RunRow> {
+/// The run whose `column` (`seq` or `id`) is `key`.
+fn run_where(
+    transaction: &Transaction<'_>,
+    column: &str,
+    key: &dyn rusqlite::ToSql,
+    shown: String,
+) -> Result<RunRow> {
     transaction
         .prepare_cached(&format!(
             "SELECT {RUN_COLUMNS} FROM runs r LEFT JOIN groups g ON g.seq = r.group_seq \
-             WHERE r.seq = ?1"
+             WHERE r.{column} = ?1"
         ))?
-        .query_row([run_seq], RunRow::from_row)
+        .query_row([key], RunRow::from_row)
         .optional()?
-        .ok_or_else(|| Error::NotFound {
+        .ok_or(Error::NotFound {
             kind: "run",
-            id: run_seq.to_string(),
+            id: shown,
         })
 }
+
+fn run_by_seq(transaction: &Transaction<'_>, run_seq: i64) -> Result<RunRow> {
+    run_where(transaction, "seq", &run_seq, run_seq.to_string())
+}
+
 fn run_by_id(transaction: &Transaction<'_>, run_id: &str) -> Result<RunRow> {
-    transaction
-        .prepare_cached(&format!(
-            "SELECT {RUN_COLUMNS} FROM runs r LEFT JOIN groups g ON g.seq = r.group_seq \
-             WHERE r.id = ?1"
-        ))?
-        .query_row([run_id], RunRow::from_row)
-        .optional()?
-        .ok_or_else(|| Error::NotFound {
-            kind: "run",
-            id: run_id.to_string(),
-        })
+    run_where(transaction, "id", &run_id, run_id.to_string())
 }

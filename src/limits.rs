@@ -72,6 +72,13 @@ pub const SCHEDULER_CANCELS_QUEUED_MAX: usize = 1_024;
 /// status when the processor does not return (spec 10.1).
 pub const CANCEL_GRACE_S: u64 = 10;
 
+/// How long a stopping scheduler waits for its idle workers to exit, so
+/// that a shutdown returns with no thread of the engine left holding the
+/// store (a caller may then move or delete the database files). A worker
+/// stuck in a processor that ignores its cancel flag is not waited for
+/// past this.
+pub const WORKER_EXIT_WAIT_MS_MAX: u64 = 1_000;
+
 /// Processor attempts when a processor's configuration names none.
 pub const MAX_ATTEMPTS_DEFAULT: u32 = 3;
 

@@ -6,6 +6,7 @@
 //! Talks to the store only through ops; never SQL, never a face.
 
 use super::*;
+use crate::limits::WORKER_EXIT_WAIT_MS_MAX;
 
 /// A due time in a min-heap.
 pub(super) struct Due<T>(Instant, T);
@@ -116,12 +117,25 @@ impl Dispatcher {
             self.fire_finish_retries(now);
             self.claim();
         }
-        // Let idle workers see the closed channel and exit. A worker stuck
-        // in a processor that ignores its cancel flag is not waited for.
+        // Let idle workers see the closed channel and exit, and wait for
+        // them, so that none holds the store after a shutdown returns. A
+        // worker stuck in a processor that ignores its cancel flag is not
+        // waited for past WORKER_EXIT_WAIT_MS_MAX.
         self.jobs = None;
-        for thread in self.worker_threads.drain(..) {
-            if thread.is_finished() {
+        let deadline = Instant::now() + Duration::from_millis(WORKER_EXIT_WAIT_MS_MAX);
+        let mut pause = Duration::from_micros(100);
+        while !self.worker_threads.is_empty() && Instant::now() < deadline {
+            let (finished, running): (Vec<_>, Vec<_>) = self
+                .worker_threads
+                .drain(..)
+                .partition(|thread| thread.is_finished());
+            for thread in finished {
                 let _ = thread.join();
+            }
+            self.worker_threads = running;
+            if !self.worker_threads.is_empty() {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(10));
             }
         }
     }

@@ -128,3 +128,38 @@ CREATE TABLE idempotency_keys (
     body           TEXT    NOT NULL,
     created_at     INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- Where a run's end is to be told (issue 12): the URL its request named and
+-- the face that renders what is sent. Written with the run.
+CREATE TABLE run_webhooks (
+    run_seq        INTEGER PRIMARY KEY,
+    url            TEXT    NOT NULL,
+    face           TEXT    NOT NULL
+);
+
+-- The webhook outbox: a row is written in the same transaction as the
+-- terminal status change it tells of, so there is no status change
+-- without its delivery and no delivery without its status change, also
+-- across kill -9. `id` is the same on every attempt (receivers deduplicate
+-- on it); `event_id` is the terminal event, which holds the run as it was
+-- recorded. `state` is `pending`, `delivered` or `expired`.
+CREATE TABLE webhook_deliveries (
+    seq            INTEGER PRIMARY KEY,
+    id             TEXT    NOT NULL UNIQUE,
+    run_seq        INTEGER NOT NULL,
+    event_id       INTEGER NOT NULL,
+    url            TEXT    NOT NULL,
+    face           TEXT    NOT NULL,
+    state          TEXT    NOT NULL,
+    attempts       INTEGER NOT NULL DEFAULT 0,
+    next_at        INTEGER NOT NULL,
+    expires_at     INTEGER NOT NULL,
+    last_code      INTEGER,
+    last_error     TEXT,
+    created_at     INTEGER NOT NULL,
+    modified_at    INTEGER NOT NULL
+);
+
+-- The deliverer looks only at pending rows, in the order they fall due.
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries(next_at) WHERE state = 'pending';
+CREATE INDEX webhook_deliveries_by_run ON webhook_deliveries(run_seq);

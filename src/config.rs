@@ -31,6 +31,12 @@ pub struct FileConfig {
     pub read_timeout_s: Option<u64>,
     /// Seconds one write to a client may block; 0: no bound.
     pub write_timeout_s: Option<u64>,
+    /// Secrets that sign webhook deliveries; none: no signature header.
+    pub webhook_secrets: Option<Vec<String>>,
+    /// Hosts webhooks may be delivered to; absent: any host.
+    pub webhook_hosts_allowed: Option<Vec<String>>,
+    /// Milliseconds before a failed delivery's first retry (5,000).
+    pub webhook_retry_base_ms: Option<u64>,
     /// Processor names to add or override, by name.
     #[serde(default)]
     pub processors: std::collections::BTreeMap<String, ProcessorFile>,

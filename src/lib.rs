@@ -69,6 +69,7 @@ pub mod scheduler;
 pub mod schema;
 pub mod server;
 pub mod store;
+pub mod webhooks;
 
 pub use engine::{Config, Engine, Error, Next, StreamKind, Subscription, Synchronous};
 pub use model::{JsonObject, RunStatus, TaskSpec, Timestamp};

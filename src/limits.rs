@@ -94,3 +94,17 @@ const _: () = assert!(CLAIM_SLOTS_PER_WORKER >= 1);
 const _: () = assert!(SCHEDULER_CANCELS_QUEUED_MAX >= CLAIM_SLOTS_PER_WORKER);
 const _: () = assert!(RUNS_PER_REQUEST_MAX >= 1);
 const _: () = assert!(RETRY_BACKOFF_MS_BASE <= RETRY_BACKOFF_MS_MAX);
+
+/// How long after the status change a webhook delivery is retried before
+/// it expires, in seconds (48 h, as hosted: Parallel's spec 9).
+pub const WEBHOOK_DELIVERY_S_MAX: u64 = 48 * 3_600;
+
+/// Webhook deliveries in flight at once.
+pub const WEBHOOK_DELIVERIES_CONCURRENT_MAX: usize = 4;
+
+/// Deliveries the deliverer takes from the store per look.
+pub const WEBHOOK_DELIVERIES_PER_LOOK_MAX: usize = 64;
+
+/// Bytes of a receiver's answer read at most (it is only counted, never
+/// kept), and characters of a delivery's error kept.
+pub const WEBHOOK_ERROR_CHARS_MAX: usize = 512;

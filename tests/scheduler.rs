@@ -632,6 +632,7 @@ fn scheduler_wake_and_cancel_burst_stays_bounded_and_loses_no_cancel() {
             enable_events: false,
             max_attempts: 1,
             warnings: None,
+            webhook: None,
         };
         let created = store
             .writer

@@ -57,6 +57,13 @@ pub struct ServeArgs {
     /// Seconds running runs get to finish on shutdown.
     #[arg(long, env = "TASKYARD_SHUTDOWN_GRACE_S", default_value_t = 10)]
     shutdown_grace_s: u64,
+    /// A secret that signs webhook deliveries; repeat for several.
+    #[arg(
+        long = "webhook-secret",
+        env = "TASKYARD_WEBHOOK_SECRETS",
+        value_delimiter = ','
+    )]
+    webhook_secrets: Vec<String>,
 }
 
 /// Serves until a signal asks to stop.
@@ -107,8 +114,18 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
     let mut config = Config {
         synchronous,
         registry: file.registry().map_err(Failure::usage)?,
-        ..Config::default()
+        ..taskyard::faces::default_config()
     };
+    config.webhooks.secrets = args.webhook_secrets.clone();
+    config
+        .webhooks
+        .secrets
+        .extend(file.webhook_secrets.clone().unwrap_or_default());
+    config.webhooks.secrets.retain(|secret| !secret.is_empty());
+    config.webhooks.hosts_allowed = file.webhook_hosts_allowed.clone();
+    if let Some(ms) = file.webhook_retry_base_ms {
+        config.webhooks.retry_base = Duration::from_millis(ms.max(1));
+    }
     config.database_bytes_max = args
         .db_size_max_mb
         .or(file.db_size_max_mb)

@@ -27,6 +27,7 @@ use crate::scheduler::{Scheduler, SchedulerConfig};
 use crate::schema::SchemaCache;
 pub use crate::store::Synchronous;
 use crate::store::{self, CommitNotice, Recovered, Store};
+use crate::webhooks::{Deliverer, DeliveryCounts, Wake, WebhookConfig};
 
 pub use error::{Error, Result};
 pub use groups::{GroupRun, GroupRunsQuery};
@@ -51,6 +52,8 @@ pub struct Config {
     pub cancel_grace: Duration,
     /// The processor names served, and what serves them.
     pub registry: Registry,
+    /// How webhook deliveries are signed, retried and rendered.
+    pub webhooks: WebhookConfig,
 }
 
 impl Default for Config {
@@ -65,6 +68,7 @@ impl Default for Config {
             workers: scheduler.workers,
             cancel_grace: scheduler.cancel_grace,
             registry: Registry::with_defaults(),
+            webhooks: WebhookConfig::default(),
         }
     }
 }
@@ -84,12 +88,16 @@ struct Inner {
     schemas: Arc<SchemaCache>,
     recovered: Recovered,
     stopped: AtomicBool,
+    deliverer: Deliverer,
+    delivery_counts: Arc<DeliveryCounts>,
+    webhooks: Arc<WebhookConfig>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         if !self.stopped.swap(true, Ordering::SeqCst) {
             self.scheduler.shutdown(Duration::ZERO);
+            self.deliverer.stop();
             self.store.writer.stop();
         }
     }
@@ -101,6 +109,8 @@ impl Engine {
     pub fn open(path: impl AsRef<Path>, config: Config) -> Result<Engine> {
         let hub = Arc::new(Hub::new(0));
         let publisher = hub.clone();
+        let wake = Arc::new(Wake::default());
+        let deliveries_written = wake.clone();
         let options = store::Options {
             synchronous: config.synchronous,
             busy_timeout: config.busy_timeout,
@@ -110,7 +120,12 @@ impl Engine {
         let (store, recovered) = Store::open(
             path.as_ref(),
             &options,
-            Box::new(move |notice: &CommitNotice| publisher.publish(notice)),
+            Box::new(move |notice: &CommitNotice| {
+                publisher.publish(notice);
+                if notice.deliveries {
+                    deliveries_written.wake();
+                }
+            }),
         )
         .map_err(|error| match error {
             store::Error::Open { .. } => Error::Unavailable(error),
@@ -121,6 +136,7 @@ impl Engine {
             last_event_id: store.last_event_id()?,
             keys: Vec::new(),
             events: Vec::new(),
+            deliveries: false,
         });
         let registry = Arc::new(config.registry);
         let schemas = Arc::new(SchemaCache::default());
@@ -134,6 +150,14 @@ impl Engine {
             },
         )
         .map_err(|e| Error::Internal(format!("cannot start the scheduler: {e}")))?;
+        let delivery_counts = Arc::new(DeliveryCounts::default());
+        let deliverer = Deliverer::start(
+            store.clone(),
+            config.webhooks.clone(),
+            delivery_counts.clone(),
+            wake,
+        )
+        .map_err(|e| Error::Internal(format!("cannot start the webhook deliverer: {e}")))?;
         Ok(Engine {
             inner: Arc::new(Inner {
                 store,
@@ -143,6 +167,9 @@ impl Engine {
                 schemas,
                 recovered,
                 stopped: AtomicBool::new(false),
+                deliverer,
+                delivery_counts,
+                webhooks: Arc::new(config.webhooks),
             }),
         })
     }
@@ -178,6 +205,17 @@ impl Engine {
 }
 
 impl Engine {
+    /// Webhook deliveries by outcome since the engine opened (metrics).
+    pub fn delivery_counts(&self) -> &DeliveryCounts {
+        &self.inner.delivery_counts
+    }
+
+    /// Every webhook delivery of a run, oldest first.
+    pub fn run_deliveries(&self, run_id: &str) -> Result<Vec<crate::model::Delivery>> {
+        self.run_row(run_id)?;
+        Ok(self.inner.store.run_deliveries(run_id)?)
+    }
+
     /// Runs by status over the whole database (metrics).
     pub fn runs_by_status(&self) -> Result<Vec<(RunStatus, u64)>> {
         Ok(self.inner.store.runs_by_status()?)
@@ -189,6 +227,7 @@ impl Engine {
     pub fn shutdown(&self, grace: Duration) {
         if !self.inner.stopped.swap(true, Ordering::SeqCst) {
             self.inner.scheduler.shutdown(grace);
+            self.inner.deliverer.stop();
             self.inner.store.writer.stop();
             self.inner.hub.close();
         }

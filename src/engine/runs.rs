@@ -42,7 +42,23 @@ impl Engine {
     /// The engine's problems with one run request (processor, forcing
     /// keys, task spec), located relative to the request.
     pub fn check_run(&self, run: &RunRequest) -> Vec<FieldError> {
-        checks::check_run(run, &self.inner.registry, &self.inner.schemas)
+        let mut errors = checks::check_run(run, &self.inner.registry, &self.inner.schemas);
+        errors.extend(self.check_webhook(run.webhook.as_ref()));
+        errors
+    }
+
+    /// A webhook whose host the configuration does not allow, at
+    /// `["webhook", "url"]`.
+    pub fn check_webhook(&self, webhook: Option<&crate::model::WebhookTarget>) -> Vec<FieldError> {
+        match webhook {
+            Some(target) if !self.inner.webhooks.allows(&target.url) => {
+                vec![FieldError::value_error(
+                    vec![Loc::Key("webhook".into()), Loc::Key("url".into())],
+                    "the URL's host is not in webhook_hosts_allowed",
+                )]
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// The engine's problems with a task spec.
@@ -187,6 +203,7 @@ impl Engine {
                 .unwrap_or_else(|| config.is_some_and(|c| c.enable_events_default)),
             max_attempts: config.map_or(MAX_ATTEMPTS_DEFAULT, |c| c.max_attempts),
             warnings: (!warnings.is_empty()).then(|| to_json(&warnings)),
+            webhook: request.webhook.clone(),
         }
     }
 

@@ -35,10 +35,16 @@ pub fn default_registry() -> Registry {
     registry
 }
 
-/// The engine's default configuration with [`default_registry`].
+/// The engine's default configuration with [`default_registry`] and every
+/// face's webhook rendering.
 pub fn default_config() -> Config {
-    Config {
+    let mut config = Config {
         registry: default_registry(),
         ..Config::default()
-    }
+    };
+    config.webhooks.renderers.insert(
+        parallel::FACE_NAME.to_string(),
+        Arc::new(parallel::render::ParallelWebhooks),
+    );
+    config
 }

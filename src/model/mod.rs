@@ -14,6 +14,7 @@ mod run;
 mod status;
 mod task;
 mod time;
+mod webhook;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -27,6 +28,7 @@ pub use run::{AddRuns, AddedRuns, Run, RunError, RunRequest, StoredRequest, Warn
 pub use status::{RunCounts, RunStatus};
 pub use task::{SchemaKind, TaskSpec};
 pub use time::Timestamp;
+pub use webhook::{Delivery, DeliveryState, WebhookTarget};
 
 /// A JSON object, in the order its keys were given.
 pub type JsonObject = Map<String, Value>;

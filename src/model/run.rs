@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{new_ref_id, JsonObject, RunStatus, TaskSpec, Timestamp};
+use super::{new_ref_id, JsonObject, RunStatus, TaskSpec, Timestamp, WebhookTarget};
 
 /// The error of a failed run: a message, a reference a user can report,
 /// and optional structured detail.
@@ -72,6 +72,8 @@ pub struct RunRequest {
     /// Warnings the face found (its wire's own advice), recorded with the
     /// run after the engine's.
     pub warnings: Vec<Warning>,
+    /// Where to POST the run's terminal status, if anywhere.
+    pub webhook: Option<WebhookTarget>,
 }
 
 impl RunRequest {
@@ -85,6 +87,7 @@ impl RunRequest {
             enable_events: None,
             document: None,
             warnings: Vec::new(),
+            webhook: None,
         }
     }
 }

@@ -297,6 +297,21 @@ fn scrape(request: &mut Request<'_>) -> Reply {
          # TYPE taskyard_events_total counter\ntaskyard_events_total {}\n",
         engine.last_event_id()
     ));
+    let deliveries = engine.delivery_counts();
+    engine_lines.push_str(
+        "# HELP taskyard_webhook_deliveries_total Webhook delivery attempts by outcome.\n\
+         # TYPE taskyard_webhook_deliveries_total counter\n",
+    );
+    for (outcome, count) in [
+        ("delivered", &deliveries.delivered),
+        ("retry", &deliveries.retried),
+        ("expired", &deliveries.expired),
+    ] {
+        engine_lines.push_str(&format!(
+            "taskyard_webhook_deliveries_total{{outcome=\"{outcome}\"}} {}\n",
+            count.load(std::sync::atomic::Ordering::Relaxed)
+        ));
+    }
     Reply::Text(
         200,
         request.metrics().render(&engine_lines),

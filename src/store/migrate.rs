@@ -52,6 +52,8 @@ CREATE INDEX groups_by_activity ON groups((n_queued + n_running + n_cancelling >
     ),
     // 4: rows in the engine's own form, not Parallel's wire (issue 11).
     Migration::Code(to_engine_rows),
+    // 5: the webhook outbox (issue 12).
+    Migration::Code(webhooks),
 ];
 
 /// Version a database has once every migration is applied.
@@ -99,6 +101,14 @@ fn run_counts(transaction: &Transaction<'_>) -> Result<()> {
              count(*) FILTER (WHERE status = 'cancelled')
          FROM runs;",
     )?;
+    Ok(())
+}
+
+/// Version 5: the webhook targets and the outbox, as schema.sql makes them.
+fn webhooks(transaction: &Transaction<'_>) -> Result<()> {
+    transaction.execute_batch(&schema_statements("run_webhooks", Made::Table))?;
+    transaction.execute_batch(&schema_statements("webhook_deliveries", Made::Table))?;
+    transaction.execute_batch(&schema_statements("webhook_deliveries", Made::Indexes))?;
     Ok(())
 }
 

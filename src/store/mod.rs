@@ -22,11 +22,13 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use rusqlite::{Connection, OpenFlags};
 
-pub use read::{list_groups_query, list_runs_query, EventRow, GroupRunRow, ListFilter, ListPage};
+pub use read::{
+    list_groups_query, list_runs_query, DueDelivery, EventRow, GroupRunRow, ListFilter, ListPage,
+};
 pub use recovery::Recovered;
 pub use writer::{
-    AddedRuns, ClaimedRun, CommitNotice, CommittedEvent, Finish, IdempotencyRecord, Keyed,
-    NewGroup, NewRun, Once, Op, Reply, RunCancel, StreamKey, Writer,
+    AddedRuns, ClaimedRun, CommitNotice, CommittedEvent, DeliveryOutcome, Finish,
+    IdempotencyRecord, Keyed, NewGroup, NewRun, Once, Op, Reply, RunCancel, StreamKey, Writer,
 };
 
 use crate::limits::READ_CONNECTION_WAIT_MS_MAX;

@@ -8,7 +8,10 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 use super::{Error, GroupRow, Result, RunRow, Store, GROUP_COLUMNS, RUN_COLUMNS};
-use crate::model::{EventData, RunCounts as Counts, RunStatus, StoredRequest, TaskSpec};
+use crate::model::{
+    Delivery, DeliveryState, EventData, RunCounts as Counts, RunStatus, StoredRequest, TaskSpec,
+    Timestamp,
+};
 
 /// An event row: its id and what it says.
 pub type EventRow = (u64, EventData);
@@ -457,5 +460,111 @@ fn where_clause(terms: &[String]) -> String {
         String::new()
     } else {
         format!(" WHERE {}", terms.join(" AND "))
+    }
+}
+
+/// A due delivery's columns as read: seq, id, url, face, attempts,
+/// expires_at, the event's data.
+type DueRow = (i64, String, String, String, u32, i64, Option<String>);
+
+/// A webhook delivery that is due, with the event it tells of.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    pub seq: i64,
+    /// 32 hex digits, the same on every attempt.
+    pub id: String,
+    pub url: String,
+    pub face: String,
+    /// Attempts made so far.
+    pub attempts: u32,
+    pub expires_at: i64,
+    /// The terminal event: the run as recorded at its status change.
+    pub event: EventData,
+}
+
+impl Store {
+    /// Pending deliveries due at `now`, the earliest first.
+    pub fn due_deliveries(&self, now: i64, limit: usize) -> Result<Vec<DueDelivery>> {
+        self.read(|connection| {
+            let rows: Vec<DueRow> = connection
+                .prepare_cached(
+                    "SELECT d.seq, d.id, d.url, d.face, d.attempts, d.expires_at, e.data \
+                     FROM webhook_deliveries d JOIN events e ON e.id = d.event_id \
+                     WHERE d.state = 'pending' AND d.next_at <= ?1 ORDER BY d.next_at LIMIT ?2",
+                )?
+                .query_map(params![now, limit as i64], |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                        row.get(5)?,
+                        row.get(6)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            rows.into_iter()
+                .map(|(seq, id, url, face, attempts, expires_at, data)| {
+                    let data = data.ok_or_else(|| {
+                        Error::Sqlite(format!("delivery {seq} tells of an event with no data"))
+                    })?;
+                    Ok(DueDelivery {
+                        seq,
+                        id,
+                        url,
+                        face,
+                        attempts,
+                        expires_at,
+                        event: serde_json::from_str(&data)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// When the earliest pending delivery falls due.
+    pub fn next_delivery_at(&self) -> Result<Option<i64>> {
+        self.read(|connection| {
+            Ok(connection
+                .prepare_cached(
+                    "SELECT min(next_at) FROM webhook_deliveries WHERE state = 'pending'",
+                )?
+                .query_row([], |row| row.get(0))?)
+        })
+    }
+
+    /// Every delivery of a run, oldest first.
+    pub fn run_deliveries(&self, run_id: &str) -> Result<Vec<Delivery>> {
+        self.read(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT d.id, r.id, d.url, d.state, d.attempts, d.next_at, d.expires_at, \
+                 d.last_code, d.last_error, d.created_at, d.modified_at \
+                 FROM webhook_deliveries d JOIN runs r ON r.seq = d.run_seq \
+                 WHERE r.id = ?1 ORDER BY d.seq",
+            )?;
+            let rows = statement
+                .query_map([run_id], |row| {
+                    let state: String = row.get(3)?;
+                    let state = DeliveryState::parse(&state).unwrap_or(DeliveryState::Expired);
+                    Ok(Delivery {
+                        id: row.get(0)?,
+                        run_id: row.get(1)?,
+                        url: row.get(2)?,
+                        state,
+                        attempts: row.get(4)?,
+                        next_at: (state == DeliveryState::Pending)
+                            .then(|| row.get::<_, i64>(5).map(Timestamp))
+                            .transpose()?,
+                        expires_at: Timestamp(row.get(6)?),
+                        last_code: row.get(7)?,
+                        last_error: row.get(8)?,
+                        created_at: Timestamp(row.get(9)?),
+                        modified_at: Timestamp(row.get(10)?),
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
     }
 }

@@ -41,6 +41,7 @@ pub(super) fn recover(connection: &mut Connection) -> Result<Recovered> {
         now: Timestamp::now().micros(),
         pending: CountChanges::default(),
         run_counts: Counts::default(),
+        deliveries: false,
     };
     let mut changes = CountChanges::default();
     let mut recovered = Recovered::default();

@@ -189,7 +189,22 @@ impl Api {
 
     /// The problems of a run input that parsed (see [`Api::check_add_runs`]).
     pub fn check_run_input(&self, input: &RunInput) -> Vec<FieldError> {
-        parse::check_run_input(input, None, self.engine.registry(), self.engine.schemas())
+        let mut errors =
+            parse::check_run_input(input, None, self.engine.registry(), self.engine.schemas());
+        errors.extend(self.engine.check_webhook(input.webhook_target().as_ref()));
+        errors
+    }
+
+    /// A run's webhook deliveries, oldest first (a taskyard extension).
+    pub fn webhook_deliveries(&self, run_id: &str) -> Result<Page<wire::WebhookDelivery>> {
+        let deliveries = self
+            .engine
+            .run_deliveries(self::run_id(run_id)?)
+            .map_err(wire_error)?;
+        Ok(Page {
+            data: deliveries.iter().map(wire::WebhookDelivery::from).collect(),
+            next_cursor: None,
+        })
     }
 
     /// Adds runs to a group, all or nothing (invariant 8).

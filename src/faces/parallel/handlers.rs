@@ -261,6 +261,7 @@ fn dispatch(context: &mut Context<'_, '_>, route: Route) -> Result<Reply, ApiErr
             ))
         }
         Route::CancelRun(run_id) => json_reply(200, &engine.cancel_run(&run_id)?),
+        Route::WebhookDeliveries(run_id) => json_reply(200, &engine.webhook_deliveries(&run_id)?),
         Route::CreateGroup => {
             let body = body_json(context)?;
             let key = idempotency(context, &body)?;

@@ -26,6 +26,9 @@ pub use api::{Api, Events, ListQuery, Page};
 pub use error::ApiError;
 pub use routes::Route;
 
+/// The face's name where the engine keeps it (a run's webhook target).
+pub const FACE_NAME: &str = "parallel";
+
 /// The OpenAPI 3.1 document of everything served (spec 10.8).
 pub const OPENAPI_JSON: &str = include_str!("openapi.json");
 

@@ -182,6 +182,26 @@ fn splice_task_spec(request: &str, spec: &str) -> String {
     }
 }
 
+/// Parallel's webhook deliveries (spec 9): the body `{"timestamp", "type":
+/// "task_run.status", "data": <the run as GET returns it>}`, the id
+/// `whevent_` and 32 hex digits.
+pub struct ParallelWebhooks;
+
+impl crate::webhooks::WebhookRender for ParallelWebhooks {
+    fn body(&self, run: &crate::model::Run) -> String {
+        json!({
+            "timestamp": run.modified_at,
+            "type": "task_run.status",
+            "data": wire::Run::from(run),
+        })
+        .to_string()
+    }
+
+    fn delivery_id(&self, id: &str) -> String {
+        format!("{}{id}", wire::DELIVERY_ID_PREFIX)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

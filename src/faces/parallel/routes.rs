@@ -21,6 +21,7 @@ pub enum Route {
     GetRunResult(String),
     RunEvents(String),
     CancelRun(String),
+    WebhookDeliveries(String),
     CreateGroup,
     ListGroups,
     GetGroup(String),
@@ -64,6 +65,9 @@ const API: &[(&str, &str, Make)] = &[
     }),
     ("POST", "/v1/tasks/runs/{run_id}/cancel", |r| {
         Route::CancelRun(run_id(r))
+    }),
+    ("GET", "/v1/tasks/runs/{run_id}/webhook_deliveries", |r| {
+        Route::WebhookDeliveries(run_id(r))
     }),
     ("GET", "/v1/tasks/groups", |_| Route::ListGroups),
     ("POST", "/v1/tasks/groups", |_| Route::CreateGroup),

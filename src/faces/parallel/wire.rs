@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use crate::model::{
     self, is_id, to_json, Content, Evidence, JsonObject, RunError, RunRequest, RunStatus, TaskSpec,
-    Timestamp, Warning,
+    Timestamp, Warning, WebhookTarget,
 };
 
 /// The error object of a failed run or a request (spec 2.1): the engine's
@@ -25,6 +25,8 @@ pub use crate::model::Citation;
 
 pub const RUN_ID_PREFIX: &str = "trun_";
 pub const GROUP_ID_PREFIX: &str = "tgrp_";
+/// The prefix of a webhook delivery's `webhook-id` (spec 9).
+pub const DELIVERY_ID_PREFIX: &str = "whevent_";
 
 /// A run's id on the wire.
 pub fn wire_run_id(id: &str) -> String {
@@ -132,6 +134,18 @@ impl RunInput {
         self
     }
 
+    /// Where the run's end is to be POSTed, as the engine keeps it.
+    pub fn webhook_target(&self) -> Option<WebhookTarget> {
+        self.webhook
+            .as_ref()
+            .and_then(|webhook| webhook.get("url"))
+            .and_then(Value::as_str)
+            .map(|url| WebhookTarget {
+                url: url.to_string(),
+                face: super::FACE_NAME.to_string(),
+            })
+    }
+
     /// The engine's request for this run: the request as given travels as
     /// the run's document, so that `.../input` answers it as sent.
     pub fn to_request(&self) -> RunRequest {
@@ -143,6 +157,7 @@ impl RunInput {
             enable_events: self.enable_events,
             document: Some(to_json(self)),
             warnings: Vec::new(),
+            webhook: self.webhook_target(),
         }
     }
 }
@@ -337,5 +352,43 @@ impl Event {
     /// The event's JSON, parsed; for tests and library users.
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.data).unwrap_or(Value::Null)
+    }
+}
+
+/// A webhook delivery of a run (a taskyard extension:
+/// `GET /v1/tasks/runs/{run_id}/webhook_deliveries`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WebhookDelivery {
+    /// The `webhook-id` every attempt carried.
+    pub id: String,
+    pub run_id: String,
+    pub url: String,
+    /// `pending`, `delivered` or `expired`.
+    pub status: model::DeliveryState,
+    pub attempts: u32,
+    pub next_attempt_at: Option<Timestamp>,
+    pub expires_at: Timestamp,
+    /// The HTTP status the receiver answered last, if it answered.
+    pub last_response_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+    pub modified_at: Timestamp,
+}
+
+impl From<&model::Delivery> for WebhookDelivery {
+    fn from(delivery: &model::Delivery) -> WebhookDelivery {
+        WebhookDelivery {
+            id: format!("{DELIVERY_ID_PREFIX}{}", delivery.id),
+            run_id: wire_run_id(&delivery.run_id),
+            url: delivery.url.clone(),
+            status: delivery.state,
+            attempts: delivery.attempts,
+            next_attempt_at: delivery.next_at,
+            expires_at: delivery.expires_at,
+            last_response_status: delivery.last_code,
+            last_error: delivery.last_error.clone(),
+            created_at: delivery.created_at,
+            modified_at: delivery.modified_at,
+        }
     }
 }

@@ -98,6 +98,11 @@ pub(super) fn insert_run(
             batch.now
         ])?;
     let run_seq = transaction.last_insert_rowid();
+    if let Some(webhook) = &run.webhook {
+        transaction
+            .prepare_cached("INSERT INTO run_webhooks (run_seq, url, face) VALUES (?1, ?2, ?3)")?
+            .execute(params![run_seq, webhook.url, webhook.face])?;
+    }
     let id = batch.append_event(
         transaction,
         EventKind::RunStatus,

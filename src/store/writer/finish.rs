@@ -5,6 +5,7 @@
 //! Runs on the writer thread inside the batch's transaction.
 
 use super::*;
+use crate::limits::WEBHOOK_DELIVERY_S_MAX;
 
 /// Moves a run to `to`, writing its event; a terminal move also records the
 /// run as the group events stream shows it (spec 4.6: "as recorded").
@@ -37,7 +38,7 @@ pub(in crate::store) fn transition(
         } else {
             Stream::History
         };
-        batch.append_event(
+        let event_id = batch.append_event(
             transaction,
             EventKind::RunStatus,
             (run.group_seq, Some(run.seq)),
@@ -48,6 +49,23 @@ pub(in crate::store) fn transition(
                 output: None,
             }),
         )?;
+        // The outbox (issue 12): the delivery that tells of this status is
+        // written with it, or not at all. Its id is random, and the same on
+        // every attempt.
+        let added = transaction
+            .prepare_cached(
+                "INSERT INTO webhook_deliveries (id, run_seq, event_id, url, face, state, \
+                 next_at, expires_at, created_at, modified_at) \
+                 SELECT lower(hex(randomblob(16))), run_seq, ?2, url, face, 'pending', ?3, ?4, \
+                 ?3, ?3 FROM run_webhooks WHERE run_seq = ?1",
+            )?
+            .execute(params![
+                run.seq,
+                event_id as i64,
+                batch.now,
+                batch.now + (WEBHOOK_DELIVERY_S_MAX * 1_000_000) as i64
+            ])?;
+        batch.deliveries |= added > 0;
         // wait_for_result and run streams wait on this key.
         batch.keys.push(StreamKey::Run(run.seq));
     } else {
@@ -199,5 +217,30 @@ pub(super) fn progress(
         None,
         Some(data),
     )?;
+    Ok(())
+}
+
+/// Records how one delivery attempt ended. A delivery already delivered or
+/// expired stays so (a late outcome of a duplicate attempt is ignored).
+pub(super) fn record_delivery(
+    transaction: &Transaction<'_>,
+    batch: &mut Batch,
+    seq: i64,
+    outcome: &DeliveryOutcome,
+) -> Result<()> {
+    transaction
+        .prepare_cached(
+            "UPDATE webhook_deliveries SET state = ?2, attempts = attempts + 1, next_at = ?3, \
+             last_code = ?4, last_error = ?5, modified_at = ?6 \
+             WHERE seq = ?1 AND state = 'pending'",
+        )?
+        .execute(params![
+            seq,
+            outcome.state.as_str(),
+            outcome.next_at,
+            outcome.code,
+            outcome.error,
+            batch.now
+        ])?;
     Ok(())
 }

@@ -36,7 +36,7 @@ pub(in crate::store) use counts::CountChanges;
 use counts::{apply_counts, merge_counts};
 use create::{add_runs, create_group, create_run, group_by_id, keyed};
 pub(in crate::store) use finish::transition;
-use finish::{finish_run, progress, warn};
+use finish::{finish_run, progress, record_delivery, warn};
 
 /// How an op's result reaches its caller: called once, after the commit.
 pub type Reply<T> = Box<dyn FnOnce(Result<T>) + Send>;
@@ -60,6 +60,8 @@ pub struct CommitNotice {
     /// The group and run stream rows this commit wrote, in id order, so
     /// that the hub can hand them to caught-up subscribers from memory.
     pub events: Vec<CommittedEvent>,
+    /// True when the commit wrote webhook deliveries (the deliverer wakes).
+    pub deliveries: bool,
 }
 
 /// A committed group or run stream row, as the hub keeps it.
@@ -94,6 +96,8 @@ pub struct NewRun {
     pub enable_events: bool,
     pub max_attempts: u32,
     pub warnings: Option<String>,
+    /// Where to POST the run's terminal status.
+    pub webhook: Option<crate::model::WebhookTarget>,
 }
 
 /// A run the scheduler took from the queue; it is `running` now.
@@ -125,6 +129,18 @@ pub enum Finish {
     Cancelled,
     /// Shutdown interrupted the attempt: back to `queued`, attempt not counted.
     Requeue,
+}
+
+/// How one webhook delivery attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryOutcome {
+    /// The state after the attempt.
+    pub state: crate::model::DeliveryState,
+    /// When a still pending delivery is tried next (micros).
+    pub next_at: i64,
+    /// The receiver's HTTP status, if it answered.
+    pub code: Option<u16>,
+    pub error: Option<String>,
 }
 
 /// The answer to a run cancel: the status before, and the run after.
@@ -240,6 +256,12 @@ pub enum Op {
         run_id: String,
         reply: Reply<RunCancel>,
     },
+    /// Records one delivery attempt's outcome (see `webhooks.rs`).
+    RecordDelivery {
+        seq: i64,
+        outcome: DeliveryOutcome,
+        reply: Reply<()>,
+    },
     /// Cancels every active run of a group; answers the group after and the
     /// runs that are now `cancelling` (their processors must be told).
     CancelGroup {
@@ -269,6 +291,7 @@ impl Op {
             | Op::CreateRun { .. }
             | Op::CancelRun { .. }
             | Op::CancelGroup { .. } => true,
+            Op::RecordDelivery { .. } => false,
             Op::Claim { .. }
             | Op::Finish { .. }
             | Op::Warn { .. }
@@ -417,6 +440,7 @@ impl WriterThread {
             now: Timestamp::now().micros(),
             pending: CountChanges::default(),
             run_counts: Counts::default(),
+            deliveries: false,
         };
         let mut completions: Vec<Completion> = Vec::with_capacity(ops.len());
         let mut ops = ops.into_iter();
@@ -501,6 +525,7 @@ impl WriterThread {
                     last_event_id,
                     keys,
                     events: batch.events,
+                    deliveries: batch.deliveries,
                 });
                 for completion in completions {
                     completion(None);
@@ -547,6 +572,7 @@ fn fail_op(op: Op, error: Error) {
         Op::Progress { reply, .. } => reply(Err(error)),
         Op::CancelRun { reply, .. } => reply(Err(error)),
         Op::CancelGroup { reply, .. } => reply(Err(error)),
+        Op::RecordDelivery { reply, .. } => reply(Err(error)),
     }
 }
 
@@ -567,6 +593,8 @@ pub(super) struct Batch {
     /// reads the row. An op rolled back to its savepoint takes its share
     /// back out (`commit_batch` keeps the value from before the op).
     pub(super) run_counts: Counts,
+    /// A terminal status change wrote a webhook delivery.
+    pub(super) deliveries: bool,
 }
 
 /// Where an event row shows (the `stream` column).
@@ -723,6 +751,11 @@ fn apply(transaction: &Transaction<'_>, batch: &mut Batch, op: Op) -> (Option<Er
             reply,
         } => done(progress(transaction, batch, run_seq, data), reply),
         Op::CancelRun { run_id, reply } => done(cancel_run(transaction, batch, &run_id), reply),
+        Op::RecordDelivery {
+            seq,
+            outcome,
+            reply,
+        } => done(record_delivery(transaction, batch, seq, &outcome), reply),
         Op::CancelGroup { group_id, reply } => {
             done(cancel_group(transaction, batch, &group_id), reply)
         }

@@ -1,0 +1,288 @@
+//! Webhook deliveries (issue 12; Parallel's spec 9), against a receiver on
+//! loopback (`tests/webhooks/receiver.py`) that checks every signature
+//! with Python's own `hmac`, an implementation independent of taskyard's:
+//! one delivery per terminal run, retried with the same `webhook-id` until
+//! a 2xx, no signature header without a secret, and a delivery written with
+//! its status change survives `kill -9` of the real server.
+
+#[path = "support/http.rs"]
+mod client;
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{open_with, sqlite, start_line, start_line_addr, stored_id, wait_for, TestDir};
+use taskyard::faces::parallel::wire::RunInput;
+use taskyard::model::DeliveryState;
+
+/// The receiver, killed when dropped.
+struct Receiver {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Receiver {
+    /// Answers 500 to the first `fail_first` requests, then 204; with 0, it
+    /// answers 500 until [`Receiver::accept`].
+    fn start(dir: &Path, fail_first: u32, secrets: &[&str]) -> Receiver {
+        let log = dir.join("deliveries.jsonl");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/webhooks/receiver.py");
+        let secrets = if secrets.is_empty() {
+            "-".to_string()
+        } else {
+            secrets.join(",")
+        };
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(&log)
+            .arg(fail_first.to_string())
+            .arg(secrets)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 runs the receiver");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("the receiver's first line");
+        let port = line
+            .trim()
+            .strip_prefix("listening ")
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        Receiver { child, port, log }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hooks/run", self.port)
+    }
+
+    /// From now on every request gets a 204.
+    fn accept(&self) {
+        std::fs::write(self.log.with_file_name("accept"), b"").expect("accept file");
+    }
+
+    /// Every request so far, in order.
+    fn requests(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("a logged request"))
+            .collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn with_webhook(input: &str, url: &str) -> RunInput {
+    let mut run = RunInput::new(input, "echo");
+    run.webhook = Some(serde_json::json!({ "url": url }));
+    run
+}
+
+#[test]
+fn a_terminal_run_is_delivered_signed_and_retried_with_one_id() {
+    let dir = TestDir::new();
+    let receiver = Receiver::start(dir.dir.path(), 2, &["first-secret", "second-secret"]);
+    let mut config = taskyard::faces::default_config();
+    config.webhooks.secrets = vec!["first-secret".into(), "second-secret".into()];
+    config.webhooks.retry_base = Duration::from_millis(20);
+    let engine = open_with(&dir, config);
+    let run = engine
+        .create_run(with_webhook("hello", &receiver.url()))
+        .expect("a run");
+    wait_for("the delivery", Duration::from_secs(30), || {
+        let deliveries = engine.webhook_deliveries(&run.run_id).expect("deliveries");
+        deliveries.data.first().map(|d| d.status) == Some(DeliveryState::Delivered)
+    });
+    let deliveries = engine
+        .webhook_deliveries(&run.run_id)
+        .expect("deliveries")
+        .data;
+    assert_eq!(deliveries.len(), 1, "one delivery per terminal run");
+    let delivery = &deliveries[0];
+    assert_eq!(delivery.attempts, 3);
+    assert_eq!(delivery.last_response_status, Some(204));
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 3, "two failures, then a 2xx: {requests:?}");
+    for request in &requests {
+        assert_eq!(request["webhook_id"], Value::from(delivery.id.clone()));
+        assert!(delivery.id.starts_with("whevent_") && delivery.id.len() == 40);
+        assert_eq!(request["signature_valid"], Value::Bool(true), "{request}");
+        let signature = request["signature"].as_str().expect("signed");
+        assert_eq!(signature.split(' ').count(), 2, "one per secret");
+        assert_eq!(request["content_type"], "application/json");
+        assert_eq!(request["path"], "/hooks/run");
+        let body = &request["body"];
+        assert_eq!(body["type"], "task_run.status");
+        assert_eq!(body["data"]["run_id"], Value::from(run.run_id.clone()));
+        assert_eq!(body["data"]["status"], "completed");
+        assert_eq!(body["timestamp"], body["data"]["modified_at"]);
+    }
+    // The run as GET answers it then.
+    let got = engine.get_run(&run.run_id).expect("the run");
+    assert_eq!(
+        requests[0]["body"]["data"],
+        serde_json::to_value(&got).expect("json")
+    );
+    let counts = engine.delivery_counts();
+    assert_eq!(
+        counts.delivered.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(counts.retried.load(std::sync::atomic::Ordering::Relaxed), 2);
+    engine.shutdown(Duration::from_secs(5));
+}
+
+#[test]
+fn without_a_secret_no_signature_header_and_runs_without_a_webhook_send_nothing() {
+    let dir = TestDir::new();
+    let receiver = Receiver::start(dir.dir.path(), 0, &[]);
+    receiver.accept();
+    let engine = open_with(&dir, taskyard::faces::default_config());
+    let plain = engine
+        .create_run(RunInput::new("quiet", "echo"))
+        .expect("run");
+    let run = engine
+        .create_run(with_webhook("loud", &receiver.url()))
+        .expect("run");
+    wait_for("the delivery", Duration::from_secs(30), || {
+        receiver.requests().len() == 1
+    });
+    let request = &receiver.requests()[0];
+    assert_eq!(request["signature"], Value::Null);
+    assert_eq!(request["body"]["data"]["run_id"], Value::from(run.run_id));
+    engine
+        .wait_for_result(&plain.run_id, Duration::from_secs(10))
+        .expect("the plain run completes");
+    assert!(engine
+        .webhook_deliveries(&plain.run_id)
+        .expect("deliveries")
+        .data
+        .is_empty());
+    engine.shutdown(Duration::from_secs(5));
+}
+
+#[test]
+fn a_host_off_the_allow_list_is_refused_naming_the_field() {
+    let dir = TestDir::new();
+    let mut config = taskyard::faces::default_config();
+    config.webhooks.hosts_allowed = Some(vec!["hooks.example.com".into()]);
+    let engine = open_with(&dir, config);
+    let error = engine
+        .create_run(with_webhook("x", "http://127.0.0.1:9/elsewhere"))
+        .expect_err("refused");
+    let taskyard::Error::Invalid(problems) = error else {
+        panic!("{error:?}");
+    };
+    assert_eq!(problems[0].loc_string(), "webhook.url");
+    engine.shutdown(Duration::from_secs(5));
+}
+
+/// The real server, on a database it keeps between kills.
+fn serve(dir: &TestDir, config: &Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_taskyard"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--db"])
+        .arg(dir.db())
+        .arg("--config")
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("taskyard serve");
+    let line = start_line(&mut child, Duration::from_secs(20)).expect("a start line");
+    let addr = start_line_addr(&line).expect("an address").to_string();
+    (child, addr)
+}
+
+fn post(addr: &str, path: &str, body: &Value) -> Value {
+    let body = body.to_string();
+    let answer = client::send(
+        addr.parse().expect("an address"),
+        "POST",
+        path,
+        &[("Content-Type", "application/json")],
+        Some(body.as_bytes()),
+    );
+    assert!(answer.status < 300, "{} {}", answer.status, answer.text());
+    answer.json()
+}
+
+#[test]
+fn a_delivery_written_with_its_status_survives_kill_9() {
+    let dir = TestDir::new();
+    let receiver = Receiver::start(dir.dir.path(), 0, &["crash-secret"]);
+    let config = dir.dir.path().join("taskyard.toml");
+    std::fs::write(
+        &config,
+        "webhook_secrets = [\"crash-secret\"]\nwebhook_retry_base_ms = 50\n",
+    )
+    .expect("config");
+    let (mut server, addr) = serve(&dir, &config);
+    let run = post(
+        &addr,
+        "/v1/tasks/runs",
+        &serde_json::json!({"input": "x", "processor": "echo",
+                            "webhook": {"url": receiver.url()}}),
+    );
+    let run_id = run["run_id"].as_str().expect("run id").to_string();
+    // The status is committed and the receiver has refused at least once.
+    wait_for("a refused attempt", Duration::from_secs(30), || {
+        !receiver.requests().is_empty()
+    });
+    server.kill().expect("kill -9");
+    server.wait().expect("reaped");
+    let pending: (String, i64) = sqlite(&dir)
+        .query_row(
+            "SELECT d.state, d.attempts FROM webhook_deliveries d \
+             JOIN runs r ON r.seq = d.run_seq WHERE r.id = ?1",
+            [stored_id(&run_id)],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .expect("the delivery row");
+    assert_eq!(pending.0, "pending", "{pending:?}");
+
+    receiver.accept();
+    let (mut server, _addr) = serve(&dir, &config);
+    wait_for(
+        "the delivery after the restart",
+        Duration::from_secs(30),
+        || {
+            receiver
+                .requests()
+                .iter()
+                .any(|request| request["answered"] == 204)
+        },
+    );
+    let requests = receiver.requests();
+    let ids: std::collections::BTreeSet<&str> = requests
+        .iter()
+        .map(|request| request["webhook_id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids.len(), 1, "one webhook-id across the kill: {ids:?}");
+    for request in &requests {
+        assert_eq!(request["signature_valid"], Value::Bool(true));
+        assert_eq!(request["body"]["data"]["status"], "completed");
+    }
+    let terminal: i64 = sqlite(&dir)
+        .query_row(
+            "SELECT count(*) FROM events e JOIN runs r ON r.seq = e.run_seq \
+             WHERE r.id = ?1 AND e.status IN ('completed', 'failed', 'cancelled')",
+            [stored_id(&run_id)],
+            |row| row.get(0),
+        )
+        .expect("terminal events");
+    assert_eq!(terminal, 1, "exactly one terminal status");
+    let _ = server.kill();
+    let _ = server.wait();
+}

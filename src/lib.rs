@@ -25,6 +25,9 @@
 //!   concurrency, retries with backoff, cancellation, forcing (the `mock_`
 //!   metadata keys, for every processor), graceful shutdown.
 //! - [`processors`]: the `Processor` trait, the registry, `mock` and `echo`.
+//! - [`webhooks`]: the deliverer of the webhook outbox the store writes with
+//!   each terminal status: signs (Standard Webhooks), sends, retries; what
+//!   is sent is the face's rendering.
 //! - [`engine`]: the library API ([`Engine`]): checks, creates (idempotent
 //!   on request), reads, waits, cancels, lists, subscriptions.
 //! - [`faces`]: one folder per hosted API; today [`faces::parallel`]

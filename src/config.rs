@@ -1,7 +1,7 @@
 //! The `--config` file: server settings and the processor names served.
 //!
 //! Owns the TOML shape and its translation into [`crate::Config`] and
-//! [`crate::http::ServerConfig`] pieces. Processor configuration comes only
+//! [`crate::server::ServerConfig`] pieces. Processor configuration comes only
 //! from here (and the defaults), never from a request. It must not start
 //! anything.
 

@@ -213,7 +213,7 @@ impl Scheduler {
     /// Raises the cancel flag of these runs (now `cancelling`, committed)
     /// and starts their grace period. Never blocks: past
     /// `SCHEDULER_CANCELS_QUEUED_MAX` queued runs, the dispatcher finds the
-    /// cancelling runs in the store instead (see [`Mailbox`]).
+    /// cancelling runs in the store instead (see `Mailbox`).
     pub fn cancel(&self, run_seqs: Vec<i64>) {
         if run_seqs.is_empty() {
             return;

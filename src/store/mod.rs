@@ -1,9 +1,9 @@
 //! The store: the only module that speaks SQL.
 //!
 //! Owns the SQLite file, its pragmas and migrations (`schema.sql`), the
-//! writer thread that commits every change ([`writer`]), the read pool
-//! ([`read`]), crash recovery ([`recovery`]) and the migrations of stored
-//! rows ([`migrate`]). It knows the model (rows are stored in the model's
+//! writer thread that commits every change (`writer`), the read pool
+//! (`read`), crash recovery (`recovery`) and the migrations of stored
+//! rows (`migrate`). It knows the model (rows are stored in the model's
 //! own form, events as the model's [`EventData`](crate::model::EventData))
 //! but never a face, the server, the engine or the scheduler; everything
 //! above reaches SQLite through the narrow interface here, so a second

@@ -475,7 +475,7 @@ fn is_http_url(url: &str) -> bool {
 // ---------------------------------------------------------------------
 
 /// Reads a task spec. Schemas are kept exactly as sent (spec 2.3); their
-/// JSON Schema validity is for [`check_task_spec`].
+/// JSON Schema validity is for [`crate::engine::checks::check_task_spec`].
 pub fn parse_task_spec(value: &Value) -> Result<TaskSpec, Vec<FieldError>> {
     let object = expect_root_object(value)?;
     let mut errors = Vec::new();

@@ -159,7 +159,7 @@ fn pump(
 /// While the stream is caught up and the connection allows it, the
 /// subscription waits in the fan-out, which sends new events without
 /// waking this thread; it comes back here for anything that blocks (see
-/// [`super::fanout`]). A keep-alive is then due `keep_alive` after this
+/// [`crate::server::fanout`]). A keep-alive is then due `keep_alive` after this
 /// thread last wrote, not after the last event: a busy stream also gets
 /// one every `keep_alive`, which a client ignores.
 pub fn follow(

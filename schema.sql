@@ -163,3 +163,32 @@ CREATE TABLE webhook_deliveries (
 -- The deliverer looks only at pending rows, in the order they fall due.
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries(next_at) WHERE state = 'pending';
 CREATE INDEX webhook_deliveries_by_run ON webhook_deliveries(run_seq);
+
+-- Schedules (issue 12): a run template (the run row every fire inserts,
+-- less its id) and when to fire. A fire inserts its run in the same
+-- transaction that moves `next_at` on (compare-and-set on the old value),
+-- so a fire happens exactly once, also across kill -9. `state` is
+-- `active`, `paused`, `done` (a one-time schedule that fired) or
+-- `cancelled`.
+CREATE TABLE schedules (
+    seq            INTEGER PRIMARY KEY,
+    id             TEXT    NOT NULL UNIQUE,
+    spec           TEXT    NOT NULL,
+    template       TEXT    NOT NULL,
+    processor      TEXT    NOT NULL,
+    state          TEXT    NOT NULL,
+    next_at        INTEGER,
+    fires          INTEGER NOT NULL DEFAULT 0,
+    created_at     INTEGER NOT NULL,
+    modified_at    INTEGER NOT NULL
+);
+
+-- The timer looks only at active schedules, in the order they fall due.
+CREATE INDEX schedules_due ON schedules(next_at) WHERE state = 'active';
+
+-- The runs each schedule made, in order.
+CREATE TABLE schedule_runs (
+    schedule_seq   INTEGER NOT NULL,
+    run_seq        INTEGER NOT NULL,
+    PRIMARY KEY (schedule_seq, run_seq)
+) WITHOUT ROWID;

@@ -108,3 +108,10 @@ pub const WEBHOOK_DELIVERIES_PER_LOOK_MAX: usize = 64;
 /// Bytes of a receiver's answer read at most (it is only counted, never
 /// kept), and characters of a delivery's error kept.
 pub const WEBHOOK_ERROR_CHARS_MAX: usize = 512;
+
+/// Due schedules the timer fires per look (one transaction).
+pub const SCHEDULE_FIRES_PER_LOOK_MAX: usize = 256;
+
+/// The shortest interval a schedule may have, in seconds, unless the
+/// configuration sets another floor.
+pub const SCHEDULE_INTERVAL_S_MIN: u64 = 1;

@@ -31,6 +31,12 @@ pub enum Error {
     /// Cancel of a run that already completed or failed.
     #[error("run {run_id} is already {status}")]
     Conflict { run_id: String, status: RunStatus },
+    /// A schedule change its state does not allow (pause a cancelled one).
+    #[error("schedule {schedule_id} is {}", .state.as_str())]
+    ScheduleConflict {
+        schedule_id: String,
+        state: crate::model::ScheduleState,
+    },
     /// An idempotency key seen before with another request.
     #[error("idempotency key reused with a different request")]
     IdempotencyConflict,

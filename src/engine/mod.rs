@@ -13,6 +13,7 @@ mod error;
 mod groups;
 mod idempotency;
 mod runs;
+mod schedules;
 mod subscription;
 
 use std::path::Path;
@@ -33,6 +34,7 @@ pub use error::{Error, Result};
 pub use groups::{GroupRun, GroupRunsQuery};
 pub use idempotency::{Created, Idempotency, RenderAnswer};
 pub use runs::{ListQuery, Page};
+pub use schedules::{Clock, ManualClock, SystemClock};
 pub use subscription::{Next, StreamKind, Subscription};
 
 /// How to run an engine.
@@ -54,6 +56,10 @@ pub struct Config {
     pub registry: Registry,
     /// How webhook deliveries are signed, retried and rendered.
     pub webhooks: WebhookConfig,
+    /// The clock schedules fire by (tests move a [`ManualClock`]).
+    pub clock: Arc<dyn Clock>,
+    /// The shortest interval a schedule may have, in seconds.
+    pub schedule_interval_s_min: u64,
 }
 
 impl Default for Config {
@@ -69,6 +75,8 @@ impl Default for Config {
             cancel_grace: scheduler.cancel_grace,
             registry: Registry::with_defaults(),
             webhooks: WebhookConfig::default(),
+            clock: Arc::new(SystemClock::default()),
+            schedule_interval_s_min: crate::limits::SCHEDULE_INTERVAL_S_MIN,
         }
     }
 }
@@ -91,11 +99,15 @@ struct Inner {
     deliverer: Deliverer,
     delivery_counts: Arc<DeliveryCounts>,
     webhooks: Arc<WebhookConfig>,
+    timer: schedules::Timer,
+    clock: Arc<dyn Clock>,
+    interval_floor_s: u64,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         if !self.stopped.swap(true, Ordering::SeqCst) {
+            self.timer.stop();
             self.scheduler.shutdown(Duration::ZERO);
             self.deliverer.stop();
             self.store.writer.stop();
@@ -158,6 +170,11 @@ impl Engine {
             wake,
         )
         .map_err(|e| Error::Internal(format!("cannot start the webhook deliverer: {e}")))?;
+        let scheduler_wake = scheduler.waker();
+        let timer = schedules::Timer::start(store.clone(), config.clock.clone(), move || {
+            scheduler_wake()
+        })
+        .map_err(|e| Error::Internal(format!("cannot start the schedule timer: {e}")))?;
         Ok(Engine {
             inner: Arc::new(Inner {
                 store,
@@ -170,6 +187,9 @@ impl Engine {
                 deliverer,
                 delivery_counts,
                 webhooks: Arc::new(config.webhooks),
+                timer,
+                clock: config.clock,
+                interval_floor_s: config.schedule_interval_s_min,
             }),
         })
     }
@@ -226,6 +246,7 @@ impl Engine {
     /// drains and stops. Later calls fail with `Unavailable`.
     pub fn shutdown(&self, grace: Duration) {
         if !self.inner.stopped.swap(true, Ordering::SeqCst) {
+            self.inner.timer.stop();
             self.inner.scheduler.shutdown(grace);
             self.inner.deliverer.stop();
             self.inner.store.writer.stop();

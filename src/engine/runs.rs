@@ -177,7 +177,7 @@ impl Engine {
     }
 
     /// Turns a checked request into the row the store writes.
-    fn new_run(&self, request: &RunRequest, default_spec: Option<&TaskSpec>) -> NewRun {
+    pub(super) fn new_run(&self, request: &RunRequest, default_spec: Option<&TaskSpec>) -> NewRun {
         let auto = TaskSpec::auto();
         let (spec, from_default) = match (&request.task_spec, default_spec) {
             (Some(spec), _) => (spec, false),

@@ -210,6 +210,16 @@ impl Scheduler {
         self.mailbox.ring(&self.control);
     }
 
+    /// [`Scheduler::wake`] as a function another thread keeps (the
+    /// schedule timer, after a fire made runs).
+    pub fn waker(&self) -> impl Fn() + Send + 'static {
+        let (mailbox, control) = (self.mailbox.clone(), self.control.clone());
+        move || {
+            mailbox.wake.store(true, Ordering::SeqCst);
+            mailbox.ring(&control);
+        }
+    }
+
     /// Raises the cancel flag of these runs (now `cancelling`, committed)
     /// and starts their grace period. Never blocks: past
     /// `SCHEDULER_CANCELS_QUEUED_MAX` queued runs, the dispatcher finds the

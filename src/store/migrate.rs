@@ -54,6 +54,8 @@ CREATE INDEX groups_by_activity ON groups((n_queued + n_running + n_cancelling >
     Migration::Code(to_engine_rows),
     // 5: the webhook outbox (issue 12).
     Migration::Code(webhooks),
+    // 6: schedules (issue 12).
+    Migration::Code(schedules),
 ];
 
 /// Version a database has once every migration is applied.
@@ -109,6 +111,14 @@ fn webhooks(transaction: &Transaction<'_>) -> Result<()> {
     transaction.execute_batch(&schema_statements("run_webhooks", Made::Table))?;
     transaction.execute_batch(&schema_statements("webhook_deliveries", Made::Table))?;
     transaction.execute_batch(&schema_statements("webhook_deliveries", Made::Indexes))?;
+    Ok(())
+}
+
+/// Version 6: schedules and the runs they made, as schema.sql makes them.
+fn schedules(transaction: &Transaction<'_>) -> Result<()> {
+    transaction.execute_batch(&schema_statements("schedules", Made::Table))?;
+    transaction.execute_batch(&schema_statements("schedules", Made::Indexes))?;
+    transaction.execute_batch(&schema_statements("schedule_runs", Made::Table))?;
     Ok(())
 }
 

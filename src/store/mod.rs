@@ -27,8 +27,9 @@ pub use read::{
 };
 pub use recovery::Recovered;
 pub use writer::{
-    AddedRuns, ClaimedRun, CommitNotice, CommittedEvent, DeliveryOutcome, Finish,
-    IdempotencyRecord, Keyed, NewGroup, NewRun, Once, Op, Reply, RunCancel, StreamKey, Writer,
+    AddedRuns, ClaimedRun, CommitNotice, CommittedEvent, DeliveryOutcome, Finish, Fire,
+    IdempotencyRecord, Keyed, NewGroup, NewRun, NewSchedule, Once, Op, Reply, RunCancel,
+    ScheduleChange, StreamKey, Writer,
 };
 
 use crate::limits::READ_CONNECTION_WAIT_MS_MAX;
@@ -507,6 +508,64 @@ impl GroupRow {
             metadata: parse_optional(&self.metadata)?,
             created_at: Timestamp(self.created_at),
             status: self.status(),
+        })
+    }
+}
+
+/// A schedule as stored.
+#[derive(Debug, Clone)]
+pub struct ScheduleRow {
+    pub seq: i64,
+    pub id: String,
+    /// The model's `When`, as JSON.
+    pub spec: String,
+    pub processor: String,
+    pub state: String,
+    pub next_at: Option<i64>,
+    pub fires: u32,
+    pub created_at: i64,
+    pub modified_at: i64,
+}
+
+/// The columns [`ScheduleRow::from_row`] reads, in order.
+pub(crate) const SCHEDULE_COLUMNS: &str =
+    "seq, id, spec, processor, state, next_at, fires, created_at, modified_at";
+
+impl ScheduleRow {
+    pub(crate) fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ScheduleRow> {
+        Ok(ScheduleRow {
+            seq: row.get(0)?,
+            id: row.get(1)?,
+            spec: row.get(2)?,
+            processor: row.get(3)?,
+            state: row.get(4)?,
+            next_at: row.get(5)?,
+            fires: row.get(6)?,
+            created_at: row.get(7)?,
+            modified_at: row.get(8)?,
+        })
+    }
+
+    pub fn to_model(&self) -> Result<crate::model::Schedule> {
+        let state =
+            crate::model::ScheduleState::parse(&self.state).ok_or_else(|| Error::UnknownValue {
+                table: "schedules",
+                row: format!("{} (seq {})", self.id, self.seq),
+                column: "state",
+                value: self.state.clone(),
+            })?;
+        Ok(crate::model::Schedule {
+            id: self.id.clone(),
+            when: serde_json::from_str(&self.spec)?,
+            state,
+            processor: self.processor.clone(),
+            next_at: self
+                .next_at
+                .filter(|_| state == crate::model::ScheduleState::Active)
+                .map(Timestamp),
+            fires: self.fires,
+            created_at: Timestamp(self.created_at),
+            modified_at: Timestamp(self.modified_at),
         })
     }
 }

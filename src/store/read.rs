@@ -7,7 +7,10 @@
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
-use super::{Error, GroupRow, Result, RunRow, Store, GROUP_COLUMNS, RUN_COLUMNS};
+use super::{
+    Error, GroupRow, Result, RunRow, ScheduleRow, Store, GROUP_COLUMNS, RUN_COLUMNS,
+    SCHEDULE_COLUMNS,
+};
 use crate::model::{
     Delivery, DeliveryState, EventData, RunCounts as Counts, RunStatus, StoredRequest, TaskSpec,
     Timestamp,
@@ -565,6 +568,70 @@ impl Store {
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
+        })
+    }
+}
+
+impl Store {
+    /// Active schedules due at `now`: (seq, next_at, the `When` as JSON,
+    /// created_at), the earliest first.
+    pub fn due_schedules(&self, now: i64, limit: usize) -> Result<Vec<(i64, i64, String, i64)>> {
+        self.read(|connection| {
+            Ok(connection
+                .prepare_cached(
+                    "SELECT seq, next_at, spec, created_at FROM schedules \
+                     WHERE state = 'active' AND next_at <= ?1 ORDER BY next_at LIMIT ?2",
+                )?
+                .query_map(params![now, limit as i64], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    /// When the earliest active schedule falls due.
+    pub fn next_schedule_at(&self) -> Result<Option<i64>> {
+        self.read(|connection| {
+            Ok(connection
+                .prepare_cached("SELECT min(next_at) FROM schedules WHERE state = 'active'")?
+                .query_row([], |row| row.get(0))?)
+        })
+    }
+
+    pub fn schedule(&self, id: &str) -> Result<Option<ScheduleRow>> {
+        self.read(|connection| {
+            Ok(connection
+                .prepare_cached(&format!(
+                    "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = ?1"
+                ))?
+                .query_row([id], ScheduleRow::from_row)
+                .optional()?)
+        })
+    }
+
+    /// Every schedule, newest first.
+    pub fn list_schedules(&self) -> Result<Vec<ScheduleRow>> {
+        self.read(|connection| {
+            Ok(connection
+                .prepare_cached(&format!(
+                    "SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY seq DESC"
+                ))?
+                .query_map([], ScheduleRow::from_row)?
+                .collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    /// The runs a schedule made, oldest first.
+    pub fn schedule_runs(&self, schedule_seq: i64) -> Result<Vec<RunRow>> {
+        self.read(|connection| {
+            Ok(connection
+                .prepare_cached(&format!(
+                    "SELECT {RUN_COLUMNS} FROM schedule_runs s JOIN runs r ON r.seq = s.run_seq \
+                     LEFT JOIN groups g ON g.seq = r.group_seq WHERE s.schedule_seq = ?1 \
+                     ORDER BY s.run_seq"
+                ))?
+                .query_map([schedule_seq], RunRow::from_row)?
+                .collect::<rusqlite::Result<_>>()?)
         })
     }
 }

@@ -184,6 +184,11 @@ impl From<engine::Error> for ApiError {
                     .with_detail(json!({"run_id": run_id, "status": status}))
                     .with_header("x-should-retry", "false")
             }
+            engine::Error::ScheduleConflict { schedule_id, state } => {
+                ApiError::new(409, format!("schedule {schedule_id} is {}", state.as_str()))
+                    .with_detail(json!({"schedule_id": schedule_id, "status": state}))
+                    .with_header("x-should-retry", "false")
+            }
             engine::Error::IdempotencyConflict => {
                 ApiError::new(409, "Idempotency-Key reused with a different request")
                     .with_header("x-should-retry", "false")

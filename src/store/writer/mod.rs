@@ -16,6 +16,7 @@ mod claim;
 mod counts;
 mod create;
 mod finish;
+mod schedule;
 
 use std::collections::HashMap;
 use std::thread::JoinHandle;
@@ -24,7 +25,10 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
-use super::{Error, GroupRow, Result, RunRow, GROUP_COLUMNS, RUN_COLUMNS, RUN_COLUMNS_COUNT};
+use super::{
+    Error, GroupRow, Result, RunRow, ScheduleRow, GROUP_COLUMNS, RUN_COLUMNS, RUN_COLUMNS_COUNT,
+    SCHEDULE_COLUMNS,
+};
 use crate::limits::{WRITER_BATCH_OPS_MAX, WRITER_QUEUE_MAX};
 use crate::model::{
     to_json, Event, EventData, EventKind, ProgressKind, RunCounts as Counts, RunError, RunStatus,
@@ -34,9 +38,11 @@ use cancel::{cancel_group, cancel_run};
 use claim::{claim, start_attempt};
 pub(in crate::store) use counts::CountChanges;
 use counts::{apply_counts, merge_counts};
-use create::{add_runs, create_group, create_run, group_by_id, keyed};
+use create::{add_runs, create_group, create_run, group_by_id, insert_run, keyed};
 pub(in crate::store) use finish::transition;
 use finish::{finish_run, progress, record_delivery, warn};
+use schedule::{change_schedule, create_schedule, fire_schedules};
+pub use schedule::{Fire, NewSchedule, ScheduleChange};
 
 /// How an op's result reaches its caller: called once, after the commit.
 pub type Reply<T> = Box<dyn FnOnce(Result<T>) + Send>;
@@ -79,8 +85,9 @@ pub struct NewGroup {
     pub metadata: Option<String>,
 }
 
-/// A run to create, already validated; JSON fields are compact text.
-#[derive(Debug, Clone)]
+/// A run to create, already validated; JSON fields are compact text. A
+/// schedule keeps one as its template (as JSON).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NewRun {
     pub id: String,
     pub processor: String,
@@ -256,6 +263,20 @@ pub enum Op {
         run_id: String,
         reply: Reply<RunCancel>,
     },
+    CreateSchedule {
+        schedule: NewSchedule,
+        reply: Reply<ScheduleRow>,
+    },
+    ChangeSchedule {
+        id: String,
+        change: ScheduleChange,
+        reply: Reply<ScheduleRow>,
+    },
+    /// Fires due schedules; answers the seqs of the runs made.
+    FireSchedules {
+        fires: Vec<Fire>,
+        reply: Reply<Vec<i64>>,
+    },
     /// Records one delivery attempt's outcome (see `webhooks.rs`).
     RecordDelivery {
         seq: i64,
@@ -291,7 +312,10 @@ impl Op {
             | Op::CreateRun { .. }
             | Op::CancelRun { .. }
             | Op::CancelGroup { .. } => true,
-            Op::RecordDelivery { .. } => false,
+            Op::RecordDelivery { .. }
+            | Op::CreateSchedule { .. }
+            | Op::ChangeSchedule { .. }
+            | Op::FireSchedules { .. } => false,
             Op::Claim { .. }
             | Op::Finish { .. }
             | Op::Warn { .. }
@@ -573,6 +597,9 @@ fn fail_op(op: Op, error: Error) {
         Op::CancelRun { reply, .. } => reply(Err(error)),
         Op::CancelGroup { reply, .. } => reply(Err(error)),
         Op::RecordDelivery { reply, .. } => reply(Err(error)),
+        Op::CreateSchedule { reply, .. } => reply(Err(error)),
+        Op::ChangeSchedule { reply, .. } => reply(Err(error)),
+        Op::FireSchedules { reply, .. } => reply(Err(error)),
     }
 }
 
@@ -756,6 +783,15 @@ fn apply(transaction: &Transaction<'_>, batch: &mut Batch, op: Op) -> (Option<Er
             outcome,
             reply,
         } => done(record_delivery(transaction, batch, seq, &outcome), reply),
+        Op::CreateSchedule { schedule, reply } => {
+            done(create_schedule(transaction, batch, schedule), reply)
+        }
+        Op::ChangeSchedule { id, change, reply } => {
+            done(change_schedule(transaction, batch, &id, change), reply)
+        }
+        Op::FireSchedules { fires, reply } => {
+            done(fire_schedules(transaction, batch, fires), reply)
+        }
         Op::CancelGroup { group_id, reply } => {
             done(cancel_group(transaction, batch, &group_id), reply)
         }

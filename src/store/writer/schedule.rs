@@ -1,0 +1,147 @@
+//! Schedules: making one, pausing, resuming and cancelling it, and firing
+//! the due ones, each fire inserting its run in the transaction that moves
+//! the schedule's next fire time on (so a fire happens exactly once).
+//!
+//! Runs on the writer thread inside the batch's transaction. When a
+//! schedule fires next is the engine's to compute (it knows cron); here
+//! the move is a compare-and-set on the old time.
+
+use super::*;
+
+/// A schedule to insert.
+#[derive(Debug, Clone)]
+pub struct NewSchedule {
+    pub id: String,
+    /// The model's `When`, as JSON.
+    pub spec: String,
+    /// The run every fire inserts, less its id.
+    pub template: NewRun,
+    pub next_at: i64,
+    /// By the engine's clock: intervals count from it.
+    pub created_at: i64,
+}
+
+/// One due schedule to fire: its next time moves from `expected` to
+/// `next_at` (`None`: a one-time schedule, now done).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fire {
+    pub seq: i64,
+    pub expected: i64,
+    pub next_at: Option<i64>,
+}
+
+/// What a state change asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScheduleChange {
+    /// Active to paused.
+    Pause,
+    /// Paused to active, next firing at this time.
+    Resume { next_at: Option<i64> },
+    /// Active or paused to cancelled.
+    Cancel,
+}
+
+pub(super) fn create_schedule(
+    transaction: &Transaction<'_>,
+    batch: &mut Batch,
+    schedule: NewSchedule,
+) -> Result<ScheduleRow> {
+    let template = serde_json::to_string(&schedule.template)?;
+    transaction
+        .prepare_cached(
+            "INSERT INTO schedules (id, spec, template, processor, state, next_at, created_at, \
+             modified_at) VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            schedule.id,
+            schedule.spec,
+            template,
+            schedule.template.processor,
+            schedule.next_at,
+            schedule.created_at,
+            batch.now
+        ])?;
+    schedule_by_id(transaction, &schedule.id)
+}
+
+pub(super) fn change_schedule(
+    transaction: &Transaction<'_>,
+    batch: &mut Batch,
+    id: &str,
+    change: ScheduleChange,
+) -> Result<ScheduleRow> {
+    let (sql, next_at) = match change {
+        ScheduleChange::Pause => (
+            "UPDATE schedules SET state = 'paused', modified_at = ?2 \
+             WHERE id = ?1 AND state = 'active'",
+            None,
+        ),
+        ScheduleChange::Resume { next_at } => (
+            "UPDATE schedules SET state = CASE WHEN ?3 IS NULL THEN 'done' ELSE 'active' END, \
+             next_at = ?3, modified_at = ?2 WHERE id = ?1 AND state = 'paused'",
+            next_at,
+        ),
+        ScheduleChange::Cancel => (
+            "UPDATE schedules SET state = 'cancelled', modified_at = ?2 \
+             WHERE id = ?1 AND state IN ('active', 'paused')",
+            None,
+        ),
+    };
+    let mut statement = transaction.prepare_cached(sql)?;
+    if sql.contains("?3") {
+        statement.execute(params![id, batch.now, next_at])?;
+    } else {
+        statement.execute(params![id, batch.now])?;
+    }
+    schedule_by_id(transaction, id)
+}
+
+/// Fires each schedule whose next time is still the one the timer read:
+/// inserts its run and moves the time on, or does nothing (another fire or
+/// a change came first). Answers the seqs of the runs made.
+pub(super) fn fire_schedules(
+    transaction: &Transaction<'_>,
+    batch: &mut Batch,
+    fires: Vec<Fire>,
+) -> Result<Vec<i64>> {
+    let mut made = Vec::new();
+    for fire in fires {
+        let moved = transaction
+            .prepare_cached(
+                "UPDATE schedules SET next_at = ?3, fires = fires + 1, modified_at = ?4, \
+                 state = CASE WHEN ?3 IS NULL THEN 'done' ELSE state END \
+                 WHERE seq = ?1 AND state = 'active' AND next_at = ?2 RETURNING template",
+            )?
+            .query_row(
+                params![fire.seq, fire.expected, fire.next_at, batch.now],
+                |row| row.get::<_, String>(0),
+            )
+            .optional()?;
+        let Some(template) = moved else {
+            continue;
+        };
+        let mut run: NewRun = serde_json::from_str(&template)?;
+        run.id = crate::model::new_id();
+        let (run_seq, _) = insert_run(transaction, batch, &run, None)?;
+        transaction
+            .prepare_cached("INSERT INTO schedule_runs (schedule_seq, run_seq) VALUES (?1, ?2)")?
+            .execute(params![fire.seq, run_seq])?;
+        batch.run_counts.num_runs += 1;
+        batch.run_counts.add(RunStatus::Queued, 1);
+        made.push(run_seq);
+    }
+    Ok(made)
+}
+
+fn schedule_by_id(transaction: &Transaction<'_>, id: &str) -> Result<ScheduleRow> {
+    transaction
+        .prepare_cached(&format!(
+            "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = ?1"
+        ))?
+        .query_row([id], ScheduleRow::from_row)
+        .optional()?
+        .ok_or_else(|| Error::NotFound {
+            kind: "schedule",
+            id: id.to_string(),
+        })
+}

@@ -3,6 +3,8 @@
 //! make one catch-up run, pause, resume and cancel, and a bad cron
 //! expression or time zone names its field.
 
+#[path = "support/http.rs"]
+mod client;
 mod support;
 
 use std::sync::Arc;
@@ -273,4 +275,68 @@ fn fires_are_exactly_once_across_kill_9() {
         runs
     );
     engine.shutdown(Duration::from_secs(5));
+}
+
+/// The taskyard extension over HTTP: make, read, list, pause and cancel,
+/// the runs made, a conflict and a 422 in the hosted envelope.
+#[test]
+fn schedules_over_http() {
+    let server = client::TestServer::start();
+    let created = server.post_json(
+        "/v1/schedules",
+        &serde_json::json!({"when": {"kind": "delay", "delay_ms": 0},
+                            "run": {"input": "now", "processor": "echo"}}),
+    );
+    assert_eq!(created.status, 200, "{}", created.text());
+    let schedule = created.json();
+    let id = schedule["schedule_id"].as_str().expect("id").to_string();
+    assert!(id.starts_with("tsch_"), "{id}");
+    assert_eq!(schedule["when"]["kind"], "delay");
+    wait_for("the delayed fire", Duration::from_secs(10), || {
+        server.get(&format!("/v1/schedules/{id}")).json()["status"] == "done"
+    });
+    let runs = server.get(&format!("/v1/schedules/{id}/runs")).json();
+    assert_eq!(runs["data"].as_array().expect("runs").len(), 1);
+    assert!(runs["data"][0]["run_id"]
+        .as_str()
+        .expect("a run")
+        .starts_with("trun_"));
+    let conflict = server.post_json(&format!("/v1/schedules/{id}/pause"), &serde_json::json!({}));
+    assert_eq!(conflict.status, 409, "{}", conflict.text());
+
+    let hourly = server
+        .post_json(
+            "/v1beta/schedules",
+            &serde_json::json!({"when": {"kind": "cron", "cron": "0 * * * *"},
+                                "run": {"input": "hourly", "processor": "echo"}}),
+        )
+        .json();
+    assert_eq!(hourly["when"]["timezone"], "UTC");
+    let hourly_id = hourly["schedule_id"].as_str().expect("id");
+    let paused = server.post_json(
+        &format!("/v1/schedules/{hourly_id}/pause"),
+        &serde_json::json!({}),
+    );
+    assert_eq!(paused.json()["status"], "paused");
+    assert_eq!(paused.json()["next_fire_at"], serde_json::Value::Null);
+    let cancelled = server.post_json(
+        &format!("/v1/schedules/{hourly_id}/cancel"),
+        &serde_json::json!({}),
+    );
+    assert_eq!(cancelled.json()["status"], "cancelled");
+    let list = server.get("/v1/schedules").json();
+    assert_eq!(list["data"].as_array().expect("list").len(), 2);
+
+    let bad = server.post_json(
+        "/v1/schedules",
+        &serde_json::json!({"when": {"kind": "cron", "cron": "0 * * *", "timezone": "UTC"},
+                            "run": {"input": "x", "processor": "echo"}}),
+    );
+    assert_eq!(bad.status, 422, "{}", bad.text());
+    assert_eq!(
+        bad.json()["error"]["detail"]["errors"][0]["loc"],
+        serde_json::json!(["body", "when", "cron"])
+    );
+    let missing = server.get("/v1/schedules/tsch_00000000000000000000000000000000");
+    assert_eq!(missing.status, 404);
 }

@@ -191,7 +191,11 @@ fn fire_due(store: &Store, now: Timestamp) -> Result<usize> {
 fn first_at(when: &When, created: Timestamp) -> Result<Option<Timestamp>> {
     Ok(match when {
         When::At { at } => Some(*at),
-        When::Delay { delay_ms } => Some(Timestamp(created.micros() + *delay_ms as i64 * 1_000)),
+        When::Delay { delay_ms } => {
+            Some(Timestamp(created.micros().saturating_add(
+                (*delay_ms).min(i64::MAX as u64 / 1_000) as i64 * 1_000,
+            )))
+        }
         When::Cron { .. } | When::Interval { .. } => next_after(when, created, created)?,
     })
 }
@@ -255,7 +259,20 @@ impl Engine {
     /// The problems of a schedule's `when`, located at `["when", ...]`.
     pub fn check_when(&self, when: &When) -> Vec<FieldError> {
         match when {
-            When::Cron { cron, timezone } => parse_cron(cron, timezone).err().into_iter().collect(),
+            When::Cron { cron, timezone } => match parse_cron(cron, timezone) {
+                Err(problem) => vec![problem],
+                // A pattern no date matches (30 February) never fires.
+                Ok(_)
+                    if next_after(when, self.inner.clock.now(), self.inner.clock.now())
+                        .is_err() =>
+                {
+                    vec![FieldError::value_error(
+                        vec![Loc::Key("when".into()), Loc::Key("cron".into())],
+                        format!("'{cron}' names no time that comes"),
+                    )]
+                }
+                Ok(_) => Vec::new(),
+            },
             When::Interval { every_s } if *every_s < self.inner.interval_floor_s => {
                 vec![FieldError::limit(
                     vec![Loc::Key("when".into()), Loc::Key("every_s".into())],

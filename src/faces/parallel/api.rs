@@ -23,7 +23,7 @@ use crate::engine::{
     Subscription,
 };
 use crate::model::{
-    to_json, AddRuns, FieldError, JsonObject, Loc, RunRequest, RunStatus, TaskSpec,
+    self, to_json, AddRuns, FieldError, JsonObject, Loc, RunRequest, RunStatus, TaskSpec,
 };
 use crate::processors::Registry;
 
@@ -60,6 +60,18 @@ fn group_id(wire: &str) -> Result<&str> {
     engine_id(GROUP_ID_PREFIX, wire).ok_or_else(|| not_found("group", wire))
 }
 
+fn schedule_id(wire: &str) -> Result<&str> {
+    engine_id(wire::SCHEDULE_ID_PREFIX, wire).ok_or_else(|| not_found("schedule", wire))
+}
+
+/// What a schedule is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScheduleVerb {
+    Pause,
+    Resume,
+    Cancel,
+}
+
 fn not_found(kind: &'static str, id: &str) -> Error {
     Error::NotFound {
         kind,
@@ -74,6 +86,14 @@ fn wire_error(error: Error) -> Error {
     match error {
         Error::NotFound { kind: "run", id } => not_found("run", &run(id)),
         Error::NotFound { kind: "group", id } => not_found("group", &wire_group_id(&id)),
+        Error::NotFound {
+            kind: "schedule",
+            id,
+        } => not_found("schedule", &format!("{}{id}", wire::SCHEDULE_ID_PREFIX)),
+        Error::ScheduleConflict { schedule_id, state } => Error::ScheduleConflict {
+            schedule_id: format!("{}{schedule_id}", wire::SCHEDULE_ID_PREFIX),
+            state,
+        },
         Error::RunFailed { run_id, error } => Error::RunFailed {
             run_id: run(run_id),
             error,
@@ -193,6 +213,71 @@ impl Api {
             parse::check_run_input(input, None, self.engine.registry(), self.engine.schemas());
         errors.extend(self.engine.check_webhook(input.webhook_target().as_ref()));
         errors
+    }
+
+    /// Makes a schedule of `run` (a taskyard extension).
+    pub fn create_schedule(&self, when: model::When, run: RunInput) -> Result<wire::Schedule> {
+        let errors: Vec<FieldError> = self
+            .check_run_input(&run)
+            .into_iter()
+            .map(|e| e.prefixed(&[Loc::Key("run".into())]))
+            .collect();
+        if !errors.is_empty() {
+            return Err(Error::Invalid(errors));
+        }
+        let schedule = self
+            .engine
+            .create_schedule(model::ScheduleRequest {
+                when,
+                run: run_request(&run, None),
+            })
+            .map_err(wire_error)?;
+        Ok(wire::Schedule::from(&schedule))
+    }
+
+    pub fn get_schedule(&self, schedule_id: &str) -> Result<wire::Schedule> {
+        let schedule = self
+            .engine
+            .get_schedule(self::schedule_id(schedule_id)?)
+            .map_err(wire_error)?;
+        Ok(wire::Schedule::from(&schedule))
+    }
+
+    /// Every schedule, newest first, on one page.
+    pub fn list_schedules(&self) -> Result<Page<wire::Schedule>> {
+        let schedules = self.engine.list_schedules().map_err(wire_error)?;
+        Ok(Page {
+            data: schedules.iter().map(wire::Schedule::from).collect(),
+            next_cursor: None,
+        })
+    }
+
+    /// Pauses, resumes or cancels a schedule.
+    pub fn change_schedule(
+        &self,
+        schedule_id: &str,
+        change: ScheduleVerb,
+    ) -> Result<wire::Schedule> {
+        let id = self::schedule_id(schedule_id)?;
+        let schedule = match change {
+            ScheduleVerb::Pause => self.engine.pause_schedule(id),
+            ScheduleVerb::Resume => self.engine.resume_schedule(id),
+            ScheduleVerb::Cancel => self.engine.cancel_schedule(id),
+        }
+        .map_err(wire_error)?;
+        Ok(wire::Schedule::from(&schedule))
+    }
+
+    /// The runs a schedule made, oldest first, on one page.
+    pub fn schedule_runs(&self, schedule_id: &str) -> Result<Page<wire::Run>> {
+        let runs = self
+            .engine
+            .schedule_runs(self::schedule_id(schedule_id)?)
+            .map_err(wire_error)?;
+        Ok(Page {
+            data: runs.iter().map(wire::Run::from).collect(),
+            next_cursor: None,
+        })
     }
 
     /// A run's webhook deliveries, oldest first (a taskyard extension).

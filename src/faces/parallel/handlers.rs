@@ -354,6 +354,15 @@ fn dispatch(context: &mut Context<'_, '_>, route: Route) -> Result<Reply, ApiErr
             };
             Ok(Reply::Json(200, page, Vec::new()))
         }
+        Route::CreateSchedule => {
+            let body = body_json(context)?;
+            let (when, run) = parse::parse_schedule_create(&body).map_err(invalid)?;
+            json_reply(200, &engine.create_schedule(when, run)?)
+        }
+        Route::ListSchedules => json_reply(200, &engine.list_schedules()?),
+        Route::GetSchedule(id) => json_reply(200, &engine.get_schedule(&id)?),
+        Route::ChangeSchedule(id, verb) => json_reply(200, &engine.change_schedule(&id, verb)?),
+        Route::ScheduleRuns(id) => json_reply(200, &engine.schedule_runs(&id)?),
         Route::ListProcessors => {
             let data: Vec<Value> = engine.registry().iter().map(processor_json).collect();
             json_reply(200, &json!({"data": data, "next_cursor": null}))

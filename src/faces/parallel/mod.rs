@@ -22,7 +22,7 @@ use std::sync::Arc;
 use crate::engine::Engine;
 use crate::server::{sse::Render, Face, Refusal, Reply, Routes};
 
-pub use api::{Api, Events, ListQuery, Page};
+pub use api::{Api, Events, ListQuery, Page, ScheduleVerb};
 pub use error::ApiError;
 pub use routes::Route;
 

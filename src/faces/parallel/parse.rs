@@ -17,7 +17,9 @@ use serde_json::{Map, Value};
 use super::limits;
 use super::wire::{AddRuns, RunInput};
 use crate::engine::checks::{check_processor, check_run_task_spec, SchemaSide};
-use crate::model::{FieldError, FieldErrorKind, JsonObject, Loc, SchemaKind, TaskSpec, Warning};
+use crate::model::{
+    FieldError, FieldErrorKind, JsonObject, Loc, SchemaKind, TaskSpec, Timestamp, Warning, When,
+};
 use crate::processors::Registry;
 use crate::scheduler::forcing;
 use crate::schema::{json_type_name, SchemaCache};
@@ -687,6 +689,130 @@ pub fn parse_group_create(value: &Value) -> Result<Option<JsonObject>, Vec<Field
         errors.extend(check_metadata(metadata, false));
     }
     finish(metadata, errors)
+}
+
+/// Reads a create-schedule body (a taskyard extension):
+/// `{"when": {"kind": ...}, "run": <a RunInput>}`. `when` is one of
+/// `{"kind": "at", "at": RFC 3339}`, `{"kind": "delay", "delay_ms": N}`,
+/// `{"kind": "cron", "cron": "m h dom mon dow", "timezone": "UTC"}` (the
+/// zone defaults to UTC) and `{"kind": "interval", "every_s": N}`.
+pub fn parse_schedule_create(value: &Value) -> Result<(When, RunInput), Vec<FieldError>> {
+    let object = expect_root_object(value)?;
+    let mut errors = Vec::new();
+    let when = match present(object, "when") {
+        None => {
+            errors.push(FieldError::missing(loc_of(&["when"])));
+            None
+        }
+        Some(Value::Object(when)) => parse_when(when, &mut errors),
+        Some(other) => {
+            errors.push(wrong_type(loc_of(&["when"]), "an object", other));
+            None
+        }
+    };
+    let run = match present(object, "run") {
+        None => {
+            errors.push(FieldError::missing(loc_of(&["run"])));
+            None
+        }
+        Some(run) => match parse_run_input(run) {
+            Ok(run) => Some(run),
+            Err(problems) => {
+                errors.extend(problems.into_iter().map(|e| e.prefixed(&loc_of(&["run"]))));
+                None
+            }
+        },
+    };
+    match (when, run) {
+        (Some(when), Some(run)) if errors.is_empty() => Ok((when, run)),
+        _ => Err(errors),
+    }
+}
+
+/// The largest delay or interval a schedule takes: ten years, in seconds.
+const SCHEDULE_SPAN_S_MAX: u64 = 10 * 366 * 86_400;
+
+fn parse_when(when: &JsonObject, errors: &mut Vec<FieldError>) -> Option<When> {
+    let loc = loc_of(&["when"]);
+    let whole = |key: &str, max: u64, errors: &mut Vec<FieldError>| -> Option<u64> {
+        let field = with_step(&loc, key);
+        match present(when, key) {
+            None => {
+                errors.push(FieldError::missing(field));
+                None
+            }
+            Some(value) => match value.as_u64() {
+                Some(number) if number <= max => Some(number),
+                Some(number) => {
+                    errors.push(FieldError::value_error(
+                        field,
+                        format!("{number} is over {max}"),
+                    ));
+                    None
+                }
+                None => {
+                    errors.push(wrong_type(field, "an integer >= 0", value));
+                    None
+                }
+            },
+        }
+    };
+    let kind = match read_string(when, "kind", &loc, errors) {
+        Some(kind) => kind,
+        None => {
+            if present(when, "kind").is_none() {
+                errors.push(FieldError::missing(with_step(&loc, "kind")));
+            }
+            return None;
+        }
+    };
+    match kind.as_str() {
+        "at" => {
+            let field = with_step(&loc, "at");
+            let text = read_string(when, "at", &loc, errors);
+            match text {
+                None => {
+                    if present(when, "at").is_none() {
+                        errors.push(FieldError::missing(field));
+                    }
+                    None
+                }
+                Some(text) => {
+                    match serde_json::from_value::<Timestamp>(Value::String(text.clone())) {
+                        Ok(at) => Some(When::At { at }),
+                        Err(_) => {
+                            errors.push(FieldError::value_error(
+                                field,
+                                format!("'{text}' is not an RFC 3339 time"),
+                            ));
+                            None
+                        }
+                    }
+                }
+            }
+        }
+        "delay" => whole("delay_ms", SCHEDULE_SPAN_S_MAX * 1_000, errors)
+            .map(|delay_ms| When::Delay { delay_ms }),
+        "interval" => {
+            whole("every_s", SCHEDULE_SPAN_S_MAX, errors).map(|every_s| When::Interval { every_s })
+        }
+        "cron" => {
+            let cron = read_string(when, "cron", &loc, errors);
+            if cron.is_none() && present(when, "cron").is_none() {
+                errors.push(FieldError::missing(with_step(&loc, "cron")));
+            }
+            let timezone =
+                read_string(when, "timezone", &loc, errors).unwrap_or_else(|| "UTC".to_string());
+            cron.map(|cron| When::Cron { cron, timezone })
+        }
+        other => {
+            errors.push(FieldError::value_error(
+                with_step(&loc, "kind"),
+                format!("expected one of at, delay, cron, interval; got '{other}'"),
+            ));
+            None
+        }
+    }
 }
 
 // ---------------------------------------------------------------------

@@ -30,6 +30,11 @@ pub enum Route {
     GroupRuns(String),
     GetGroupRun(String, String),
     CancelGroup(String),
+    CreateSchedule,
+    ListSchedules,
+    GetSchedule(String),
+    ChangeSchedule(String, super::ScheduleVerb),
+    ScheduleRuns(String),
     ListProcessors,
     GetProcessor(String),
     OpenApi,
@@ -40,6 +45,10 @@ type Make = fn(&Request<'_>) -> Route;
 
 fn run_id(request: &Request<'_>) -> String {
     request.param("run_id").to_string()
+}
+
+fn schedule_id(request: &Request<'_>) -> String {
+    request.param("schedule_id").to_string()
 }
 
 fn group_id(request: &Request<'_>) -> String {
@@ -90,6 +99,23 @@ const API: &[(&str, &str, Make)] = &[
     ),
     ("POST", "/v1/tasks/groups/{taskgroup_id}/cancel", |r| {
         Route::CancelGroup(group_id(r))
+    }),
+    ("GET", "/v1/schedules", |_| Route::ListSchedules),
+    ("POST", "/v1/schedules", |_| Route::CreateSchedule),
+    ("GET", "/v1/schedules/{schedule_id}", |r| {
+        Route::GetSchedule(schedule_id(r))
+    }),
+    ("POST", "/v1/schedules/{schedule_id}/pause", |r| {
+        Route::ChangeSchedule(schedule_id(r), super::ScheduleVerb::Pause)
+    }),
+    ("POST", "/v1/schedules/{schedule_id}/resume", |r| {
+        Route::ChangeSchedule(schedule_id(r), super::ScheduleVerb::Resume)
+    }),
+    ("POST", "/v1/schedules/{schedule_id}/cancel", |r| {
+        Route::ChangeSchedule(schedule_id(r), super::ScheduleVerb::Cancel)
+    }),
+    ("GET", "/v1/schedules/{schedule_id}/runs", |r| {
+        Route::ScheduleRuns(schedule_id(r))
     }),
     ("GET", "/v1/processors", |_| Route::ListProcessors),
     ("GET", "/v1/processors/{name}", |r| {

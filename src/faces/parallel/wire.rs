@@ -25,6 +25,8 @@ pub use crate::model::Citation;
 
 pub const RUN_ID_PREFIX: &str = "trun_";
 pub const GROUP_ID_PREFIX: &str = "tgrp_";
+/// The prefix of a schedule's id (a taskyard extension).
+pub const SCHEDULE_ID_PREFIX: &str = "tsch_";
 /// The prefix of a webhook delivery's `webhook-id` (spec 9).
 pub const DELIVERY_ID_PREFIX: &str = "whevent_";
 
@@ -389,6 +391,39 @@ impl From<&model::Delivery> for WebhookDelivery {
             last_error: delivery.last_error.clone(),
             created_at: delivery.created_at,
             modified_at: delivery.modified_at,
+        }
+    }
+}
+
+/// A schedule (a taskyard extension: `/v1/schedules`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Schedule {
+    pub schedule_id: String,
+    /// `{"kind": "at" | "delay" | "cron" | "interval", ...}`.
+    pub when: model::When,
+    /// `active`, `paused`, `done` (a one-time schedule that fired) or
+    /// `cancelled`.
+    pub status: model::ScheduleState,
+    pub processor: String,
+    /// When it fires next, while active.
+    pub next_fire_at: Option<Timestamp>,
+    /// Runs it has made.
+    pub fires: u32,
+    pub created_at: Timestamp,
+    pub modified_at: Timestamp,
+}
+
+impl From<&model::Schedule> for Schedule {
+    fn from(schedule: &model::Schedule) -> Schedule {
+        Schedule {
+            schedule_id: format!("{SCHEDULE_ID_PREFIX}{}", schedule.id),
+            when: schedule.when.clone(),
+            status: schedule.state,
+            processor: schedule.processor.clone(),
+            next_fire_at: schedule.next_at,
+            fires: schedule.fires,
+            created_at: schedule.created_at,
+            modified_at: schedule.modified_at,
         }
     }
 }

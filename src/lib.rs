@@ -29,7 +29,8 @@
 //!   each terminal status: signs (Standard Webhooks), sends, retries; what
 //!   is sent is the face's rendering.
 //! - [`engine`]: the library API ([`Engine`]): checks, creates (idempotent
-//!   on request), reads, waits, cancels, lists, subscriptions.
+//!   on request), reads, waits, cancels, lists, subscriptions, schedules
+//!   and the timer that fires them (on an injected clock).
 //! - [`faces`]: one folder per hosted API; today [`faces::parallel`]
 //!   (routes, handlers, wire types, parsing, error envelope, event
 //!   rendering, the OpenAPI document, and [`faces::parallel::Api`], the

@@ -192,3 +192,14 @@ CREATE TABLE schedule_runs (
     run_seq        INTEGER NOT NULL,
     PRIMARY KEY (schedule_seq, run_seq)
 ) WITHOUT ROWID;
+
+-- Retention (issue 12): what was pruned, so that a pruned run or group is
+-- "gone" (410), never silently "not found".
+CREATE TABLE pruned (
+    id             TEXT    PRIMARY KEY,
+    kind           TEXT    NOT NULL,
+    pruned_at      INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- Idempotency keys expire by age: pruning finds the oldest first.
+CREATE INDEX idempotency_keys_by_age ON idempotency_keys(created_at);

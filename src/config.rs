@@ -37,6 +37,14 @@ pub struct FileConfig {
     pub webhook_hosts_allowed: Option<Vec<String>>,
     /// Milliseconds before a failed delivery's first retry (5,000).
     pub webhook_retry_base_ms: Option<u64>,
+    /// Seconds after which terminal runs (and inactive groups) are pruned
+    /// with their events; absent: kept for good.
+    pub retain_runs_s: Option<u64>,
+    /// Seconds after which idempotency keys are pruned; absent: kept.
+    pub retain_idempotency_keys_s: Option<u64>,
+    /// Seconds after which delivered or expired webhook deliveries are
+    /// pruned; absent: kept.
+    pub retain_deliveries_s: Option<u64>,
     /// Processor names to add or override, by name.
     #[serde(default)]
     pub processors: std::collections::BTreeMap<String, ProcessorFile>,

@@ -115,3 +115,10 @@ pub const SCHEDULE_FIRES_PER_LOOK_MAX: usize = 256;
 /// The shortest interval a schedule may have, in seconds, unless the
 /// configuration sets another floor.
 pub const SCHEDULE_INTERVAL_S_MIN: u64 = 1;
+
+/// Runs (or keys, or deliveries) one prune batch removes at most: each
+/// batch is one transaction that holds the writer a few milliseconds.
+pub const PRUNE_ROWS_PER_BATCH: usize = 200;
+
+/// How often the pruner looks for an idle writer and old rows, in ms.
+pub const PRUNE_LOOK_MS: u64 = 200;

@@ -123,6 +123,11 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         .extend(file.webhook_secrets.clone().unwrap_or_default());
     config.webhooks.secrets.retain(|secret| !secret.is_empty());
     config.webhooks.hosts_allowed = file.webhook_hosts_allowed.clone();
+    config.retention = taskyard::engine::Retention {
+        runs: file.retain_runs_s.map(Duration::from_secs),
+        idempotency_keys: file.retain_idempotency_keys_s.map(Duration::from_secs),
+        deliveries: file.retain_deliveries_s.map(Duration::from_secs),
+    };
     if let Some(ms) = file.webhook_retry_base_ms {
         config.webhooks.retry_base = Duration::from_millis(ms.max(1));
     }

@@ -16,6 +16,9 @@ pub enum Error {
     /// No such run or group (or the id has the wrong shape).
     #[error("{kind} {id} not found")]
     NotFound { kind: &'static str, id: String },
+    /// A run or group retention pruned: it was there, and is no more.
+    #[error("{kind} {id} was pruned by the retention policy")]
+    Gone { kind: &'static str, id: String },
     /// The result of a run that failed.
     #[error("run {run_id} failed: {}", .error.message)]
     RunFailed {

@@ -75,10 +75,10 @@ impl Engine {
         if !is_id(group_id) {
             return Err(not_found("group", group_id));
         }
-        self.inner
-            .store
-            .group(group_id)?
-            .ok_or_else(|| not_found("group", group_id))
+        match self.inner.store.group(group_id)? {
+            Some(row) => Ok(row),
+            None => Err(self.missing("group", group_id)),
+        }
     }
 
     pub fn get_group(&self, group_id: &str) -> Result<Group> {

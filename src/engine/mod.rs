@@ -12,6 +12,7 @@ pub mod checks;
 mod error;
 mod groups;
 mod idempotency;
+mod retention;
 mod runs;
 mod schedules;
 mod subscription;
@@ -60,6 +61,27 @@ pub struct Config {
     pub clock: Arc<dyn Clock>,
     /// The shortest interval a schedule may have, in seconds.
     pub schedule_interval_s_min: u64,
+    /// What is pruned, by age; the default keeps everything.
+    pub retention: Retention,
+}
+
+/// How old each kind of row may grow before it is pruned; `None` keeps it
+/// for good (the default: a stand-in's users expect their data to stay).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Terminal runs (and inactive groups) last changed this long ago, with
+    /// their events.
+    pub runs: Option<Duration>,
+    /// Idempotency keys made this long ago.
+    pub idempotency_keys: Option<Duration>,
+    /// Delivered or expired webhook deliveries last changed this long ago.
+    pub deliveries: Option<Duration>,
+}
+
+impl Retention {
+    fn is_set(&self) -> bool {
+        self.runs.is_some() || self.idempotency_keys.is_some() || self.deliveries.is_some()
+    }
 }
 
 impl Default for Config {
@@ -77,6 +99,7 @@ impl Default for Config {
             webhooks: WebhookConfig::default(),
             clock: Arc::new(SystemClock::default()),
             schedule_interval_s_min: crate::limits::SCHEDULE_INTERVAL_S_MIN,
+            retention: Retention::default(),
         }
     }
 }
@@ -102,12 +125,16 @@ struct Inner {
     timer: schedules::Timer,
     clock: Arc<dyn Clock>,
     interval_floor_s: u64,
+    pruner: Option<retention::Pruner>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         if !self.stopped.swap(true, Ordering::SeqCst) {
             self.timer.stop();
+            if let Some(pruner) = &self.pruner {
+                pruner.stop();
+            }
             self.scheduler.shutdown(Duration::ZERO);
             self.deliverer.stop();
             self.store.writer.stop();
@@ -175,6 +202,14 @@ impl Engine {
             scheduler_wake()
         })
         .map_err(|e| Error::Internal(format!("cannot start the schedule timer: {e}")))?;
+        let pruner = if config.retention.is_set() {
+            Some(
+                retention::Pruner::start(store.clone(), config.retention)
+                    .map_err(|e| Error::Internal(format!("cannot start the pruner: {e}")))?,
+            )
+        } else {
+            None
+        };
         Ok(Engine {
             inner: Arc::new(Inner {
                 store,
@@ -190,6 +225,7 @@ impl Engine {
                 timer,
                 clock: config.clock,
                 interval_floor_s: config.schedule_interval_s_min,
+                pruner,
             }),
         })
     }
@@ -247,6 +283,9 @@ impl Engine {
     pub fn shutdown(&self, grace: Duration) {
         if !self.inner.stopped.swap(true, Ordering::SeqCst) {
             self.inner.timer.stop();
+            if let Some(pruner) = &self.inner.pruner {
+                pruner.stop();
+            }
             self.inner.scheduler.shutdown(grace);
             self.inner.deliverer.stop();
             self.inner.store.writer.stop();

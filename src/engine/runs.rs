@@ -211,10 +211,21 @@ impl Engine {
         if !is_id(run_id) {
             return Err(not_found("run", run_id));
         }
-        self.inner
-            .store
-            .run(run_id)?
-            .ok_or_else(|| not_found("run", run_id))
+        match self.inner.store.run(run_id)? {
+            Some(row) => Ok(row),
+            None => Err(self.missing("run", run_id)),
+        }
+    }
+
+    /// Not found, or gone when retention pruned it.
+    pub(super) fn missing(&self, kind: &'static str, id: &str) -> Error {
+        match self.inner.store.pruned(id) {
+            Ok(Some(_)) => Error::Gone {
+                kind,
+                id: id.to_string(),
+            },
+            _ => not_found(kind, id),
+        }
     }
 
     pub fn get_run(&self, run_id: &str) -> Result<Run> {

@@ -56,6 +56,8 @@ CREATE INDEX groups_by_activity ON groups((n_queued + n_running + n_cancelling >
     Migration::Code(webhooks),
     // 6: schedules (issue 12).
     Migration::Code(schedules),
+    // 7: retention's tombstones and the keys' age index (issue 12).
+    Migration::Code(retention),
 ];
 
 /// Version a database has once every migration is applied.
@@ -111,6 +113,13 @@ fn webhooks(transaction: &Transaction<'_>) -> Result<()> {
     transaction.execute_batch(&schema_statements("run_webhooks", Made::Table))?;
     transaction.execute_batch(&schema_statements("webhook_deliveries", Made::Table))?;
     transaction.execute_batch(&schema_statements("webhook_deliveries", Made::Indexes))?;
+    Ok(())
+}
+
+/// Version 7: the tombstones of pruned rows and the keys' age index.
+fn retention(transaction: &Transaction<'_>) -> Result<()> {
+    transaction.execute_batch(&schema_statements("pruned", Made::Table))?;
+    transaction.execute_batch(&schema_statements("idempotency_keys", Made::Indexes))?;
     Ok(())
 }
 

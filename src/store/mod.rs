@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 pub use read::{
     list_groups_query, list_runs_query, DueDelivery, EventRow, GroupRunRow, ListFilter, ListPage,
@@ -28,8 +28,8 @@ pub use read::{
 pub use recovery::Recovered;
 pub use writer::{
     AddedRuns, ClaimedRun, CommitNotice, CommittedEvent, DeliveryOutcome, Finish, Fire,
-    IdempotencyRecord, Keyed, NewGroup, NewRun, NewSchedule, Once, Op, Reply, RunCancel,
-    ScheduleChange, StreamKey, Writer,
+    IdempotencyRecord, Keyed, NewGroup, NewRun, NewSchedule, Once, Op, PrunePolicy, Pruned, Reply,
+    RunCancel, ScheduleChange, StreamKey, Writer,
 };
 
 use crate::limits::READ_CONNECTION_WAIT_MS_MAX;
@@ -508,6 +508,18 @@ impl GroupRow {
             metadata: parse_optional(&self.metadata)?,
             created_at: Timestamp(self.created_at),
             status: self.status(),
+        })
+    }
+}
+
+impl Store {
+    /// The kind (`run`, `group`) of a pruned id, if it was pruned.
+    pub fn pruned(&self, id: &str) -> Result<Option<String>> {
+        self.read(|connection| {
+            Ok(connection
+                .prepare_cached("SELECT kind FROM pruned WHERE id = ?1")?
+                .query_row([id], |row| row.get(0))
+                .optional()?)
         })
     }
 }

@@ -86,6 +86,14 @@ fn wire_error(error: Error) -> Error {
     match error {
         Error::NotFound { kind: "run", id } => not_found("run", &run(id)),
         Error::NotFound { kind: "group", id } => not_found("group", &wire_group_id(&id)),
+        Error::Gone { kind: "run", id } => Error::Gone {
+            kind: "run",
+            id: run(id),
+        },
+        Error::Gone { kind: "group", id } => Error::Gone {
+            kind: "group",
+            id: wire_group_id(&id),
+        },
         Error::NotFound {
             kind: "schedule",
             id,

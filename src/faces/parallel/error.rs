@@ -167,6 +167,11 @@ impl From<engine::Error> for ApiError {
             engine::Error::NotFound { kind, id } => {
                 ApiError::new(404, format!("{kind} {id} not found"))
             }
+            engine::Error::Gone { kind, id } => ApiError::new(
+                410,
+                format!("{kind} {id} was pruned by the retention policy"),
+            )
+            .with_header("x-should-retry", "false"),
             engine::Error::RunFailed { run_id, error } => {
                 ApiError::new(404, format!("run {run_id} failed: {}", error.message))
                     .with_detail(json!({"run_id": run_id, "status": "failed"}))

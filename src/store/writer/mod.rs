@@ -16,6 +16,7 @@ mod claim;
 mod counts;
 mod create;
 mod finish;
+mod prune;
 mod schedule;
 
 use std::collections::HashMap;
@@ -41,6 +42,7 @@ use counts::{apply_counts, merge_counts};
 use create::{add_runs, create_group, create_run, group_by_id, insert_run, keyed};
 pub(in crate::store) use finish::transition;
 use finish::{finish_run, progress, record_delivery, warn};
+pub use prune::{PrunePolicy, Pruned};
 use schedule::{change_schedule, create_schedule, fire_schedules};
 pub use schedule::{Fire, NewSchedule, ScheduleChange};
 
@@ -272,6 +274,12 @@ pub enum Op {
         change: ScheduleChange,
         reply: Reply<ScheduleRow>,
     },
+    /// Prunes one batch of what `policy` says is old enough.
+    Prune {
+        policy: PrunePolicy,
+        rows_max: usize,
+        reply: Reply<Pruned>,
+    },
     /// Fires due schedules; answers the seqs of the runs made.
     FireSchedules {
         fires: Vec<Fire>,
@@ -316,6 +324,7 @@ impl Op {
             | Op::CreateSchedule { .. }
             | Op::ChangeSchedule { .. }
             | Op::FireSchedules { .. } => false,
+            Op::Prune { .. } => true,
             Op::Claim { .. }
             | Op::Finish { .. }
             | Op::Warn { .. }
@@ -388,6 +397,12 @@ impl Writer {
         if let Some(thread) = self.thread.lock().take() {
             let _ = thread.join();
         }
+    }
+
+    /// True when no op waits in the queue: the writer is idle, and a
+    /// background batch (pruning) delays nobody.
+    pub fn is_idle(&self) -> bool {
+        self.sender.is_empty()
     }
 
     /// True while the writer thread runs.
@@ -600,6 +615,7 @@ fn fail_op(op: Op, error: Error) {
         Op::CreateSchedule { reply, .. } => reply(Err(error)),
         Op::ChangeSchedule { reply, .. } => reply(Err(error)),
         Op::FireSchedules { reply, .. } => reply(Err(error)),
+        Op::Prune { reply, .. } => reply(Err(error)),
     }
 }
 
@@ -792,6 +808,11 @@ fn apply(transaction: &Transaction<'_>, batch: &mut Batch, op: Op) -> (Option<Er
         Op::FireSchedules { fires, reply } => {
             done(fire_schedules(transaction, batch, fires), reply)
         }
+        Op::Prune {
+            policy,
+            rows_max,
+            reply,
+        } => done(prune::prune(transaction, batch, policy, rows_max), reply),
         Op::CancelGroup { group_id, reply } => {
             done(cancel_group(transaction, batch, &group_id), reply)
         }

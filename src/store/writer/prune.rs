@@ -1,0 +1,141 @@
+//! Retention: pruning what a policy says is old enough, in small batches,
+//! each one transaction that holds the writer a few milliseconds.
+//!
+//! Prunes terminal runs older than the policy's cut-off (lone runs, and the
+//! runs of groups that are inactive and as old) with their events,
+//! webhook targets and finished deliveries, then such groups once empty;
+//! idempotency keys and finished deliveries by age. Never an active run, a
+//! run with a pending delivery, a schedule, or an active group. Each pruned
+//! run or group leaves a tombstone, so that it reads as gone, not as never
+//! made.
+
+use super::*;
+
+/// Cut-offs in Unix microseconds: rows last changed before each are pruned;
+/// `None` keeps that kind of row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrunePolicy {
+    pub runs_before: Option<i64>,
+    pub keys_before: Option<i64>,
+    pub deliveries_before: Option<i64>,
+}
+
+/// What one prune batch removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub runs: usize,
+    pub groups: usize,
+    pub events: usize,
+    pub keys: usize,
+    pub deliveries: usize,
+}
+
+impl Pruned {
+    pub fn rows(&self) -> usize {
+        self.runs + self.groups + self.events + self.keys + self.deliveries
+    }
+}
+
+pub(super) fn prune(
+    transaction: &Transaction<'_>,
+    batch: &mut Batch,
+    policy: PrunePolicy,
+    rows_max: usize,
+) -> Result<Pruned> {
+    let mut pruned = Pruned::default();
+    if let Some(before) = policy.keys_before {
+        pruned.keys = transaction
+            .prepare_cached(
+                "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys \
+                 WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)",
+            )?
+            .execute(params![before, rows_max as i64])?;
+    }
+    if let Some(before) = policy.deliveries_before {
+        pruned.deliveries = transaction
+            .prepare_cached(
+                "DELETE FROM webhook_deliveries WHERE seq IN (SELECT seq FROM \
+                 webhook_deliveries WHERE state <> 'pending' AND modified_at < ?1 LIMIT ?2)",
+            )?
+            .execute(params![before, rows_max as i64])?;
+    }
+    let Some(before) = policy.runs_before else {
+        return Ok(pruned);
+    };
+    let runs: Vec<(i64, String, String, Option<i64>)> = transaction
+        .prepare_cached(
+            "SELECT r.seq, r.id, r.status, r.group_seq FROM runs r \
+             WHERE r.status IN ('completed', 'failed', 'cancelled') AND r.modified_at < ?1 \
+             AND (r.group_seq IS NULL OR r.group_seq IN (SELECT seq FROM groups \
+                 WHERE (n_queued + n_running + n_cancelling > 0) = 0 AND modified_at < ?1)) \
+             AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
+                 WHERE d.run_seq = r.seq AND d.state = 'pending') \
+             ORDER BY r.seq LIMIT ?2",
+        )?
+        .query_map(params![before, rows_max as i64], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    for (seq, id, status, group_seq) in runs {
+        pruned.events += transaction
+            .prepare_cached("DELETE FROM events WHERE run_seq = ?1")?
+            .execute([seq])?;
+        for sql in [
+            "DELETE FROM run_webhooks WHERE run_seq = ?1",
+            "DELETE FROM webhook_deliveries WHERE run_seq = ?1",
+            "DELETE FROM schedule_runs WHERE run_seq = ?1",
+            "DELETE FROM runs WHERE seq = ?1",
+        ] {
+            transaction.prepare_cached(sql)?.execute([seq])?;
+        }
+        tombstone(transaction, batch, &id, "run")?;
+        let status = RunStatus::parse(&status).unwrap_or(RunStatus::Failed);
+        let mut gone = Counts {
+            num_runs: -1,
+            ..Counts::default()
+        };
+        gone.add(status, -1);
+        merge_counts(&mut batch.run_counts, &gone);
+        if let Some(group_seq) = group_seq {
+            // The group's counts follow its runs out; its modified_at stays,
+            // so that its own turn to go is unchanged.
+            transaction
+                .prepare_cached(
+                    "UPDATE groups SET num_runs = num_runs - 1, \
+                     n_completed = n_completed - (?2 = 'completed'), \
+                     n_failed = n_failed - (?2 = 'failed'), \
+                     n_cancelled = n_cancelled - (?2 = 'cancelled') WHERE seq = ?1",
+                )?
+                .execute(params![group_seq, status.as_str()])?;
+        }
+        pruned.runs += 1;
+    }
+    let groups: Vec<(i64, String)> = transaction
+        .prepare_cached(
+            "SELECT seq, id FROM groups WHERE (n_queued + n_running + n_cancelling > 0) = 0 \
+             AND modified_at < ?1 AND NOT EXISTS (SELECT 1 FROM runs WHERE group_seq = groups.seq) \
+             ORDER BY seq LIMIT ?2",
+        )?
+        .query_map(params![before, rows_max as i64], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    for (seq, id) in groups {
+        pruned.events += transaction
+            .prepare_cached("DELETE FROM events WHERE group_seq = ?1")?
+            .execute([seq])?;
+        transaction
+            .prepare_cached("DELETE FROM groups WHERE seq = ?1")?
+            .execute([seq])?;
+        tombstone(transaction, batch, &id, "group")?;
+        pruned.groups += 1;
+    }
+    Ok(pruned)
+}
+
+fn tombstone(transaction: &Transaction<'_>, batch: &Batch, id: &str, kind: &str) -> Result<()> {
+    transaction
+        .prepare_cached("INSERT OR REPLACE INTO pruned (id, kind, pruned_at) VALUES (?1, ?2, ?3)")?
+        .execute(params![id, kind, batch.now])?;
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! `retention`: pruning throughput (rows/s) and the longest writer pause
+//! one prune batch causes (ms).
+//!
+//! Runs `TASKYARD_BENCH_RUNS` (20,000; smoke 500) `echo` runs in one group
+//! through the engine, then prunes them all, batch by batch, through the
+//! store's writer as the pruner does (`PRUNE_ROWS_PER_BATCH` runs per
+//! batch), timing each batch: a batch is one transaction, so its time is
+//! how long it holds the writer. Rows are runs, their events and the group.
+//! Each of `TASKYARD_BENCH_REPEAT` (3; smoke 1) passes on a fresh database.
+//! Writes `target/bench/retention.json`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Row;
+use serde_json::json;
+use taskyard::faces::parallel::wire::{AddRuns, RunInput};
+use taskyard::faces::parallel::Api;
+use taskyard::limits::PRUNE_ROWS_PER_BATCH;
+use taskyard::model::Timestamp;
+use taskyard::store::{self, Op, PrunePolicy, Store};
+use taskyard::Engine;
+
+/// Rows pruned per second, and the longest batch in ms.
+fn pass(runs: usize) -> (f64, f64) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("bench.db");
+    let api = Api::new(Engine::open(&path, taskyard::faces::default_config()).expect("engine"));
+    let group = api.create_group(None).expect("group");
+    for first in (0..runs).step_by(1_000) {
+        let inputs = (first..(first + 1_000).min(runs))
+            .map(|index| RunInput::new(json!({ "item": index }), "echo"))
+            .collect();
+        api.add_runs(
+            &group.taskgroup_id,
+            AddRuns {
+                inputs,
+                default_task_spec: None,
+            },
+        )
+        .expect("runs added");
+    }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while api
+        .get_group(&group.taskgroup_id)
+        .expect("group")
+        .status
+        .is_active
+    {
+        assert!(Instant::now() < deadline, "the runs did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    api.shutdown(Duration::from_secs(5));
+    drop(api);
+
+    let (store, _) =
+        Store::open(&path, &store::Options::default(), Box::new(|_| {})).expect("store");
+    let policy = PrunePolicy {
+        runs_before: Some(Timestamp::now().micros() + 1),
+        ..PrunePolicy::default()
+    };
+    let started = Instant::now();
+    let mut rows = 0;
+    let mut longest = Duration::ZERO;
+    loop {
+        let batch_started = Instant::now();
+        let pruned = store
+            .writer
+            .call(|reply| Op::Prune {
+                policy,
+                rows_max: PRUNE_ROWS_PER_BATCH,
+                reply,
+            })
+            .expect("a prune batch");
+        longest = longest.max(batch_started.elapsed());
+        if pruned.rows() == 0 {
+            break;
+        }
+        rows += pruned.rows();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    assert!(rows > runs, "every run and its events pruned: {rows} rows");
+    (rows as f64 / seconds, longest.as_secs_f64() * 1e3)
+}
+
+fn main() {
+    let runs = common::env_usize("TASKYARD_BENCH_RUNS", 20_000, 500);
+    let repeat = common::env_usize("TASKYARD_BENCH_REPEAT", 3, 1).max(1);
+    let passes: Vec<(f64, f64)> = (0..repeat).map(|_| pass(runs)).collect();
+    let rates: Vec<f64> = passes.iter().map(|(rate, _)| *rate).collect();
+    let pauses: Vec<f64> = passes.iter().map(|(_, pause)| *pause).collect();
+    let list = |values: &[f64], digits: usize| {
+        values
+            .iter()
+            .map(|value| format!("{value:.digits$}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    common::report(
+        "retention",
+        &format!(
+            "{runs} finished runs pruned in batches of {PRUNE_ROWS_PER_BATCH}, medians of {repeat}"
+        ),
+        &[
+            Row::new(
+                format!("pruned ({})", list(&rates, 0)),
+                common::median(&rates),
+                "rows/s",
+            ),
+            Row::new(
+                format!("longest batch ({})", list(&pauses, 2)),
+                common::median(&pauses),
+                "ms",
+            ),
+        ],
+        json!({"runs": runs, "rows_per_s": rates, "longest_batch_ms": pauses}),
+    );
+}

@@ -115,7 +115,11 @@ CREATE TABLE events (
 );
 
 CREATE INDEX events_group_stream ON events(group_seq, id) WHERE stream = 1;
-CREATE INDEX events_run_stream ON events(run_seq, id) WHERE stream = 2;
+-- Every event of a run, in order: a run stream reads its progress rows
+-- here (filtering `stream = 2` within the run's few rows), and retention
+-- deletes a pruned run's events by it (issue 12: with only the progress
+-- rows indexed, each pruned run scanned the whole log).
+CREATE INDEX events_by_run ON events(run_seq, id);
 
 -- Idempotency keys: written in the same transaction as what the request
 -- created, with the face's answer to replay byte for byte (which status it

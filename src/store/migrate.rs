@@ -58,6 +58,11 @@ CREATE INDEX groups_by_activity ON groups((n_queued + n_running + n_cancelling >
     Migration::Code(schedules),
     // 7: retention's tombstones and the keys' age index (issue 12).
     Migration::Code(retention),
+    // 8: every event of a run indexed, not only its progress (issue 12).
+    Migration::Sql(
+        "DROP INDEX events_run_stream;
+CREATE INDEX events_by_run ON events(run_seq, id);",
+    ),
 ];
 
 /// Version a database has once every migration is applied.

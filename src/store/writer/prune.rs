@@ -122,7 +122,9 @@ pub(super) fn prune(
         .collect::<rusqlite::Result<_>>()?;
     for (seq, id) in groups {
         pruned.events += transaction
-            .prepare_cached("DELETE FROM events WHERE group_seq = ?1")?
+            // The group's own rows (its status events, stream 1): its runs'
+            // rows went with them. The term matches the partial index.
+            .prepare_cached("DELETE FROM events WHERE group_seq = ?1 AND stream = 1")?
             .execute([seq])?;
         transaction
             .prepare_cached("DELETE FROM groups WHERE seq = ?1")?

@@ -64,8 +64,12 @@ pub(super) fn prune(
     };
     let runs: Vec<(i64, String, String, Option<i64>)> = transaction
         .prepare_cached(
+            // `+r.status`: walk the runs in seq order (the oldest first,
+            // where the prunable ones are) and stop at the batch's size;
+            // by the status index, SQLite read every finished run and
+            // sorted them, on each batch.
             "SELECT r.seq, r.id, r.status, r.group_seq FROM runs r \
-             WHERE r.status IN ('completed', 'failed', 'cancelled') AND r.modified_at < ?1 \
+             WHERE +r.status IN ('completed', 'failed', 'cancelled') AND r.modified_at < ?1 \
              AND (r.group_seq IS NULL OR r.group_seq IN (SELECT seq FROM groups \
                  WHERE (n_queued + n_running + n_cancelling > 0) = 0 AND modified_at < ?1)) \
              AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \

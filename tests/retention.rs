@@ -157,3 +157,128 @@ fn a_full_database_takes_new_work_again_after_pruning() {
     });
     engine.shutdown(Duration::ZERO);
 }
+
+/// One lone run of a generated mix: what the pruner must do with it.
+#[derive(Clone, Copy, Debug)]
+enum Lone {
+    /// Finished and old: pruned.
+    Done,
+    /// Still running: kept.
+    Slow,
+    /// Finished with a webhook nobody receives: kept while it is pending.
+    Hooked,
+}
+
+fn slow_input(label: String) -> RunInput {
+    RunInput::new(label, "echo").with_metadata(metadata(json!({"mock_delay_ms": 60_000})))
+}
+
+/// Whatever the mix of groups and lone runs, the pruner prunes exactly the
+/// old terminal runs of inactive groups, those groups, and lone finished
+/// runs without a pending delivery, and nothing else: a group with one
+/// slow run keeps every run it has.
+#[test]
+fn whatever_the_mix_nothing_active_is_pruned() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config as ProptestConfig, TestRunner};
+
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(4);
+    let lone = prop_oneof![Just(Lone::Done), Just(Lone::Slow), Just(Lone::Hooked)];
+    // Each group: for each of its runs, whether it is slow.
+    let strategy = (
+        prop::collection::vec(prop::collection::vec(any::<bool>(), 1..4), 0..4),
+        prop::collection::vec(lone, 0..5),
+    );
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases,
+        failure_persistence: None,
+        max_shrink_iters: 50,
+        ..ProptestConfig::default()
+    });
+    let outcome = runner.run(&strategy, |(groups, lones)| {
+        let dir = TestDir::new();
+        let engine = open_with(&dir, prune_all());
+        let mut gone_ids = Vec::new();
+        let mut kept_groups = Vec::new();
+        let mut kept_runs = Vec::new();
+        for (g, slows) in groups.iter().enumerate() {
+            let group = engine.create_group(None).expect("group");
+            let inputs = slows
+                .iter()
+                .enumerate()
+                .map(|(i, slow)| {
+                    let label = format!("g{g} r{i}");
+                    if *slow {
+                        slow_input(label)
+                    } else {
+                        RunInput::new(label, "echo")
+                    }
+                })
+                .collect();
+            let added = engine
+                .add_runs(
+                    &group.taskgroup_id,
+                    AddRuns {
+                        inputs,
+                        default_task_spec: None,
+                    },
+                )
+                .expect("runs");
+            if slows.iter().any(|slow| *slow) {
+                kept_groups.push(group.taskgroup_id);
+                kept_runs.extend(added.run_ids);
+            } else {
+                gone_ids.extend(added.run_ids);
+                gone_ids.push(group.taskgroup_id);
+            }
+        }
+        for (i, kind) in lones.iter().enumerate() {
+            let label = format!("lone {i}");
+            let input = match kind {
+                Lone::Done => RunInput::new(label, "echo"),
+                Lone::Slow => slow_input(label),
+                Lone::Hooked => {
+                    let mut input = RunInput::new(label, "echo");
+                    input.webhook = Some(json!({"url": "http://127.0.0.1:9/nobody"}));
+                    input
+                }
+            };
+            let run = engine.create_run(input).expect("lone run");
+            match kind {
+                Lone::Done => gone_ids.push(run.run_id),
+                Lone::Slow | Lone::Hooked => kept_runs.push(run.run_id),
+            }
+        }
+        let is_gone = |id: &String| {
+            let read = if id.starts_with("tgrp_") {
+                engine.get_group(id).map(|_| ())
+            } else {
+                engine.get_run(id).map(|_| ())
+            };
+            matches!(read, Err(Error::Gone { .. }))
+        };
+        // A marker made after everything else: once it is gone, the pruner
+        // has passed over the whole mix at least once after it was old.
+        let marker = engine
+            .create_run(RunInput::new("marker", "echo"))
+            .expect("marker")
+            .run_id;
+        wait_for("the old ones pruned", Duration::from_secs(30), || {
+            is_gone(&marker) && gone_ids.iter().all(is_gone)
+        });
+        for id in &kept_groups {
+            prop_assert!(engine.get_group(id).is_ok(), "group {id} was pruned");
+        }
+        for id in &kept_runs {
+            prop_assert!(engine.get_run(id).is_ok(), "run {id} was pruned");
+        }
+        engine.shutdown(Duration::ZERO);
+        Ok(())
+    });
+    if let Err(error) = outcome {
+        panic!("{error}");
+    }
+}

@@ -55,13 +55,7 @@ fn main() {
     let floor = common::median(&floor_passes);
     let engine = common::median(&engine_passes);
     let ratio = engine / floor;
-    let list = |passes: &[f64]| {
-        passes
-            .iter()
-            .map(|p| format!("{p:.0}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let list = |passes: &[f64]| common::passes_list(passes, 0);
     let rows = vec![
         Row::new(
             format!("raw SQLite floor ({})", list(&floor_passes)),

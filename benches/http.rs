@@ -278,13 +278,7 @@ fn main() {
     let floor = common::median(&floor_passes);
     let end_to_end_median = common::median(&http_passes);
     let ratio = end_to_end_median / floor;
-    let list = |passes: &[f64]| {
-        passes
-            .iter()
-            .map(|p| format!("{p:.0}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let list = |passes: &[f64]| common::passes_list(passes, 0);
     let p = |sorted: &[f64], q: f64| common::percentile(sorted, q);
     let rows = vec![
         Row::new(

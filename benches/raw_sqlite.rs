@@ -62,11 +62,7 @@ fn main() {
         "raw_sqlite",
         &format!(
             "{runs} runs, 1,000 per transaction, WAL, synchronous=NORMAL, {repeat} passes: {}",
-            passes
-                .iter()
-                .map(|p| format!("{p:.0}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            common::passes_list(&passes, 0)
         ),
         &rows,
         json!({

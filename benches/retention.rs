@@ -41,16 +41,12 @@ fn pass(runs: usize) -> (f64, f64) {
         )
         .expect("runs added");
     }
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while api
-        .get_group(&group.taskgroup_id)
-        .expect("group")
-        .status
-        .is_active
-    {
-        assert!(Instant::now() < deadline, "the runs did not finish");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_until("the runs to finish", Duration::from_secs(600), || {
+        !api.get_group(&group.taskgroup_id)
+            .expect("group")
+            .status
+            .is_active
+    });
     api.shutdown(Duration::from_secs(5));
     drop(api);
 
@@ -90,13 +86,7 @@ fn main() {
     let passes: Vec<(f64, f64)> = (0..repeat).map(|_| pass(runs)).collect();
     let rates: Vec<f64> = passes.iter().map(|(rate, _)| *rate).collect();
     let pauses: Vec<f64> = passes.iter().map(|(_, pause)| *pause).collect();
-    let list = |values: &[f64], digits: usize| {
-        values
-            .iter()
-            .map(|value| format!("{value:.digits$}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let list = common::passes_list;
     common::report(
         "retention",
         &format!(

@@ -66,11 +66,7 @@ fn main() {
     let repeat = common::env_usize("TASKYARD_BENCH_REPEAT", 3, 1).max(1);
     let passes: Vec<f64> = (0..repeat).map(|_| pass(schedules)).collect();
     let median = common::median(&passes);
-    let list = passes
-        .iter()
-        .map(|value| format!("{value:.0}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let list = common::passes_list(&passes, 0);
     common::report(
         "schedules",
         &format!("{schedules} interval schedules due at once, medians of {repeat}"),

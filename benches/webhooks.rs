@@ -60,11 +60,9 @@ fn pass(runs: usize) -> f64 {
         run.webhook = Some(json!({ "url": url }));
         api.create_run(run).expect("a run");
     }
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while seen.lock().len() < runs {
-        assert!(Instant::now() < deadline, "deliveries did not all arrive");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    common::wait_until("every delivery", Duration::from_secs(300), || {
+        seen.lock().len() >= runs
+    });
     let elapsed = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::SeqCst);
     let ids = seen.lock().clone();
@@ -80,11 +78,7 @@ fn main() {
     let repeat = common::env_usize("TASKYARD_BENCH_REPEAT", 3, 1).max(1);
     let passes: Vec<f64> = (0..repeat).map(|_| pass(runs)).collect();
     let median = common::median(&passes);
-    let list = passes
-        .iter()
-        .map(|value| format!("{value:.0}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let list = common::passes_list(&passes, 0);
     common::report(
         "webhooks",
         &format!("{runs} runs with a webhook to a loopback receiver, medians of {repeat}"),

@@ -70,6 +70,16 @@ pub fn median(values: &[f64]) -> f64 {
     sorted[sorted.len() / 2]
 }
 
+/// Each pass's figure with `digits` decimals, for a row's label: a median
+/// is reported beside the passes it came from.
+pub fn passes_list(values: &[f64], digits: usize) -> String {
+    values
+        .iter()
+        .map(|value| format!("{value:.digits$}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Nearest-rank percentile of already sorted values.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {

@@ -22,6 +22,7 @@ mod generate;
 mod numbers;
 mod prose;
 mod regex;
+mod schema;
 
 use std::time::Duration;
 

@@ -3,9 +3,12 @@
 //!
 //! Runs `TASKYARD_BENCH_RUNS` (20,000; smoke 500) `echo` runs in one group
 //! through the engine, then prunes them all, batch by batch, through the
-//! store's writer as the pruner does (`PRUNE_ROWS_PER_BATCH` runs per
-//! batch), timing each batch: a batch is one transaction, so its time is
-//! how long it holds the writer. Rows are runs, their events and the group.
+//! store's writer as the pruner does (`PRUNE_ROWS_PER_BATCH` runs and up
+//! to `PRUNE_PAGES_PER_BATCH` pages given back per batch), timing each
+//! batch: a batch is one transaction, so its time is how long it holds the
+//! writer. Rows are runs, their events and the group. Also reports the
+//! database file's size before and after (once the store is closed and
+//! its WAL checkpointed), which shows the pages given back.
 //! Each of `TASKYARD_BENCH_REPEAT` (3; smoke 1) passes on a fresh database.
 //! Writes `target/bench/retention.json`.
 
@@ -17,13 +20,24 @@ use common::Row;
 use serde_json::json;
 use taskyard::faces::parallel::wire::{AddRuns, RunInput};
 use taskyard::faces::parallel::Api;
-use taskyard::limits::PRUNE_ROWS_PER_BATCH;
+use taskyard::limits::{PRUNE_PAGES_PER_BATCH, PRUNE_ROWS_PER_BATCH};
 use taskyard::model::Timestamp;
 use taskyard::store::{self, Op, PrunePolicy, Store};
 use taskyard::Engine;
 
-/// Rows pruned per second, and the longest batch in ms.
-fn pass(runs: usize) -> (f64, f64) {
+/// What one pass measured.
+struct Pass {
+    rows_per_s: f64,
+    longest_ms: f64,
+    mib_before: f64,
+    mib_after: f64,
+}
+
+fn mib(path: &std::path::Path) -> f64 {
+    std::fs::metadata(path).expect("database file").len() as f64 / (1024.0 * 1024.0)
+}
+
+fn pass(runs: usize) -> Pass {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("bench.db");
     let api = Api::new(Engine::open(&path, taskyard::faces::default_config()).expect("engine"));
@@ -49,6 +63,7 @@ fn pass(runs: usize) -> (f64, f64) {
     });
     api.shutdown(Duration::from_secs(5));
     drop(api);
+    let mib_before = mib(&path);
 
     let (store, _) =
         Store::open(&path, &store::Options::default(), Box::new(|_| {})).expect("store");
@@ -66,26 +81,36 @@ fn pass(runs: usize) -> (f64, f64) {
             .call(|reply| Op::Prune {
                 policy,
                 rows_max: PRUNE_ROWS_PER_BATCH,
+                pages_max: PRUNE_PAGES_PER_BATCH,
                 reply,
             })
             .expect("a prune batch");
         longest = longest.max(batch_started.elapsed());
-        if pruned.rows() == 0 {
+        if pruned.rows() + pruned.pages == 0 {
             break;
         }
         rows += pruned.rows();
     }
     let seconds = started.elapsed().as_secs_f64();
     assert!(rows > runs, "every run and its events pruned: {rows} rows");
-    (rows as f64 / seconds, longest.as_secs_f64() * 1e3)
+    drop(store);
+    Pass {
+        rows_per_s: rows as f64 / seconds,
+        longest_ms: longest.as_secs_f64() * 1e3,
+        mib_before,
+        mib_after: mib(&path),
+    }
 }
 
 fn main() {
     let runs = common::env_usize("TASKYARD_BENCH_RUNS", 20_000, 500);
     let repeat = common::env_usize("TASKYARD_BENCH_REPEAT", 3, 1).max(1);
-    let passes: Vec<(f64, f64)> = (0..repeat).map(|_| pass(runs)).collect();
-    let rates: Vec<f64> = passes.iter().map(|(rate, _)| *rate).collect();
-    let pauses: Vec<f64> = passes.iter().map(|(_, pause)| *pause).collect();
+    let passes: Vec<Pass> = (0..repeat).map(|_| pass(runs)).collect();
+    let of = |field: fn(&Pass) -> f64| passes.iter().map(field).collect::<Vec<f64>>();
+    let rates = of(|pass| pass.rows_per_s);
+    let pauses = of(|pass| pass.longest_ms);
+    let before = of(|pass| pass.mib_before);
+    let after = of(|pass| pass.mib_after);
     let list = common::passes_list;
     common::report(
         "retention",
@@ -103,7 +128,14 @@ fn main() {
                 common::median(&pauses),
                 "ms",
             ),
+            Row::new(
+                "database file before pruning",
+                common::median(&before),
+                "MiB",
+            ),
+            Row::new("database file after pruning", common::median(&after), "MiB"),
         ],
-        json!({"runs": runs, "rows_per_s": rates, "longest_batch_ms": pauses}),
+        json!({"runs": runs, "rows_per_s": rates, "longest_batch_ms": pauses,
+               "mib_before": before, "mib_after": after}),
     );
 }

@@ -122,3 +122,13 @@ pub const PRUNE_ROWS_PER_BATCH: usize = 200;
 
 /// How often the pruner looks for an idle writer and old rows, in ms.
 pub const PRUNE_LOOK_MS: u64 = 200;
+
+/// Free pages one prune batch gives back to the file system at most
+/// (`PRAGMA incremental_vacuum`; 1 MiB of 4 KiB pages), for the same
+/// reason its rows are bounded.
+pub const PRUNE_PAGES_PER_BATCH: usize = 256;
+
+/// Prune batches a write that found the database full runs before it
+/// tries once more (and answers 503 if still full): up to 5,000 runs, a
+/// fraction of a second, so that the request waits a bounded time.
+pub const PRUNE_ROOM_BATCHES_MAX: usize = 25;

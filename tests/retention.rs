@@ -24,6 +24,7 @@ fn prune_all() -> taskyard::Config {
         runs: Some(Duration::from_millis(300)),
         idempotency_keys: Some(Duration::ZERO),
         deliveries: Some(Duration::ZERO),
+        look_every: None,
     };
     config.webhooks.retry_base = Duration::from_secs(3_600);
     config
@@ -129,18 +130,57 @@ fn a_pruned_run_is_410_over_http_and_a_pruned_key_creates_anew() {
     assert_ne!(again.json()["run_id"], json!(run_id));
 }
 
-/// With a size budget and a policy, a full database (503) takes new work
-/// again once old runs are pruned: their pages are reused.
+/// Creates a 16 KiB `echo` run and waits for it to finish.
+fn finished_big_run(engine: &taskyard::faces::parallel::Api) -> Result<String, Error> {
+    let run = engine.create_run(RunInput::new("x".repeat(16 * 1024), "echo"))?;
+    wait_for("the run to finish", Duration::from_secs(30), || {
+        engine
+            .get_run(&run.run_id)
+            .map_or(true, |run| run.status.is_terminal())
+    });
+    Ok(run.run_id)
+}
+
+/// With a size budget and a policy, a write that finds the database full
+/// prunes what the policy allows at once (the pruner's timer is an hour
+/// away here) and succeeds: twice the budget's worth of runs go through.
 #[test]
-fn a_full_database_takes_new_work_again_after_pruning() {
+fn a_full_database_prunes_what_the_policy_allows_before_it_answers() {
+    let dir = TestDir::new();
+    let budget: u64 = 2 * 1024 * 1024;
+    let mut config = prune_all();
+    config.database_bytes_max = Some(budget);
+    config.retention.look_every = Some(Duration::from_secs(3_600));
+    let engine = open_with(&dir, config);
+    let mut first = None;
+    let runs = 2 * budget as usize / (16 * 1024);
+    for index in 0..runs {
+        let run_id = finished_big_run(&engine)
+            .unwrap_or_else(|error| panic!("run {index} of {runs}: {error:?}"));
+        first.get_or_insert(run_id);
+    }
+    let first = first.expect("a run");
+    assert!(
+        matches!(engine.get_run(&first), Err(Error::Gone { .. })),
+        "the first run was pruned to make room"
+    );
+    let size = std::fs::metadata(dir.db()).expect("database file").len();
+    assert!(size <= budget, "{size} bytes, over the {budget} budget");
+    engine.shutdown(Duration::ZERO);
+}
+
+/// When the policy allows nothing to go (every run is younger than it),
+/// a full database still answers `Full` (503 over HTTP), at once.
+#[test]
+fn a_full_database_with_nothing_old_enough_answers_full() {
     let dir = TestDir::new();
     let mut config = prune_all();
     config.database_bytes_max = Some(2 * 1024 * 1024);
+    config.retention.runs = Some(Duration::from_secs(3_600));
     let engine = open_with(&dir, config);
-    let big = "x".repeat(16 * 1024);
     let mut made = 0;
     let full = loop {
-        match engine.create_run(RunInput::new(big.clone(), "echo")) {
+        match engine.create_run(RunInput::new("x".repeat(16 * 1024), "echo")) {
             Ok(_) => made += 1,
             Err(error) => break error,
         }
@@ -150,10 +190,29 @@ fn a_full_database_takes_new_work_again_after_pruning() {
         matches!(full, Error::Unavailable(taskyard::store::Error::Full(_))),
         "{full:?}"
     );
-    wait_for("a create after pruning", Duration::from_secs(60), || {
-        engine
-            .create_run(RunInput::new(big.clone(), "echo"))
-            .is_ok()
+    engine.shutdown(Duration::ZERO);
+}
+
+/// Pruning gives pages back to the file system (`auto_vacuum=INCREMENTAL`
+/// and `incremental_vacuum`): a file grown by runs kept for good shrinks
+/// once a policy prunes them.
+#[test]
+fn pruning_shrinks_the_database_file() {
+    let dir = TestDir::new();
+    let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+    let engine = open_with(&dir, taskyard::faces::default_config());
+    for _ in 0..300 {
+        finished_big_run(&engine).expect("a run");
+    }
+    engine.shutdown(Duration::from_secs(5));
+    drop(engine);
+    let grown = std::fs::metadata(dir.db()).expect("database file").len();
+    assert!(mib(grown) > 4.0, "{:.2} MiB", mib(grown));
+
+    let engine = open_with(&dir, prune_all());
+    wait_for("the file to shrink", Duration::from_secs(60), || {
+        let size = std::fs::metadata(dir.db()).expect("database file").len();
+        size * 4 < grown
     });
     engine.shutdown(Duration::ZERO);
 }

@@ -64,6 +64,17 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     webhook_secrets: Vec<String>,
+    /// Seconds after which terminal runs (and inactive groups) are pruned
+    /// with their events; absent: kept for good.
+    #[arg(long, env = "TASKYARD_RETAIN_RUNS_S")]
+    retain_runs_s: Option<u64>,
+    /// Seconds after which idempotency keys are pruned; absent: kept.
+    #[arg(long, env = "TASKYARD_RETAIN_IDEMPOTENCY_KEYS_S")]
+    retain_idempotency_keys_s: Option<u64>,
+    /// Seconds after which delivered or expired webhook deliveries are
+    /// pruned; absent: kept.
+    #[arg(long, env = "TASKYARD_RETAIN_DELIVERIES_S")]
+    retain_deliveries_s: Option<u64>,
 }
 
 /// Serves until a signal asks to stop.
@@ -123,10 +134,15 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         .extend(file.webhook_secrets.clone().unwrap_or_default());
     config.webhooks.secrets.retain(|secret| !secret.is_empty());
     config.webhooks.hosts_allowed = file.webhook_hosts_allowed.clone();
+    let seconds = |flag: Option<u64>, file: Option<u64>| flag.or(file).map(Duration::from_secs);
     config.retention = taskyard::engine::Retention {
-        runs: file.retain_runs_s.map(Duration::from_secs),
-        idempotency_keys: file.retain_idempotency_keys_s.map(Duration::from_secs),
-        deliveries: file.retain_deliveries_s.map(Duration::from_secs),
+        runs: seconds(args.retain_runs_s, file.retain_runs_s),
+        idempotency_keys: seconds(
+            args.retain_idempotency_keys_s,
+            file.retain_idempotency_keys_s,
+        ),
+        deliveries: seconds(args.retain_deliveries_s, file.retain_deliveries_s),
+        look_every: None,
     };
     if let Some(ms) = file.webhook_retry_base_ms {
         config.webhooks.retry_base = Duration::from_millis(ms.max(1));

@@ -60,13 +60,13 @@ impl Engine {
         metadata: Option<JsonObject>,
         once: Option<(Idempotency, RenderAnswer<Group>)>,
     ) -> Result<store::Once<Group>> {
-        let group = NewGroup {
-            id: new_id(),
-            metadata: metadata.as_ref().map(to_json),
-        };
-        Ok(self.inner.store.writer.call(|reply| Op::CreateGroup {
-            group,
-            once: keyed(once),
+        let metadata = metadata.as_ref().map(to_json);
+        Ok(self.write(|reply| Op::CreateGroup {
+            group: NewGroup {
+                id: new_id(),
+                metadata: metadata.clone(),
+            },
+            once: keyed(&once),
             reply,
         })?)
     }
@@ -90,7 +90,7 @@ impl Engine {
         if !is_id(group_id) {
             return Err(not_found("group", group_id));
         }
-        let (group, cancelling) = self.inner.store.writer.call(|reply| Op::CancelGroup {
+        let (group, cancelling) = self.write(|reply| Op::CancelGroup {
             group_id: group_id.to_string(),
             reply,
         })?;

@@ -6,6 +6,8 @@
 //! conflict. What the key and fingerprint are made of, and which status the
 //! answer goes out with, are the face's.
 
+use std::sync::Arc;
+
 use crate::store::{IdempotencyRecord, Keyed, Once};
 
 use super::error::{Error, Result};
@@ -29,16 +31,19 @@ pub enum Created<T> {
 
 /// How a face renders the answer stored with a key: called in the
 /// creating transaction, with the value as created.
-pub type RenderAnswer<T> = Box<dyn FnOnce(&T) -> String + Send>;
+pub type RenderAnswer<T> = Arc<dyn Fn(&T) -> String + Send + Sync>;
 
 /// A key and its answer's rendering, as the store's op carries them.
-pub(super) fn keyed<T>(once: Option<(Idempotency, RenderAnswer<T>)>) -> Option<Keyed<T>> {
-    once.map(|(idempotency, answer)| Keyed {
-        record: Box::new(IdempotencyRecord {
-            key: idempotency.key,
-            fingerprint: idempotency.fingerprint,
-        }),
-        answer,
+pub(super) fn keyed<T: 'static>(once: &Option<(Idempotency, RenderAnswer<T>)>) -> Option<Keyed<T>> {
+    once.as_ref().map(|(idempotency, answer)| {
+        let answer = answer.clone();
+        Keyed {
+            record: Box::new(IdempotencyRecord {
+                key: idempotency.key.clone(),
+                fingerprint: idempotency.fingerprint.clone(),
+            }),
+            answer: Box::new(move |value: &T| answer(value)),
+        }
     })
 }
 

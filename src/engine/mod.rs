@@ -76,6 +76,10 @@ pub struct Retention {
     pub idempotency_keys: Option<Duration>,
     /// Delivered or expired webhook deliveries last changed this long ago.
     pub deliveries: Option<Duration>,
+    /// How often the pruner looks for old rows while the writer is idle;
+    /// `None`: every `PRUNE_LOOK_MS`. A write that finds the database full
+    /// prunes at once, whatever this is.
+    pub look_every: Option<Duration>,
 }
 
 impl Retention {
@@ -204,8 +208,12 @@ impl Engine {
         .map_err(|e| Error::Internal(format!("cannot start the schedule timer: {e}")))?;
         let pruner = if config.retention.is_set() {
             Some(
-                retention::Pruner::start(store.clone(), config.retention)
-                    .map_err(|e| Error::Internal(format!("cannot start the pruner: {e}")))?,
+                retention::Pruner::start(
+                    store.clone(),
+                    config.retention,
+                    Box::new(scheduler.waker()),
+                )
+                .map_err(|e| Error::Internal(format!("cannot start the pruner: {e}")))?,
             )
         } else {
             None

@@ -127,15 +127,14 @@ impl Engine {
         if !errors.is_empty() {
             return Err(Error::Invalid(errors));
         }
-        let runs = request
-            .runs
-            .iter()
-            .map(|run| self.new_run(run, request.default_task_spec.as_ref()))
-            .collect();
-        let added = self.inner.store.writer.call(|reply| Op::AddRuns {
+        let added = self.write(|reply| Op::AddRuns {
             group_id: group_id.to_string(),
-            runs,
-            once: keyed(once),
+            runs: request
+                .runs
+                .iter()
+                .map(|run| self.new_run(run, request.default_task_spec.as_ref()))
+                .collect(),
+            once: keyed(&once),
             reply,
         })?;
         self.inner.scheduler.wake();
@@ -166,10 +165,9 @@ impl Engine {
         if !errors.is_empty() {
             return Err(Error::Invalid(errors));
         }
-        let run = self.new_run(&request, None);
-        let created = self.inner.store.writer.call(|reply| Op::CreateRun {
-            run,
-            once: keyed(once),
+        let created = self.write(|reply| Op::CreateRun {
+            run: self.new_run(&request, None),
+            once: keyed(&once),
             reply,
         })?;
         self.inner.scheduler.wake();
@@ -309,7 +307,7 @@ impl Engine {
         if !is_id(run_id) {
             return Err(not_found("run", run_id));
         }
-        let cancel = self.inner.store.writer.call(|reply| Op::CancelRun {
+        let cancel = self.write(|reply| Op::CancelRun {
             run_id: run_id.to_string(),
             reply,
         })?;

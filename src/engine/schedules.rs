@@ -299,12 +299,11 @@ impl Engine {
         let now = self.inner.clock.now();
         let first = first_at(&request.when, now)?
             .ok_or_else(|| Error::Internal("a schedule with no first fire".into()))?;
-        let template = self.new_run(&request.run, None);
-        let row = self.inner.store.writer.call(|reply| Op::CreateSchedule {
+        let row = self.write(|reply| Op::CreateSchedule {
             schedule: NewSchedule {
                 id: new_id(),
                 spec: crate::model::to_json(&request.when),
-                template,
+                template: self.new_run(&request.run, None),
                 next_at: first.micros(),
                 created_at: now.micros(),
             },
@@ -376,9 +375,9 @@ impl Engine {
         wanted: ScheduleState,
     ) -> Result<Schedule> {
         let before = self.schedule_row(id)?.to_model()?;
-        let row = self.inner.store.writer.call(|reply| Op::ChangeSchedule {
+        let row = self.write(|reply| Op::ChangeSchedule {
             id: id.to_string(),
-            change,
+            change: change.clone(),
             reply,
         })?;
         let after = row.to_model()?;

@@ -77,6 +77,11 @@ pub(super) fn migrate(connection: &mut Connection) -> Result<()> {
             "database schema version {version} is newer than this taskyard ({SCHEMA_VERSION})"
         )));
     }
+    if version == 0 {
+        // Only a database without tables takes this setting; one made
+        // before it is rebuilt below.
+        connection.execute_batch("PRAGMA auto_vacuum = INCREMENTAL")?;
+    }
     let transaction = connection.transaction()?;
     if version == 0 {
         // schema.sql is the whole schema at the latest version: a new
@@ -92,7 +97,31 @@ pub(super) fn migrate(connection: &mut Connection) -> Result<()> {
     }
     transaction.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
     transaction.commit()?;
-    Ok(())
+    incremental_vacuum(connection)
+}
+
+/// `auto_vacuum = INCREMENTAL`, so that pruning can give pages back to the
+/// file system (`PRAGMA incremental_vacuum`) instead of only keeping them
+/// for reuse (issue 12). It is a setting of the file's header, not of the
+/// schema, and so is not numbered with the migrations: a database made
+/// before it (any of versions 1 to 8) is rebuilt once by `VACUUM`, which
+/// is atomic (a crash leaves the old file) and needs free disk space about
+/// the size of the database while it runs.
+fn incremental_vacuum(connection: &Connection) -> Result<()> {
+    const INCREMENTAL: i64 = 2;
+    let mode = |connection: &Connection| -> Result<i64> {
+        Ok(connection.query_row("PRAGMA auto_vacuum", [], |row| row.get(0))?)
+    };
+    if mode(connection)? == INCREMENTAL {
+        return Ok(());
+    }
+    connection.execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;")?;
+    match mode(connection)? {
+        INCREMENTAL => Ok(()),
+        other => Err(Error::Sqlite(format!(
+            "auto_vacuum is {other} after VACUUM, expected {INCREMENTAL} (incremental)"
+        ))),
+    }
 }
 
 /// Version 2: the `run_counts` row, made as schema.sql makes it and filled
@@ -550,8 +579,12 @@ mod tests {
         assert_eq!(user_version(&new), SCHEMA_VERSION);
         assert_eq!(user_version(&old), SCHEMA_VERSION);
         assert_eq!(schema_of(&old), schema_of(&new));
-        // Both start with the one run_counts row.
+        // Both start with the one run_counts row, and can give pages back.
         for connection in [&new, &old] {
+            let auto_vacuum: i64 = connection
+                .query_row("PRAGMA auto_vacuum", [], |row| row.get(0))
+                .expect("auto_vacuum");
+            assert_eq!(auto_vacuum, 2, "incremental");
             let rows: i64 = connection
                 .query_row("SELECT count(*) FROM run_counts", [], |row| row.get(0))
                 .expect("run_counts");

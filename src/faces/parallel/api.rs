@@ -186,7 +186,7 @@ impl Api {
             .create_group_once(
                 metadata,
                 key,
-                Box::new(|group| to_json(&wire::Group::from(group))),
+                std::sync::Arc::new(|group| to_json(&wire::Group::from(group))),
             )
             .map_err(wire_error)?;
         Ok(map_created(created, |group| wire::Group::from(&group)))
@@ -326,7 +326,7 @@ impl Api {
                 id,
                 add_request(&request),
                 key,
-                Box::new(|added| to_json(&AddRunsResponse::from(added))),
+                std::sync::Arc::new(|added| to_json(&AddRunsResponse::from(added))),
             )
             .map_err(wire_error)?;
         Ok(map_created(created, |added| AddRunsResponse::from(&added)))
@@ -375,7 +375,7 @@ impl Api {
             .create_run_once(
                 run_request(&input, None),
                 key,
-                Box::new(|run| to_json(&wire::Run::from(run))),
+                std::sync::Arc::new(|run| to_json(&wire::Run::from(run))),
             )
             .map_err(wire_error)?;
         Ok(map_created(created, |run| wire::Run::from(&run)))

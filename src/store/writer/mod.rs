@@ -20,6 +20,7 @@ mod prune;
 mod schedule;
 
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -274,10 +275,12 @@ pub enum Op {
         change: ScheduleChange,
         reply: Reply<ScheduleRow>,
     },
-    /// Prunes one batch of what `policy` says is old enough.
+    /// Prunes one batch of what `policy` says is old enough, then gives
+    /// at most `pages_max` free pages back to the file system.
     Prune {
         policy: PrunePolicy,
         rows_max: usize,
+        pages_max: usize,
         reply: Reply<Pruned>,
     },
     /// Fires due schedules; answers the seqs of the runs made.
@@ -345,6 +348,7 @@ enum Message {
 pub struct Writer {
     sender: Sender<Message>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    on_full: FullHook,
 }
 
 impl Writer {
@@ -358,6 +362,8 @@ impl Writer {
             |row| row.get(0),
         )?;
         let (sender, receiver) = bounded(WRITER_QUEUE_MAX);
+        let on_full = FullHook::default();
+        let hook = on_full.clone();
         let thread = std::thread::Builder::new()
             .name("taskyard-writer".into())
             .spawn(move || {
@@ -365,6 +371,7 @@ impl Writer {
                     connection,
                     last_event_id: last_event_id as u64,
                     on_commit,
+                    on_full: hook,
                 };
                 thread.run(receiver);
             })
@@ -372,7 +379,15 @@ impl Writer {
         Ok(Writer {
             sender,
             thread: Mutex::new(Some(thread)),
+            on_full,
         })
+    }
+
+    /// Calls `hook` (on the writer thread, so it must not wait for the
+    /// writer) whenever a write fails because the database is full. Set
+    /// once; a second call is ignored and answers false.
+    pub fn on_full(&self, hook: Box<dyn Fn() + Send + Sync>) -> bool {
+        self.on_full.set(hook).is_ok()
     }
 
     /// Queues an op; its reply is called after its transaction commits.
@@ -427,7 +442,12 @@ struct WriterThread {
     connection: Connection,
     last_event_id: u64,
     on_commit: Box<dyn Fn(&CommitNotice) + Send>,
+    on_full: FullHook,
 }
+
+/// What to call when a write finds the database full; set once, by
+/// whoever can make room (the engine's pruner), after the writer starts.
+type FullHook = Arc<OnceLock<Box<dyn Fn() + Send + Sync>>>;
 
 impl WriterThread {
     fn run(&mut self, receiver: Receiver<Message>) {
@@ -459,6 +479,16 @@ impl WriterThread {
     }
 
     fn commit_batch(&mut self, ops: Vec<Op>) {
+        let on_full = self.on_full.clone();
+        // Every failure passes here before it is answered, so that a full
+        // database is told (the pruner makes room) whichever op found it.
+        let noticed = move |error: &Error| {
+            if matches!(error, Error::Full(_)) {
+                if let Some(hook) = on_full.get() {
+                    hook();
+                }
+            }
+        };
         let transaction = match self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -466,6 +496,7 @@ impl WriterThread {
             Ok(transaction) => transaction,
             Err(error) => {
                 let error = Error::from(error);
+                noticed(&error);
                 for op in ops {
                     fail_op(op, error.clone());
                 }
@@ -486,6 +517,7 @@ impl WriterThread {
         while let Some(op) = ops.next() {
             if op.reads_groups() {
                 if let Err(error) = batch.flush_counts(&transaction) {
+                    noticed(&error);
                     drop(transaction);
                     fail_batch(completions, std::iter::once(op).chain(ops), &error);
                     return;
@@ -495,6 +527,7 @@ impl WriterThread {
                 let (failure, completion) = apply(&transaction, &mut batch, op);
                 completions.push(completion);
                 if let Some(error) = failure {
+                    noticed(&error);
                     // No savepoint to roll back to, and the op may have
                     // written part of its work: nothing of the batch may
                     // commit. Such ops fail only when SQLite does (a full
@@ -511,10 +544,14 @@ impl WriterThread {
             let run_counts_before = batch.run_counts;
             if let Err(error) = execute_cached(&transaction, "SAVEPOINT op") {
                 let error = Error::from(error);
+                noticed(&error);
                 completions.push(Box::new(move |_| fail_op(op, error)));
                 continue;
             }
             let (failure, completion) = apply(&transaction, &mut batch, op);
+            if let Some(error) = &failure {
+                noticed(error);
+            }
             let end = if failure.is_none() {
                 execute_cached(&transaction, "RELEASE op")
             } else {
@@ -531,6 +568,7 @@ impl WriterThread {
                 // nothing of this batch is committed, so every op in it is
                 // answered with the op's own error, which says why.
                 let error = failure.unwrap_or_else(|| Error::from(error));
+                noticed(&error);
                 completions.push(completion);
                 drop(transaction);
                 fail_batch(completions, ops, &error);
@@ -542,6 +580,7 @@ impl WriterThread {
             .flush_counts(&transaction)
             .and_then(|()| batch.write_run_counts(&transaction))
         {
+            noticed(&error);
             drop(transaction);
             fail_batch(completions, std::iter::empty(), &error);
             return;
@@ -572,6 +611,7 @@ impl WriterThread {
             }
             Err(error) => {
                 let error = Error::from(error);
+                noticed(&error);
                 for completion in completions {
                     completion(Some(&error));
                 }
@@ -811,8 +851,12 @@ fn apply(transaction: &Transaction<'_>, batch: &mut Batch, op: Op) -> (Option<Er
         Op::Prune {
             policy,
             rows_max,
+            pages_max,
             reply,
-        } => done(prune::prune(transaction, batch, policy, rows_max), reply),
+        } => done(
+            prune::prune(transaction, batch, policy, rows_max, pages_max),
+            reply,
+        ),
         Op::CancelGroup { group_id, reply } => {
             done(cancel_group(transaction, batch, &group_id), reply)
         }

@@ -28,6 +28,8 @@ pub struct Pruned {
     pub events: usize,
     pub keys: usize,
     pub deliveries: usize,
+    /// Free pages given back to the file system (`incremental_vacuum`).
+    pub pages: usize,
 }
 
 impl Pruned {
@@ -37,6 +39,38 @@ impl Pruned {
 }
 
 pub(super) fn prune(
+    transaction: &Transaction<'_>,
+    batch: &mut Batch,
+    policy: PrunePolicy,
+    rows_max: usize,
+    pages_max: usize,
+) -> Result<Pruned> {
+    let mut pruned = prune_rows(transaction, batch, policy, rows_max)?;
+    pruned.pages = vacuum(transaction, pages_max)?;
+    Ok(pruned)
+}
+
+/// Gives at most `pages_max` free pages back to the file system, and
+/// answers how many. The file shrinks at the next complete checkpoint
+/// (store/checkpoint.rs); until then the pages are the WAL's. Without it
+/// pruned pages would only be reused, and a file once grown stays grown.
+fn vacuum(transaction: &Transaction<'_>, pages_max: usize) -> Result<usize> {
+    let free = |transaction: &Transaction<'_>| -> Result<i64> {
+        Ok(transaction.query_row("PRAGMA freelist_count", [], |row| row.get(0))?)
+    };
+    let before = free(transaction)?;
+    if before == 0 || pages_max == 0 {
+        return Ok(0);
+    }
+    // A pragma's argument cannot be bound; `pages_max` is a number. Each
+    // step gives back one page and answers a row: step to the end.
+    let mut statement = transaction.prepare(&format!("PRAGMA incremental_vacuum({pages_max})"))?;
+    let mut rows = statement.query([])?;
+    while rows.next()?.is_some() {}
+    Ok((before - free(transaction)?).max(0) as usize)
+}
+
+fn prune_rows(
     transaction: &Transaction<'_>,
     batch: &mut Batch,
     policy: PrunePolicy,

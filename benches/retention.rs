@@ -29,6 +29,7 @@ use taskyard::Engine;
 struct Pass {
     rows_per_s: f64,
     longest_ms: f64,
+    median_ms: f64,
     mib_before: f64,
     mib_after: f64,
 }
@@ -73,7 +74,7 @@ fn pass(runs: usize) -> Pass {
     };
     let started = Instant::now();
     let mut rows = 0;
-    let mut longest = Duration::ZERO;
+    let mut batches = Vec::new();
     loop {
         let batch_started = Instant::now();
         let pruned = store
@@ -85,7 +86,7 @@ fn pass(runs: usize) -> Pass {
                 reply,
             })
             .expect("a prune batch");
-        longest = longest.max(batch_started.elapsed());
+        batches.push(batch_started.elapsed().as_secs_f64() * 1e3);
         if pruned.rows() + pruned.pages == 0 {
             break;
         }
@@ -96,7 +97,8 @@ fn pass(runs: usize) -> Pass {
     drop(store);
     Pass {
         rows_per_s: rows as f64 / seconds,
-        longest_ms: longest.as_secs_f64() * 1e3,
+        longest_ms: batches.iter().copied().fold(0.0, f64::max),
+        median_ms: common::median(&batches),
         mib_before,
         mib_after: mib(&path),
     }
@@ -109,6 +111,7 @@ fn main() {
     let of = |field: fn(&Pass) -> f64| passes.iter().map(field).collect::<Vec<f64>>();
     let rates = of(|pass| pass.rows_per_s);
     let pauses = of(|pass| pass.longest_ms);
+    let typical = of(|pass| pass.median_ms);
     let before = of(|pass| pass.mib_before);
     let after = of(|pass| pass.mib_after);
     let list = common::passes_list;
@@ -129,13 +132,18 @@ fn main() {
                 "ms",
             ),
             Row::new(
+                format!("median batch ({})", list(&typical, 2)),
+                common::median(&typical),
+                "ms",
+            ),
+            Row::new(
                 "database file before pruning",
                 common::median(&before),
                 "MiB",
             ),
             Row::new("database file after pruning", common::median(&after), "MiB"),
         ],
-        json!({"runs": runs, "rows_per_s": rates, "longest_batch_ms": pauses,
+        json!({"runs": runs, "rows_per_s": rates, "longest_batch_ms": pauses, "median_batch_ms": typical,
                "mib_before": before, "mib_after": after}),
     );
 }

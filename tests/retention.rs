@@ -13,6 +13,7 @@ use serde_json::json;
 use support::{metadata, open_with, wait_for, TestDir};
 use taskyard::engine::Retention;
 use taskyard::faces::parallel::wire::{AddRuns, RunInput};
+use taskyard::model::{RunRequest, ScheduleRequest, Timestamp, When};
 use taskyard::Error;
 
 /// Prune terminal runs (and inactive groups) 300 ms after their last
@@ -235,7 +236,8 @@ fn slow_input(label: String) -> RunInput {
 /// Whatever the mix of groups and lone runs, the pruner prunes exactly the
 /// old terminal runs of inactive groups, those groups, and lone finished
 /// runs without a pending delivery, and nothing else: a group with one
-/// slow run keeps every run it has.
+/// slow run keeps every run it has, and no schedule (active or paused) is
+/// ever pruned.
 #[test]
 fn whatever_the_mix_nothing_active_is_pruned() {
     use proptest::prelude::*;
@@ -247,9 +249,11 @@ fn whatever_the_mix_nothing_active_is_pruned() {
         .unwrap_or(4);
     let lone = prop_oneof![Just(Lone::Done), Just(Lone::Slow), Just(Lone::Hooked)];
     // Each group: for each of its runs, whether it is slow.
+    // Each schedule: whether it is paused.
     let strategy = (
         prop::collection::vec(prop::collection::vec(any::<bool>(), 1..4), 0..4),
         prop::collection::vec(lone, 0..5),
+        prop::collection::vec(any::<bool>(), 0..3),
     );
     let mut runner = TestRunner::new(ProptestConfig {
         cases,
@@ -257,9 +261,25 @@ fn whatever_the_mix_nothing_active_is_pruned() {
         max_shrink_iters: 50,
         ..ProptestConfig::default()
     });
-    let outcome = runner.run(&strategy, |(groups, lones)| {
+    let outcome = runner.run(&strategy, |(groups, lones, schedules)| {
         let dir = TestDir::new();
         let engine = open_with(&dir, prune_all());
+        let mut kept_schedules = Vec::new();
+        for paused in &schedules {
+            // The engine's own schedules, not the face's wire form.
+            let engine: &taskyard::Engine = &engine;
+            let at = Timestamp(Timestamp::now().micros() + 3_600_000_000);
+            let schedule = engine
+                .create_schedule(ScheduleRequest {
+                    when: When::At { at },
+                    run: RunRequest::new("later", "echo"),
+                })
+                .expect("schedule");
+            if *paused {
+                engine.pause_schedule(&schedule.id).expect("paused");
+            }
+            kept_schedules.push(schedule.id);
+        }
         let mut gone_ids = Vec::new();
         let mut kept_groups = Vec::new();
         let mut kept_runs = Vec::new();
@@ -333,6 +353,12 @@ fn whatever_the_mix_nothing_active_is_pruned() {
         }
         for id in &kept_runs {
             prop_assert!(engine.get_run(id).is_ok(), "run {id} was pruned");
+        }
+        for id in &kept_schedules {
+            prop_assert!(
+                taskyard::Engine::get_schedule(&engine, id).is_ok(),
+                "schedule {id} was pruned"
+            );
         }
         engine.shutdown(Duration::ZERO);
         Ok(())

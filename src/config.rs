@@ -5,13 +5,12 @@
 //! from here (and the defaults), never from a request. It must not start
 //! anything.
 
-use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::processors::{EchoProcessor, MockProcessor, Processor, ProcessorConfig, Registry};
+use crate::processors::kind::{self, Section, SectionKeys};
+use crate::processors::Registry;
 
 /// The whole file; every key is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -45,81 +44,38 @@ pub struct FileConfig {
     /// Seconds after which delivered or expired webhook deliveries are
     /// pruned; absent: kept.
     pub retain_deliveries_s: Option<u64>,
-    /// Processor names to add or override, by name.
+    /// Processor names to add or override, by name; each section is read
+    /// by its kind (`processors::kind`).
     #[serde(default)]
-    pub processors: std::collections::BTreeMap<String, ProcessorFile>,
-}
-
-/// One processor name in the file.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProcessorFile {
-    /// `mock` or `echo`.
-    pub kind: String,
-    pub description: Option<String>,
-    /// Simulated latency of each attempt (mock).
-    pub latency_ms: Option<u64>,
-    /// Share of attempts that fail transiently, 0.0 to 1.0 (mock).
-    pub failure_rate: Option<f64>,
-    /// Seed of the failure draw (mock).
-    pub seed: Option<u64>,
-    pub max_attempts: Option<u32>,
-    pub max_concurrency: Option<usize>,
-    pub enable_events_default: Option<bool>,
+    pub processors: std::collections::BTreeMap<String, SectionKeys>,
+    /// Where the file was read from, and its text, for errors that name a
+    /// line.
+    #[serde(skip)]
+    pub path: PathBuf,
+    #[serde(skip)]
+    pub text: String,
 }
 
 impl FileConfig {
     pub fn load(path: &Path) -> Result<FileConfig, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))
+        let mut file: FileConfig =
+            toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))?;
+        file.path = path.to_path_buf();
+        file.text = text;
+        Ok(file)
     }
 
-    /// The default registry with this file's processors added on top.
+    /// The default registry with this file's processors added on top:
+    /// each section is built by the kind it names (`processors::kind`),
+    /// and an error names the file, the key and its line.
     pub fn registry(&self) -> Result<Registry, String> {
         let mut registry = crate::faces::default_registry();
-        for (name, file) in &self.processors {
-            let processor: Arc<dyn Processor> = match file.kind.as_str() {
-                "mock" => {
-                    let failure_rate = file.failure_rate.unwrap_or(0.0);
-                    if !(0.0..=1.0).contains(&failure_rate) {
-                        return Err(format!(
-                            "processors.{name}.failure_rate must be from 0.0 to 1.0"
-                        ));
-                    }
-                    Arc::new(MockProcessor {
-                        latency: Duration::from_millis(file.latency_ms.unwrap_or(0)),
-                        failure_rate,
-                        seed: file.seed.unwrap_or(0),
-                    })
-                }
-                "echo" => Arc::new(EchoProcessor),
-                other => {
-                    return Err(format!(
-                        "processors.{name}.kind: unknown kind '{other}' (mock or echo)"
-                    ))
-                }
-            };
-            let mut config = match registry.get(name) {
-                Some(existing) => ProcessorConfig {
-                    processor,
-                    kind: file.kind.clone(),
-                    ..existing.clone()
-                },
-                None => ProcessorConfig::new(name, &file.kind, processor),
-            };
-            if let Some(description) = &file.description {
-                config.description = description.clone();
-            }
-            if let Some(max_attempts) = file.max_attempts {
-                config.max_attempts = max_attempts.max(1);
-            }
-            if let Some(max_concurrency) = file.max_concurrency {
-                config.max_concurrency = max_concurrency.max(1);
-            }
-            if let Some(enable) = file.enable_events_default {
-                config.enable_events_default = enable;
-            }
+        for (name, keys) in &self.processors {
+            let section = Section::new(name, &self.path, &self.text, keys);
+            let config =
+                kind::build(&section, registry.get(name)).map_err(|error| error.to_string())?;
             registry.insert(config);
         }
         Ok(registry)

@@ -132,3 +132,13 @@ pub const PRUNE_PAGES_PER_BATCH: usize = 256;
 /// tries once more (and answers 503 if still full): up to 5,000 runs, a
 /// fraction of a second, so that the request waits a bounded time.
 pub const PRUNE_ROOM_BATCHES_MAX: usize = 25;
+
+/// Largest stdout a `command` processor's program may print as its output,
+/// in bytes, unless its `output_bytes_max` says otherwise; past it the
+/// program is killed and the attempt fails, so an output never exhausts
+/// memory.
+pub const COMMAND_OUTPUT_BYTES_MAX: usize = 1024 * 1024;
+
+/// How much of the end of a `command` program's stderr (less its progress
+/// lines) is kept for the error message, in bytes.
+pub const COMMAND_STDERR_TAIL_BYTES: usize = 4096;

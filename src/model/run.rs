@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{new_ref_id, JsonObject, RunStatus, TaskSpec, Timestamp, WebhookTarget};
+use super::{new_ref_id, JsonObject, Output, RunStatus, TaskSpec, Timestamp, WebhookTarget};
 
 /// The error of a failed run: a message, a reference a user can report,
 /// and optional structured detail.
@@ -51,6 +51,16 @@ pub struct Run {
     pub warnings: Option<Vec<Warning>>,
     pub created_at: Timestamp,
     pub modified_at: Timestamp,
+}
+
+/// An earlier turn of an interaction, as a follow-up run's processor sees
+/// it: what was asked and what came back (none when that run did not
+/// complete).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Turn {
+    pub run_id: String,
+    pub input: Value,
+    pub output: Option<Output>,
 }
 
 /// A run to create, already parsed by a face.

@@ -3,8 +3,24 @@
 
 use serde_json::{Map, Value};
 
+use std::sync::Arc;
+
+use super::kind::{Built, ConfigError, Kind, Section};
 use super::{Processor, ProcessorError, RunContext};
 use crate::model::{Content, Evidence, Output, SchemaKind};
+
+/// `kind = "echo"`: no keys of its own.
+pub(super) struct EchoKind;
+
+impl Kind for EchoKind {
+    fn name(&self) -> &'static str {
+        "echo"
+    }
+
+    fn build(&self, _section: &Section<'_>) -> Result<Built, ConfigError> {
+        Ok(Built::new(Arc::new(EchoProcessor)))
+    }
+}
 
 /// Returns the run's input: as text for a text schema (objects as compact
 /// JSON), as an object otherwise (a string input becomes `{"text": ...}`).

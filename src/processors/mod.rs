@@ -5,7 +5,9 @@
 //! processor names. A processor sees the model and its context only: it
 //! never touches the store, the scheduler's queues or the wire.
 
+mod command;
 mod echo;
+pub mod kind;
 mod mock;
 
 use std::collections::BTreeMap;
@@ -15,8 +17,9 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use serde_json::Value;
 
-use crate::model::{JsonObject, Output, ProgressKind, TaskSpec};
+use crate::model::{JsonObject, Output, ProgressKind, TaskSpec, Turn};
 
+pub use command::CommandProcessor;
 pub use echo::EchoProcessor;
 pub(crate) use mock::fnv1a;
 pub use mock::{mock_output, MockProcessor};
@@ -59,6 +62,34 @@ pub struct RunContext<'a> {
     pub attempt: u32,
     pub cancel: &'a CancelToken,
     pub progress: &'a dyn ProgressSink,
+    /// When this attempt must have ended (the processor's `timeout_ms`);
+    /// a processor that blocks should stop there. The worker counts an
+    /// attempt that ends later as timed out, whatever it returned.
+    pub deadline: Option<Instant>,
+    /// The earlier turns of the interaction this run continues, oldest
+    /// first; empty for a first turn.
+    pub turns: &'a [Turn],
+}
+
+impl RunContext<'_> {
+    /// Sleeps for `duration`, cut short by a cancel (an error the worker
+    /// reads as cancelled) or by the attempt's deadline (a transient
+    /// error).
+    pub fn sleep(&self, duration: Duration) -> Result<(), ProcessorError> {
+        let left = self
+            .deadline
+            .map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        let wait = left.map_or(duration, |left| left.min(duration));
+        if self.cancel.wait(wait) {
+            return Err(ProcessorError::Permanent("cancelled".into()));
+        }
+        if wait < duration {
+            return Err(ProcessorError::Transient(
+                "the attempt's deadline (timeout_ms) passed".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Receives progress reports of a running run; the scheduler writes each
@@ -135,6 +166,43 @@ pub struct ProcessorConfig {
     pub input_schema: Option<Value>,
     /// Produced output (catalog only); auto: follows the run's task spec.
     pub output_schema: Value,
+    /// How long one attempt may take; past it the attempt is cancelled and
+    /// counts as a transient failure. `None`: no bound.
+    pub timeout: Option<Duration>,
+    /// Waits between attempts.
+    pub backoff: Backoff,
+}
+
+/// The wait before a retry: `first` doubling per attempt up to `max`, less
+/// up to a quarter of jitter drawn from the run id, so that runs failing
+/// together do not retry in lock-step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub first: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    /// 100 ms doubling to 5 s (Parallel's spec 10.9).
+    fn default() -> Backoff {
+        Backoff {
+            first: Duration::from_millis(crate::limits::RETRY_BACKOFF_MS_BASE),
+            max: Duration::from_millis(crate::limits::RETRY_BACKOFF_MS_MAX),
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait before attempt `attempt + 1` of run `run_id`.
+    pub fn before_retry(&self, run_id: &str, attempt: u32) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(16);
+        let first_ms = self.first.as_millis().min(u64::MAX as u128) as u64;
+        let max_ms = self.max.as_millis().min(u64::MAX as u128) as u64;
+        let base_ms = first_ms.saturating_mul(1 << exponent).min(max_ms);
+        let draw = fnv1a(&[run_id.as_bytes(), &attempt.to_le_bytes()]);
+        let jitter_ms = draw % (base_ms / 4 + 1);
+        Duration::from_millis(base_ms - jitter_ms)
+    }
 }
 
 /// The processor names a server knows, by name.
@@ -209,6 +277,8 @@ impl ProcessorConfig {
             enable_events_default: false,
             input_schema: None,
             output_schema: serde_json::json!({"type": "auto"}),
+            timeout: None,
+            backoff: Backoff::default(),
         }
     }
 }

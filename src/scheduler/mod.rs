@@ -29,8 +29,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 
 use crate::limits::{
-    CANCEL_GRACE_S, CLAIM_BATCH_MAX, CLAIM_SLOTS_PER_WORKER, RETRY_BACKOFF_MS_BASE,
-    RETRY_BACKOFF_MS_MAX, SCHEDULER_CANCELS_QUEUED_MAX,
+    CANCEL_GRACE_S, CLAIM_BATCH_MAX, CLAIM_SLOTS_PER_WORKER, SCHEDULER_CANCELS_QUEUED_MAX,
 };
 use crate::model::{
     to_json, Content, EventData, JsonObject, Output, ProgressKind, RunError, RunStatus, SchemaKind,
@@ -266,14 +265,16 @@ use worker::{submit_finish, Worker, FINISH_RETRY_AFTER};
 
 #[cfg(test)]
 mod tests {
-    use super::worker::backoff;
-    use super::*;
+    use crate::limits::{RETRY_BACKOFF_MS_BASE, RETRY_BACKOFF_MS_MAX};
+    use crate::processors::Backoff;
 
     #[test]
     fn backoff_doubles_up_to_the_cap_with_bounded_jitter() {
         for attempt in 1..=10 {
             let nominal = (RETRY_BACKOFF_MS_BASE << (attempt - 1)).min(RETRY_BACKOFF_MS_MAX);
-            let wait = backoff("0123456789abcdef0123456789abcdef", attempt).as_millis() as u64;
+            let wait = Backoff::default()
+                .before_retry("0123456789abcdef0123456789abcdef", attempt)
+                .as_millis() as u64;
             assert!(
                 wait <= nominal && wait >= nominal - nominal / 4,
                 "{attempt}: {wait}"

@@ -63,7 +63,12 @@ impl Worker {
             warning,
             reply,
         });
-        let due = Instant::now() + backoff(&job.run.id, attempt);
+        let backoff = self
+            .registry
+            .get(&job.run.processor)
+            .map(|config| config.backoff)
+            .unwrap_or_default();
+        let due = Instant::now() + backoff.before_retry(&job.run.id, attempt);
         job.run.attempt += 1;
         job.retry = true;
         let _ = self.control.send(Control::Retry { job, due });
@@ -103,7 +108,10 @@ impl Worker {
             run_seq: run.seq,
             enabled: run.enable_events,
         };
+        let deadline = config.timeout.map(|timeout| Instant::now() + timeout);
         let context = RunContext {
+            deadline,
+            turns: &[],
             run_id: &run.id,
             processor: &run.processor,
             input: &input,
@@ -119,6 +127,13 @@ impl Worker {
         }));
         if job.token.is_cancelled() {
             return Attempt::Finished(Finish::Cancelled);
+        }
+        if let (Some(deadline), Some(timeout), Ok(Ok(_))) = (deadline, config.timeout, &outcome) {
+            // An output that came too late is not taken; a processor that
+            // stopped at the deadline said why itself.
+            if Instant::now() >= deadline {
+                return Attempt::Transient(timed_out(timeout));
+            }
         }
         match outcome {
             Ok(Ok(output)) => match self.check_output(&output, &task_spec) {
@@ -202,6 +217,14 @@ pub(super) fn failed(message: String, detail: Option<Value>) -> Attempt {
     })
 }
 
+/// The message of an attempt that ran past its processor's `timeout_ms`.
+fn timed_out(timeout: Duration) -> String {
+    format!(
+        "the attempt timed out after {} ms (the processor's timeout_ms)",
+        timeout.as_millis()
+    )
+}
+
 pub(super) type Parsed = (Value, TaskSpec, Option<JsonObject>);
 
 pub(super) fn parse_claimed(run: &ClaimedRun) -> Result<Parsed, String> {
@@ -217,17 +240,6 @@ pub(super) fn parse_claimed(run: &ClaimedRun) -> Result<Parsed, String> {
         None => None,
     };
     Ok((input, task_spec, metadata))
-}
-
-/// Backoff before attempt `attempt + 1`: 100 ms doubling, at most 5 s
-/// (spec 10.9), less up to a quarter of jitter drawn from the run id so that
-/// runs failing together do not retry in lock-step.
-pub(super) fn backoff(run_id: &str, attempt: u32) -> Duration {
-    let exponent = attempt.saturating_sub(1).min(16);
-    let base_ms = (RETRY_BACKOFF_MS_BASE << exponent).min(RETRY_BACKOFF_MS_MAX);
-    let draw = crate::processors::fnv1a(&[run_id.as_bytes(), &attempt.to_le_bytes()]);
-    let jitter_ms = draw % (base_ms / 4 + 1);
-    Duration::from_millis(base_ms - jitter_ms)
 }
 
 /// Writes a running run's progress reports when its events are enabled.

@@ -413,5 +413,8 @@ fn processor_json(config: &ProcessorConfig) -> Value {
         "enable_events_default": config.enable_events_default,
         "max_attempts": config.max_attempts,
         "max_concurrency": config.max_concurrency,
+        "timeout_ms": config.timeout.map(|timeout| timeout.as_millis() as u64),
+        "backoff_ms": config.backoff.first.as_millis() as u64,
+        "backoff_max_ms": config.backoff.max.as_millis() as u64,
     })
 }

@@ -24,15 +24,36 @@ mod prose;
 mod regex;
 mod schema;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 
+use super::kind::{Built, ConfigError, Kind, Section};
 use super::{Processor, ProcessorError, RunContext};
 use crate::limits::JSON_DEPTH_MAX;
 use crate::model::{Content, JsonObject, Output, SchemaKind, TaskSpec};
 use generate::{Checks, Generator};
 use prose::{auto_content, basis_of, field_basis, text_content};
+
+/// `kind = "mock"`: `latency_ms`, `failure_rate` (0.0 to 1.0) and `seed`.
+pub(super) struct MockKind;
+
+impl Kind for MockKind {
+    fn name(&self) -> &'static str {
+        "mock"
+    }
+
+    fn build(&self, section: &Section<'_>) -> Result<Built, ConfigError> {
+        Ok(Built::new(Arc::new(MockProcessor {
+            latency: Duration::from_millis(
+                section.u64("latency_ms", 0, u32::MAX as u64)?.unwrap_or(0),
+            ),
+            failure_rate: section.f64("failure_rate", 0.0, 1.0)?.unwrap_or(0.0),
+            seed: section.u64("seed", 0, u64::MAX)?.unwrap_or(0),
+        })))
+    }
+}
 
 /// The deterministic stand-in for every hosted processor name.
 #[derive(Debug, Clone, Default)]
@@ -47,8 +68,8 @@ pub struct MockProcessor {
 
 impl Processor for MockProcessor {
     fn run(&self, ctx: &RunContext<'_>) -> Result<Output, ProcessorError> {
-        if !self.latency.is_zero() && ctx.cancel.wait(self.latency) {
-            return Err(ProcessorError::Permanent("cancelled".into()));
+        if !self.latency.is_zero() {
+            ctx.sleep(self.latency)?;
         }
         if self.failure_rate > 0.0 {
             let draw = fnv1a(&[

@@ -47,6 +47,9 @@ INSERT INTO run_counts (id) VALUES (1);
 -- `.../input` answers), opaque to the engine and NULL for a run made
 -- through the library. `task_spec` is the effective spec after the group
 -- default was applied. `cursor` is the id of the run's creation event.
+-- `previous_id` is the run this one follows up (the earlier turn of its
+-- interaction): an id, not a seq, since a pruned run's seq may be reused
+-- and ids never are; a chain ends where its earlier turn was pruned.
 CREATE TABLE runs (
     seq            INTEGER PRIMARY KEY,
     id             TEXT    NOT NULL UNIQUE,
@@ -66,7 +69,8 @@ CREATE TABLE runs (
     warnings       TEXT,
     output         TEXT,
     created_at     INTEGER NOT NULL,
-    modified_at    INTEGER NOT NULL
+    modified_at    INTEGER NOT NULL,
+    previous_id    TEXT
 );
 
 -- The group runs stream walks a group's runs in cursor order.

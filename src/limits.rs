@@ -142,3 +142,19 @@ pub const COMMAND_OUTPUT_BYTES_MAX: usize = 1024 * 1024;
 /// How much of the end of a `command` program's stderr (less its progress
 /// lines) is kept for the error message, in bytes.
 pub const COMMAND_STDERR_TAIL_BYTES: usize = 4096;
+
+/// Earlier turns a follow-up run's processor sees at most (the latest,
+/// oldest first): a long interaction costs each turn a bounded read.
+pub const TURNS_IN_CONTEXT_MAX: usize = 32;
+
+/// Longest reply an `openai` processor reads from its server, in bytes;
+/// a longer one fails the attempt.
+pub const OPENAI_REPLY_BYTES_MAX: u64 = 8 * 1024 * 1024;
+
+/// How long an `openai` request may take when the processor sets no
+/// `timeout_ms`, in milliseconds.
+pub const OPENAI_REQUEST_TIMEOUT_MS: u64 = 300_000;
+
+/// The longest `Retry-After` a processor honours, in seconds: a server
+/// asking for more gets its retry this soon (and may refuse it again).
+pub const RETRY_AFTER_MAX_S: u64 = 600;

@@ -69,14 +69,18 @@ fn running(pid: u32) -> bool {
 /// there.
 fn pids_written(pids: &Path) -> Vec<u32> {
     let mut found = Vec::new();
-    wait_for("the script to write its pids", Duration::from_secs(30), || {
-        found = std::fs::read_to_string(pids)
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|pid| pid.parse().ok())
-            .collect();
-        found.len() == 2
-    });
+    wait_for(
+        "the script to write its pids",
+        Duration::from_secs(30),
+        || {
+            found = std::fs::read_to_string(pids)
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|pid| pid.parse().ok())
+                .collect();
+            found.len() == 2
+        },
+    );
     found
 }
 
@@ -149,12 +153,18 @@ fn the_example_answers_from_its_csv_and_its_progress_is_an_event() {
     assert_eq!(content["founded"], 1999);
     assert_eq!(content["public"], false);
     let events: Vec<String> = engine
-        .subscribe(StreamKind::RunEvents(run.id.clone()), 0, Duration::from_secs(10))
+        .subscribe(
+            StreamKind::RunEvents(run.id.clone()),
+            0,
+            Duration::from_secs(10),
+        )
         .expect("run events")
         .map(|event| format!("{:?}", event.expect("event").data()))
         .collect();
     assert!(
-        events.iter().any(|event| event.contains("looking up initech")),
+        events
+            .iter()
+            .any(|event| event.contains("looking up initech")),
         "{events:?}"
     );
 
@@ -165,7 +175,10 @@ fn the_example_answers_from_its_csv_and_its_progress_is_an_event() {
     let message = failure(&engine, &run.id);
     assert!(message.contains("exited with status 1"), "{message}");
     assert!(message.contains("no row for company 'Hooli'"), "{message}");
-    assert!(!message.contains("progress"), "progress lines are not the tail: {message}");
+    assert!(
+        !message.contains("progress"),
+        "progress lines are not the tail: {message}"
+    );
 }
 
 #[test]
@@ -184,7 +197,9 @@ fn a_timeout_kills_the_whole_process_group_and_fails_the_attempt() {
             toml_string(&program)
         ),
     );
-    let run = engine.create_run(RunRequest::new("x", "hang")).expect("run");
+    let run = engine
+        .create_run(RunRequest::new("x", "hang"))
+        .expect("run");
     let message = failure(&engine, &run.id);
     assert!(message.contains("deadline (timeout_ms)"), "{message}");
     for pid in pids_written(&pids) {
@@ -208,7 +223,9 @@ fn a_cancel_kills_the_whole_process_group() {
             toml_string(&program)
         ),
     );
-    let run = engine.create_run(RunRequest::new("x", "hang")).expect("run");
+    let run = engine
+        .create_run(RunRequest::new("x", "hang"))
+        .expect("run");
     let written = pids_written(&pids);
     engine.cancel_run(&run.id).expect("cancel");
     match engine.wait_for_result(&run.id, Duration::from_secs(30)) {
@@ -244,7 +261,9 @@ fn exit_75_is_retried_and_other_exits_fail_with_stderr() {
             toml_string(&broken)
         ),
     );
-    let run = engine.create_run(RunRequest::new("x", "flaky")).expect("run");
+    let run = engine
+        .create_run(RunRequest::new("x", "flaky"))
+        .expect("run");
     let (run, output) = engine
         .wait_for_result(&run.id, Duration::from_secs(30))
         .expect("completed on the second attempt");
@@ -254,7 +273,9 @@ fn exit_75_is_retried_and_other_exits_fail_with_stderr() {
     assert!(warnings.contains("model is warming up"), "{warnings}");
     assert_eq!(std::fs::read_to_string(&count).expect("count").trim(), "2");
 
-    let run = engine.create_run(RunRequest::new("x", "broken")).expect("run");
+    let run = engine
+        .create_run(RunRequest::new("x", "broken"))
+        .expect("run");
     let message = failure(&engine, &run.id);
     assert!(message.contains("exited with status 3"), "{message}");
     assert!(message.contains("disk on fire"), "{message}");
@@ -272,7 +293,9 @@ fn an_output_over_the_limit_fails_the_run_and_stops_the_program() {
             toml_string(&program)
         ),
     );
-    let run = engine.create_run(RunRequest::new("x", "flood")).expect("run");
+    let run = engine
+        .create_run(RunRequest::new("x", "flood"))
+        .expect("run");
     let message = failure(&engine, &run.id);
     assert!(message.contains("output_bytes_max"), "{message}");
     assert!(message.contains("4096"), "{message}");

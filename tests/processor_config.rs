@@ -115,6 +115,9 @@ fn common_settings_reach_the_catalog_and_an_override_keeps_what_it_does_not_set(
     let defaults = taskyard::faces::default_registry();
     assert_eq!(
         core.enable_events_default,
-        defaults.get("core").expect("hosted core").enable_events_default
+        defaults
+            .get("core")
+            .expect("hosted core")
+            .enable_events_default
     );
 }

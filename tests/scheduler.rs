@@ -633,6 +633,7 @@ fn scheduler_wake_and_cancel_burst_stays_bounded_and_loses_no_cancel() {
             max_attempts: 1,
             warnings: None,
             webhook: None,
+            previous_id: None,
         };
         let created = store
             .writer

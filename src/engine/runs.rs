@@ -13,8 +13,8 @@ use super::idempotency::{created, fresh, keyed, Created, Idempotency, RenderAnsw
 use super::Engine;
 use crate::limits::{MAX_ATTEMPTS_DEFAULT, RUNS_PER_REQUEST_MAX};
 use crate::model::{
-    is_id, new_id, to_json, AddRuns, AddedRuns, FieldError, Loc, Output, Run, RunError, RunRequest,
-    RunStatus, StoredRequest, TaskSpec,
+    is_id, new_id, to_json, AddRuns, AddedRuns, FieldError, FieldErrorKind, Loc, Output, Run,
+    RunError, RunRequest, RunStatus, StoredRequest, TaskSpec,
 };
 use crate::store::{self, NewRun, Op, StreamKey};
 
@@ -44,7 +44,23 @@ impl Engine {
     pub fn check_run(&self, run: &RunRequest) -> Vec<FieldError> {
         let mut errors = checks::check_run(run, &self.inner.registry, &self.inner.schemas);
         errors.extend(self.check_webhook(run.webhook.as_ref()));
+        if let Some(previous) = &run.previous_run_id {
+            if !self.run_exists(previous) {
+                errors.push(FieldError::new(
+                    vec![Loc::Key("previous_run_id".into())],
+                    FieldErrorKind::ValueError,
+                    format!("no run {previous} to follow up (it was never made, or was pruned)"),
+                ));
+            }
+        }
         errors
+    }
+
+    /// True when a run of this id is stored (a follow-up may name it). A
+    /// read that fails counts as there: the request is not refused for
+    /// the store's trouble, and the chain of turns stops where it breaks.
+    pub fn run_exists(&self, run_id: &str) -> bool {
+        is_id(run_id) && !matches!(self.inner.store.run(run_id), Ok(None))
     }
 
     /// A webhook whose host the configuration does not allow, at
@@ -202,6 +218,7 @@ impl Engine {
             max_attempts: config.map_or(MAX_ATTEMPTS_DEFAULT, |c| c.max_attempts),
             warnings: (!warnings.is_empty()).then(|| to_json(&warnings)),
             webhook: request.webhook.clone(),
+            previous_id: request.previous_run_id.clone(),
         }
     }
 

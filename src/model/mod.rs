@@ -24,7 +24,7 @@ pub use event::{Event, EventData, EventKind, ProgressKind, RENDER_SLOTS_MAX};
 pub use field_error::{FieldError, FieldErrorKind, Loc};
 pub use group::{Group, GroupStatus};
 pub use id::{is_id, new_id, new_ref_id};
-pub use output::{Citation, Content, Evidence, Output};
+pub use output::{Citation, Content, Evidence, Output, Usage};
 pub use run::{AddRuns, AddedRuns, Run, RunError, RunRequest, StoredRequest, Turn, Warning};
 pub use schedule::{Schedule, ScheduleRequest, ScheduleState, When};
 pub use status::{RunCounts, RunStatus};

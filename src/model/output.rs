@@ -45,6 +45,16 @@ pub struct Output {
     /// it (an `auto` spec); `None` when the run's spec gave it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<Value>,
+    /// Tokens a model spent on it, when a model made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+/// A model's token count for one output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
 }
 
 impl Output {
@@ -54,6 +64,7 @@ impl Output {
             content: Content::Json(content),
             evidence,
             schema: None,
+            usage: None,
         }
     }
 
@@ -63,6 +74,7 @@ impl Output {
             content: Content::Text(content.into()),
             evidence,
             schema: None,
+            usage: None,
         }
     }
 }

@@ -84,6 +84,9 @@ pub struct RunRequest {
     pub warnings: Vec<Warning>,
     /// Where to POST the run's terminal status, if anywhere.
     pub webhook: Option<WebhookTarget>,
+    /// The run this one follows up (the earlier turn of its interaction):
+    /// it must exist, and the processor sees the earlier turns.
+    pub previous_run_id: Option<String>,
 }
 
 impl RunRequest {
@@ -98,6 +101,7 @@ impl RunRequest {
             document: None,
             warnings: Vec::new(),
             webhook: None,
+            previous_run_id: None,
         }
     }
 }

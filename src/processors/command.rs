@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 use super::kind::{Built, ConfigError, Kind, Section};
 use super::{CancelToken, Processor, ProcessorError, RunContext};
 use crate::limits::{COMMAND_OUTPUT_BYTES_MAX, COMMAND_STDERR_TAIL_BYTES};
-use crate::model::{Output, ProgressKind, SchemaKind};
+use crate::model::{Content, Output, ProgressKind, SchemaKind, Turn};
 
 /// The exit status that asks for another attempt (`EX_TEMPFAIL`).
 pub const EXIT_TEMPFAIL: i32 = 75;
@@ -90,7 +90,7 @@ impl Processor for CommandProcessor {
             "task_spec": ctx.task_spec,
             "metadata": ctx.metadata,
             "attempt": ctx.attempt,
-            "turns": ctx.turns,
+            "turns": ctx.turns.iter().map(turn_json).collect::<Vec<_>>(),
         })
         .to_string();
         let mut command = Command::new(&self.argv[0]);
@@ -269,6 +269,17 @@ fn parse_output(stdout: &[u8], ctx: &RunContext<'_>) -> Result<Output, Processor
             Err(_) => Output::text(text.trim_end_matches('\n'), Vec::new()),
         }),
     }
+}
+
+/// An earlier turn as a program reads it: its output as the object or
+/// text it was (null when that run did not complete), not the engine's
+/// tagged form.
+fn turn_json(turn: &Turn) -> Value {
+    let output = turn.output.as_ref().map(|output| match &output.content {
+        Content::Json(object) => Value::Object(object.clone()),
+        Content::Text(text) => Value::String(text.clone()),
+    });
+    json!({"run_id": turn.run_id, "input": turn.input, "output": output})
 }
 
 fn with_tail(tail: &str) -> String {

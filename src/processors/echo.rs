@@ -62,6 +62,7 @@ impl Processor for EchoProcessor {
                     content: Content::Json(content),
                     evidence,
                     schema,
+                    usage: None,
                 })
             }
         }

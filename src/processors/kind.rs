@@ -66,6 +66,7 @@ pub const KINDS: &[&dyn Kind] = &[
     &super::mock::MockKind,
     &super::echo::EchoKind,
     &super::command::CommandKind,
+    &super::openai::OpenAiKind,
 ];
 
 fn kind_named(name: &str) -> Option<&'static dyn Kind> {

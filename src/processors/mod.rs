@@ -9,6 +9,7 @@ mod command;
 mod echo;
 pub mod kind;
 mod mock;
+mod openai;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ pub use command::CommandProcessor;
 pub use echo::EchoProcessor;
 pub(crate) use mock::fnv1a;
 pub use mock::{mock_output, MockProcessor};
+pub use openai::{OpenAiProcessor, ResponseFormat};
 
 /// Why a processor did not produce an output.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,12 +34,20 @@ pub enum ProcessorError {
     Transient(String),
     /// Final: the run fails with this message.
     Permanent(String),
+    /// Transient, and the other side said when to come back (a 429 or 503
+    /// with `Retry-After`): the retry waits at least that long.
+    Throttled {
+        message: String,
+        retry_after: Option<Duration>,
+    },
 }
 
 impl ProcessorError {
     pub fn message(&self) -> &str {
         match self {
-            ProcessorError::Transient(message) | ProcessorError::Permanent(message) => message,
+            ProcessorError::Transient(message)
+            | ProcessorError::Permanent(message)
+            | ProcessorError::Throttled { message, .. } => message,
         }
     }
 }

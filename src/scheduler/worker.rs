@@ -6,6 +6,7 @@
 //! Talks to the store only through ops; never SQL, never a face.
 
 use super::*;
+use crate::limits::TURNS_IN_CONTEXT_MAX;
 
 pub(super) struct Worker {
     pub(super) store: Arc<Store>,
@@ -18,6 +19,9 @@ pub(super) struct Worker {
 pub(super) enum Attempt {
     Finished(Finish),
     Transient(String),
+    /// Transient, with the least wait before the retry the other side
+    /// asked for.
+    Throttled(String, Duration),
 }
 
 impl Worker {
@@ -36,7 +40,8 @@ impl Worker {
         }
         match self.execute(&job) {
             Attempt::Finished(finish) => self.finish(run_seq, finish),
-            Attempt::Transient(message) => self.retry_or_fail(job, message),
+            Attempt::Transient(message) => self.retry_or_fail(job, message, Duration::ZERO),
+            Attempt::Throttled(message, wait) => self.retry_or_fail(job, message, wait),
         }
     }
 
@@ -44,7 +49,9 @@ impl Worker {
         submit_finish(&self.store, &self.control, run_seq, finish);
     }
 
-    fn retry_or_fail(&self, mut job: Job, message: String) {
+    /// Retries after the backoff, or after `at_least` when that is longer
+    /// (a server's `Retry-After`); fails the run when out of attempts.
+    fn retry_or_fail(&self, mut job: Job, message: String, at_least: Duration) {
         let attempt = job.run.attempt;
         if attempt >= job.run.max_attempts {
             let error = RunError::new(
@@ -68,7 +75,7 @@ impl Worker {
             .get(&job.run.processor)
             .map(|config| config.backoff)
             .unwrap_or_default();
-        let due = Instant::now() + backoff.before_retry(&job.run.id, attempt);
+        let due = Instant::now() + backoff.before_retry(&job.run.id, attempt).max(at_least);
         job.run.attempt += 1;
         job.retry = true;
         let _ = self.control.send(Control::Retry { job, due });
@@ -108,10 +115,19 @@ impl Worker {
             run_seq: run.seq,
             enabled: run.enable_events,
         };
+        let turns = match &run.previous_id {
+            None => Vec::new(),
+            Some(previous) => match self.store.turns(previous, TURNS_IN_CONTEXT_MAX) {
+                Ok(turns) => turns,
+                Err(error) => {
+                    return Attempt::Transient(format!("cannot read the earlier turns: {error}"))
+                }
+            },
+        };
         let deadline = config.timeout.map(|timeout| Instant::now() + timeout);
         let context = RunContext {
             deadline,
-            turns: &[],
+            turns: &turns,
             run_id: &run.id,
             processor: &run.processor,
             input: &input,
@@ -143,6 +159,10 @@ impl Worker {
                 Err(message) => failed(message, None),
             },
             Ok(Err(ProcessorError::Transient(message))) => Attempt::Transient(message),
+            Ok(Err(ProcessorError::Throttled {
+                message,
+                retry_after,
+            })) => Attempt::Throttled(message, retry_after.unwrap_or_default()),
             Ok(Err(ProcessorError::Permanent(message))) => failed(message, None),
             Err(_) => failed(format!("processor '{}' panicked", run.processor), None),
         }

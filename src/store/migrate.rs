@@ -63,6 +63,8 @@ CREATE INDEX groups_by_activity ON groups((n_queued + n_running + n_cancelling >
         "DROP INDEX events_run_stream;
 CREATE INDEX events_by_run ON events(run_seq, id);",
     ),
+    // 9: the run a run follows up (issue 13).
+    Migration::Code(follow_ups),
 ];
 
 /// Version a database has once every migration is applied.
@@ -213,6 +215,26 @@ fn to_engine_rows(transaction: &Transaction<'_>) -> Result<()> {
     Ok(())
 }
 
+/// Version 9: `runs.previous_id`. The table is made anew from schema.sql's
+/// statement (as in version 4) rather than altered, so that its SQL is a
+/// new database's to the letter.
+fn follow_ups(transaction: &Transaction<'_>) -> Result<()> {
+    transaction.execute_batch("ALTER TABLE runs RENAME TO runs_v8;")?;
+    transaction.execute_batch(&schema_statements("runs", Made::Table))?;
+    transaction.execute_batch(
+        "INSERT INTO runs (seq, id, group_seq, cursor, status, processor, input, document,
+             task_spec, default_spec, metadata, enable_events, attempts, max_attempts, error,
+             warnings, output, created_at, modified_at)
+         SELECT seq, id, group_seq, cursor, status, processor, input, document, task_spec,
+             default_spec, metadata, enable_events, attempts, max_attempts, error, warnings,
+             output, created_at, modified_at
+         FROM runs_v8;
+         DROP TABLE runs_v8;",
+    )?;
+    transaction.execute_batch(&schema_statements("runs", Made::Indexes))?;
+    Ok(())
+}
+
 /// Which of schema.sql's statements about a table.
 #[derive(Clone, Copy, PartialEq)]
 enum Made {
@@ -311,6 +333,7 @@ fn output_of(old: &Value) -> Result<Output> {
         content,
         evidence: serde_json::from_value(old.get("basis").cloned().unwrap_or(json!([])))?,
         schema: old.get("output_schema").filter(|v| !v.is_null()).cloned(),
+        usage: None,
     })
 }
 

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::model::{
     Delivery, DeliveryState, EventData, RunCounts as Counts, RunStatus, StoredRequest, TaskSpec,
-    Timestamp,
+    Timestamp, Turn,
 };
 
 /// An event row: its id and what it says.
@@ -152,6 +152,42 @@ impl Store {
                 .query_row([run_id], |row| Ok((RunRow::from_row(row)?, row.get(14)?)))
                 .optional()?)
         })
+    }
+
+    /// The turns a follow-up of `previous_id` continues: that run and the
+    /// runs it follows in turn, the `max` latest, oldest first. A turn
+    /// that did not complete has no output; the chain stops at a pruned
+    /// turn.
+    pub fn turns(&self, previous_id: &str, max: usize) -> Result<Vec<Turn>> {
+        let rows: Vec<(String, String, String, Option<String>)> = self.read(|connection| {
+            Ok(connection
+                .prepare_cached(
+                    // No cycle is possible (a run follows only a run made
+                    // before it); the depth bounds the walk all the same.
+                    "WITH RECURSIVE chain(id, depth) AS (SELECT ?1, 1 UNION ALL \
+                     SELECT r.previous_id, c.depth + 1 FROM chain c JOIN runs r ON r.id = c.id \
+                     WHERE r.previous_id IS NOT NULL AND c.depth < ?2) \
+                     SELECT r.id, r.input, r.status, r.output FROM chain c \
+                     JOIN runs r ON r.id = c.id ORDER BY c.depth DESC",
+                )?
+                .query_map(rusqlite::params![previous_id, max as i64], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?)
+        })?;
+        rows.into_iter()
+            .map(|(run_id, input, status, output)| {
+                let output = match (status.as_str(), output) {
+                    ("completed", Some(text)) => Some(super::parse_output(&text)?),
+                    _ => None,
+                };
+                Ok(Turn {
+                    run_id,
+                    input: serde_json::from_str::<serde_json::Value>(&input)?,
+                    output,
+                })
+            })
+            .collect()
     }
 
     pub fn group(&self, group_id: &str) -> Result<Option<GroupRow>> {

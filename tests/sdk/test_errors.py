@@ -393,6 +393,17 @@ def test_422_invalid_create(client: Parallel, kwargs, loc, kind):
     assert error["message"].startswith(".".join(str(part) for part in first["loc"]))
 
 
+def test_422_previous_interaction_id_of_no_run(client: Parallel):
+    """A follow-up must name a run that exists (spec 2.2): the SDK raises its
+    422 class, and its message names the field."""
+    with pytest.raises(UnprocessableEntityError) as caught:
+        client.task_run.create(input="x", processor="lite", previous_interaction_id=MISSING_RUN)
+    error = check_api_error(exact(caught, UnprocessableEntityError), 422)
+    first = error["detail"]["errors"][0]
+    assert first["loc"] == ["body", "previous_interaction_id"], first
+    assert "previous_interaction_id" in str(caught.value)
+
+
 def test_422_missing_fields(client: Parallel):
     with pytest.raises(UnprocessableEntityError) as caught:
         client.post("/v1/tasks/runs", cast_to=TaskRun, body={"metadata": {"a": 1}})

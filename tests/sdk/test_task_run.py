@@ -142,6 +142,8 @@ def test_retrieve_follows_the_lifecycle(client: Parallel):
 
 
 def test_retrieve_input_echoes_every_field(client: Parallel):
+    # A follow-up must name a run that exists: this one.
+    earlier = client.task_run.create(input="the first turn", processor="lite")
     sent = dict(
         input={"question": "What is the capital of France?", "lang": "en"},
         processor="ultra-fast",
@@ -159,7 +161,7 @@ def test_retrieve_input_echoes_every_field(client: Parallel):
             }
         ],
         memory_scope_key="scope-1",
-        previous_interaction_id="trun_" + "0" * 32,
+        previous_interaction_id=earlier.interaction_id,
         task_spec={"output_schema": "The capital city", "input_schema": "A question"},
     )
     run = client.task_run.create(**sent)

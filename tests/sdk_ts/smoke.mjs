@@ -285,6 +285,33 @@ async function main() {
     assertJsonOutput(result.output);
   });
 
+  // 8. A follow-up of that run, and of a run that never was: the SDK
+  // throws its 422 class, whose message names the field.
+  const followUp = await client.taskRun.create({
+    input: 'And in 2024?',
+    processor: 'lite',
+    previous_interaction_id: created.interaction_id,
+  });
+  check('taskRun.create follow-up', () => {
+    assertRun(followUp, { status: 'queued', groupId: null, metadata: null });
+  });
+  let refused = null;
+  try {
+    await client.taskRun.create({
+      input: 'x',
+      processor: 'lite',
+      previous_interaction_id: `trun_${'0'.repeat(32)}`,
+    });
+  } catch (err) {
+    refused = err;
+  }
+  check('taskRun.create unknown previous_interaction_id', () => {
+    assert.ok(refused instanceof Parallel.UnprocessableEntityError, `got ${refused}`);
+    assert.equal(refused.status, 422);
+    assert.match(refused.message, /previous_interaction_id/);
+    assert.deepEqual(refused.error.error.detail.errors[0].loc, ['body', 'previous_interaction_id']);
+  });
+
   console.log(`ts smoke: ${checks} checks passed`);
 }
 

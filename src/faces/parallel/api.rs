@@ -23,7 +23,8 @@ use crate::engine::{
     Subscription,
 };
 use crate::model::{
-    self, to_json, AddRuns, FieldError, JsonObject, Loc, RunRequest, RunStatus, TaskSpec,
+    self, to_json, AddRuns, FieldError, FieldErrorKind, JsonObject, Loc, RunRequest, RunStatus,
+    TaskSpec,
 };
 use crate::processors::Registry;
 
@@ -220,6 +221,20 @@ impl Api {
         let mut errors =
             parse::check_run_input(input, None, self.engine.registry(), self.engine.schemas());
         errors.extend(self.engine.check_webhook(input.webhook_target().as_ref()));
+        if let Some(previous) = &input.previous_interaction_id {
+            let known = wire::engine_id(wire::RUN_ID_PREFIX, previous)
+                .is_some_and(|id| self.engine.run_exists(id));
+            if !known {
+                errors.push(FieldError::new(
+                    vec![Loc::Key("previous_interaction_id".into())],
+                    FieldErrorKind::ValueError,
+                    format!(
+                        "previous_interaction_id '{previous}' is the interaction_id of no run \
+                         (never made, or pruned)"
+                    ),
+                ));
+            }
+        }
         errors
     }
 

@@ -160,6 +160,11 @@ impl RunInput {
             document: Some(to_json(self)),
             warnings: Vec::new(),
             webhook: self.webhook_target(),
+            // An interaction's id is its run's: `trun_` and the engine id.
+            previous_run_id: self
+                .previous_interaction_id
+                .as_deref()
+                .map(|id| engine_id(RUN_ID_PREFIX, id).unwrap_or(id).to_string()),
         }
     }
 }

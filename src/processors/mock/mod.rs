@@ -135,6 +135,7 @@ pub fn mock_output(processor: &str, input: &Value, task_spec: &TaskSpec) -> Outp
                 content: Content::Json(content),
                 evidence,
                 schema: Some(schema),
+                usage: None,
             }
         }
     }

@@ -24,7 +24,8 @@ pub(super) fn claim(
     // claim; the partial index is in seq order already.
     let mut sql = String::from(
         "SELECT seq, id, processor, input, task_spec, metadata, attempts, max_attempts, \
-         enable_events, group_seq FROM runs INDEXED BY runs_queued WHERE status = 'queued'",
+         enable_events, group_seq, previous_id FROM runs INDEXED BY runs_queued \
+         WHERE status = 'queued'",
     );
     if !exclude.is_empty() {
         sql.push_str(" AND processor NOT IN (");
@@ -54,6 +55,7 @@ pub(super) fn claim(
                     attempt: row.get::<_, u32>(6)? + 1,
                     max_attempts: row.get(7)?,
                     enable_events: row.get(8)?,
+                    previous_id: row.get(10)?,
                 },
                 row.get::<_, Option<i64>>(9)?,
             ))

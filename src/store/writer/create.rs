@@ -79,8 +79,8 @@ pub(super) fn insert_run(
         .prepare_cached(
             "INSERT INTO runs (id, group_seq, cursor, status, processor, input, document, \
              task_spec, default_spec, metadata, enable_events, max_attempts, warnings, \
-             created_at, modified_at) \
-             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)",
+             created_at, modified_at, previous_id) \
+             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14)",
         )?
         .execute(params![
             run.id,
@@ -95,7 +95,8 @@ pub(super) fn insert_run(
             run.enable_events,
             run.max_attempts,
             run.warnings,
-            batch.now
+            batch.now,
+            run.previous_id
         ])?;
     let run_seq = transaction.last_insert_rowid();
     if let Some(webhook) = &run.webhook {

@@ -108,6 +108,9 @@ pub struct NewRun {
     pub warnings: Option<String>,
     /// Where to POST the run's terminal status.
     pub webhook: Option<crate::model::WebhookTarget>,
+    /// The run this one follows up, by id.
+    #[serde(default)]
+    pub previous_id: Option<String>,
 }
 
 /// A run the scheduler took from the queue; it is `running` now.
@@ -123,6 +126,8 @@ pub struct ClaimedRun {
     pub attempt: u32,
     pub max_attempts: u32,
     pub enable_events: bool,
+    /// The run this one follows up: its processor sees the earlier turns.
+    pub previous_id: Option<String>,
 }
 
 /// How a run attempt ended.

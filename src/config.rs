@@ -5,6 +5,7 @@
 //! from here (and the defaults), never from a request. It must not start
 //! anything.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -72,10 +73,16 @@ impl FileConfig {
     /// and an error names the file, the key and its line.
     pub fn registry(&self) -> Result<Registry, String> {
         let mut registry = crate::faces::default_registry();
+        let kinds = crate::faces::kinds();
+        let names: BTreeSet<String> = registry
+            .iter()
+            .map(|config| config.name.clone())
+            .chain(self.processors.keys().cloned())
+            .collect();
         for (name, keys) in &self.processors {
-            let section = Section::new(name, &self.path, &self.text, keys);
-            let config =
-                kind::build(&section, registry.get(name)).map_err(|error| error.to_string())?;
+            let section = Section::new(name, &self.path, &self.text, keys, &names);
+            let config = kind::build(&section, registry.get(name), &kinds)
+                .map_err(|error| error.to_string())?;
             registry.insert(config);
         }
         Ok(registry)

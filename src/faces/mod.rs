@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::engine::{Config, Engine};
 use crate::model::RENDER_SLOTS_MAX;
+use crate::processors::kind::Kind;
 use crate::processors::Registry;
 use crate::server::{Face, ServerConfig};
 
@@ -25,6 +26,14 @@ const _: () = assert!(PARALLEL_RENDER_SLOT < RENDER_SLOTS_MAX);
 /// for paths none of them owns (the first answers those).
 pub fn all(engine: &Engine, _config: &ServerConfig) -> Vec<Arc<dyn Face>> {
     vec![Arc::new(parallel::Parallel::new(engine.clone()))]
+}
+
+/// The processor kinds a config file may name: the engine's, and those a
+/// face contributes (Parallel's `replay`, which speaks its wire upstream).
+pub fn kinds() -> Vec<&'static dyn Kind> {
+    let mut kinds = crate::processors::kind::KINDS.to_vec();
+    kinds.push(&parallel::replay::ReplayKind);
+    kinds
 }
 
 /// The engine's own processors and every face's hosted processor names,

@@ -61,7 +61,7 @@ pub trait Kind: Sync {
     fn build(&self, section: &Section<'_>) -> Result<Built, ConfigError>;
 }
 
-/// Every kind, by name.
+/// The engine's kinds; faces add theirs (`crate::faces::kinds`).
 pub const KINDS: &[&dyn Kind] = &[
     &super::mock::MockKind,
     &super::echo::EchoKind,
@@ -69,26 +69,31 @@ pub const KINDS: &[&dyn Kind] = &[
     &super::openai::OpenAiKind,
 ];
 
-fn kind_named(name: &str) -> Option<&'static dyn Kind> {
-    KINDS.iter().copied().find(|kind| kind.name() == name)
-}
-
 /// The keys of a section, read by name; remembers which were read.
 pub struct Section<'a> {
     name: &'a str,
     file: &'a Path,
     text: &'a str,
     keys: &'a SectionKeys,
+    /// Every processor name there will be (the defaults and the file's).
+    names: &'a BTreeSet<String>,
     read: RefCell<BTreeSet<&'a str>>,
 }
 
 impl<'a> Section<'a> {
-    pub fn new(name: &'a str, file: &'a Path, text: &'a str, keys: &'a SectionKeys) -> Section<'a> {
+    pub fn new(
+        name: &'a str,
+        file: &'a Path,
+        text: &'a str,
+        keys: &'a SectionKeys,
+        names: &'a BTreeSet<String>,
+    ) -> Section<'a> {
         Section {
             name,
             file,
             text,
             keys,
+            names,
             read: RefCell::new(BTreeSet::new()),
         }
     }
@@ -258,6 +263,16 @@ impl<'a> Section<'a> {
             .map(Some)
     }
 
+    /// The name of another processor (there will be one of that name).
+    pub fn processor_name(&self, key: &str) -> Result<Option<String>, ConfigError> {
+        match self.string(key)? {
+            Some(name) if !self.names.contains(&name) => {
+                Err(self.error(key, format!("no processor is named '{name}'")))
+            }
+            other => Ok(other),
+        }
+    }
+
     /// A JSON value written as TOML (a schema).
     pub fn json(&self, key: &str) -> Result<Option<Value>, ConfigError> {
         match self.value(key) {
@@ -285,21 +300,25 @@ impl<'a> Section<'a> {
 pub fn build(
     section: &Section<'_>,
     base: Option<&ProcessorConfig>,
+    kinds: &[&dyn Kind],
 ) -> Result<ProcessorConfig, ConfigError> {
-    let kinds = || {
-        KINDS
+    let names = || {
+        kinds
             .iter()
             .map(|kind| kind.name())
             .collect::<Vec<_>>()
             .join(", ")
     };
     let kind_name = section.required_string("kind")?;
-    let kind = kind_named(&kind_name).ok_or_else(|| {
-        section.error(
-            "kind",
-            format!("unknown kind '{kind_name}' (one of {})", kinds()),
-        )
-    })?;
+    let kind = kinds
+        .iter()
+        .find(|kind| kind.name() == kind_name)
+        .ok_or_else(|| {
+            section.error(
+                "kind",
+                format!("unknown kind '{kind_name}' (one of {})", names()),
+            )
+        })?;
     let built = kind.build(section)?;
     let name = section.name();
     let mut config = match base {

@@ -7,6 +7,7 @@
 
 mod command;
 mod echo;
+pub mod fixtures;
 pub mod kind;
 mod mock;
 mod openai;
@@ -79,6 +80,9 @@ pub struct RunContext<'a> {
     /// The earlier turns of the interaction this run continues, oldest
     /// first; empty for a first turn.
     pub turns: &'a [Turn],
+    /// Every configured processor, for one that hands a run on (`replay`'s
+    /// fallback).
+    pub processors: &'a Registry,
 }
 
 impl RunContext<'_> {

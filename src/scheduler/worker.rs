@@ -128,6 +128,7 @@ impl Worker {
         let context = RunContext {
             deadline,
             turns: &turns,
+            processors: &self.registry,
             run_id: &run.id,
             processor: &run.processor,
             input: &input,

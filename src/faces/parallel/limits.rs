@@ -34,3 +34,12 @@ pub const RUN_EVENTS_STREAM_S_MAX: u64 = 570;
 pub const WEBHOOK_URL_CHARS_MAX: usize = 2_048;
 
 const _: () = assert!(RESULT_TIMEOUT_S_DEFAULT <= RESULT_TIMEOUT_S_MAX);
+
+/// How long one `GET .../result` of a `replay` processor's upstream run
+/// waits, in seconds: between two, a cancel is seen.
+pub const REPLAY_RESULT_POLL_S: u64 = 2;
+
+/// How long a `replay` processor waits for an upstream run when its
+/// processor sets no `timeout_ms`, in seconds (the hosted `/result`'s own
+/// longest wait).
+pub const REPLAY_UPSTREAM_WAIT_S_MAX: u64 = 3_600;

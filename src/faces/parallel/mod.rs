@@ -14,6 +14,7 @@ pub mod parse;
 pub mod processors;
 mod query;
 pub mod render;
+pub mod replay;
 mod routes;
 pub mod wire;
 

@@ -217,6 +217,27 @@ impl From<&model::Output> for Output {
     }
 }
 
+/// An upstream's output as the engine keeps it (the `replay` processor).
+impl From<Output> for model::Output {
+    fn from(output: Output) -> model::Output {
+        let (content, evidence, schema) = match output {
+            Output::Json {
+                content,
+                basis,
+                output_schema,
+                ..
+            } => (Content::Json(content), basis, output_schema),
+            Output::Text { content, basis, .. } => (Content::Text(content), basis, None),
+        };
+        model::Output {
+            content,
+            evidence,
+            schema,
+            usage: None,
+        }
+    }
+}
+
 /// Counts and activity of a group (spec 2.5).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupStatus {

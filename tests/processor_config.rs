@@ -121,3 +121,21 @@ fn common_settings_reach_the_catalog_and_an_override_keeps_what_it_does_not_set(
             .enable_events_default
     );
 }
+
+/// The README's edge-device file is a working config: it loads, and each
+/// processor is of the kind it says.
+#[test]
+fn the_readme_edge_device_config_loads() {
+    let readme = include_str!("../README.md");
+    let start = readme
+        .find("# /etc/taskyard/edge.toml")
+        .expect("the README shows the edge config");
+    let block = &readme[start..];
+    let block = &block[..block.find("```").expect("the block ends")];
+    let (_, built) = build(block);
+    let registry = built.expect("the README's edge config builds");
+    assert_eq!(registry.get("lookup").expect("lookup").kind, "command");
+    let model = registry.get("local-model").expect("local-model");
+    assert_eq!(model.kind, "openai");
+    assert_eq!(model.max_attempts, 5);
+}

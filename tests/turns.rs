@@ -157,3 +157,22 @@ fn over_http_an_unknown_previous_interaction_is_a_422_at_the_field() {
     let content = &result.json()["output"]["content"];
     assert_eq!(content["turns"][0]["input"], "hello");
 }
+
+/// A follow-up of a run still at work waits, queued, until that run has
+/// ended: its processor sees the earlier turn's output.
+#[test]
+fn a_follow_up_waits_for_the_turn_it_follows() {
+    let dir = TestDir::new();
+    let engine = Engine::open(dir.db(), config(&dir)).expect("engine");
+    let mut first = RunRequest::new("slow to answer", "turns");
+    first.metadata = json!({"mock_delay_ms": 500}).as_object().cloned();
+    let first = engine.create_run(first).expect("first turn");
+    let (_, answer) = turn(&engine, "next", Some(&first.id));
+    let turns = answer["turns"].as_array().expect("turns");
+    assert_eq!(
+        turns[0]["said"], "slow to answer",
+        "the first turn had ended: {answer}"
+    );
+    let first = engine.get_run(&first.id).expect("first");
+    assert!(first.status.is_terminal());
+}

@@ -22,10 +22,14 @@ pub(super) fn claim(
     // INDEXED BY: with `runs_by_status_id` beside it, SQLite would rather
     // search that by status and sort every queued run by seq, on each
     // claim; the partial index is in seq order already.
+    // A follow-up waits, queued, until the run it follows has ended, so
+    // that its processor sees that turn's output and the turns of one
+    // interaction run one at a time, in order.
     let mut sql = String::from(
         "SELECT seq, id, processor, input, task_spec, metadata, attempts, max_attempts, \
          enable_events, group_seq, previous_id FROM runs INDEXED BY runs_queued \
-         WHERE status = 'queued'",
+         WHERE status = 'queued' AND (previous_id IS NULL OR NOT EXISTS (SELECT 1 FROM runs p \
+         WHERE p.id = runs.previous_id AND p.status IN ('queued', 'running', 'cancelling')))",
     );
     if !exclude.is_empty() {
         sql.push_str(" AND processor NOT IN (");

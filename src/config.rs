@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::processors::kind::{self, Section, SectionKeys};
 use crate::processors::Registry;
+use crate::server::rate::{Limit, RateLimitConfig};
 
 /// The whole file; every key is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -45,6 +46,8 @@ pub struct FileConfig {
     /// Seconds after which delivered or expired webhook deliveries are
     /// pruned; absent: kept.
     pub retain_deliveries_s: Option<u64>,
+    /// Requests per client and route class (`[rate_limits]`).
+    pub rate_limits: Option<RateLimitsFile>,
     /// Processor names to add or override, by name; each section is read
     /// by its kind (`processors::kind`).
     #[serde(default)]
@@ -57,7 +60,60 @@ pub struct FileConfig {
     pub text: String,
 }
 
+/// `[rate_limits]`: `read` (GET) and `write` (other methods), each
+/// `{ per_second = N, burst = M }`; a class left out is not limited.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitsFile {
+    pub read: Option<LimitFile>,
+    pub write: Option<LimitFile>,
+}
+
+/// One class's limit.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitFile {
+    pub per_second: f64,
+    /// Requests at once after a quiet spell; `per_second` rounded up when
+    /// absent.
+    pub burst: Option<u32>,
+}
+
 impl FileConfig {
+    /// The server's rate limits; none unless `[rate_limits]` sets them.
+    pub fn rate_limits(&self) -> Result<RateLimitConfig, String> {
+        let Some(file) = &self.rate_limits else {
+            return Ok(RateLimitConfig::default());
+        };
+        let limit = |class: &str, limit: &Option<LimitFile>| -> Result<Option<Limit>, String> {
+            let Some(limit) = limit else {
+                return Ok(None);
+            };
+            if !(limit.per_second.is_finite() && limit.per_second > 0.0) {
+                return Err(format!(
+                    "config file {}: rate_limits.{class}.per_second must be above 0, not {}",
+                    self.path.display(),
+                    limit.per_second
+                ));
+            }
+            let burst = limit.burst.unwrap_or(limit.per_second.ceil() as u32);
+            if burst == 0 {
+                return Err(format!(
+                    "config file {}: rate_limits.{class}.burst must be at least 1",
+                    self.path.display()
+                ));
+            }
+            Ok(Some(Limit {
+                per_second: limit.per_second,
+                burst,
+            }))
+        };
+        Ok(RateLimitConfig {
+            read: limit("read", &file.read)?,
+            write: limit("write", &file.write)?,
+        })
+    }
+
     pub fn load(path: &Path) -> Result<FileConfig, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;

@@ -158,3 +158,8 @@ pub const OPENAI_REQUEST_TIMEOUT_MS: u64 = 300_000;
 /// The longest `Retry-After` a processor honours, in seconds: a server
 /// asking for more gets its retry this soon (and may refuse it again).
 pub const RETRY_AFTER_MAX_S: u64 = 600;
+
+/// Rate-limit buckets kept at most (one per client and route class); past
+/// it the buckets that have refilled, which are as good as new, are
+/// forgotten.
+pub const RATE_BUCKETS_MAX: usize = 10_000;

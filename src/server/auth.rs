@@ -20,6 +20,11 @@ pub fn authorized(keys: &[String], request: &Request<'_>) -> bool {
     })
 }
 
+/// The key a request carries, if any, whether or not it is accepted.
+pub fn presented_key(request: &Request<'_>) -> Option<String> {
+    KEY_HEADERS.iter().find_map(|name| request.header(name))
+}
+
 /// Compares a key with every configured key in time that depends only on
 /// the lengths, so that a caller cannot learn a key byte by byte.
 fn key_matches(keys: &[String], given: &str) -> bool {

@@ -13,6 +13,7 @@
 mod auth;
 pub mod fanout;
 mod metrics;
+pub mod rate;
 mod request;
 pub mod router;
 pub mod sse;
@@ -56,6 +57,8 @@ pub struct ServerConfig {
     /// reading); past it the connection is closed and a stream on it ends,
     /// freeing its slot and its thread. Zero: no bound.
     pub write_timeout: Duration,
+    /// Requests per client and route class (`rate.rs`); none by default.
+    pub rate_limits: rate::RateLimitConfig,
 }
 
 impl Default for ServerConfig {
@@ -69,6 +72,7 @@ impl Default for ServerConfig {
             keep_alive: Duration::from_secs(15),
             read_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(30),
+            rate_limits: rate::RateLimitConfig::default(),
         }
     }
 }
@@ -105,6 +109,8 @@ pub enum Refusal {
     },
     /// An engine call of a server route (`/metrics`) failed.
     Engine(crate::engine::Error),
+    /// The client is over a rate limit of its route class (`rate_limits`).
+    RateLimited(rate::Limited),
 }
 
 /// A hosted API's wire format, served over the engine.
@@ -151,6 +157,7 @@ struct Shared {
     faces: Vec<Arc<dyn Face>>,
     http: tiny_http::Server,
     stopping: AtomicBool,
+    rate: rate::RateLimits,
 }
 
 /// A running server; [`Server::stop`] ends it.
@@ -214,6 +221,7 @@ impl Server {
             faces,
             http,
             stopping: AtomicBool::new(false),
+            rate: rate::RateLimits::new(config.rate_limits),
             config,
         });
         let mut threads = fanout_threads;
@@ -351,14 +359,29 @@ fn handle(shared: &Arc<Shared>, mut raw: tiny_http::Request) {
         Ok(found) => found.endpoint.needs_key,
         Err(_) => shared.faces.iter().any(|face| face.owns(path)),
     };
+    let raw_peer = raw.remote_addr().map(|addr| addr.ip().to_string());
     let reply = {
         let params = found
             .as_ref()
             .map(|found| found.params.clone())
             .unwrap_or_default();
         let mut request = Request::new(shared, &mut raw, &method, path, raw_query, params, face);
+        // Face routes only are limited: `/healthz` and `/metrics` never.
+        let limited = |request: &Request<'_>| match &found {
+            Ok(found) if found.endpoint.needs_key => shared
+                .rate
+                .take(
+                    &client_of(request, &raw_peer),
+                    rate::RouteClass::of(&method),
+                    Instant::now(),
+                )
+                .err(),
+            _ => None,
+        };
         if needs_key && !auth::authorized(&shared.config.api_keys, &request) {
             request.refuse(Refusal::Unauthorized)
+        } else if let Some(limited) = limited(&request) {
+            request.refuse(Refusal::RateLimited(limited))
         } else {
             match found {
                 Ok(found) => (found.endpoint.handler)(&mut request),
@@ -390,6 +413,15 @@ fn handle(shared: &Arc<Shared>, mut raw: tiny_http::Request) {
             counted.record(shared, status);
         }
     }
+}
+
+/// Who a rate limit counts a request against: the key it carries, in any
+/// face's header, else the address it came from.
+fn client_of(request: &Request<'_>, peer: &Option<String>) -> String {
+    auth::presented_key(request)
+        .map(|key| format!("key:{key}"))
+        .or_else(|| peer.as_ref().map(|ip| format!("ip:{ip}")))
+        .unwrap_or_default()
 }
 
 /// Takes a long-request slot, or answers why not.

@@ -211,3 +211,30 @@ CREATE TABLE pruned (
 
 -- Idempotency keys expire by age: pruning finds the oldest first.
 CREATE INDEX idempotency_keys_by_age ON idempotency_keys(created_at);
+
+-- Interactions (issue 14): the runs that follow one another under one key
+-- a face chose (a Handinger task, an ArchAstro session), numbered from 1.
+-- A run made in an interaction follows its latest run, found and written
+-- in the same transaction, so that turns sent at once still make one
+-- chain. A turn's row goes when its run is pruned.
+CREATE TABLE interaction_turns (
+    interaction    TEXT    NOT NULL,
+    turn           INTEGER NOT NULL,
+    run_id         TEXT    NOT NULL,
+    PRIMARY KEY (interaction, turn)
+) WITHOUT ROWID;
+
+-- Pruning a run finds its turn by the run's id.
+CREATE INDEX interaction_turns_by_run ON interaction_turns(run_id);
+
+-- A face's own records (Handinger's workers and tasks): JSON bodies the
+-- engine keeps and gives back by face, kind and id, never reads.
+CREATE TABLE records (
+    face           TEXT    NOT NULL,
+    kind           TEXT    NOT NULL,
+    id             TEXT    NOT NULL,
+    body           TEXT    NOT NULL,
+    created_at     INTEGER NOT NULL,
+    modified_at    INTEGER NOT NULL,
+    PRIMARY KEY (face, kind, id)
+) WITHOUT ROWID;

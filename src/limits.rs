@@ -163,3 +163,11 @@ pub const RETRY_AFTER_MAX_S: u64 = 600;
 /// it the buckets that have refilled, which are as good as new, are
 /// forgotten.
 pub const RATE_BUCKETS_MAX: usize = 10_000;
+
+/// Largest body of a face's record (a Handinger worker: its instructions
+/// and output schema), in bytes of compact JSON.
+pub const RECORD_BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// Longest interaction key a face may choose (a Handinger task id), in
+/// bytes.
+pub const INTERACTION_KEY_BYTES_MAX: usize = 512;

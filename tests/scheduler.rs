@@ -634,6 +634,7 @@ fn scheduler_wake_and_cancel_burst_stays_bounded_and_loses_no_cancel() {
             warnings: None,
             webhook: None,
             previous_id: None,
+            interaction: None,
         };
         let created = store
             .writer

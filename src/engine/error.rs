@@ -40,6 +40,9 @@ pub enum Error {
         schedule_id: String,
         state: crate::model::ScheduleState,
     },
+    /// A face's record inserted under an id that has one.
+    #[error("{kind} {id} exists")]
+    Exists { kind: String, id: String },
     /// An idempotency key seen before with another request.
     #[error("idempotency key reused with a different request")]
     IdempotencyConflict,
@@ -57,6 +60,7 @@ impl From<store::Error> for Error {
         match error {
             store::Error::NotFound { kind, id } => Error::NotFound { kind, id },
             store::Error::IdempotencyConflict => Error::IdempotencyConflict,
+            store::Error::Exists { kind, id } => Error::Exists { kind, id },
             store::Error::Busy(_)
             | store::Error::Full(_)
             | store::Error::Closed

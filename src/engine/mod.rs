@@ -12,6 +12,7 @@ pub mod checks;
 mod error;
 mod groups;
 mod idempotency;
+mod records;
 mod retention;
 mod runs;
 mod schedules;

@@ -11,7 +11,7 @@ use super::checks;
 use super::error::{not_found, Error, Result};
 use super::idempotency::{created, fresh, keyed, Created, Idempotency, RenderAnswer};
 use super::Engine;
-use crate::limits::{MAX_ATTEMPTS_DEFAULT, RUNS_PER_REQUEST_MAX};
+use crate::limits::{INTERACTION_KEY_BYTES_MAX, MAX_ATTEMPTS_DEFAULT, RUNS_PER_REQUEST_MAX};
 use crate::model::{
     is_id, new_id, to_json, AddRuns, AddedRuns, FieldError, FieldErrorKind, Loc, Output, Run,
     RunError, RunRequest, RunStatus, StoredRequest, TaskSpec,
@@ -44,6 +44,23 @@ impl Engine {
     pub fn check_run(&self, run: &RunRequest) -> Vec<FieldError> {
         let mut errors = checks::check_run(run, &self.inner.registry, &self.inner.schemas);
         errors.extend(self.check_webhook(run.webhook.as_ref()));
+        if let Some(interaction) = &run.interaction {
+            if interaction.is_empty() || interaction.len() > INTERACTION_KEY_BYTES_MAX {
+                errors.push(FieldError::limit(
+                    vec![Loc::Key("interaction".into())],
+                    "INTERACTION_KEY_BYTES_MAX",
+                    INTERACTION_KEY_BYTES_MAX as u64,
+                    interaction.len() as u64,
+                ));
+            }
+            if run.previous_run_id.is_some() {
+                errors.push(FieldError::new(
+                    vec![Loc::Key("previous_run_id".into())],
+                    FieldErrorKind::ValueError,
+                    "a run in an interaction follows its latest run: give no previous_run_id",
+                ));
+            }
+        }
         if let Some(previous) = &run.previous_run_id {
             if !self.run_exists(previous) {
                 errors.push(FieldError::new(
@@ -219,6 +236,7 @@ impl Engine {
             warnings: (!warnings.is_empty()).then(|| to_json(&warnings)),
             webhook: request.webhook.clone(),
             previous_id: request.previous_run_id.clone(),
+            interaction: request.interaction.clone(),
         }
     }
 

@@ -87,6 +87,10 @@ pub struct RunRequest {
     /// The run this one follows up (the earlier turn of its interaction):
     /// it must exist, and the processor sees the earlier turns.
     pub previous_run_id: Option<String>,
+    /// The interaction (a key the face chose) this run is the next turn
+    /// of: it follows the interaction's latest run. Not with
+    /// `previous_run_id`.
+    pub interaction: Option<String>,
 }
 
 impl RunRequest {
@@ -102,6 +106,7 @@ impl RunRequest {
             warnings: Vec::new(),
             webhook: None,
             previous_run_id: None,
+            interaction: None,
         }
     }
 }

@@ -65,6 +65,8 @@ CREATE INDEX events_by_run ON events(run_seq, id);",
     ),
     // 9: the run a run follows up (issue 13).
     Migration::Code(follow_ups),
+    // 10: interactions and faces' records (issue 14).
+    Migration::Code(interactions_and_records),
 ];
 
 /// Version a database has once every migration is applied.
@@ -232,6 +234,14 @@ fn follow_ups(transaction: &Transaction<'_>) -> Result<()> {
          DROP TABLE runs_v8;",
     )?;
     transaction.execute_batch(&schema_statements("runs", Made::Indexes))?;
+    Ok(())
+}
+
+/// Version 10: `interaction_turns` and `records`, new tables.
+fn interactions_and_records(transaction: &Transaction<'_>) -> Result<()> {
+    transaction.execute_batch(&schema_statements("interaction_turns", Made::Table))?;
+    transaction.execute_batch(&schema_statements("interaction_turns", Made::Indexes))?;
+    transaction.execute_batch(&schema_statements("records", Made::Table))?;
     Ok(())
 }
 

@@ -28,8 +28,8 @@ pub use read::{
 pub use recovery::Recovered;
 pub use writer::{
     AddedRuns, ClaimedRun, CommitNotice, CommittedEvent, DeliveryOutcome, Finish, Fire,
-    IdempotencyRecord, Keyed, NewGroup, NewRun, NewSchedule, Once, Op, PrunePolicy, Pruned, Reply,
-    RunCancel, ScheduleChange, StreamKey, Writer,
+    IdempotencyRecord, Keyed, NewGroup, NewRun, NewSchedule, Once, Op, PrunePolicy, Pruned,
+    RecordKey, RecordRow, RecordWrite, Reply, RunCancel, ScheduleChange, StreamKey, Writer,
 };
 
 use crate::limits::READ_CONNECTION_WAIT_MS_MAX;
@@ -63,6 +63,9 @@ pub enum Error {
     /// A row or id that an operation needs is not there.
     #[error("{kind} {id} not found")]
     NotFound { kind: &'static str, id: String },
+    /// A record inserted under an id that has one.
+    #[error("{kind} {id} exists")]
+    Exists { kind: String, id: String },
     /// An Idempotency-Key seen before with another request (spec 10.5).
     #[error("Idempotency-Key reused with a different request")]
     IdempotencyConflict,

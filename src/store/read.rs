@@ -8,8 +8,8 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 use super::{
-    Error, GroupRow, Result, RunRow, ScheduleRow, Store, GROUP_COLUMNS, RUN_COLUMNS,
-    SCHEDULE_COLUMNS,
+    Error, GroupRow, RecordKey, RecordRow, Result, RunRow, ScheduleRow, Store, GROUP_COLUMNS,
+    RUN_COLUMNS, RUN_COLUMNS_COUNT, SCHEDULE_COLUMNS,
 };
 use crate::model::{
     Delivery, DeliveryState, EventData, RunCounts as Counts, RunStatus, StoredRequest, TaskSpec,
@@ -151,6 +151,50 @@ impl Store {
                 ))?
                 .query_row([run_id], |row| Ok((RunRow::from_row(row)?, row.get(14)?)))
                 .optional()?)
+        })
+    }
+
+    /// A face's record, if there is one.
+    pub fn record(&self, key: &RecordKey) -> Result<Option<RecordRow>> {
+        self.read(|connection| {
+            Ok(connection
+                .prepare_cached(
+                    "SELECT id, body, created_at, modified_at FROM records \
+                     WHERE face = ?1 AND kind = ?2 AND id = ?3",
+                )?
+                .query_row(params![key.face, key.kind, key.id], |row| {
+                    Ok(RecordRow {
+                        id: row.get(0)?,
+                        body: row.get(1)?,
+                        created_at: row.get(2)?,
+                        modified_at: row.get(3)?,
+                    })
+                })
+                .optional()?)
+        })
+    }
+
+    /// The turns of an interaction, in order: each turn's number and the
+    /// run row, the run's output when it completed.
+    pub fn interaction_turns(
+        &self,
+        interaction: &str,
+    ) -> Result<Vec<(i64, RunRow, Option<String>)>> {
+        self.read(|connection| {
+            Ok(connection
+                .prepare_cached(&format!(
+                    "SELECT {RUN_COLUMNS}, r.output, t.turn FROM interaction_turns t \
+                     JOIN runs r ON r.id = t.run_id LEFT JOIN groups g ON g.seq = r.group_seq \
+                     WHERE t.interaction = ?1 ORDER BY t.turn"
+                ))?
+                .query_map([interaction], |row| {
+                    Ok((
+                        row.get(RUN_COLUMNS_COUNT + 1)?,
+                        RunRow::from_row(row)?,
+                        row.get(RUN_COLUMNS_COUNT)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<_>>()?)
         })
     }
 

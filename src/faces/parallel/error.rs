@@ -212,6 +212,10 @@ impl From<engine::Error> for ApiError {
                     .with_detail(json!({"schedule_id": schedule_id, "status": state}))
                     .with_header("x-should-retry", "false")
             }
+            // The Parallel face keeps no records; another face's conflict
+            // reads as one.
+            engine::Error::Exists { kind, id } => ApiError::new(409, format!("{kind} {id} exists"))
+                .with_header("x-should-retry", "false"),
             engine::Error::IdempotencyConflict => {
                 ApiError::new(409, "Idempotency-Key reused with a different request")
                     .with_header("x-should-retry", "false")

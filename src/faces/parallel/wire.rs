@@ -165,6 +165,7 @@ impl RunInput {
                 .previous_interaction_id
                 .as_deref()
                 .map(|id| engine_id(RUN_ID_PREFIX, id).unwrap_or(id).to_string()),
+            interaction: None,
         }
     }
 }

@@ -146,8 +146,26 @@ pub(super) fn add_runs(
 pub(super) fn create_run(
     transaction: &Transaction<'_>,
     batch: &mut Batch,
-    run: NewRun,
+    mut run: NewRun,
 ) -> Result<RunRow> {
+    if let Some(interaction) = &run.interaction {
+        // The next turn follows the latest, read and written in this
+        // transaction: two turns sent at once still make one chain.
+        let latest: Option<(i64, String)> = transaction
+            .prepare_cached(
+                "SELECT turn, run_id FROM interaction_turns WHERE interaction = ?1 \
+                 ORDER BY turn DESC LIMIT 1",
+            )?
+            .query_row([interaction], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?;
+        let turn = latest.as_ref().map_or(1, |(turn, _)| turn + 1);
+        run.previous_id = latest.map(|(_, run_id)| run_id);
+        transaction
+            .prepare_cached(
+                "INSERT INTO interaction_turns (interaction, turn, run_id) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![interaction, turn, run.id])?;
+    }
     let (seq, cursor) = insert_run(transaction, batch, &run, None)?;
     // A run without a group has no group counts, but is counted with all.
     batch.run_counts.num_runs += 1;

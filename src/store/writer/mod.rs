@@ -17,6 +17,7 @@ mod counts;
 mod create;
 mod finish;
 mod prune;
+mod record;
 mod schedule;
 
 use std::collections::HashMap;
@@ -44,6 +45,8 @@ use create::{add_runs, create_group, create_run, group_by_id, insert_run, keyed}
 pub(in crate::store) use finish::transition;
 use finish::{finish_run, progress, record_delivery, warn};
 pub use prune::{PrunePolicy, Pruned};
+use record::{delete_record, put_record};
+pub use record::{RecordKey, RecordRow, RecordWrite};
 use schedule::{change_schedule, create_schedule, fire_schedules};
 pub use schedule::{Fire, NewSchedule, ScheduleChange};
 
@@ -111,6 +114,10 @@ pub struct NewRun {
     /// The run this one follows up, by id.
     #[serde(default)]
     pub previous_id: Option<String>,
+    /// The interaction the run is the next turn of: it follows the
+    /// interaction's latest run (and `previous_id` is that run's).
+    #[serde(default)]
+    pub interaction: Option<String>,
 }
 
 /// A run the scheduler took from the queue; it is `running` now.
@@ -299,6 +306,15 @@ pub enum Op {
         outcome: DeliveryOutcome,
         reply: Reply<()>,
     },
+    /// Inserts or updates a face's record.
+    PutRecord {
+        key: RecordKey,
+        body: String,
+        write: RecordWrite,
+        reply: Reply<RecordRow>,
+    },
+    /// Deletes a face's record; answers whether there was one.
+    DeleteRecord { key: RecordKey, reply: Reply<bool> },
     /// Cancels every active run of a group; answers the group after and the
     /// runs that are now `cancelling` (their processors must be told).
     CancelGroup {
@@ -329,6 +345,8 @@ impl Op {
             | Op::CancelRun { .. }
             | Op::CancelGroup { .. } => true,
             Op::RecordDelivery { .. }
+            | Op::PutRecord { .. }
+            | Op::DeleteRecord { .. }
             | Op::CreateSchedule { .. }
             | Op::ChangeSchedule { .. }
             | Op::FireSchedules { .. } => false,
@@ -661,6 +679,8 @@ fn fail_op(op: Op, error: Error) {
         Op::ChangeSchedule { reply, .. } => reply(Err(error)),
         Op::FireSchedules { reply, .. } => reply(Err(error)),
         Op::Prune { reply, .. } => reply(Err(error)),
+        Op::PutRecord { reply, .. } => reply(Err(error)),
+        Op::DeleteRecord { reply, .. } => reply(Err(error)),
     }
 }
 
@@ -862,6 +882,13 @@ fn apply(transaction: &Transaction<'_>, batch: &mut Batch, op: Op) -> (Option<Er
             prune::prune(transaction, batch, policy, rows_max, pages_max),
             reply,
         ),
+        Op::PutRecord {
+            key,
+            body,
+            write,
+            reply,
+        } => done(put_record(transaction, batch, &key, &body, write), reply),
+        Op::DeleteRecord { key, reply } => done(delete_record(transaction, &key), reply),
         Op::CancelGroup { group_id, reply } => {
             done(cancel_group(transaction, batch, &group_id), reply)
         }

@@ -126,6 +126,9 @@ fn prune_rows(
         ] {
             transaction.prepare_cached(sql)?.execute([seq])?;
         }
+        transaction
+            .prepare_cached("DELETE FROM interaction_turns WHERE run_id = ?1")?
+            .execute([&id])?;
         tombstone(transaction, batch, &id, "run")?;
         let status = RunStatus::parse(&status).unwrap_or(RunStatus::Failed);
         let mut gone = Counts {

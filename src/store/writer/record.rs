@@ -1,0 +1,83 @@
+//! Faces' records: JSON bodies kept by face, kind and id, inserted,
+//! replaced or deleted in the writer's transaction like every other
+//! change. The engine never reads a body; a face owns its shape.
+//!
+//! Runs on the writer thread inside the batch's transaction.
+
+use super::*;
+
+/// A record as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordRow {
+    pub id: String,
+    pub body: String,
+    pub created_at: i64,
+    pub modified_at: i64,
+}
+
+/// How a put treats a record that is (or is not) there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordWrite {
+    /// Only a new one: an existing id is `Exists`.
+    Insert,
+    /// Only an existing one: a missing id is `NotFound`.
+    Update,
+}
+
+/// Which record, by face, kind and id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordKey {
+    pub face: String,
+    pub kind: String,
+    pub id: String,
+}
+
+pub(super) fn put_record(
+    transaction: &Transaction<'_>,
+    batch: &Batch,
+    key: &RecordKey,
+    body: &str,
+    write: RecordWrite,
+) -> Result<RecordRow> {
+    let created_at: Option<i64> = transaction
+        .prepare_cached("SELECT created_at FROM records WHERE face = ?1 AND kind = ?2 AND id = ?3")?
+        .query_row(params![key.face, key.kind, key.id], |row| row.get(0))
+        .optional()?;
+    let created_at = match (write, created_at) {
+        (RecordWrite::Insert, Some(_)) => {
+            return Err(Error::Exists {
+                kind: key.kind.clone(),
+                id: key.id.clone(),
+            })
+        }
+        (RecordWrite::Update, None) => {
+            return Err(Error::NotFound {
+                kind: "record",
+                id: format!("{} {}", key.kind, key.id),
+            })
+        }
+        (_, created_at) => created_at.unwrap_or(batch.now),
+    };
+    transaction
+        .prepare_cached(
+            "INSERT OR REPLACE INTO records (face, kind, id, body, created_at, modified_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            key.face, key.kind, key.id, body, created_at, batch.now
+        ])?;
+    Ok(RecordRow {
+        id: key.id.clone(),
+        body: body.to_string(),
+        created_at,
+        modified_at: batch.now,
+    })
+}
+
+/// True when there was one to delete.
+pub(super) fn delete_record(transaction: &Transaction<'_>, key: &RecordKey) -> Result<bool> {
+    Ok(transaction
+        .prepare_cached("DELETE FROM records WHERE face = ?1 AND kind = ?2 AND id = ?3")?
+        .execute(params![key.face, key.kind, key.id])?
+        > 0)
+}

@@ -92,11 +92,18 @@ impl Engine {
             .store
             .interaction_turns(interaction)?
             .into_iter()
-            .map(|(turn, row, output)| {
+            .map(|stored| {
                 Ok(InteractionTurn {
-                    turn: turn as u32,
-                    output: output.as_deref().map(store::parse_output).transpose()?,
-                    run: row.to_model()?,
+                    turn: stored.turn as u32,
+                    input: serde_json::from_str(&stored.input).map_err(|e| {
+                        Error::Internal(format!("stored run input does not decode: {e}"))
+                    })?,
+                    output: stored
+                        .output
+                        .as_deref()
+                        .map(store::parse_output)
+                        .transpose()?,
+                    run: stored.run.to_model()?,
                 })
             })
             .collect()

@@ -6,6 +6,7 @@
 //! below knows none of them. A new hosted API is a new folder here and one
 //! line in [`all`].
 
+pub mod handinger;
 pub mod parallel;
 
 use std::sync::Arc;
@@ -25,7 +26,13 @@ const _: () = assert!(PARALLEL_RENDER_SLOT < RENDER_SLOTS_MAX);
 /// Every face taskyard serves, in the order their refusals are preferred
 /// for paths none of them owns (the first answers those).
 pub fn all(engine: &Engine, _config: &ServerConfig) -> Vec<Arc<dyn Face>> {
-    vec![Arc::new(parallel::Parallel::new(engine.clone()))]
+    vec![
+        Arc::new(parallel::Parallel::new(engine.clone())),
+        Arc::new(handinger::Handinger::new(
+            engine,
+            handinger::Budgets::default(),
+        )),
+    ]
 }
 
 /// The processor kinds a config file may name: the engine's, and those a

@@ -17,11 +17,12 @@ pub struct Record {
     pub modified_at: Timestamp,
 }
 
-/// One turn of an interaction: its number (from 1), its run, and the run's
-/// output once it completed.
+/// One turn of an interaction: its number (from 1), its run and input, and
+/// the run's output once it completed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InteractionTurn {
     pub turn: u32,
     pub run: Run,
+    pub input: Value,
     pub output: Option<Output>,
 }

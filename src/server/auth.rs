@@ -3,26 +3,10 @@
 //! Owns the comparison only; which routes need a key is the route table's
 //! (each endpoint says), and how a refusal reads is the face's.
 
-use super::Request;
-
-/// The headers a key may come in: Parallel's SDKs send `x-api-key`.
-const KEY_HEADERS: [&str; 1] = ["x-api-key"];
-
-/// True when `keys` is empty (no auth) or the request carries one of them.
-pub fn authorized(keys: &[String], request: &Request<'_>) -> bool {
-    if keys.is_empty() {
-        return true;
-    }
-    KEY_HEADERS.iter().any(|name| {
-        request
-            .header(name)
-            .is_some_and(|given| key_matches(keys, &given))
-    })
-}
-
-/// The key a request carries, if any, whether or not it is accepted.
-pub fn presented_key(request: &Request<'_>) -> Option<String> {
-    KEY_HEADERS.iter().find_map(|name| request.header(name))
+/// True when `keys` is empty (no auth) or the key a request presented (in
+/// its face's header, `Face::presented_key`) is one of them.
+pub fn authorized(keys: &[String], presented: Option<&str>) -> bool {
+    keys.is_empty() || presented.is_some_and(|given| key_matches(keys, given))
 }
 
 /// Compares a key with every configured key in time that depends only on

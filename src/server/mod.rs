@@ -122,6 +122,11 @@ pub trait Face: Send + Sync + 'static {
     fn routes(&self, routes: &mut Routes);
     /// Renders a refusal in the face's error form.
     fn refuse(&self, refusal: Refusal) -> Reply;
+    /// The API key a request carries, in the header this face's clients
+    /// send it in (Parallel's SDKs: `x-api-key`).
+    fn presented_key(&self, request: &Request<'_>) -> Option<String> {
+        request.header("x-api-key")
+    }
     /// The stream labels the face's streams are counted under, so that
     /// each is shown (at 0) before its first stream opens.
     fn stream_labels(&self) -> &'static [&'static str] {
@@ -366,21 +371,22 @@ fn handle(shared: &Arc<Shared>, mut raw: tiny_http::Request) {
             .map(|found| found.params.clone())
             .unwrap_or_default();
         let mut request = Request::new(shared, &mut raw, &method, path, raw_query, params, face);
+        let presented = shared.faces[face].presented_key(&request);
         // Face routes only are limited: `/healthz` and `/metrics` never.
-        let limited = |request: &Request<'_>| match &found {
+        let limited = || match &found {
             Ok(found) if found.endpoint.needs_key => shared
                 .rate
                 .take(
-                    &client_of(request, &raw_peer),
+                    &client_of(presented.as_deref(), &raw_peer),
                     rate::RouteClass::of(&method),
                     Instant::now(),
                 )
                 .err(),
             _ => None,
         };
-        if needs_key && !auth::authorized(&shared.config.api_keys, &request) {
+        if needs_key && !auth::authorized(&shared.config.api_keys, presented.as_deref()) {
             request.refuse(Refusal::Unauthorized)
-        } else if let Some(limited) = limited(&request) {
+        } else if let Some(limited) = limited() {
             request.refuse(Refusal::RateLimited(limited))
         } else {
             match found {
@@ -417,8 +423,8 @@ fn handle(shared: &Arc<Shared>, mut raw: tiny_http::Request) {
 
 /// Who a rate limit counts a request against: the key it carries, in any
 /// face's header, else the address it came from.
-fn client_of(request: &Request<'_>, peer: &Option<String>) -> String {
-    auth::presented_key(request)
+fn client_of(presented: Option<&str>, peer: &Option<String>) -> String {
+    presented
         .map(|key| format!("key:{key}"))
         .or_else(|| peer.as_ref().map(|ip| format!("ip:{ip}")))
         .unwrap_or_default()

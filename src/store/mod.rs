@@ -24,6 +24,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 pub use read::{
     list_groups_query, list_runs_query, DueDelivery, EventRow, GroupRunRow, ListFilter, ListPage,
+    StoredTurn,
 };
 pub use recovery::Recovered;
 pub use writer::{

@@ -94,6 +94,15 @@ fn event_rows(
         .collect()
 }
 
+/// A turn of an interaction as stored: its number, run row, and the
+/// run's input and output as JSON text.
+pub struct StoredTurn {
+    pub turn: i64,
+    pub run: RunRow,
+    pub input: String,
+    pub output: Option<String>,
+}
+
 impl Store {
     pub fn run(&self, run_id: &str) -> Result<Option<RunRow>> {
         self.read(|connection| {
@@ -174,25 +183,23 @@ impl Store {
         })
     }
 
-    /// The turns of an interaction, in order: each turn's number and the
-    /// run row, the run's output when it completed.
-    pub fn interaction_turns(
-        &self,
-        interaction: &str,
-    ) -> Result<Vec<(i64, RunRow, Option<String>)>> {
+    /// The turns of an interaction, in order: each turn's number, the run
+    /// row, its input, and its output when it completed.
+    pub fn interaction_turns(&self, interaction: &str) -> Result<Vec<StoredTurn>> {
         self.read(|connection| {
             Ok(connection
                 .prepare_cached(&format!(
-                    "SELECT {RUN_COLUMNS}, r.output, t.turn FROM interaction_turns t \
+                    "SELECT {RUN_COLUMNS}, r.output, t.turn, r.input FROM interaction_turns t \
                      JOIN runs r ON r.id = t.run_id LEFT JOIN groups g ON g.seq = r.group_seq \
                      WHERE t.interaction = ?1 ORDER BY t.turn"
                 ))?
                 .query_map([interaction], |row| {
-                    Ok((
-                        row.get(RUN_COLUMNS_COUNT + 1)?,
-                        RunRow::from_row(row)?,
-                        row.get(RUN_COLUMNS_COUNT)?,
-                    ))
+                    Ok(StoredTurn {
+                        turn: row.get(RUN_COLUMNS_COUNT + 1)?,
+                        run: RunRow::from_row(row)?,
+                        input: row.get(RUN_COLUMNS_COUNT + 2)?,
+                        output: row.get(RUN_COLUMNS_COUNT)?,
+                    })
                 })?
                 .collect::<rusqlite::Result<_>>()?)
         })

@@ -1,0 +1,14 @@
+//! Handinger's wire limits (spec section 6), each named in the error that
+//! enforces it.
+
+/// Characters of a turn's `input`.
+pub const INPUT_CHARS_MAX: usize = 1_000_000;
+
+/// Characters of a client's `taskId`.
+pub const TASK_ID_CHARS_MAX: usize = 255;
+
+/// Turns of one task; past it a create is a 409 (never retried).
+pub const TURNS_PER_TASK_MAX: usize = 10_000;
+
+/// Characters of a task's title, cut from its first input's first line.
+pub const TITLE_CHARS_MAX: usize = 80;

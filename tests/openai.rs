@@ -172,7 +172,8 @@ fn engine_with(dir: &TestDir, model: &FakeModel, extra: &str) -> Engine {
 }
 
 fn answer_spec() -> TaskSpec {
-    serde_json::from_value(json!({"output_schema": {"type": "json", "json_schema": {
+    serde_json::from_value(json!({"output_schema": {"type": "json",
+        "description": "Answer as the schema says.", "json_schema": {
         "type": "object",
         "properties": {"answer": {"type": "string"}, "history": {"type": "array"}},
         "required": ["answer", "history"]
@@ -220,6 +221,10 @@ fn a_json_schema_goes_in_response_format_and_the_reply_is_the_output() {
         json!(["answer", "history"])
     );
     assert_eq!(sent["messages"][0]["role"], "system");
+    let system = sent["messages"][0]["content"]
+        .as_str()
+        .expect("system text");
+    assert!(system.contains("Answer as the schema says."), "{system}");
     assert_eq!(model.seen()[0].authorization, None, "no key configured");
 }
 

@@ -154,7 +154,21 @@ impl Processor for OpenAiProcessor {
                 }
             }
         };
-        self.read_answer(answer.map_err(ProcessorError::Transient)?, ctx)
+        let past_deadline = ctx
+            .deadline
+            .is_some_and(|deadline| Instant::now() >= deadline);
+        let answer = answer.map_err(|error| {
+            // The request's own timeout is the deadline: say which.
+            ProcessorError::Transient(if past_deadline {
+                format!(
+                    "{} did not answer before the attempt's deadline (timeout_ms): {error}",
+                    self.url
+                )
+            } else {
+                error
+            })
+        })?;
+        self.read_answer(answer, ctx)
     }
 }
 
@@ -197,6 +211,17 @@ impl OpenAiProcessor {
         let schema = SchemaKind::of(&ctx.task_spec.output_schema);
         let mut system: Vec<String> = self.system_prompt.iter().cloned().collect();
         let mut body = Map::new();
+        // A JSON spec's own `description` (a Handinger worker's
+        // instructions) is what the model is asked to do.
+        if let (SchemaKind::Json(_), Some(description)) = (
+            &schema,
+            ctx.task_spec
+                .output_schema
+                .get("description")
+                .and_then(Value::as_str),
+        ) {
+            system.push(description.to_string());
+        }
         match &schema {
             SchemaKind::Json(json_schema) => match self.response_format {
                 ResponseFormat::JsonSchema => {

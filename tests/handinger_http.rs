@@ -1,0 +1,171 @@
+//! The Handinger face over raw HTTP (issue 14): bad input gets a clear
+//! error in Handinger's own form with nothing written, every 409 says not
+//! to retry, and a Handinger task is the same runs the Parallel face
+//! shows, on its run endpoints and streams (one engine, one event log).
+
+#[path = "support/http.rs"]
+mod client;
+mod support;
+
+use std::time::Duration;
+
+use client::{Response, TestServer};
+use serde_json::{json, Value};
+use support::wait_for;
+
+fn post(server: &TestServer, path: &str, body: &[u8]) -> Response {
+    server.send(
+        "POST",
+        path,
+        &[("Content-Type", "application/json")],
+        Some(body),
+    )
+}
+
+fn runs_stored(server: &TestServer) -> u64 {
+    server
+        .engine
+        .runs_by_status()
+        .expect("counts")
+        .iter()
+        .map(|(_, count)| count)
+        .sum()
+}
+
+/// `{"error": {"code", "message"}}` with this status and code.
+fn assert_error(answer: &Response, status: u16, code: &str) -> String {
+    assert_eq!(answer.status, status, "{}", answer.text());
+    let body = answer.json();
+    assert_eq!(body["error"]["code"], code, "{body}");
+    body["error"]["message"]
+        .as_str()
+        .expect("a message")
+        .to_string()
+}
+
+#[test]
+fn bad_input_is_a_400_in_handingers_form_and_writes_nothing() {
+    let server = TestServer::start();
+    let cases: Vec<(&[u8], &str)> = vec![
+        (b"{not json", "not JSON"),
+        (b"[1, 2]", "must be a JSON object"),
+        (br#"{"budget": "low"}"#, "input is required"),
+        (br#"{"input": ""}"#, "INPUT_CHARS_MAX"),
+        (br#"{"input": 12}"#, "input must be a string"),
+        (
+            br#"{"input": "x", "budget": "bogus"}"#,
+            "budget must be one of",
+        ),
+        (
+            br#"{"input": "x", "stream": "yes"}"#,
+            "stream must be true or false",
+        ),
+        (br#"{"input": "x", "taskId": ""}"#, "TASK_ID_CHARS_MAX"),
+        (
+            br#"{"input": "x", "workerId": 7}"#,
+            "workerId must be a string",
+        ),
+    ];
+    for (body, wanted) in cases {
+        let answer = post(&server, "/api/tasks", body);
+        let message = assert_error(&answer, 400, "bad_request");
+        assert!(message.contains(wanted), "{wanted} in {message}");
+    }
+    let long = json!({"input": "x", "taskId": "t".repeat(256)}).to_string();
+    assert_error(
+        &post(&server, "/api/tasks", long.as_bytes()),
+        400,
+        "bad_request",
+    );
+    let worker = post(
+        &server,
+        "/api/workers",
+        br#"{"outputSchema": {"type": 12}}"#,
+    );
+    assert!(assert_error(&worker, 400, "bad_request").contains("outputSchema"));
+    let worker = post(&server, "/api/workers", br#"{"visibility": "secret"}"#);
+    assert_error(&worker, 400, "bad_request");
+    assert_eq!(runs_stored(&server), 0, "nothing was written");
+
+    // Unknown ids and paths, and a method a path does not take.
+    assert_error(&server.get("/api/tasks/tsk_nobody"), 404, "not_found");
+    assert_error(
+        &server.get("/api/workers/wrk_nobody/email"),
+        404,
+        "not_found",
+    );
+    assert_error(&server.get("/api/nothing-here"), 404, "not_found");
+    let wrong = server.send("PUT", "/api/tasks", &[], None);
+    assert_error(&wrong, 405, "method_not_allowed");
+    // A DELETE with a content type and no body is no body, not a 400.
+    let worker = post(&server, "/api/workers", b"{}").json();
+    let id = worker["id"].as_str().expect("worker id");
+    let deleted = server.send(
+        "DELETE",
+        &format!("/api/workers/{id}"),
+        &[("Content-Type", "application/json")],
+        None,
+    );
+    assert_eq!(deleted.status, 200, "{}", deleted.text());
+    assert_eq!(deleted.json(), json!({"deleted": true}));
+}
+
+#[test]
+fn a_conflict_says_not_to_retry() {
+    let server = TestServer::start();
+    let created = post(
+        &server,
+        "/api/tasks",
+        br#"{"input": "hi", "taskId": "t-1"}"#,
+    )
+    .json();
+    let other = post(&server, "/api/workers", b"{}").json();
+    let conflict = post(
+        &server,
+        "/api/tasks",
+        json!({"input": "x", "taskId": "t-1", "workerId": other["id"]})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_error(&conflict, 409, "conflict");
+    assert_eq!(conflict.header("x-should-retry"), Some("false"));
+    assert_eq!(created["taskId"], "t-1");
+}
+
+#[test]
+fn a_handinger_task_is_the_same_runs_on_the_parallel_face() {
+    let server = TestServer::start();
+    let worker = post(&server, "/api/tasks", br#"{"input": "one engine"}"#).json();
+    let turn_id = worker["turnId"].as_str().expect("turn id").to_string();
+    let task_id = worker["taskId"].as_str().expect("task id").to_string();
+    // The turn is a run of the Parallel face, by the same id.
+    let result = server.get(&format!("/v1/tasks/runs/{turn_id}/result?timeout=30"));
+    assert_eq!(result.status, 200, "{}", result.text());
+    assert_eq!(result.json()["run"]["run_id"], json!(turn_id));
+    let listed = server.get("/v1/tasks/runs?limit=10").json();
+    let ids: Vec<&Value> = listed["data"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .map(|run| &run["run_id"])
+        .collect();
+    assert!(ids.contains(&&json!(turn_id)), "{listed}");
+    // Its events on the Parallel face's stream: the run's own, from the one
+    // event log.
+    let mut stream = server
+        .stream(&format!("/v1/tasks/runs/{turn_id}/events"), &[])
+        .unwrap_or_else(|answer| panic!("{}", answer.text()));
+    let events = client::events(&stream.read_to_end(Duration::from_secs(30)));
+    assert!(
+        events
+            .iter()
+            .any(|event| event["run"]["status"] == "completed"),
+        "{events:?}"
+    );
+    // And the task, read back on its own face, agrees.
+    wait_for(
+        "the task to read completed",
+        Duration::from_secs(30),
+        || server.get(&format!("/api/tasks/{task_id}")).json()["task"]["status"] == "completed",
+    );
+}

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{open_with, sqlite, start_line, start_line_addr, stored_id, wait_for, TestDir};
+use support::{open_with, serve_child, sqlite, stored_id, wait_for, TestDir};
 use taskyard::faces::parallel::wire::RunInput;
 use taskyard::model::DeliveryState;
 
@@ -189,22 +189,6 @@ fn a_host_off_the_allow_list_is_refused_naming_the_field() {
     engine.shutdown(Duration::from_secs(5));
 }
 
-/// The real server, on a database it keeps between kills.
-fn serve(dir: &TestDir, config: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_taskyard"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--db"])
-        .arg(dir.db())
-        .arg("--config")
-        .arg(config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("taskyard serve");
-    let line = start_line(&mut child, Duration::from_secs(20)).expect("a start line");
-    let addr = start_line_addr(&line).expect("an address").to_string();
-    (child, addr)
-}
-
 fn post(addr: &str, path: &str, body: &Value) -> Value {
     let body = body.to_string();
     let answer = client::send(
@@ -228,7 +212,7 @@ fn a_delivery_written_with_its_status_survives_kill_9() {
         "webhook_secrets = [\"crash-secret\"]\nwebhook_retry_base_ms = 50\n",
     )
     .expect("config");
-    let (mut server, addr) = serve(&dir, &config);
+    let (mut server, addr) = serve_child(&dir, &config);
     let run = post(
         &addr,
         "/v1/tasks/runs",
@@ -253,7 +237,7 @@ fn a_delivery_written_with_its_status_survives_kill_9() {
     assert_eq!(pending.0, "pending", "{pending:?}");
 
     receiver.accept();
-    let (mut server, _addr) = serve(&dir, &config);
+    let (mut server, _addr) = serve_child(&dir, &config);
     wait_for(
         "the delivery after the restart",
         Duration::from_secs(30),

@@ -113,6 +113,24 @@ pub fn start_line(child: &mut std::process::Child, wait: Duration) -> Option<Str
     receiver.recv_timeout(wait).ok()
 }
 
+/// The real `taskyard serve` on the directory's database with `config`,
+/// on a free port: the child (to `kill -9`) and its `host:port`.
+pub fn serve_child(dir: &TestDir, config: &std::path::Path) -> (std::process::Child, String) {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_taskyard"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--db"])
+        .arg(dir.db())
+        .arg("--config")
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("taskyard serve");
+    let line = start_line(&mut child, Duration::from_secs(20)).expect("a start line");
+    let addr = start_line_addr(&line).expect("an address").to_string();
+    (child, addr)
+}
+
 /// The `host:port` of a start line: `taskyard X listening on http://ADDR
 /// (database ...)`.
 pub fn start_line_addr(line: &str) -> Option<&str> {

@@ -89,7 +89,9 @@ pub struct RunRequest {
     pub previous_run_id: Option<String>,
     /// The interaction (a key the face chose) this run is the next turn
     /// of: it follows the interaction's latest run. Not with
-    /// `previous_run_id`.
+    /// `previous_run_id`. In a schedule's run template it is a prefix:
+    /// each fire starts an interaction of its own, keyed by the prefix
+    /// followed by the fired run's id.
     pub interaction: Option<String>,
 }
 

@@ -140,3 +140,30 @@ def test_an_id_with_reserved_characters_is_one_segment(client: Handinger):
     done = finished(client, "a/b c?d#e%")
     assert done.task.id == "a/b c?d#e%"
     assert worker.taskId == "a/b c?d#e%"
+
+
+def test_schedules_of_every_kind_are_made_listed_and_cancelled(client: Handinger):
+    """Firing is held to a clock the test moves in tests/handinger_schedules.rs;
+    here the SDK's models parse every kind in strict mode."""
+    import datetime
+
+    worker = client.workers.create(instructions="Report.")
+    whens = [
+        {"type": "scheduled", "date": datetime.datetime(2099, 6, 1, 9, tzinfo=datetime.timezone.utc)},
+        {"type": "delayed", "delayInSeconds": 3600},
+        {"type": "cron", "cron": "0 9 * * 1"},
+        {"type": "interval", "intervalSeconds": 86400},
+    ]
+    made = [client.workers.schedules.create(worker.id, input="report", when=when, budget="low") for when in whens]
+    assert [schedule.type for schedule in made] == ["scheduled", "delayed", "cron", "interval"]
+    assert made[1].delay_in_seconds == 3600 and made[2].cron == "0 9 * * 1" and made[3].interval_seconds == 86400
+    assert made[0].next_run_at.year == 2099
+    listed = client.workers.schedules.list(worker.id)
+    assert listed.worker_id == worker.id
+    assert sorted(s.id for s in listed.schedules) == sorted(s.id for s in made)
+    assert client.workers.schedules.cancel(made[3].id, worker_id=worker.id).cancelled is True
+    assert made[3].id not in [s.id for s in client.workers.schedules.list(worker.id).schedules]
+    with pytest.raises(NotFoundError):
+        client.workers.schedules.cancel(made[3].id, worker_id=worker.id)
+    with pytest.raises(BadRequestError):
+        client.workers.schedules.create(worker.id, input="x", when={"type": "delayed", "delayInSeconds": 0})

@@ -62,6 +62,7 @@ fn handle(face: &Handinger, request: &mut Request<'_>, route: Route) -> Result<V
                 updated_at: None,
                 deleted: false,
                 latest_task: None,
+                schedules: Vec::new(),
             };
             apply_worker_fields(&engine, &mut worker, &body)?;
             if !body.contains_key("instructions") {
@@ -74,10 +75,19 @@ fn handle(face: &Handinger, request: &mut Request<'_>, route: Route) -> Result<V
         }
         Route::GetWorker(id) => {
             let worker = records::live_worker(&engine, &id)?;
-            let latest = match &worker.latest_task {
+            let mut latest = match &worker.latest_task {
                 Some(task_id) => records::task(&engine, task_id)?,
                 None => None,
             };
+            // A task a schedule fired after it is the latest.
+            if let Some((at, task_id)) = super::schedules::latest_fired(&engine, &worker)? {
+                if latest
+                    .as_ref()
+                    .is_none_or(|task| at.micros() > task.created_at)
+                {
+                    latest = super::schedules::fired_task(&engine, &task_id)?.or(latest);
+                }
+            }
             let turns = match &latest {
                 Some(task) => engine.interaction(&task.interaction())?,
                 None => Vec::new(),
@@ -102,6 +112,14 @@ fn handle(face: &Handinger, request: &mut Request<'_>, route: Route) -> Result<V
             worker.deleted = true;
             records::save_worker(&engine, &worker)?;
             Ok(json!({"deleted": true}))
+        }
+        Route::CreateSchedule(worker_id) => {
+            super::schedules::create(face, &engine, &worker_id, &body(request)?)
+        }
+        Route::ListSchedules(worker_id) => super::schedules::list(&engine, &worker_id),
+        Route::CancelSchedule(worker_id, schedule_id) => {
+            body(request)?;
+            super::schedules::cancel(&engine, &worker_id, &schedule_id)
         }
         Route::WorkerEmail(id) => {
             let worker = records::live_worker(&engine, &id)?;
@@ -148,7 +166,10 @@ fn create_task(
     let worker_id = optional_string(body, "workerId")?;
 
     let existing = match &task_id {
-        Some(id) => records::task(engine, id)?,
+        Some(id) => match records::task(engine, id)? {
+            Some(task) => Some(task),
+            None => super::schedules::fired_task(engine, id)?,
+        },
         None => None,
     };
     let worker = match (&worker_id, &existing) {
@@ -169,6 +190,7 @@ fn create_task(
                 updated_at: None,
                 deleted: false,
                 latest_task: None,
+                schedules: Vec::new(),
             };
             records::insert_worker(engine, &worker)?;
             worker
@@ -244,8 +266,13 @@ fn abort(engine: &Engine, id: &str, base: &str) -> Result<Value> {
     Ok(wire::task_with_turns(&task, &turns, &worker, base))
 }
 
+/// A task by id: its record, else the task a schedule fired under it.
 fn task_of(engine: &Engine, id: &str) -> Result<Task> {
-    records::task(engine, id)?.ok_or_else(|| HError::not_found(format!("task {id} not found")))
+    match records::task(engine, id)? {
+        Some(task) => Ok(task),
+        None => super::schedules::fired_task(engine, id)?
+            .ok_or_else(|| HError::not_found(format!("task {id} not found"))),
+    }
 }
 
 /// A task's worker whose record is missing: read as one without a schema.
@@ -261,13 +288,14 @@ fn gone_worker(task: &Task) -> Worker {
         updated_at: None,
         deleted: true,
         latest_task: None,
+        schedules: Vec::new(),
     }
 }
 
 /// A turn's task spec: the worker's output schema as JSON, else text; its
 /// instructions travel as the spec's `description` (which a model
 /// processor puts in its system message).
-fn spec_of(worker: &Worker) -> TaskSpec {
+pub(super) fn spec_of(worker: &Worker) -> TaskSpec {
     let mut output = match &worker.output_schema {
         Some(schema) => json!({"type": "json", "json_schema": schema}),
         None => json!({"type": "text"}),
@@ -348,7 +376,7 @@ fn body(request: &mut Request<'_>) -> Result<Map<String, Value>> {
     }
 }
 
-fn optional_string(body: &Map<String, Value>, key: &str) -> Result<Option<String>> {
+pub(super) fn optional_string(body: &Map<String, Value>, key: &str) -> Result<Option<String>> {
     match body.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) => Ok(Some(text.clone())),
@@ -358,7 +386,7 @@ fn optional_string(body: &Map<String, Value>, key: &str) -> Result<Option<String
 
 /// A task's title: the first line of its first input, at most
 /// `TITLE_CHARS_MAX` characters (spec choice 8).
-fn title_of(input: &str) -> String {
+pub(super) fn title_of(input: &str) -> String {
     input
         .lines()
         .next()

@@ -12,3 +12,6 @@ pub const TURNS_PER_TASK_MAX: usize = 10_000;
 
 /// Characters of a task's title, cut from its first input's first line.
 pub const TITLE_CHARS_MAX: usize = 80;
+
+/// Seconds of a `delayed` or `interval` schedule.
+pub const SCHEDULE_SECONDS_MAX: u64 = 31_536_000;

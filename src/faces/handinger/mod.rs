@@ -12,6 +12,7 @@ mod handlers;
 pub mod limits;
 mod records;
 mod routes;
+mod schedules;
 pub mod wire;
 
 use std::sync::Arc;

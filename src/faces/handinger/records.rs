@@ -14,6 +14,7 @@ use crate::engine::Engine;
 
 const WORKER: &str = "worker";
 const TASK: &str = "task";
+const SCHEDULE: &str = "schedule";
 
 /// A worker as kept.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,6 +33,23 @@ pub struct Worker {
     pub deleted: bool,
     /// The task it worked on last, whose state `GET` answers.
     pub latest_task: Option<String>,
+    /// Its schedules' ids, oldest first.
+    #[serde(default)]
+    pub schedules: Vec<String>,
+}
+
+/// A worker's schedule as kept; the firing is the engine's schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Schedule {
+    pub id: String,
+    /// The engine schedule that fires it.
+    pub engine_id: String,
+    pub worker_id: String,
+    pub input: String,
+    pub budget: String,
+    /// `when` as the client sent it.
+    pub when: Value,
+    pub cancelled: bool,
 }
 
 /// A task as kept; its turns are the engine's interaction.
@@ -116,5 +134,22 @@ pub fn insert_task(engine: &Engine, task: &Task) -> Result<bool> {
 
 pub fn save_task(engine: &Engine, task: &Task) -> Result<()> {
     engine.update_record(FACE_NAME, TASK, &task.id, &encode(task))?;
+    Ok(())
+}
+
+pub fn schedule(engine: &Engine, id: &str) -> Result<Option<Schedule>> {
+    engine
+        .record(FACE_NAME, SCHEDULE, id)?
+        .map(|record| decode(record.body, "schedule"))
+        .transpose()
+}
+
+pub fn insert_schedule(engine: &Engine, schedule: &Schedule) -> Result<()> {
+    engine.insert_record(FACE_NAME, SCHEDULE, &schedule.id, &encode(schedule))?;
+    Ok(())
+}
+
+pub fn save_schedule(engine: &Engine, schedule: &Schedule) -> Result<()> {
+    engine.update_record(FACE_NAME, SCHEDULE, &schedule.id, &encode(schedule))?;
     Ok(())
 }

@@ -1,8 +1,8 @@
 //! Handinger's routes (spec section 4), registered in the server's one
 //! route table. Path ids arrive percent-encoded as one segment and are
-//! decoded once here (`a%2Fb` is the id `a/b`). Schedules and webhooks of
-//! a worker are not served yet: their paths answer 404 (spec choice 9),
-//! never a 5xx the SDK would retry.
+//! decoded once here (`a%2Fb` is the id `a/b`). A worker's webhook is not
+//! served yet: its paths answer 404 (spec choice 9), never a 5xx the SDK
+//! would retry.
 
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use percent_encoding::percent_decode_str;
 use super::{handlers, Handinger};
 use crate::server::{Request, Routes};
 
-/// One endpoint, with the (decoded) id taken from its path.
+/// One endpoint, with the (decoded) ids taken from its path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     CreateTask,
@@ -23,54 +23,62 @@ pub enum Route {
     UpdateWorker(String),
     DeleteWorker(String),
     WorkerEmail(String),
+    CreateSchedule(String),
+    ListSchedules(String),
+    CancelSchedule(String, String),
 }
 
-type Make = fn(String) -> Route;
+/// Builds a route from the decoded ids of its pattern, in order.
+type Make = fn(&mut std::vec::IntoIter<String>) -> Route;
 
-const API: &[(&str, &str, Option<&str>, Make)] = &[
-    ("POST", "/api/tasks", None, |_| Route::CreateTask),
-    (
-        "GET",
-        "/api/tasks/{task_id}",
-        Some("task_id"),
-        Route::GetTask,
-    ),
-    (
-        "DELETE",
-        "/api/tasks/{task_id}",
-        Some("task_id"),
-        Route::ArchiveTask,
-    ),
-    (
-        "POST",
-        "/api/tasks/{task_id}/abort",
-        Some("task_id"),
-        Route::AbortTask,
-    ),
-    ("POST", "/api/workers", None, |_| Route::CreateWorker),
-    (
-        "GET",
-        "/api/workers/{worker_id}",
-        Some("worker_id"),
-        Route::GetWorker,
-    ),
-    (
-        "PATCH",
-        "/api/workers/{worker_id}",
-        Some("worker_id"),
-        Route::UpdateWorker,
-    ),
-    (
-        "DELETE",
-        "/api/workers/{worker_id}",
-        Some("worker_id"),
-        Route::DeleteWorker,
-    ),
+fn id(ids: &mut std::vec::IntoIter<String>) -> String {
+    ids.next().unwrap_or_default()
+}
+
+const API: &[(&str, &str, &[&str], Make)] = &[
+    ("POST", "/api/tasks", &[], |_| Route::CreateTask),
+    ("GET", "/api/tasks/{task_id}", &["task_id"], |i| {
+        Route::GetTask(id(i))
+    }),
+    ("DELETE", "/api/tasks/{task_id}", &["task_id"], |i| {
+        Route::ArchiveTask(id(i))
+    }),
+    ("POST", "/api/tasks/{task_id}/abort", &["task_id"], |i| {
+        Route::AbortTask(id(i))
+    }),
+    ("POST", "/api/workers", &[], |_| Route::CreateWorker),
+    ("GET", "/api/workers/{worker_id}", &["worker_id"], |i| {
+        Route::GetWorker(id(i))
+    }),
+    ("PATCH", "/api/workers/{worker_id}", &["worker_id"], |i| {
+        Route::UpdateWorker(id(i))
+    }),
+    ("DELETE", "/api/workers/{worker_id}", &["worker_id"], |i| {
+        Route::DeleteWorker(id(i))
+    }),
     (
         "GET",
         "/api/workers/{worker_id}/email",
-        Some("worker_id"),
-        Route::WorkerEmail,
+        &["worker_id"],
+        |i| Route::WorkerEmail(id(i)),
+    ),
+    (
+        "POST",
+        "/api/workers/{worker_id}/schedules",
+        &["worker_id"],
+        |i| Route::CreateSchedule(id(i)),
+    ),
+    (
+        "GET",
+        "/api/workers/{worker_id}/schedules",
+        &["worker_id"],
+        |i| Route::ListSchedules(id(i)),
+    ),
+    (
+        "DELETE",
+        "/api/workers/{worker_id}/schedules/{schedule_id}",
+        &["worker_id", "schedule_id"],
+        |i| Route::CancelSchedule(id(i), id(i)),
     ),
 ];
 
@@ -84,19 +92,19 @@ fn decoded(request: &Request<'_>, name: &str) -> Option<String> {
 }
 
 pub fn register(face: &Arc<Handinger>, routes: &mut Routes) {
-    for (method, pattern, param, make) in API {
+    for (method, pattern, params, make) in API {
         let face = face.clone();
-        let (param, make) = (*param, *make);
+        let (params, make) = (*params, *make);
         routes.add(
             method,
             pattern.to_string(),
             pattern,
             true,
             Arc::new(move |request| {
-                let id = match param {
-                    None => String::new(),
-                    Some(name) => match decoded(request, name) {
-                        Some(id) => id,
+                let mut ids = Vec::with_capacity(params.len());
+                for name in params {
+                    match decoded(request, name) {
+                        Some(id) => ids.push(id),
                         None => {
                             return super::error::HError::not_found(format!(
                                 "{} is not a valid id",
@@ -104,9 +112,9 @@ pub fn register(face: &Arc<Handinger>, routes: &mut Routes) {
                             ))
                             .into_reply()
                         }
-                    },
-                };
-                handlers::answer(&face, request, make(id))
+                    }
+                }
+                handlers::answer(&face, request, make(&mut ids.into_iter()))
             }),
         );
     }

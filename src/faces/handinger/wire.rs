@@ -88,8 +88,9 @@ fn tokens(turn: &InteractionTurn) -> (u64, u64) {
         .map_or((0, 0), |usage| (usage.input_tokens, usage.output_tokens))
 }
 
-fn input_text(turn: &InteractionTurn) -> String {
-    match &turn.input {
+/// An input as text: a string as it is, anything else as JSON.
+pub fn input_of(input: &Value) -> String {
+    match input {
         Value::String(text) => text.clone(),
         other => other.to_string(),
     }
@@ -104,7 +105,7 @@ pub fn turn(turn: &InteractionTurn, task: &Task, worker: &Worker) -> Value {
         "seq": turn.turn,
         "role": "user",
         "status": status(turn.run.status),
-        "input": input_text(turn),
+        "input": input_of(&turn.input),
         "outputText": output_text(turn),
         "structuredOutput": structured_output(turn, worker),
         // Never null, as strict mode wants: the turn's creation.
@@ -166,7 +167,7 @@ pub fn worker(worker: &Worker, latest: Option<(&Task, &[InteractionTurn])>, base
     if let Some((_, turns)) = latest {
         for turn in turns {
             messages.push(
-                json!({"id": turn_id(&turn.run.id), "role": "user", "content": input_text(turn)}),
+                json!({"id": turn_id(&turn.run.id), "role": "user", "content": input_of(&turn.input)}),
             );
             if turn.output.is_some() {
                 messages.push(json!({"id": format!("{}_answer", turn_id(&turn.run.id)),

@@ -122,6 +122,18 @@ pub(super) fn fire_schedules(
         };
         let mut run: NewRun = serde_json::from_str(&template)?;
         run.id = crate::model::new_id();
+        if let Some(prefix) = run.interaction.take() {
+            // A template's interaction is a prefix: each fire starts an
+            // interaction of its own, keyed by the prefix and its run's id
+            // (a Handinger schedule makes a new task per fire).
+            let interaction = format!("{prefix}{}", run.id);
+            transaction
+                .prepare_cached(
+                    "INSERT INTO interaction_turns (interaction, turn, run_id) VALUES (?1, 1, ?2)",
+                )?
+                .execute(params![interaction, run.id])?;
+            run.interaction = Some(interaction);
+        }
         let (run_seq, _) = insert_run(transaction, batch, &run, None)?;
         transaction
             .prepare_cached("INSERT INTO schedule_runs (schedule_seq, run_seq) VALUES (?1, ?2)")?

@@ -83,3 +83,29 @@ fn past_the_burst_a_429_with_retry_after_and_nothing_written() {
     });
     assert!(refused_at.elapsed() >= Duration::from_millis(wait_ms));
 }
+
+/// Every face answers the limit in its own form: Handinger's
+/// `{"error": {"code": "rate_limited"}}`, keyed by its Bearer key.
+#[test]
+fn the_handinger_face_answers_the_limit_in_its_own_form() {
+    let server = limited_server();
+    let create = |key: &str| {
+        server.send(
+            "POST",
+            "/api/tasks",
+            &[
+                ("Content-Type", "application/json"),
+                ("Authorization", &format!("Bearer {key}")),
+            ],
+            Some(br#"{"input": "hi"}"#),
+        )
+    };
+    for _ in 0..2 {
+        assert_eq!(create("gamma").status, 200);
+    }
+    let refused = create("gamma");
+    assert_eq!(refused.status, 429, "{}", refused.text());
+    assert_eq!(refused.json()["error"]["code"], "rate_limited");
+    assert!(refused.header("retry-after-ms").is_some());
+    assert_eq!(create("delta").status, 200, "another key, another bucket");
+}

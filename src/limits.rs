@@ -133,6 +133,10 @@ pub const PRUNE_PAGES_PER_BATCH: usize = 256;
 /// fraction of a second, so that the request waits a bounded time.
 pub const PRUNE_ROOM_BATCHES_MAX: usize = 25;
 
+/// Times a write that found the database full makes room and tries again
+/// before it answers 503 (other writes may take the room first).
+pub const PRUNE_ROOM_TRIES_MAX: usize = 3;
+
 /// Largest stdout a `command` processor's program may print as its output,
 /// in bytes, unless its `output_bytes_max` says otherwise; past it the
 /// program is killed and the attempt fails, so an output never exhausts

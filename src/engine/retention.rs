@@ -19,7 +19,8 @@ use parking_lot::Mutex;
 
 use super::{Engine, Retention};
 use crate::limits::{
-    PRUNE_LOOK_MS, PRUNE_PAGES_PER_BATCH, PRUNE_ROOM_BATCHES_MAX, PRUNE_ROWS_PER_BATCH,
+    PRUNE_LOOK_MS, PRUNE_PAGES_PER_BATCH, PRUNE_ROOM_BATCHES_MAX, PRUNE_ROOM_TRIES_MAX,
+    PRUNE_ROWS_PER_BATCH,
 };
 use crate::model::Timestamp;
 use crate::store::{self, Op, PrunePolicy, Pruned, Reply, Store};
@@ -116,18 +117,16 @@ impl Shared {
     /// Prunes what the policy allows now, for a database found full: batch
     /// after batch until nothing is left to prune or
     /// `PRUNE_ROOM_BATCHES_MAX` batches ran. True when room may have been
-    /// made (this call pruned something, or another call did while this
-    /// one waited), so that the write is worth trying again.
+    /// made (this call pruned something, or another call pruned while this
+    /// one waited for it), so that the write is worth trying again.
     fn make_room(&self) -> bool {
-        let _room = match self.making_room.try_lock() {
-            Some(guard) => guard,
-            None => {
-                // Another write is pruning; its room is this one's too.
-                drop(self.making_room.lock());
-                return true;
-            }
+        // Another write pruning now may make this one's room too: wait for
+        // it, then prune what is left, and call it room either way.
+        let (_room, waited) = match self.making_room.try_lock() {
+            Some(guard) => (guard, false),
+            None => (self.making_room.lock(), true),
         };
-        let mut made = false;
+        let mut made = waited;
         for _ in 0..PRUNE_ROOM_BATCHES_MAX {
             match prune_once(&self.store, &self.retention) {
                 Some(pruned) if pruned.rows() + pruned.pages > 0 => made = true,
@@ -181,11 +180,17 @@ impl Engine {
         mut make: impl FnMut(Reply<T>) -> Op,
     ) -> store::Result<T> {
         let writer = &self.inner.store.writer;
-        match (writer.call(&mut make), &self.inner.pruner) {
-            (Err(store::Error::Full(_)), Some(pruner)) if pruner.shared.make_room() => {
-                writer.call(make)
+        let mut result = writer.call(&mut make);
+        // Room made while other writes fill it again: try a few times, each
+        // after pruning what the policy allows by then.
+        for _ in 0..PRUNE_ROOM_TRIES_MAX {
+            match (&result, &self.inner.pruner) {
+                (Err(store::Error::Full(_)), Some(pruner)) if pruner.shared.make_room() => {
+                    result = writer.call(&mut make);
+                }
+                _ => break,
             }
-            (result, _) => result,
         }
+        result
     }
 }

@@ -169,3 +169,37 @@ fn a_handinger_task_is_the_same_runs_on_the_parallel_face() {
         || server.get(&format!("/api/tasks/{task_id}")).json()["task"]["status"] == "completed",
     );
 }
+
+/// `Idempotency-Key` on creates (spec choice 7): the same key and body
+/// replay the first answer and make nothing more; another body is a 409.
+#[test]
+fn an_idempotency_key_makes_a_create_happen_once() {
+    let server = TestServer::start();
+    let send = |path: &str, key: &str, body: &[u8]| {
+        server.send(
+            "POST",
+            path,
+            &[
+                ("Content-Type", "application/json"),
+                ("Idempotency-Key", key),
+            ],
+            Some(body),
+        )
+    };
+    let first = send("/api/tasks", "k-1", br#"{"input": "once"}"#);
+    assert_eq!(first.status, 200, "{}", first.text());
+    let again = send("/api/tasks", "k-1", br#"{ "input" : "once" }"#);
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(again.json()["taskId"], first.json()["taskId"]);
+    assert_eq!(again.json()["turnId"], first.json()["turnId"]);
+    assert_eq!(runs_stored(&server), 1, "one turn, not two");
+    let other = send("/api/tasks", "k-1", br#"{"input": "twice"}"#);
+    assert_error(&other, 409, "conflict");
+    assert_eq!(other.header("x-should-retry"), Some("false"));
+
+    let worker = send("/api/workers", "w-1", br#"{"title": "Once"}"#).json();
+    let replayed = send("/api/workers", "w-1", br#"{"title": "Once"}"#).json();
+    assert_eq!(worker["id"], replayed["id"]);
+    let bad = send("/api/workers", "", b"{}");
+    assert_error(&bad, 400, "bad_request");
+}

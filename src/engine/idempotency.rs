@@ -68,3 +68,54 @@ pub(super) fn created<T>(once: Once<T>) -> Result<Created<T>> {
         Once::Replay { body } => Ok(Created::Replayed { body }),
     }
 }
+
+impl super::Engine {
+    /// Answers a face's operation at most once per key, for operations
+    /// made of several engine calls (a Handinger task: a worker, a task and
+    /// a turn). A key seen with the same fingerprint replays the answer
+    /// stored; with another, `IdempotencyConflict`; a new key runs `work`
+    /// and stores its answer. Unlike a keyed create, the answer is stored
+    /// after the work commits: a crash between the two runs the work again
+    /// on the retry. Two requests racing with one new key both run; the
+    /// second answers the first's body.
+    pub fn answer_once<E: From<Error>>(
+        &self,
+        key: Idempotency,
+        work: impl FnOnce() -> std::result::Result<String, E>,
+    ) -> std::result::Result<Created<String>, E> {
+        let replay = |fingerprint: String, body: String| {
+            if fingerprint == key.fingerprint {
+                Ok(Created::Replayed { body })
+            } else {
+                Err(E::from(Error::IdempotencyConflict))
+            }
+        };
+        let stored = self
+            .inner
+            .store
+            .idempotency_key(&key.key)
+            .map_err(|e| E::from(Error::from(e)))?;
+        if let Some((fingerprint, body)) = stored {
+            return replay(fingerprint, body);
+        }
+        let body = work()?;
+        let record = IdempotencyRecord {
+            key: key.key.clone(),
+            fingerprint: key.fingerprint.clone(),
+        };
+        let seen = self
+            .write(|reply| crate::store::Op::RememberKey {
+                record: record.clone(),
+                body: body.clone(),
+                reply,
+            })
+            .map_err(|e| E::from(Error::from(e)))?;
+        match seen {
+            None => Ok(Created::Fresh {
+                value: body.clone(),
+                body,
+            }),
+            Some((fingerprint, first)) => replay(fingerprint, first),
+        }
+    }
+}

@@ -37,6 +37,39 @@ pub use webhook::{Delivery, DeliveryState, WebhookTarget};
 /// A JSON object, in the order its keys were given.
 pub type JsonObject = Map<String, Value>;
 
+/// Writes `value` as compact JSON with object keys sorted at every depth,
+/// so that two values that differ only in key order or spacing compare
+/// equal (idempotency fingerprints, fixture keys).
+pub fn canonical_json(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(object) => {
+            let mut keys: Vec<&String> = object.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (index, key) in keys.into_iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                canonical_json(&object[key], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                canonical_json(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
 /// Serialises a model value that cannot fail to serialise (no maps with
 /// non-string keys, no failing `Serialize` impls).
 pub fn to_json<T: Serialize + ?Sized>(value: &T) -> String {

@@ -62,38 +62,9 @@ pub fn key(processor: &str, input: &Value, task_spec: &TaskSpec, turns: &[Turn])
         "turns": turns,
     });
     let mut canonical = String::new();
-    write_canonical(&question, &mut canonical);
+    crate::model::canonical_json(&question, &mut canonical);
     let digest = Sha256::digest(canonical.as_bytes());
     digest.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-fn write_canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(object) => {
-            let sorted: BTreeMap<&String, &Value> = object.iter().collect();
-            out.push('{');
-            for (index, (name, value)) in sorted.into_iter().enumerate() {
-                if index > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(name.clone()).to_string());
-                out.push(':');
-                write_canonical(value, out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (index, item) in items.iter().enumerate() {
-                if index > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
-    }
 }
 
 /// The entries of one fixtures file, kept in memory and written through.

@@ -163,6 +163,16 @@ impl Store {
         })
     }
 
+    /// The fingerprint and stored answer of an idempotency key, if any.
+    pub fn idempotency_key(&self, key: &str) -> Result<Option<(String, String)>> {
+        self.read(|connection| {
+            Ok(connection
+                .prepare_cached("SELECT fingerprint, body FROM idempotency_keys WHERE key = ?1")?
+                .query_row([key], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()?)
+        })
+    }
+
     /// A face's record, if there is one.
     pub fn record(&self, key: &RecordKey) -> Result<Option<RecordRow>> {
         self.read(|connection| {

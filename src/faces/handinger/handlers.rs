@@ -10,7 +10,7 @@ use super::limits::{INPUT_CHARS_MAX, TASK_ID_CHARS_MAX, TITLE_CHARS_MAX, TURNS_P
 use super::records::{self, Task, Worker};
 use super::routes::Route;
 use super::{wire, Handinger};
-use crate::engine::Engine;
+use crate::engine::{Created, Engine, Idempotency};
 use crate::model::{RunRequest, RunStatus, TaskSpec, Timestamp};
 use crate::server::{Reply, Request};
 
@@ -26,7 +26,12 @@ fn handle(face: &Handinger, request: &mut Request<'_>, route: Route) -> Result<V
     let base = base_url(request);
     let engine = request.engine().clone();
     match route {
-        Route::CreateTask => create_task(face, &engine, &body(request)?, &base),
+        Route::CreateTask => {
+            let body = body(request)?;
+            once(request, &engine, &body, || {
+                create_task(face, &engine, &body, &base)
+            })
+        }
         Route::GetTask(id) => {
             let task = task_of(&engine, &id)?;
             let worker =
@@ -49,29 +54,9 @@ fn handle(face: &Handinger, request: &mut Request<'_>, route: Route) -> Result<V
         }
         Route::CreateWorker => {
             let body = body(request)?;
-            let now = Timestamp::now().micros();
-            let id = format!("wrk_{}", Ulid::new());
-            let mut worker = Worker {
-                title: default_title(&id),
-                id,
-                instructions: String::new(),
-                output_schema: None,
-                summary: String::new(),
-                visibility: "private".into(),
-                created_at: now,
-                updated_at: None,
-                deleted: false,
-                latest_task: None,
-                schedules: Vec::new(),
-            };
-            apply_worker_fields(&engine, &mut worker, &body)?;
-            if !body.contains_key("instructions") {
-                if let Some(prompt) = optional_string(&body, "prompt")? {
-                    worker.instructions = prompt;
-                }
-            }
-            records::insert_worker(&engine, &worker)?;
-            Ok(wire::worker_template(&worker, &base))
+            once(request, &engine, &body, || {
+                create_worker(&engine, &body, &base)
+            })
         }
         Route::GetWorker(id) => {
             let worker = records::live_worker(&engine, &id)?;
@@ -126,6 +111,33 @@ fn handle(face: &Handinger, request: &mut Request<'_>, route: Route) -> Result<V
             Ok(json!({"email": format!("{}@taskyard.invalid", worker.id)}))
         }
     }
+}
+
+/// `POST /api/workers` (spec 4.4).
+fn create_worker(engine: &Engine, body: &Map<String, Value>, base: &str) -> Result<Value> {
+    let now = Timestamp::now().micros();
+    let id = format!("wrk_{}", Ulid::new());
+    let mut worker = Worker {
+        title: default_title(&id),
+        id,
+        instructions: String::new(),
+        output_schema: None,
+        summary: String::new(),
+        visibility: "private".into(),
+        created_at: now,
+        updated_at: None,
+        deleted: false,
+        latest_task: None,
+        schedules: Vec::new(),
+    };
+    apply_worker_fields(engine, &mut worker, body)?;
+    if !body.contains_key("instructions") {
+        if let Some(prompt) = optional_string(body, "prompt")? {
+            worker.instructions = prompt;
+        }
+    }
+    records::insert_worker(engine, &worker)?;
+    Ok(wire::worker_template(&worker, base))
 }
 
 /// `POST /api/tasks` (spec 4.1 and 3.3).
@@ -358,6 +370,44 @@ fn apply_worker_fields(
         }
     }
     Ok(())
+}
+
+/// Runs a create at most once per `Idempotency-Key` (spec choice 7, an
+/// extension the SDK sends only through `extra_headers`): the same key
+/// and body replay the first answer, another body is a 409. Keys are
+/// kept apart from the Parallel face's by a `handinger:` prefix.
+fn once(
+    request: &Request<'_>,
+    engine: &Engine,
+    body: &Map<String, Value>,
+    work: impl FnOnce() -> Result<Value>,
+) -> Result<Value> {
+    let Some(key) = request.header("idempotency-key") else {
+        return work();
+    };
+    let printable = key.bytes().all(|byte| (0x20..=0x7e).contains(&byte));
+    if key.is_empty() || key.len() > 255 || !printable {
+        return Err(HError::bad_request(
+            "Idempotency-Key must be 1 to 255 printable ASCII characters",
+        ));
+    }
+    let mut fingerprint = format!("{} {}\n", request.method(), request.path());
+    crate::model::canonical_json(&Value::Object(body.clone()), &mut fingerprint);
+    let key = Idempotency {
+        key: format!("{}:{key}", super::FACE_NAME),
+        fingerprint,
+    };
+    let answer = engine.answer_once(key, || work().map(|value| value.to_string()))?;
+    let body = match answer {
+        Created::Fresh { body, .. } | Created::Replayed { body } => body,
+    };
+    serde_json::from_str(&body).map_err(|e| {
+        HError::new(
+            500,
+            "internal",
+            format!("a stored answer does not read: {e}"),
+        )
+    })
 }
 
 /// The body as a JSON object; no body (a DELETE with a content type and

@@ -78,40 +78,8 @@ fn idempotency(context: &Context<'_, '_>, body: &Value) -> Result<Option<Idempot
         context.request.method(),
         path.trim_end_matches('/')
     );
-    canonical_json(body, &mut fingerprint);
+    crate::model::canonical_json(body, &mut fingerprint);
     Ok(Some(Idempotency { key, fingerprint }))
-}
-
-/// Writes `value` with object keys sorted and no spaces, so that two
-/// bodies that differ only in key order or spacing compare equal.
-fn canonical_json(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(object) => {
-            let mut keys: Vec<&String> = object.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (index, key) in keys.into_iter().enumerate() {
-                if index > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                canonical_json(&object[key], out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (index, item) in items.iter().enumerate() {
-                if index > 0 {
-                    out.push(',');
-                }
-                canonical_json(item, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
-    }
 }
 
 /// The answer of a create that carried an Idempotency-Key: `status` for a

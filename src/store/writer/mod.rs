@@ -45,7 +45,7 @@ use create::{add_runs, create_group, create_run, group_by_id, insert_run, keyed}
 pub(in crate::store) use finish::transition;
 use finish::{finish_run, progress, record_delivery, warn};
 pub use prune::{PrunePolicy, Pruned};
-use record::{delete_record, put_record};
+use record::{delete_record, put_record, remember_key};
 pub use record::{RecordKey, RecordRow, RecordWrite};
 use schedule::{change_schedule, create_schedule, fire_schedules};
 pub use schedule::{Fire, NewSchedule, ScheduleChange};
@@ -313,6 +313,13 @@ pub enum Op {
         write: RecordWrite,
         reply: Reply<RecordRow>,
     },
+    /// Stores a face's answer under an idempotency key, or answers the
+    /// fingerprint and body the key already has.
+    RememberKey {
+        record: IdempotencyRecord,
+        body: String,
+        reply: Reply<Option<(String, String)>>,
+    },
     /// Deletes a face's record; answers whether there was one.
     DeleteRecord { key: RecordKey, reply: Reply<bool> },
     /// Cancels every active run of a group; answers the group after and the
@@ -346,6 +353,7 @@ impl Op {
             | Op::CancelGroup { .. } => true,
             Op::RecordDelivery { .. }
             | Op::PutRecord { .. }
+            | Op::RememberKey { .. }
             | Op::DeleteRecord { .. }
             | Op::CreateSchedule { .. }
             | Op::ChangeSchedule { .. }
@@ -681,6 +689,7 @@ fn fail_op(op: Op, error: Error) {
         Op::Prune { reply, .. } => reply(Err(error)),
         Op::PutRecord { reply, .. } => reply(Err(error)),
         Op::DeleteRecord { reply, .. } => reply(Err(error)),
+        Op::RememberKey { reply, .. } => reply(Err(error)),
     }
 }
 
@@ -889,6 +898,11 @@ fn apply(transaction: &Transaction<'_>, batch: &mut Batch, op: Op) -> (Option<Er
             reply,
         } => done(put_record(transaction, batch, &key, &body, write), reply),
         Op::DeleteRecord { key, reply } => done(delete_record(transaction, &key), reply),
+        Op::RememberKey {
+            record,
+            body,
+            reply,
+        } => done(remember_key(transaction, batch, &record, &body), reply),
         Op::CancelGroup { group_id, reply } => {
             done(cancel_group(transaction, batch, &group_id), reply)
         }

@@ -81,3 +81,26 @@ pub(super) fn delete_record(transaction: &Transaction<'_>, key: &RecordKey) -> R
         .execute(params![key.face, key.kind, key.id])?
         > 0)
 }
+
+/// Stores a face's answer under an idempotency key, unless the key has one:
+/// then answers the fingerprint and body stored first.
+pub(super) fn remember_key(
+    transaction: &Transaction<'_>,
+    batch: &Batch,
+    record: &IdempotencyRecord,
+    body: &str,
+) -> Result<Option<(String, String)>> {
+    let seen: Option<(String, String)> = transaction
+        .prepare_cached("SELECT fingerprint, body FROM idempotency_keys WHERE key = ?1")?
+        .query_row([&record.key], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    if seen.is_none() {
+        transaction
+            .prepare_cached(
+                "INSERT INTO idempotency_keys (key, fingerprint, body, created_at) \
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![record.key, record.fingerprint, body, batch.now])?;
+    }
+    Ok(seen)
+}

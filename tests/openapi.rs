@@ -156,7 +156,7 @@ fn every_route_is_documented_under_both_prefixes_and_nothing_else() {
     let running = Running::start();
     let patterns = running.server.as_ref().expect("server").patterns();
     // This is the Parallel face's document: the Handinger face's `/api/`
-    // routes are held to that SDK's wire instead (tests/handinger_sdk).
+    // routes are in its own (tests/handinger_openapi.rs).
     for (pattern, methods) in patterns.iter().filter(|(p, _)| !p.starts_with("/api/")) {
         let mut served = vec![pattern.to_string()];
         if let Some(rest) = pattern.strip_prefix("/v1/") {

@@ -22,6 +22,10 @@ use crate::server::{Face, Refusal, Reply, Request, Routes};
 
 pub use error::HError;
 
+/// The OpenAPI 3.1 document of the face's routes, served at
+/// `/api/openapi.json`.
+pub const OPENAPI_JSON: &str = include_str!("openapi.json");
+
 /// The face's name where the engine keeps its records.
 pub const FACE_NAME: &str = "handinger";
 

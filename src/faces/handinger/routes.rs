@@ -9,7 +9,7 @@ use std::sync::Arc;
 use percent_encoding::percent_decode_str;
 
 use super::{handlers, Handinger};
-use crate::server::{Request, Routes};
+use crate::server::{Reply, Request, Routes};
 
 /// One endpoint, with the (decoded) ids taken from its path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +92,14 @@ fn decoded(request: &Request<'_>, name: &str) -> Option<String> {
 }
 
 pub fn register(face: &Arc<Handinger>, routes: &mut Routes) {
+    // The face's own OpenAPI document, open like Parallel's.
+    routes.add(
+        "GET",
+        "/api/openapi.json".to_string(),
+        "/api/openapi.json",
+        false,
+        Arc::new(|_| Reply::Json(200, super::OPENAPI_JSON.to_string(), Vec::new())),
+    );
     for (method, pattern, params, make) in API {
         let face = face.clone();
         let (params, make) = (*params, *make);

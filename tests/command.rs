@@ -10,21 +10,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{wait_for, TestDir};
-use taskyard::config::FileConfig;
+use support::{config_from_toml, wait_for, TestDir};
 use taskyard::model::{Content, RunRequest};
 use taskyard::{Engine, Error, StreamKind, TaskSpec};
 
 /// An engine whose processors are those of `toml` (written to a file in
 /// the test's directory first).
 fn engine_with(dir: &TestDir, toml: &str) -> Engine {
-    let path = dir.dir.path().join("taskyard.toml");
-    std::fs::write(&path, toml).expect("config written");
-    let file = FileConfig::load(&path).expect("config loads");
-    let config = taskyard::Config {
-        registry: file.registry().expect("processors build"),
-        ..taskyard::faces::default_config()
-    };
+    let config = config_from_toml(dir, "taskyard.toml", toml).expect("processors build");
     Engine::open(dir.db(), config).expect("engine opens")
 }
 
@@ -181,22 +174,30 @@ fn the_example_answers_from_its_csv_and_its_progress_is_an_event() {
     );
 }
 
-#[test]
-fn a_timeout_kills_the_whole_process_group_and_fails_the_attempt() {
-    let dir = TestDir::new();
+/// An engine whose `hang` runs a script that starts a child and waits on
+/// it forever, writing both pids to the file answered; `settings` are more
+/// keys of the processor.
+fn hanging(dir: &TestDir, settings: &str) -> (Engine, PathBuf) {
     let pids = dir.dir.path().join("pids");
     let program = script(
-        &dir,
+        dir,
         "hang.sh",
         &format!("sleep 600 &\necho $$ $! > {}\nwait", toml_string(&pids)),
     );
     let engine = engine_with(
-        &dir,
+        dir,
         &format!(
-            "[processors.hang]\nkind = \"command\"\nargv = [{}]\ntimeout_ms = 500\nmax_attempts = 1\n",
+            "[processors.hang]\nkind = \"command\"\nargv = [{}]\n{settings}\n",
             toml_string(&program)
         ),
     );
+    (engine, pids)
+}
+
+#[test]
+fn a_timeout_kills_the_whole_process_group_and_fails_the_attempt() {
+    let dir = TestDir::new();
+    let (engine, pids) = hanging(&dir, "timeout_ms = 500\nmax_attempts = 1");
     let run = engine
         .create_run(RunRequest::new("x", "hang"))
         .expect("run");
@@ -210,19 +211,7 @@ fn a_timeout_kills_the_whole_process_group_and_fails_the_attempt() {
 #[test]
 fn a_cancel_kills_the_whole_process_group() {
     let dir = TestDir::new();
-    let pids = dir.dir.path().join("pids");
-    let program = script(
-        &dir,
-        "hang.sh",
-        &format!("sleep 600 &\necho $$ $! > {}\nwait", toml_string(&pids)),
-    );
-    let engine = engine_with(
-        &dir,
-        &format!(
-            "[processors.hang]\nkind = \"command\"\nargv = [{}]\n",
-            toml_string(&program)
-        ),
-    );
+    let (engine, pids) = hanging(&dir, "");
     let run = engine
         .create_run(RunRequest::new("x", "hang"))
         .expect("run");

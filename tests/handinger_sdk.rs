@@ -10,32 +10,12 @@
 #[path = "support/venv.rs"]
 mod venv;
 
-use std::path::PathBuf;
-use std::process::Command;
-
 #[test]
 fn handinger_sdk_suite() {
-    let binary = PathBuf::from(env!("CARGO_BIN_EXE_taskyard"));
-    let root = venv::root();
-    let python =
-        venv::ensure("handinger-sdk-venv", "tests/handinger_sdk/requirements.txt").join("python");
-    let status = Command::new(&python)
-        .args([
-            "-m",
-            "pytest",
-            "tests/handinger_sdk",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-        ])
-        .current_dir(&root)
-        .env("TASKYARD_BIN", &binary)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("PYTHONUNBUFFERED", "1")
-        .status()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", python.display()));
-    assert!(
-        status.success(),
-        "the Handinger SDK suite (tests/handinger_sdk) failed: pytest {status}"
+    venv::run_pytest(
+        "handinger-sdk-venv",
+        "tests/handinger_sdk/requirements.txt",
+        "tests/handinger_sdk",
+        std::path::Path::new(env!("CARGO_BIN_EXE_taskyard")),
     );
 }

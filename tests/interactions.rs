@@ -8,30 +8,22 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::TestDir;
-use taskyard::config::FileConfig;
+use support::{config_from_toml, TestDir};
 use taskyard::model::{Content, RunRequest};
 use taskyard::{Engine, Error};
 
 /// `turns` answers with how many earlier turns it was given.
 fn engine(dir: &TestDir) -> Engine {
-    let path = dir.dir.path().join("taskyard.toml");
-    std::fs::write(
-        &path,
+    let config = config_from_toml(
+        dir,
+        "taskyard.toml",
         r#"
 [processors.turns]
 kind = "command"
 argv = ["python3", "-c", "import json, sys; run = json.load(sys.stdin); print(json.dumps({'earlier': [t['input'] for t in run['turns']]}))"]
 "#,
     )
-    .expect("config written");
-    let registry = FileConfig::load(&path)
-        .and_then(|file| file.registry())
-        .expect("processors");
-    let config = taskyard::Config {
-        registry,
-        ..taskyard::faces::default_config()
-    };
+    .expect("processors");
     Engine::open(dir.db(), config).expect("engine")
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde_json::{json, Value};
-use support::TestDir;
+use support::{config_from_toml, TestDir};
 use taskyard::config::FileConfig;
 use taskyard::model::{Content, RunRequest};
 use taskyard::{Engine, Error, TaskSpec};
@@ -114,6 +114,7 @@ fn answer(mut request: tiny_http::Request, seen: &Mutex<Vec<Seen>>) {
         );
     }
     if last.contains("[slow]") {
+        // The server being slow, which the processor's deadline must cut.
         std::thread::sleep(Duration::from_secs(3));
     }
     if last.contains("[400]") {
@@ -161,13 +162,7 @@ fn engine_with(dir: &TestDir, model: &FakeModel, extra: &str) -> Engine {
          backoff_ms = 10\n{extra}\n",
         model.base_url
     );
-    let path = dir.dir.path().join("taskyard.toml");
-    std::fs::write(&path, toml).expect("config written");
-    let file = FileConfig::load(&path).expect("config loads");
-    let config = taskyard::Config {
-        registry: file.registry().expect("processors build"),
-        ..taskyard::faces::default_config()
-    };
+    let config = config_from_toml(dir, "taskyard.toml", &toml).expect("processors build");
     Engine::open(dir.db(), config).expect("engine opens")
 }
 

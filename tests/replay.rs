@@ -15,8 +15,7 @@ use std::time::Duration;
 
 use client::TestServer;
 use serde_json::{json, Value};
-use support::TestDir;
-use taskyard::config::FileConfig;
+use support::{config_from_toml, TestDir};
 use taskyard::faces::parallel::Api;
 use taskyard::model::RunRequest;
 use taskyard::{Engine, Error, TaskSpec};
@@ -30,19 +29,13 @@ fn upstream_key() -> String {
 /// A second taskyard, the hosted API's stand-in: `core` answers with mock,
 /// `broken` always fails, `slow` takes five seconds.
 fn upstream(dir: &TestDir) -> TestServer {
-    let path = dir.dir.path().join("upstream.toml");
-    std::fs::write(
-        &path,
+    let config = config_from_toml(
+        dir,
+        "upstream.toml",
         "[processors.broken]\nkind = \"mock\"\nfailure_rate = 1.0\nmax_attempts = 1\n\n\
          [processors.slow]\nkind = \"mock\"\nlatency_ms = 5000\n",
     )
-    .expect("upstream config");
-    let config = taskyard::Config {
-        registry: FileConfig::load(&path)
-            .and_then(|file| file.registry())
-            .expect("upstream processors"),
-        ..taskyard::faces::default_config()
-    };
+    .expect("upstream processors");
     let engine = Engine::open(dir.dir.path().join("upstream.db"), config).expect("upstream");
     TestServer::start_on_engine(Api::new(engine), |server| {
         server.api_keys = vec![upstream_key()];
@@ -51,17 +44,13 @@ fn upstream(dir: &TestDir) -> TestServer {
 
 /// A local engine whose `core` is a replay processor with `settings`.
 fn local(dir: &TestDir, db: &str, settings: &str) -> Result<Engine, String> {
-    let path = dir.dir.path().join(format!("{db}.toml"));
-    std::fs::write(
-        &path,
-        format!("[processors.core]\nkind = \"replay\"\nfixtures = \"answers.jsonl\"\n{settings}\n"),
-    )
-    .expect("config written");
-    let registry = FileConfig::load(&path).and_then(|file| file.registry())?;
-    let config = taskyard::Config {
-        registry,
-        ..taskyard::faces::default_config()
-    };
+    let config = config_from_toml(
+        dir,
+        &format!("{db}.toml"),
+        &format!(
+            "[processors.core]\nkind = \"replay\"\nfixtures = \"answers.jsonl\"\n{settings}\n"
+        ),
+    )?;
     Ok(Engine::open(dir.dir.path().join(format!("{db}.db")), config).expect("engine"))
 }
 

@@ -201,6 +201,8 @@ fn schedule_child_entry() {
             .create_schedule(schedule(When::Interval { every_s: 1 }))
             .expect("the schedule");
     }
+    // Idle while the timer fires: the parent kills this process; nothing
+    // waits on this sleep.
     std::thread::sleep(Duration::from_secs(600));
 }
 
@@ -249,6 +251,8 @@ fn fires_are_exactly_once_across_kill_9() {
         wait_for("the next fire", Duration::from_secs(20), || {
             dir.db().exists() && stored_fires(&dir).0 > seen_fires
         });
+        // The kill point itself, not a wait for state: the test must hold
+        // wherever between fires the kill lands.
         std::thread::sleep(Duration::from_millis(delay_ms));
         child.kill().expect("kill -9");
         child.wait().expect("reaped");

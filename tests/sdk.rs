@@ -18,27 +18,12 @@
 #[path = "support/venv.rs"]
 mod venv;
 
-use std::path::PathBuf;
-use std::process::Command;
-
 #[test]
 fn python_sdk_suite() {
-    let binary = PathBuf::from(env!("CARGO_BIN_EXE_taskyard"));
-    let root = venv::root();
-    let python = venv::ensure("sdk-venv", "tests/sdk/requirements.txt").join("python");
-
-    // The child inherits stdout and stderr, so pytest's output streams
-    // past cargo's capture as it is written.
-    let status = Command::new(&python)
-        .args(["-m", "pytest", "tests/sdk", "-q", "-p", "no:cacheprovider"])
-        .current_dir(&root)
-        .env("TASKYARD_BIN", &binary)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("PYTHONUNBUFFERED", "1")
-        .status()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", python.display()));
-    assert!(
-        status.success(),
-        "the Python SDK suite (tests/sdk) failed: pytest {status}"
+    venv::run_pytest(
+        "sdk-venv",
+        "tests/sdk/requirements.txt",
+        "tests/sdk",
+        std::path::Path::new(env!("CARGO_BIN_EXE_taskyard")),
     );
 }

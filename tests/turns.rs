@@ -11,8 +11,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::TestDir;
-use taskyard::config::FileConfig;
+use support::{config_from_toml, TestDir};
 use taskyard::faces::parallel::Api;
 use taskyard::limits::TURNS_IN_CONTEXT_MAX;
 use taskyard::model::{Content, FieldErrorKind, Loc, RunRequest};
@@ -32,13 +31,7 @@ print(json.dumps({"said": run["input"], "turns": turns}))
 "#;
 
 fn config(dir: &TestDir) -> taskyard::Config {
-    let path = dir.dir.path().join("taskyard.toml");
-    std::fs::write(&path, TURNS_TOML).expect("config written");
-    let file = FileConfig::load(&path).expect("config loads");
-    taskyard::Config {
-        registry: file.registry().expect("processors build"),
-        ..taskyard::faces::default_config()
-    }
+    config_from_toml(dir, "taskyard.toml", TURNS_TOML).expect("processors build")
 }
 
 /// Runs `input` as a follow-up of `previous` and answers its output.

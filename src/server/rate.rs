@@ -70,6 +70,30 @@ pub struct Limited {
     pub retry_after: Duration,
 }
 
+impl Limited {
+    /// The wait in whole milliseconds, at least 1 (`retry-after-ms`).
+    pub fn retry_after_ms(&self) -> u64 {
+        self.retry_after.as_millis().max(1) as u64
+    }
+
+    /// The wait in whole seconds, rounded up (`retry-after`).
+    pub fn retry_after_s(&self) -> u64 {
+        self.retry_after_ms().div_ceil(1_000)
+    }
+
+    /// What every face says, naming the limit and its config key.
+    pub fn message(&self) -> String {
+        let class = self.class.as_str();
+        format!(
+            "rate limit of {} {class} requests per second (burst {}) exceeded \
+             (rate_limits.{class}); retry after {} ms",
+            self.limit.per_second,
+            self.limit.burst,
+            self.retry_after_ms()
+        )
+    }
+}
+
 struct Bucket {
     tokens: f64,
     at: Instant,

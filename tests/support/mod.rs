@@ -38,6 +38,19 @@ pub fn open_with(dir: &TestDir, config: Config) -> Api {
     Api::new(Engine::open(dir.db(), config).expect("engine opens"))
 }
 
+/// An engine config whose processors are those of `toml`, written to
+/// `name` in the test's directory and read as `taskyard serve --config`
+/// reads it: the error when the file does not build.
+pub fn config_from_toml(dir: &TestDir, name: &str, toml: &str) -> Result<Config, String> {
+    let path = dir.dir.path().join(name);
+    std::fs::write(&path, toml).expect("config written");
+    let registry = taskyard::config::FileConfig::load(&path).and_then(|file| file.registry())?;
+    Ok(Config {
+        registry,
+        ..taskyard::faces::default_config()
+    })
+}
+
 /// Polls `condition` until it holds; panics with `label` after `deadline`.
 pub fn wait_for(label: &str, deadline: Duration, mut condition: impl FnMut() -> bool) {
     let until = Instant::now() + deadline;

@@ -1,5 +1,6 @@
 //! Python virtual environments for the tests that drive Python tools
-//! (`tests/sdk.rs`, `tests/schemathesis.rs`): one per tool under cargo's
+//! (`tests/sdk.rs`, `tests/handinger_sdk.rs`, `tests/schemathesis.rs`): one
+//! per tool under cargo's
 //! target directory, filled from a pinned `requirements.txt`, and made
 //! anew when that file changes or an install was cut short. Included with
 //! `#[path = "support/venv.rs"] mod venv;`.
@@ -72,4 +73,24 @@ pub fn ensure(name: &str, requirements: &str) -> PathBuf {
     );
     fs::write(&stamp, &wanted).unwrap_or_else(|e| panic!("cannot write {}: {e}", stamp.display()));
     bin
+}
+
+/// Runs the pytest suite in `suite` (a directory under the repository
+/// root) from the environment `name` made from `requirements`, against the
+/// `taskyard` binary at `binary` (`TASKYARD_BIN`). pytest's output streams
+/// past cargo's capture as it is written; fails unless pytest exits 0.
+pub fn run_pytest(name: &str, requirements: &str, suite: &str, binary: &std::path::Path) {
+    let python = ensure(name, requirements).join("python");
+    let status = Command::new(&python)
+        .args(["-m", "pytest", suite, "-q", "-p", "no:cacheprovider"])
+        .current_dir(root())
+        .env("TASKYARD_BIN", binary)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("PYTHONUNBUFFERED", "1")
+        .status()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", python.display()));
+    assert!(
+        status.success(),
+        "the pytest suite {suite} failed: pytest {status}"
+    );
 }

@@ -104,23 +104,9 @@ impl From<Refusal> for HError {
             )
             .with_header("retry-after", "1"),
             Refusal::Engine(error) => HError::from(error),
-            Refusal::RateLimited(limited) => {
-                let ms = limited.retry_after.as_millis().max(1) as u64;
-                HError::new(
-                    429,
-                    "rate_limited",
-                    format!(
-                        "rate limit of {} {} requests per second (burst {}) exceeded \
-                         (rate_limits.{}); retry after {ms} ms",
-                        limited.limit.per_second,
-                        limited.class.as_str(),
-                        limited.limit.burst,
-                        limited.class.as_str()
-                    ),
-                )
-                .with_header("retry-after", ms.div_ceil(1_000).to_string())
-                .with_header("retry-after-ms", ms.to_string())
-            }
+            Refusal::RateLimited(limited) => HError::new(429, "rate_limited", limited.message())
+                .with_header("retry-after", limited.retry_after_s().to_string())
+                .with_header("retry-after-ms", limited.retry_after_ms().to_string()),
         }
     }
 }

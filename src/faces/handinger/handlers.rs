@@ -147,20 +147,8 @@ fn create_task(
     body: &Map<String, Value>,
     base: &str,
 ) -> Result<Value> {
-    let input =
-        optional_string(body, "input")?.ok_or_else(|| HError::bad_request("input is required"))?;
-    let length = input.chars().count();
-    if length == 0 || length > INPUT_CHARS_MAX {
-        return Err(HError::bad_request(format!(
-            "input must be 1 to {INPUT_CHARS_MAX} characters (INPUT_CHARS_MAX), not {length}"
-        )));
-    }
-    let budget = optional_string(body, "budget")?.unwrap_or_else(|| "standard".into());
-    let processor = face.budgets.processor(&budget).ok_or_else(|| {
-        HError::bad_request(format!(
-            "budget must be one of low, standard, high, unlimited, not '{budget}'"
-        ))
-    })?;
+    let input = turn_input(body)?;
+    let processor = budget_processor(face, body)?.1;
     if let Some(stream) = body.get("stream") {
         if !stream.is_boolean() {
             return Err(HError::bad_request("stream must be true or false"));
@@ -261,6 +249,33 @@ fn create_task(
         turns.truncate(position + 1);
     }
     Ok(wire::worker(&worker, Some((&task, &turns)), base))
+}
+
+/// A turn's `input`: a string of 1 to `INPUT_CHARS_MAX` characters.
+pub(super) fn turn_input(body: &Map<String, Value>) -> Result<String> {
+    let input =
+        optional_string(body, "input")?.ok_or_else(|| HError::bad_request("input is required"))?;
+    let length = input.chars().count();
+    if length == 0 || length > INPUT_CHARS_MAX {
+        return Err(HError::bad_request(format!(
+            "input must be 1 to {INPUT_CHARS_MAX} characters (INPUT_CHARS_MAX), not {length}"
+        )));
+    }
+    Ok(input)
+}
+
+/// The `budget` (`standard` when absent) and the processor it picks.
+pub(super) fn budget_processor<'f>(
+    face: &'f Handinger,
+    body: &Map<String, Value>,
+) -> Result<(String, &'f str)> {
+    let budget = optional_string(body, "budget")?.unwrap_or_else(|| "standard".into());
+    let processor = face.budgets.processor(&budget).ok_or_else(|| {
+        HError::bad_request(format!(
+            "budget must be one of low, standard, high, unlimited, not '{budget}'"
+        ))
+    })?;
+    Ok((budget, processor))
 }
 
 /// `POST /api/tasks/{id}/abort` (spec choice 6): cancels the active turn.

@@ -11,8 +11,8 @@ use serde_json::{json, Map, Value};
 use ulid::Ulid;
 
 use super::error::{HError, Result};
-use super::handlers::{optional_string, spec_of, title_of};
-use super::limits::{INPUT_CHARS_MAX, SCHEDULE_SECONDS_MAX};
+use super::handlers::{budget_processor, spec_of, title_of, turn_input};
+use super::limits::SCHEDULE_SECONDS_MAX;
 use super::records::{self, interaction_of, Schedule, Task, Worker};
 use super::{wire, Handinger, FACE_NAME};
 use crate::engine::Engine;
@@ -29,20 +29,8 @@ pub fn create(
     body: &Map<String, Value>,
 ) -> Result<Value> {
     let mut worker = records::live_worker(engine, worker_id)?;
-    let input =
-        optional_string(body, "input")?.ok_or_else(|| HError::bad_request("input is required"))?;
-    let length = input.chars().count();
-    if length == 0 || length > INPUT_CHARS_MAX {
-        return Err(HError::bad_request(format!(
-            "input must be 1 to {INPUT_CHARS_MAX} characters (INPUT_CHARS_MAX), not {length}"
-        )));
-    }
-    let budget = optional_string(body, "budget")?.unwrap_or_else(|| "standard".into());
-    let processor = face.budgets.processor(&budget).ok_or_else(|| {
-        HError::bad_request(format!(
-            "budget must be one of low, standard, high, unlimited, not '{budget}'"
-        ))
-    })?;
+    let input = turn_input(body)?;
+    let (budget, processor) = budget_processor(face, body)?;
     let when_wire = body
         .get("when")
         .filter(|when| when.is_object())

@@ -147,24 +147,9 @@ impl From<Refusal> for ApiError {
                 1,
             ),
             Refusal::Engine(error) => ApiError::from(error),
-            Refusal::RateLimited(limited) => {
-                // Whole seconds up, as `retry-after` must be; the exact
-                // wait in `retry-after-ms`, which the SDKs read first.
-                let ms = limited.retry_after.as_millis().max(1) as u64;
-                ApiError::new(
-                    429,
-                    format!(
-                        "rate limit of {} {} requests per second (burst {}) exceeded \
-                         (rate_limits.{}); retry after {ms} ms",
-                        limited.limit.per_second,
-                        limited.class.as_str(),
-                        limited.limit.burst,
-                        limited.class.as_str()
-                    ),
-                )
-                .with_header("retry-after", ms.div_ceil(1_000).to_string())
-                .with_header("retry-after-ms", ms.to_string())
-            }
+            Refusal::RateLimited(limited) => ApiError::new(429, limited.message())
+                .with_header("retry-after", limited.retry_after_s().to_string())
+                .with_header("retry-after-ms", limited.retry_after_ms().to_string()),
         }
     }
 }

@@ -128,6 +128,12 @@ pub const PRUNE_LOOK_MS: u64 = 200;
 /// reason its rows are bounded.
 pub const PRUNE_PAGES_PER_BATCH: usize = 256;
 
+/// Pages a prune batch may take beyond the `--db-size-max-mb` cap while it
+/// runs: deleting can itself need a page (a tombstone's leaf, a b-tree
+/// rebalance), and a full database that cannot prune stays full for good.
+/// 64 pages of 4 KiB; the batch frees far more than it takes.
+pub const PRUNE_SLACK_PAGES: u64 = 64;
+
 /// Prune batches a write that found the database full runs before it
 /// tries once more (and answers 503 if still full): up to 5,000 runs, a
 /// fraction of a second, so that the request waits a bounded time.

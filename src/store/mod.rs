@@ -198,7 +198,8 @@ impl Store {
             }
         }
         let mut connection = Connection::open(path).map_err(|e| open_error(e.to_string()))?;
-        configure_write_connection(&connection, options).map_err(|e| open_error(e.to_string()))?;
+        let page_cap = configure_write_connection(&connection, options)
+            .map_err(|e| open_error(e.to_string()))?;
         migrate::migrate(&mut connection).map_err(|e| open_error(e.to_string()))?;
         let recovered = recovery::recover(&mut connection)?;
         let readers = ReadPool::open(path, options)?;
@@ -206,6 +207,7 @@ impl Store {
         let notify = checkpointer.notify();
         let writer = Writer::start(
             connection,
+            page_cap,
             Box::new(move |notice: &CommitNotice| {
                 on_commit(notice);
                 notify();
@@ -232,7 +234,8 @@ impl Store {
     }
 }
 
-fn configure_write_connection(connection: &Connection, options: &Options) -> Result<()> {
+/// Answers the page cap set for `database_bytes_max`, if any.
+fn configure_write_connection(connection: &Connection, options: &Options) -> Result<Option<u64>> {
     connection.busy_timeout(options.busy_timeout)?;
     // Read each pragma back: SQLite ignores a misspelt pragma silently.
     let mode: String = connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
@@ -278,8 +281,9 @@ fn configure_write_connection(connection: &Connection, options: &Options) -> Res
             connection.query_row(&format!("PRAGMA max_page_count = {pages_max}"), [], |row| {
                 row.get(0)
             })?;
+        return Ok(Some(pages_max));
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Prepared statements each read connection keeps.

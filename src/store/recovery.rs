@@ -42,6 +42,8 @@ pub(super) fn recover(connection: &mut Connection) -> Result<Recovered> {
         pending: CountChanges::default(),
         run_counts: Counts::default(),
         deliveries: false,
+        // Recovery never prunes.
+        page_cap: None,
     };
     let mut changes = CountChanges::default();
     let mut recovered = Recovered::default();

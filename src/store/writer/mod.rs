@@ -385,6 +385,7 @@ pub struct Writer {
 impl Writer {
     pub(super) fn start(
         connection: Connection,
+        page_cap: Option<u64>,
         on_commit: Box<dyn Fn(&CommitNotice) + Send>,
     ) -> Result<Writer> {
         let last_event_id: i64 = connection.query_row(
@@ -401,6 +402,7 @@ impl Writer {
                 let mut thread = WriterThread {
                     connection,
                     last_event_id: last_event_id as u64,
+                    page_cap,
                     on_commit,
                     on_full: hook,
                 };
@@ -472,6 +474,8 @@ type Completion = Box<dyn FnOnce(Option<&Error>) + Send>;
 struct WriterThread {
     connection: Connection,
     last_event_id: u64,
+    /// `PRAGMA max_page_count` as configured (`database_bytes_max`).
+    page_cap: Option<u64>,
     on_commit: Box<dyn Fn(&CommitNotice) + Send>,
     on_full: FullHook,
 }
@@ -539,6 +543,7 @@ impl WriterThread {
             keys: Vec::new(),
             events: Vec::new(),
             now: Timestamp::now().micros(),
+            page_cap: self.page_cap,
             pending: CountChanges::default(),
             run_counts: Counts::default(),
             deliveries: false,
@@ -712,6 +717,8 @@ pub(super) struct Batch {
     pub(super) run_counts: Counts,
     /// A terminal status change wrote a webhook delivery.
     pub(super) deliveries: bool,
+    /// The configured page cap, which pruning lifts for its batch.
+    pub(super) page_cap: Option<u64>,
 }
 
 /// Where an event row shows (the `stream` column).

@@ -10,6 +10,7 @@
 //! made.
 
 use super::*;
+use crate::limits::PRUNE_SLACK_PAGES;
 
 /// Cut-offs in Unix microseconds: rows last changed before each are pruned;
 /// `None` keeps that kind of row.
@@ -45,9 +46,40 @@ pub(super) fn prune(
     rows_max: usize,
     pages_max: usize,
 ) -> Result<Pruned> {
+    // Deleting can itself take a page (a tombstone's new leaf, a b-tree
+    // rebalance): a database full to its cap must still be able to prune,
+    // or it stays full for good. The cap is lifted by a few pages for the
+    // batch and put back after, failed or not; what the batch frees more
+    // than pays them back.
+    let Some(cap) = batch.page_cap else {
+        return prune_and_vacuum(transaction, batch, policy, rows_max, pages_max);
+    };
+    set_page_cap(transaction, cap + PRUNE_SLACK_PAGES)?;
+    let pruned = prune_and_vacuum(transaction, batch, policy, rows_max, pages_max);
+    // SQLite keeps the cap at the pages in use when that is more.
+    set_page_cap(transaction, cap)?;
+    pruned
+}
+
+fn prune_and_vacuum(
+    transaction: &Transaction<'_>,
+    batch: &mut Batch,
+    policy: PrunePolicy,
+    rows_max: usize,
+    pages_max: usize,
+) -> Result<Pruned> {
     let mut pruned = prune_rows(transaction, batch, policy, rows_max)?;
     pruned.pages = vacuum(transaction, pages_max)?;
     Ok(pruned)
+}
+
+fn set_page_cap(transaction: &Transaction<'_>, pages: u64) -> Result<()> {
+    // A pragma's argument cannot be bound; `pages` is a number.
+    let _in_force: u64 =
+        transaction.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |row| {
+            row.get(0)
+        })?;
+    Ok(())
 }
 
 /// Gives at most `pages_max` free pages back to the file system, and

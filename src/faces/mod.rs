@@ -62,5 +62,9 @@ pub fn default_config() -> Config {
         parallel::FACE_NAME.to_string(),
         Arc::new(parallel::render::ParallelWebhooks),
     );
+    config.webhooks.renderers.insert(
+        handinger::FACE_NAME.to_string(),
+        Arc::new(handinger::webhooks::HandingerWebhooks),
+    );
     config
 }

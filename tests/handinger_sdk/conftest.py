@@ -27,6 +27,9 @@ WAIT_S = 20.0
 T = TypeVar("T")
 
 CONFIG = """
+# A refused webhook delivery is tried again soon (the hosted wait is 5 s).
+webhook_retry_base_ms = 100
+
 [processors.pro]
 kind = "mock"
 latency_ms = 4000

@@ -106,6 +106,21 @@ fn handle(face: &Handinger, request: &mut Request<'_>, route: Route) -> Result<V
             body(request)?;
             super::schedules::cancel(&engine, &worker_id, &schedule_id)
         }
+        Route::GetWebhook(id) => Ok(super::webhooks::webhook_json(&records::live_worker(
+            &engine, &id,
+        )?)),
+        Route::UpdateWebhook(id) => super::webhooks::update(&engine, &id, &body(request)?, &base),
+        Route::DeleteWebhook(id) => {
+            body(request)?;
+            super::webhooks::delete(&engine, &id)
+        }
+        Route::WebhookExecutions(id) => {
+            super::webhooks::executions(&engine, &id, request.raw_query())
+        }
+        Route::RegenerateWebhookToken(id) => {
+            body(request)?;
+            super::webhooks::regenerate_token(&engine, &id)
+        }
         Route::WorkerEmail(id) => {
             let worker = records::live_worker(&engine, &id)?;
             Ok(json!({"email": format!("{}@taskyard.invalid", worker.id)}))
@@ -117,19 +132,7 @@ fn handle(face: &Handinger, request: &mut Request<'_>, route: Route) -> Result<V
 fn create_worker(engine: &Engine, body: &Map<String, Value>, base: &str) -> Result<Value> {
     let now = Timestamp::now().micros();
     let id = format!("wrk_{}", Ulid::new());
-    let mut worker = Worker {
-        title: default_title(&id),
-        id,
-        instructions: String::new(),
-        output_schema: None,
-        summary: String::new(),
-        visibility: "private".into(),
-        created_at: now,
-        updated_at: None,
-        deleted: false,
-        latest_task: None,
-        schedules: Vec::new(),
-    };
+    let mut worker = Worker::new(default_title(&id), id, now);
     apply_worker_fields(engine, &mut worker, body)?;
     if !body.contains_key("instructions") {
         if let Some(prompt) = optional_string(body, "prompt")? {
@@ -179,19 +182,8 @@ fn create_task(
             // A worker made on the fly: its instructions are the input
             // (spec 3.4).
             let id = format!("wrk_{}", Ulid::new());
-            let worker = Worker {
-                title: default_title(&id),
-                id,
-                instructions: input.clone(),
-                output_schema: None,
-                summary: String::new(),
-                visibility: "private".into(),
-                created_at: Timestamp::now().micros(),
-                updated_at: None,
-                deleted: false,
-                latest_task: None,
-                schedules: Vec::new(),
-            };
+            let mut worker = Worker::new(default_title(&id), id, Timestamp::now().micros());
+            worker.instructions = input.clone();
             records::insert_worker(engine, &worker)?;
             worker
         }
@@ -237,6 +229,7 @@ fn create_task(
     let mut request = RunRequest::new(Value::String(input), processor);
     request.task_spec = Some(spec_of(&worker));
     request.interaction = Some(task.interaction());
+    request.webhook = super::webhooks::target(&worker);
     let run = engine.create_run(request)?;
     let mut worker = worker;
     if worker.latest_task.as_deref() != Some(task.id.as_str()) {
@@ -303,19 +296,10 @@ fn task_of(engine: &Engine, id: &str) -> Result<Task> {
 }
 
 /// A task's worker whose record is missing: read as one without a schema.
-fn gone_worker(task: &Task) -> Worker {
+pub(super) fn gone_worker(task: &Task) -> Worker {
     Worker {
-        id: task.worker_id.clone(),
-        instructions: String::new(),
-        output_schema: None,
-        title: String::new(),
-        summary: String::new(),
-        visibility: "private".into(),
-        created_at: task.created_at,
-        updated_at: None,
         deleted: true,
-        latest_task: None,
-        schedules: Vec::new(),
+        ..Worker::new(String::new(), task.worker_id.clone(), task.created_at)
     }
 }
 

@@ -13,6 +13,7 @@ pub mod limits;
 mod records;
 mod routes;
 mod schedules;
+pub mod webhooks;
 pub mod wire;
 
 use std::sync::Arc;

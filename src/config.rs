@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::faces::FacesConfig;
 use crate::processors::kind::{self, Section, SectionKeys};
 use crate::processors::Registry;
 use crate::server::rate::{Limit, RateLimitConfig};
@@ -48,6 +49,8 @@ pub struct FileConfig {
     pub retain_deliveries_s: Option<u64>,
     /// Requests per client and route class (`[rate_limits]`).
     pub rate_limits: Option<RateLimitsFile>,
+    /// The Handinger face's settings (`[handinger]`).
+    pub handinger: Option<HandingerFile>,
     /// Processor names to add or override, by name; each section is read
     /// by its kind (`processors::kind`).
     #[serde(default)]
@@ -67,6 +70,24 @@ pub struct FileConfig {
 pub struct RateLimitsFile {
     pub read: Option<LimitFile>,
     pub write: Option<LimitFile>,
+}
+
+/// `[handinger]`: `budgets = { low = "...", standard = "...", high =
+/// "...", unlimited = "..." }`, each a configured processor's name; a
+/// budget left out keeps its default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandingerFile {
+    pub budgets: Option<BudgetsFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetsFile {
+    pub low: Option<String>,
+    pub standard: Option<String>,
+    pub high: Option<String>,
+    pub unlimited: Option<String>,
 }
 
 /// One class's limit.
@@ -112,6 +133,36 @@ impl FileConfig {
             read: limit("read", &file.read)?,
             write: limit("write", &file.write)?,
         })
+    }
+
+    /// What the faces take from the file, checked against the processors
+    /// `registry` serves: a budget must name one of them.
+    pub fn faces(&self, registry: &Registry) -> Result<FacesConfig, String> {
+        let mut faces = FacesConfig::default();
+        let budgets = self
+            .handinger
+            .as_ref()
+            .and_then(|file| file.budgets.as_ref());
+        if let Some(file) = budgets {
+            let slots = [
+                ("low", &file.low, &mut faces.handinger.low),
+                ("standard", &file.standard, &mut faces.handinger.standard),
+                ("high", &file.high, &mut faces.handinger.high),
+                ("unlimited", &file.unlimited, &mut faces.handinger.unlimited),
+            ];
+            for (budget, name, slot) in slots {
+                let Some(name) = name else { continue };
+                if registry.get(name).is_none() {
+                    return Err(format!(
+                        "config file {}: handinger.budgets.{budget} names processor '{name}', \
+                         which is not served (configure it under [processors.{name}])",
+                        self.path.display()
+                    ));
+                }
+                *slot = name.clone();
+            }
+        }
+        Ok(faces)
     }
 
     pub fn load(path: &Path) -> Result<FileConfig, String> {

@@ -122,9 +122,11 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
     }
     api_keys.retain(|key| !key.is_empty());
 
+    let registry = file.registry().map_err(Failure::usage)?;
+    let faces = file.faces(&registry).map_err(Failure::usage)?;
     let mut config = Config {
         synchronous,
-        registry: file.registry().map_err(Failure::usage)?,
+        registry,
         ..taskyard::faces::default_config()
     };
     config.webhooks.secrets = args.webhook_secrets.clone();
@@ -174,6 +176,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             .or(file.write_timeout_s)
             .map_or(ServerConfig::default().write_timeout, Duration::from_secs),
         rate_limits: file.rate_limits().map_err(Failure::usage)?,
+        faces,
         ..ServerConfig::default()
     };
     let server = Server::start(engine.clone(), server_config)

@@ -23,14 +23,21 @@ pub const PARALLEL_RENDER_SLOT: usize = 0;
 
 const _: () = assert!(PARALLEL_RENDER_SLOT < RENDER_SLOTS_MAX);
 
+/// What each face takes from the config file (`config.rs` reads it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FacesConfig {
+    /// The processor each Handinger budget picks.
+    pub handinger: handinger::Budgets,
+}
+
 /// Every face taskyard serves, in the order their refusals are preferred
 /// for paths none of them owns (the first answers those).
-pub fn all(engine: &Engine, _config: &ServerConfig) -> Vec<Arc<dyn Face>> {
+pub fn all(engine: &Engine, config: &ServerConfig) -> Vec<Arc<dyn Face>> {
     vec![
         Arc::new(parallel::Parallel::new(engine.clone())),
         Arc::new(handinger::Handinger::new(
             engine,
-            handinger::Budgets::default(),
+            config.faces.handinger.clone(),
         )),
     ]
 }

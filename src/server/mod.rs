@@ -59,6 +59,8 @@ pub struct ServerConfig {
     pub write_timeout: Duration,
     /// Requests per client and route class (`rate.rs`); none by default.
     pub rate_limits: rate::RateLimitConfig,
+    /// What each face takes from the config file.
+    pub faces: crate::faces::FacesConfig,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +75,7 @@ impl Default for ServerConfig {
             read_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(30),
             rate_limits: rate::RateLimitConfig::default(),
+            faces: crate::faces::FacesConfig::default(),
         }
     }
 }

@@ -9,29 +9,81 @@ use super::error::{HError, Result};
 use super::limits::{INPUT_CHARS_MAX, TASK_ID_CHARS_MAX, TITLE_CHARS_MAX, TURNS_PER_TASK_MAX};
 use super::records::{self, Task, Worker};
 use super::routes::Route;
-use super::{wire, Handinger};
+use super::{stream, wire, Handinger};
 use crate::engine::{Created, Engine, Idempotency};
 use crate::model::{RunRequest, RunStatus, TaskSpec, Timestamp};
 use crate::server::{Reply, Request};
 
-/// Answers one request.
+/// Answers one request: JSON, or a turn's events where a stream is asked
+/// for and accepted (`stream.rs`).
 pub fn answer(face: &Handinger, request: &mut Request<'_>, route: Route) -> Reply {
-    match handle(face, request, route) {
-        Ok(body) => Reply::Json(200, body.to_string(), Vec::new()),
-        Err(error) => error.into_reply(),
+    let events = stream::accepts_events(request);
+    let reply = match route {
+        Route::CreateTask => create_task_answer(face, request, events),
+        Route::GetWorker(_) if events && query_flag(request.raw_query(), "stream") => {
+            handle(face, request, route).map(|worker| turn_stream_or_json(request, worker))
+        }
+        route => handle(face, request, route).map(json_reply),
+    };
+    reply.unwrap_or_else(HError::into_reply)
+}
+
+fn json_reply(body: Value) -> Reply {
+    Reply::Json(200, body.to_string(), Vec::new())
+}
+
+/// `POST /api/tasks`; with `"stream": true` and an `Accept` that names
+/// `text/event-stream`, the new turn's events instead of the Worker.
+fn create_task_answer(face: &Handinger, request: &mut Request<'_>, events: bool) -> Result<Reply> {
+    let base = base_url(request);
+    let engine = request.engine().clone();
+    let body = body(request)?;
+    let worker = once(request, &engine, &body, || {
+        create_task(face, &engine, &body, &base)
+    })?;
+    if events && body.get("stream") == Some(&Value::Bool(true)) {
+        return Ok(turn_stream_or_json(request, worker));
     }
+    Ok(json_reply(worker))
+}
+
+/// The events of the turn a Worker answer names, or the Worker as JSON
+/// when it names none (a worker that never ran).
+fn turn_stream_or_json(request: &Request<'_>, worker: Value) -> Reply {
+    let run_id = worker["turnId"]
+        .as_str()
+        .and_then(|turn| turn.strip_prefix("trun_"));
+    match run_id {
+        Some(run_id) => stream::turn_events(request.engine(), run_id),
+        None => json_reply(worker),
+    }
+}
+
+/// A query flag `name=true` (the SDK sends Python's `True` as `true`).
+fn query_flag(query: &str, name: &str) -> bool {
+    query_value(query, name) == Some("true")
+}
+
+/// The first value of `name` in a query string, as sent (the SDK's
+/// parameters here are numbers and flags, never percent-encoded).
+pub(super) fn query_value<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
 }
 
 fn handle(face: &Handinger, request: &mut Request<'_>, route: Route) -> Result<Value> {
     let base = base_url(request);
     let engine = request.engine().clone();
     match route {
-        Route::CreateTask => {
-            let body = body(request)?;
-            once(request, &engine, &body, || {
-                create_task(face, &engine, &body, &base)
-            })
-        }
+        // Answered by `create_task_answer`, which may stream.
+        Route::CreateTask => Err(HError::new(
+            500,
+            "internal",
+            "POST /api/tasks routed wrongly",
+        )),
         Route::GetTask(id) => {
             let task = task_of(&engine, &id)?;
             let worker =

@@ -13,6 +13,7 @@ pub mod limits;
 mod records;
 mod routes;
 mod schedules;
+mod stream;
 pub mod webhooks;
 pub mod wire;
 

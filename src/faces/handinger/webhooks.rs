@@ -189,12 +189,7 @@ pub fn executions(engine: &Engine, worker_id: &str, query: &str) -> Result<Value
 
 /// `page`: a whole number from 1, 1 when absent.
 fn page_of(query: &str) -> Result<u64> {
-    let value = query
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(name, _)| *name == "page")
-        .map(|(_, value)| value);
-    match value {
+    match super::handlers::query_value(query, "page") {
         None => Ok(1),
         Some(text) => text
             .parse::<u64>()

@@ -11,6 +11,7 @@
 //! slot) in its own error form through [`Face::refuse`].
 
 mod auth;
+mod clock;
 pub mod fanout;
 mod metrics;
 pub mod rate;
@@ -61,6 +62,9 @@ pub struct ServerConfig {
     pub rate_limits: rate::RateLimitConfig,
     /// What each face takes from the config file.
     pub faces: crate::faces::FacesConfig,
+    /// With a clock, its routes are served (`clock.rs`, `--test-clock`);
+    /// it must be the engine's schedule clock.
+    pub test_clock: Option<Arc<crate::engine::ManualClock>>,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +80,7 @@ impl Default for ServerConfig {
             write_timeout: Duration::from_secs(30),
             rate_limits: rate::RateLimitConfig::default(),
             faces: crate::faces::FacesConfig::default(),
+            test_clock: None,
         }
     }
 }
@@ -199,6 +204,9 @@ impl Server {
         }
         routes.for_face(0);
         server_routes(&mut routes);
+        if let Some(clock) = &config.test_clock {
+            clock::register(&mut routes, clock.clone());
+        }
         let table = RouteTable::build(routes).map_err(io::Error::other)?;
         let bound = |timeout: Duration| Some(timeout).filter(|timeout| !timeout.is_zero());
         let http = tiny_http::Server::new(tiny_http::ServerConfig {

@@ -41,7 +41,7 @@ def server():
     config = os.path.join(tempfile.mkdtemp(prefix="taskyard-handinger-"), "taskyard.toml")
     with open(config, "w") as handle:
         handle.write(CONFIG)
-    srv = Server("--config", config, "--api-key", "hd-test-key")
+    srv = Server("--config", config, "--api-key", "hd-test-key", "--test-clock")
     yield srv
     code = srv.stop()
     log = srv.stderr()
@@ -67,3 +67,20 @@ def wait_until(what: str, check: Callable[[], T]) -> T:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(pause)
         pause = min(pause * 2, 0.2)
+
+
+def clock(server: Server, advance_s: float | None = None) -> str:
+    """The server's test clock (`--test-clock`), moved on by `advance_s`
+    seconds first when given: the time schedules fire by, RFC 3339."""
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(
+        server.base_url + "/taskyard/clock",
+        method="GET" if advance_s is None else "POST",
+        data=None if advance_s is None else json.dumps({"advance_s": advance_s}).encode(),
+        # Server routes take the key as the first face (Parallel) does.
+        headers={"x-api-key": "hd-test-key", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=WAIT_S) as answer:
+        return json.loads(answer.read())["now"]

@@ -22,7 +22,7 @@ pub(super) fn register(routes: &mut Routes, clock: Arc<ManualClock>) {
         "/taskyard/clock".to_string(),
         "/taskyard/clock",
         true,
-        Arc::new(move |_| now(&*reading)),
+        Arc::new(move |_| now(&reading)),
     );
     routes.add(
         "POST",

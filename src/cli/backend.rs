@@ -1,31 +1,15 @@
 //! Where the client commands (`enrich`, and the group and run commands)
-//! send their work: an engine opened on a database file in this process,
-//! or any server that speaks the Parallel face (taskyard's, or the hosted
-//! API), over HTTP. Both speak Parallel's wire as JSON values, so a command
-//! is written once and behaves the same either way.
-//!
-//! Owns the choice and the HTTP calls; must not hold command logic.
+//! send their work: `--db FILE`, an engine in this process, or
+//! `--base-url URL`, any server that speaks Parallel's Task API; and the
+//! exit code of each way a call can fail. The calls themselves are the
+//! Parallel face's client (`faces/parallel/client.rs`).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use serde_json::{json, Value};
-
-use taskyard::faces::parallel::wire::{AddRuns, RunInput};
-use taskyard::faces::parallel::Api;
-use taskyard::engine::GroupRunsQuery;
+use taskyard::faces::parallel::client::{Client, ClientError};
 use taskyard::Engine;
 
 use super::Failure;
-
-/// A failure of the backend: unreachable (exit 3) or refused (the server
-/// or engine said no; exit 1).
-pub fn unreachable(message: impl Into<String>) -> Failure {
-    Failure {
-        message: message.into(),
-        code: 3,
-    }
-}
 
 /// Where a client command works: `--db FILE` (the default,
 /// `./taskyard.db`) or `--base-url URL`.
@@ -48,255 +32,38 @@ pub struct Target {
 }
 
 impl Target {
-    pub fn open(&self) -> Result<Backend, Failure> {
-        match &self.base_url {
-            Some(base) => Ok(Backend::remote(base, self.api_key.clone())),
-            None => Backend::embedded(
-                self.db.as_deref().unwrap_or(Path::new("taskyard.db")),
-                self.config.as_deref(),
-            ),
+    pub fn open(&self) -> Result<Client, Failure> {
+        if let Some(base) = &self.base_url {
+            return Ok(Client::remote(base, self.api_key.clone()));
         }
-    }
-}
-
-pub enum Backend {
-    Embedded(Api),
-    Remote(Remote),
-}
-
-pub struct Remote {
-    base: String,
-    key: Option<String>,
-    agent: ureq::Agent,
-}
-
-impl Backend {
-    /// An engine on `db`, with the processors of `config` (a
-    /// `taskyard serve --config` file) when given.
-    pub fn embedded(db: &Path, config: Option<&Path>) -> Result<Backend, Failure> {
-        let mut engine_config = taskyard::faces::default_config();
-        if let Some(path) = config {
+        let db = self.db.as_deref().unwrap_or(Path::new("taskyard.db"));
+        let mut config = taskyard::faces::default_config();
+        if let Some(path) = &self.config {
             let file = taskyard::config::FileConfig::load(path).map_err(Failure::usage)?;
-            engine_config.registry = file.registry().map_err(Failure::usage)?;
+            config.registry = file.registry().map_err(Failure::usage)?;
         }
-        let engine = Engine::open(db, engine_config).map_err(|error| {
-            unreachable(format!("cannot open the database {}: {error}", db.display()))
+        let engine = Engine::open(db, config).map_err(|error| Failure {
+            message: format!("cannot open the database {}: {error}", db.display()),
+            code: 3,
         })?;
-        Ok(Backend::Embedded(Api::new(engine)))
+        Ok(Client::embedded(engine))
     }
+}
 
-    /// A server at `base` (`http://127.0.0.1:8080`, or the hosted API).
-    pub fn remote(base: &str, key: Option<String>) -> Backend {
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(600)))
-            .http_status_as_error(false)
-            .build()
-            .into();
-        Backend::Remote(Remote {
-            base: base.trim_end_matches('/').to_string(),
-            key,
-            agent,
-        })
-    }
-
-    /// Makes a group; answers its id.
-    pub fn create_group(&self, metadata: Value) -> Result<String, Failure> {
-        let group = match self {
-            Backend::Embedded(api) => {
-                let metadata = metadata.as_object().cloned();
-                to_value(api.create_group(metadata).map_err(refused)?)
-            }
-            Backend::Remote(remote) => remote.call(
-                "POST",
-                "/v1beta/tasks/groups",
-                Some(&json!({ "metadata": metadata })),
-                &[],
-            )?,
+/// Exit codes: 3 when the server or database could not be reached, 2 for
+/// a refused key, 1 for anything else the server refused.
+impl From<ClientError> for Failure {
+    fn from(error: ClientError) -> Failure {
+        let code = match &error {
+            ClientError::Unreachable(_) => 3,
+            ClientError::Refused {
+                status: 401 | 403, ..
+            } => 2,
+            ClientError::Refused { .. } | ClientError::Invalid(_) => 1,
         };
-        text(&group, "taskgroup_id")
-    }
-
-    /// Adds `inputs` to the group in one request; answers the new runs' ids
-    /// in input order. `key` makes a retried add add nothing more (on a
-    /// taskyard server; the hosted API ignores it).
-    pub fn add_runs(
-        &self,
-        group: &str,
-        inputs: Vec<Value>,
-        default_task_spec: Option<Value>,
-        key: &str,
-    ) -> Result<Vec<String>, Failure> {
-        let body = json!({"inputs": inputs, "default_task_spec": default_task_spec});
-        let answer = match self {
-            Backend::Embedded(api) => {
-                let request: AddRuns = serde_json::from_value(body)
-                    .map_err(|error| Failure::usage(format!("a run input is not valid: {error}")))?;
-                to_value(api.add_runs(group, request).map_err(refused)?)
-            }
-            Backend::Remote(remote) => remote.call(
-                "POST",
-                &format!("/v1beta/tasks/groups/{group}/runs"),
-                Some(&body),
-                &[("Idempotency-Key", key)],
-            )?,
-        };
-        Ok(answer["run_ids"]
-            .as_array()
-            .map(|ids| ids.iter().filter_map(|id| id.as_str().map(str::to_string)).collect())
-            .unwrap_or_default())
-    }
-
-    /// The group as Parallel answers it (`status.task_run_status_counts`,
-    /// `status.is_active`, `status.num_task_runs`).
-    pub fn group(&self, group: &str) -> Result<Value, Failure> {
-        match self {
-            Backend::Embedded(api) => Ok(to_value(api.get_group(group).map_err(refused)?)),
-            Backend::Remote(remote) => {
-                remote.call("GET", &format!("/v1beta/tasks/groups/{group}"), None, &[])
-            }
+        Failure {
+            message: error.to_string(),
+            code,
         }
     }
-
-    /// Each run of the group, in the order it was added, as the data of a
-    /// `task_run.state` event with its input and output.
-    pub fn group_runs(
-        &self,
-        group: &str,
-        each: &mut dyn FnMut(Value),
-    ) -> Result<(), Failure> {
-        match self {
-            Backend::Embedded(api) => {
-                let query = GroupRunsQuery {
-                    after: 0,
-                    status: None,
-                    include_request: true,
-                    include_output: true,
-                };
-                api.group_runs(group, &query, |event| {
-                    each(event.json());
-                    true
-                })
-                .map_err(refused)
-            }
-            Backend::Remote(remote) => remote.events(
-                &format!("/v1beta/tasks/groups/{group}/runs?include_input=true&include_output=true"),
-                each,
-            ),
-        }
-    }
-
-    /// A run input as Parallel's wire has it, for `inputs` of `add_runs`.
-    pub fn run_input(input: Value, processor: &str) -> Value {
-        to_value(RunInput::new(input, processor))
-    }
-}
-
-impl Remote {
-    /// One JSON request; a non-2xx answer is a failure with the server's
-    /// message, a connection that fails is unreachable.
-    fn call(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&Value>,
-        headers: &[(&str, &str)],
-    ) -> Result<Value, Failure> {
-        let url = format!("{}{path}", self.base);
-        let response = if method == "GET" {
-            let mut request = self.agent.get(&url);
-            if let Some(key) = &self.key {
-                request = request.header("x-api-key", key);
-            }
-            request.call()
-        } else {
-            let mut request = self
-                .agent
-                .post(&url)
-                .header("content-type", "application/json");
-            if let Some(key) = &self.key {
-                request = request.header("x-api-key", key);
-            }
-            for (name, value) in headers {
-                request = request.header(*name, *value);
-            }
-            request.send(body.map(Value::to_string).unwrap_or_default().as_bytes())
-        };
-        let mut response =
-            response.map_err(|error| unreachable(format!("cannot reach {url}: {error}")))?;
-        let status = response.status().as_u16();
-        let text = response
-            .body_mut()
-            .read_to_string()
-            .map_err(|error| unreachable(format!("reading the answer of {url}: {error}")))?;
-        if !(200..300).contains(&status) {
-            return Err(Failure {
-                message: format!("{method} {url} answered {status}: {}", server_message(&text)),
-                code: if status == 401 || status == 403 { 2 } else { 1 },
-            });
-        }
-        serde_json::from_str(&text)
-            .map_err(|error| Failure::runtime(format!("{url} answered no JSON: {error}")))
-    }
-
-    /// Reads an SSE answer to its end, handing each event's data on.
-    fn events(&self, path: &str, each: &mut dyn FnMut(Value)) -> Result<(), Failure> {
-        use std::io::BufRead;
-        let url = format!("{}{path}", self.base);
-        let mut request = self.agent.get(&url).header("accept", "text/event-stream");
-        if let Some(key) = &self.key {
-            request = request.header("x-api-key", key);
-        }
-        let mut response = request
-            .call()
-            .map_err(|error| unreachable(format!("cannot reach {url}: {error}")))?;
-        let status = response.status().as_u16();
-        if status != 200 {
-            let text = response.body_mut().read_to_string().unwrap_or_default();
-            return Err(Failure::runtime(format!(
-                "GET {url} answered {status}: {}",
-                server_message(&text)
-            )));
-        }
-        let reader = std::io::BufReader::new(response.into_body().into_reader());
-        for line in reader.lines() {
-            let line =
-                line.map_err(|error| unreachable(format!("reading the stream {url}: {error}")))?;
-            if let Some(data) = line.strip_prefix("data: ") {
-                let data: Value = serde_json::from_str(data).map_err(|error| {
-                    Failure::runtime(format!("{url} sent an event that is not JSON: {error}"))
-                })?;
-                if data["type"] == "error" {
-                    return Err(Failure::runtime(format!(
-                        "the stream {url} failed: {}",
-                        data["error"]["message"]
-                    )));
-                }
-                each(data);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The message of a Parallel error body, else the body itself.
-fn server_message(text: &str) -> String {
-    serde_json::from_str::<Value>(text)
-        .ok()
-        .and_then(|body| body["error"]["message"].as_str().map(str::to_string))
-        .unwrap_or_else(|| text.chars().take(500).collect())
-}
-
-fn to_value(value: impl serde::Serialize) -> Value {
-    serde_json::to_value(value).unwrap_or(Value::Null)
-}
-
-fn text(value: &Value, key: &str) -> Result<String, Failure> {
-    value[key]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| Failure::runtime(format!("the answer has no {key}: {value}")))
-}
-
-fn refused(error: impl std::fmt::Display) -> Failure {
-    Failure::runtime(error.to_string())
 }

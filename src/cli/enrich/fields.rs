@@ -102,7 +102,10 @@ mod tests {
 
     #[test]
     fn fields_read_as_parallel_web_tools_writes_them() {
-        assert_eq!(parse("ceo_name:str").unwrap().schema, json!({"type": "string"}));
+        assert_eq!(
+            parse("ceo_name:str").unwrap().schema,
+            json!({"type": "string"})
+        );
         assert_eq!(
             parse("founded:int | None:Year founded").unwrap().schema,
             json!({"type": ["integer", "null"], "description": "Year founded"})
@@ -111,8 +114,18 @@ mod tests {
             parse("tags:list[str]").unwrap().schema,
             json!({"type": "array", "items": {"type": "string"}})
         );
-        assert_eq!(parse("public:bool").unwrap().schema, json!({"type": "boolean"}));
-        for bad in ["nocolon", ":str", "x:date", "x:list[date]", "x:int | Some", "a b:str"] {
+        assert_eq!(
+            parse("public:bool").unwrap().schema,
+            json!({"type": "boolean"})
+        );
+        for bad in [
+            "nocolon",
+            ":str",
+            "x:date",
+            "x:list[date]",
+            "x:int | Some",
+            "a b:str",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

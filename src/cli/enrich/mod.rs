@@ -20,10 +20,11 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde_json::{json, Map, Value};
 
-use super::backend::{Backend, Target};
+use super::backend::Target;
 use super::Failure;
 use fields::Field;
 use rows::Format;
+use taskyard::faces::parallel::client::Client;
 
 /// Rows per add-runs request (the Parallel API takes at most 1,000).
 pub const ENRICH_BATCH_ROWS: usize = 1_000;
@@ -116,9 +117,10 @@ pub fn run(args: EnrichArgs) -> Result<(), Failure> {
         .map(|schema| json_or_file(schema, "--input-schema"))
         .transpose()?;
     let format = match &args.format {
-        Some(name) => Some(output::Format::parse(name).ok_or_else(|| {
-            Failure::usage(format!("--format {name:?}: use csv or jsonl"))
-        })?),
+        Some(name) => Some(
+            output::Format::parse(name)
+                .ok_or_else(|| Failure::usage(format!("--format {name:?}: use csv or jsonl")))?,
+        ),
         None => None,
     };
     let format = format.unwrap_or_else(|| {
@@ -136,12 +138,21 @@ pub fn run(args: EnrichArgs) -> Result<(), Failure> {
     let skip_bad = match args.bad_rows.as_str() {
         "skip" => true,
         "fail" => false,
-        other => return Err(Failure::usage(format!("--bad-rows {other:?}: use skip or fail"))),
+        other => {
+            return Err(Failure::usage(format!(
+                "--bad-rows {other:?}: use skip or fail"
+            )))
+        }
     };
     let metadata = group_metadata(&args.metadata, &args.input)?;
 
     let input = rows::read(&args.input, input_format).map_err(Failure::usage)?;
-    let (inputs, kept) = run_inputs(&input, &args.source_columns, input_schema.as_ref(), skip_bad)?;
+    let (inputs, kept) = run_inputs(
+        &input,
+        &args.source_columns,
+        input_schema.as_ref(),
+        skip_bad,
+    )?;
     let mut spec = Map::new();
     spec.insert(
         "output_schema".into(),
@@ -151,7 +162,10 @@ pub fn run(args: EnrichArgs) -> Result<(), Failure> {
         },
     );
     if let Some(schema) = &input_schema {
-        spec.insert("input_schema".into(), json!({"type": "json", "json_schema": schema}));
+        spec.insert(
+            "input_schema".into(),
+            json!({"type": "json", "json_schema": schema}),
+        );
     }
     let spec = Value::Object(spec);
     if args.dry_run {
@@ -166,7 +180,13 @@ pub fn run(args: EnrichArgs) -> Result<(), Failure> {
 
     let state_path = state_path(&args.input, args.output.as_deref());
     let backend = args.target.open()?;
-    let group = start_or_resume(&backend, &args, state_path.as_deref(), &metadata, inputs.len())?;
+    let group = start_or_resume(
+        &backend,
+        &args,
+        state_path.as_deref(),
+        &metadata,
+        inputs.len(),
+    )?;
     add_missing(&backend, &group, &inputs, &args.processor, &spec)?;
     progress::follow(&backend, &group, inputs.len(), args.quiet)?;
 
@@ -272,7 +292,7 @@ fn run_inputs(
 /// A new group (its id kept in the state file), or the one the state file
 /// names with `--resume`.
 fn start_or_resume(
-    backend: &Backend,
+    backend: &Client,
     args: &EnrichArgs,
     state_path: Option<&Path>,
     metadata: &Value,
@@ -280,7 +300,9 @@ fn start_or_resume(
 ) -> Result<String, Failure> {
     if args.resume {
         let path = state_path.ok_or_else(|| {
-            Failure::usage("--resume needs a file input or an --output: stdin to stdout keeps no state")
+            Failure::usage(
+                "--resume needs a file input or an --output: stdin to stdout keeps no state",
+            )
         })?;
         let text = std::fs::read_to_string(path).map_err(|error| {
             Failure::usage(format!(
@@ -289,7 +311,10 @@ fn start_or_resume(
             ))
         })?;
         let state: State = serde_json::from_str(&text).map_err(|error| {
-            Failure::usage(format!("--resume: {} does not read: {error}", path.display()))
+            Failure::usage(format!(
+                "--resume: {} does not read: {error}",
+                path.display()
+            ))
         })?;
         if state.input != args.input || state.rows != rows {
             return Err(Failure::usage(format!(
@@ -327,7 +352,7 @@ fn start_or_resume(
 /// batch lands whole or not at all, so the group's run count says where
 /// to go on from.
 fn add_missing(
-    backend: &Backend,
+    backend: &Client,
     group: &str,
     inputs: &[Value],
     processor: &str,
@@ -347,9 +372,14 @@ fn add_missing(
         let end = (start + ENRICH_BATCH_ROWS).min(inputs.len());
         let batch = inputs[start..end]
             .iter()
-            .map(|input| Backend::run_input(input.clone(), processor))
+            .map(|input| Client::run_input(input.clone(), processor))
             .collect();
-        let ids = backend.add_runs(group, batch, Some(spec.clone()), &format!("{group}:{start}"))?;
+        let ids = backend.add_runs(
+            group,
+            batch,
+            Some(spec.clone()),
+            &format!("{group}:{start}"),
+        )?;
         if ids.len() != end - start {
             return Err(Failure::runtime(format!(
                 "adding rows {start} to {end} made {} runs",

@@ -127,6 +127,9 @@ fn cell(value: &Value) -> String {
 fn error_of(result: &Value) -> Value {
     match &result["run"]["error"] {
         Value::Null => Value::Null,
-        error => error.get("message").cloned().unwrap_or_else(|| error.clone()),
+        error => error
+            .get("message")
+            .cloned()
+            .unwrap_or_else(|| error.clone()),
     }
 }

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
-use crate::cli::backend::Backend;
 use crate::cli::Failure;
+use taskyard::faces::parallel::client::Client;
 
 /// How often the counts are read.
 const POLL: Duration = Duration::from_millis(200);
@@ -20,7 +20,7 @@ const POLL: Duration = Duration::from_millis(200);
 const PLAIN_EVERY: Duration = Duration::from_secs(2);
 
 /// Waits until the group has `rows` runs and none is active.
-pub fn follow(backend: &Backend, group: &str, rows: usize, quiet: bool) -> Result<(), Failure> {
+pub fn follow(backend: &Client, group: &str, rows: usize, quiet: bool) -> Result<(), Failure> {
     let started = Instant::now();
     let terminal = !quiet && std::io::stderr().is_terminal();
     let bar = terminal.then(|| {

@@ -63,7 +63,8 @@ pub fn read(path: &str, format: Option<Format>) -> Result<Input, String> {
             .read_to_string(&mut text)
             .map_err(|error| format!("cannot read stdin: {error}"))?;
     } else {
-        text = std::fs::read_to_string(path).map_err(|error| format!("cannot read {path}: {error}"))?;
+        text = std::fs::read_to_string(path)
+            .map_err(|error| format!("cannot read {path}: {error}"))?;
     }
     let format = format
         .or_else(|| (path != "-").then(|| Format::of_path(path)).flatten())
@@ -152,9 +153,9 @@ fn csv_rows(text: &str) -> Result<Input, String> {
                 }
             }
             Err(error) => Row {
-                at: error
-                    .position()
-                    .map_or("a row".into(), |position| format!("line {}", position.line())),
+                at: error.position().map_or("a row".into(), |position| {
+                    format!("line {}", position.line())
+                }),
                 object: Err(error.to_string()),
             },
         };

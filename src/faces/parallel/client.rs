@@ -12,8 +12,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::wire::{AddRuns, RunInput};
-use super::Api;
-use crate::engine::{Engine, GroupRunsQuery};
+use super::{Api, ListQuery, ScheduleVerb};
+use crate::engine::{Engine, GroupRunsQuery, StreamKind};
 
 /// Why a call failed.
 #[derive(Debug)]
@@ -153,6 +153,193 @@ impl Client {
                 ),
                 each,
             ),
+        }
+    }
+
+    /// A page of groups, newest first (`after`: the last id of the page
+    /// before; `active`: only active or inactive ones).
+    pub fn list_groups(
+        &self,
+        limit: usize,
+        after: Option<&str>,
+        active: Option<bool>,
+    ) -> Result<Value, ClientError> {
+        match self {
+            Client::Embedded(api) => {
+                let query = ListQuery {
+                    limit,
+                    after: after.map(str::to_string),
+                    is_active: active,
+                    ..ListQuery::default()
+                };
+                Ok(to_value(api.list_groups(&query).map_err(refused)?))
+            }
+            Client::Remote(remote) => {
+                let mut path = format!("/v1beta/tasks/groups?limit={limit}");
+                if let Some(after) = after {
+                    path.push_str(&format!("&after={after}"));
+                }
+                if let Some(active) = active {
+                    path.push_str(&format!("&is_active={active}"));
+                }
+                remote.call("GET", &path, None, &[])
+            }
+        }
+    }
+
+    /// Cancels a group's active runs; answers the group.
+    pub fn cancel_group(&self, group: &str) -> Result<Value, ClientError> {
+        match self {
+            Client::Embedded(api) => Ok(to_value(api.cancel_group(group).map_err(refused)?)),
+            Client::Remote(remote) => remote.call(
+                "POST",
+                &format!("/v1beta/tasks/groups/{group}/cancel"),
+                None,
+                &[],
+            ),
+        }
+    }
+
+    /// Follows a group's events stream (each event's data), until the group
+    /// is inactive and the stream ends, or `each` answers false.
+    pub fn group_events(
+        &self,
+        group: &str,
+        each: &mut dyn FnMut(Value) -> bool,
+    ) -> Result<(), ClientError> {
+        match self {
+            Client::Embedded(api) => {
+                let lifetime = Duration::from_secs(super::limits::GROUP_EVENTS_TIMEOUT_S_MAX);
+                let events = api
+                    .subscribe(StreamKind::GroupEvents(group.to_string()), 0, lifetime)
+                    .map_err(refused)?;
+                for event in events {
+                    if !each(event.map_err(refused)?.json()) {
+                        break;
+                    }
+                }
+                Ok(())
+            }
+            Client::Remote(remote) => {
+                let mut going = true;
+                remote.events(
+                    &format!("/v1beta/tasks/groups/{group}/events"),
+                    &mut |data| {
+                        if going {
+                            going = each(data);
+                        }
+                    },
+                )
+            }
+        }
+    }
+
+    /// A page of runs, newest first, by status and group when given.
+    pub fn list_runs(
+        &self,
+        limit: usize,
+        after: Option<&str>,
+        status: Option<&str>,
+        group: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        match self {
+            Client::Embedded(api) => {
+                let status = match status {
+                    Some(name) => {
+                        Some(crate::model::RunStatus::parse(name).ok_or_else(|| {
+                            ClientError::Invalid(format!("no run status {name:?}"))
+                        })?)
+                    }
+                    None => None,
+                };
+                let query = ListQuery {
+                    limit,
+                    after: after.map(str::to_string),
+                    status,
+                    taskgroup_id: group.map(str::to_string),
+                    ..ListQuery::default()
+                };
+                Ok(to_value(api.list_runs(&query).map_err(refused)?))
+            }
+            Client::Remote(remote) => {
+                let mut path = format!("/v1/tasks/runs?limit={limit}");
+                for (name, value) in [
+                    ("after", after),
+                    ("status", status),
+                    ("taskgroup_id", group),
+                ] {
+                    if let Some(value) = value {
+                        path.push_str(&format!("&{name}={value}"));
+                    }
+                }
+                remote.call("GET", &path, None, &[])
+            }
+        }
+    }
+
+    /// A run as `GET /v1/tasks/runs/{id}` answers it.
+    pub fn run(&self, run: &str) -> Result<Value, ClientError> {
+        match self {
+            Client::Embedded(api) => Ok(to_value(api.get_run(run).map_err(refused)?)),
+            Client::Remote(remote) => {
+                remote.call("GET", &format!("/v1/tasks/runs/{run}"), None, &[])
+            }
+        }
+    }
+
+    /// A finished run's result (`run` and `output`); call it on a run that
+    /// has ended, as it waits otherwise.
+    pub fn run_result(&self, run: &str) -> Result<Value, ClientError> {
+        match self {
+            Client::Embedded(api) => Ok(to_value(
+                api.wait_for_result(run, Duration::from_secs(1))
+                    .map_err(refused)?,
+            )),
+            Client::Remote(remote) => {
+                remote.call("GET", &format!("/v1/tasks/runs/{run}/result"), None, &[])
+            }
+        }
+    }
+
+    /// A run's events stream, each event's data, to its end.
+    pub fn run_events(&self, run: &str, each: &mut dyn FnMut(Value)) -> Result<(), ClientError> {
+        match self {
+            Client::Embedded(api) => {
+                let lifetime = Duration::from_secs(super::limits::RUN_EVENTS_STREAM_S_MAX);
+                let events = api
+                    .subscribe(StreamKind::RunEvents(run.to_string()), 0, lifetime)
+                    .map_err(refused)?;
+                for event in events {
+                    each(event.map_err(refused)?.json());
+                }
+                Ok(())
+            }
+            Client::Remote(remote) => {
+                remote.events(&format!("/v1beta/tasks/runs/{run}/events"), each)
+            }
+        }
+    }
+
+    /// Every schedule.
+    pub fn schedules(&self) -> Result<Value, ClientError> {
+        match self {
+            Client::Embedded(api) => Ok(to_value(api.list_schedules().map_err(refused)?)),
+            Client::Remote(remote) => remote.call("GET", "/v1/schedules", None, &[]),
+        }
+    }
+
+    /// Pauses, resumes or cancels a schedule; answers it.
+    pub fn change_schedule(&self, id: &str, verb: ScheduleVerb) -> Result<Value, ClientError> {
+        match self {
+            Client::Embedded(api) => Ok(to_value(api.change_schedule(id, verb).map_err(refused)?)),
+            Client::Remote(remote) => {
+                let action = match verb {
+                    ScheduleVerb::Pause => "pause",
+                    ScheduleVerb::Resume => "resume",
+                    ScheduleVerb::Cancel => "cancel",
+                };
+                remote.call("POST", &format!("/v1/schedules/{id}/{action}"), None, &[])
+            }
         }
     }
 

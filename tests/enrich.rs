@@ -424,3 +424,43 @@ fn usage_errors_exit_2_and_an_unreachable_server_exits_3() {
     assert_eq!(done.status.code(), Some(3), "{}", text(&done.stderr));
     assert!(text(&done.stderr).contains("cannot reach"));
 }
+
+/// The README's first example, on `examples/enrich.csv`, as written there.
+#[test]
+fn the_readme_example_runs_as_written() {
+    let dir = TestDir::new();
+    let root = dir.dir.path();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/enrich.csv");
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("the README");
+    for flag in [
+        "--field \"ceo_name:str:The company's chief executive\"",
+        "--field \"founded:int | None\" --field \"tags:list[str]\"",
+        "-o enriched.csv",
+    ] {
+        assert!(readme.contains(flag), "the README's example has {flag}");
+    }
+    let done = enrich(
+        root,
+        &[
+            example.to_str().expect("a path"),
+            "--field",
+            "ceo_name:str:The company's chief executive",
+            "--field",
+            "founded:int | None",
+            "--field",
+            "tags:list[str]",
+            "-o",
+            "enriched.csv",
+        ],
+    );
+    assert!(done.status.success(), "{}", text(&done.stderr));
+    let (header, rows) = read_csv(&root.join("enriched.csv"));
+    assert_eq!(
+        header,
+        ["company", "website", "ceo_name", "founded", "tags", "status", "error"]
+    );
+    assert_eq!(rows.len(), 10);
+    assert!(rows.iter().all(|row| row[5] == "completed"));
+    assert!(root.join("taskyard.db").exists(), "the default database");
+}

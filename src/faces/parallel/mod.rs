@@ -8,6 +8,7 @@
 
 mod api;
 pub mod client;
+mod dashboard;
 mod error;
 mod handlers;
 pub mod limits;

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::backend::Target;
 use super::table::{cell, render};
 use super::Failure;
-use taskyard::faces::parallel::client::Client;
+use taskyard::faces::parallel::client::{group_id_of, run_group_of, Client};
 use taskyard::faces::parallel::ScheduleVerb;
 
 #[derive(Args)]
@@ -123,7 +123,7 @@ fn counts(group: &Value) -> String {
 
 fn group_row(group: &Value) -> Vec<String> {
     vec![
-        cell(&group["taskgroup_id"]),
+        cell(group_id_of(group)),
         if group["status"]["is_active"] == true {
             "active"
         } else {
@@ -240,7 +240,7 @@ pub fn runs(args: ListRuns) -> Result<(), Failure> {
                         cell(&run["run_id"]),
                         cell(&run["status"]),
                         cell(&run["processor"]),
-                        cell(&run["taskgroup_id"]),
+                        cell(run_group_of(run)),
                         cell(&run["created_at"]),
                     ]
                 })
@@ -280,7 +280,7 @@ pub fn run(command: RunCommand) -> Result<(), Failure> {
         ("id", &run["run_id"]),
         ("status", &run["status"]),
         ("processor", &run["processor"]),
-        ("group", &run["taskgroup_id"]),
+        ("group", run_group_of(&run)),
         ("created", &run["created_at"]),
         ("modified", &run["modified_at"]),
         ("error", &run["error"]),

@@ -466,3 +466,13 @@ fn refused(error: crate::engine::Error) -> ClientError {
         message: error.message,
     }
 }
+
+/// The id of a group in an answer of this API.
+pub fn group_id_of(group: &Value) -> &Value {
+    &group["taskgroup_id"]
+}
+
+/// The group a run in an answer of this API belongs to, if any.
+pub fn run_group_of(run: &Value) -> &Value {
+    &run["taskgroup_id"]
+}

@@ -48,6 +48,9 @@ pub struct FileConfig {
     pub retain_deliveries_s: Option<u64>,
     /// Requests per client and route class (`[rate_limits]`).
     pub rate_limits: Option<RateLimitsFile>,
+    /// Each face's own settings (`[faces.nextcloud]`), read by the face.
+    #[serde(default)]
+    pub faces: std::collections::BTreeMap<String, toml::Table>,
     /// Processor names to add or override, by name; each section is read
     /// by its kind (`processors::kind`).
     #[serde(default)]
@@ -112,6 +115,14 @@ impl FileConfig {
             read: limit("read", &file.read)?,
             write: limit("write", &file.write)?,
         })
+    }
+
+    /// The faces' own settings, checked by the faces; an error names the
+    /// file and the key.
+    pub fn faces(&self) -> Result<std::collections::BTreeMap<String, toml::Table>, String> {
+        crate::faces::check_config(&self.faces)
+            .map_err(|error| format!("config file {}: {error}", self.path.display()))?;
+        Ok(self.faces.clone())
     }
 
     pub fn load(path: &Path) -> Result<FileConfig, String> {

@@ -174,6 +174,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             .or(file.write_timeout_s)
             .map_or(ServerConfig::default().write_timeout, Duration::from_secs),
         rate_limits: file.rate_limits().map_err(Failure::usage)?,
+        faces: file.faces().map_err(Failure::usage)?,
         ..ServerConfig::default()
     };
     let server = Server::start(engine.clone(), server_config)

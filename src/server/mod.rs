@@ -10,7 +10,7 @@
 //! server makes (a missing key, no route, a body over the limit, no stream
 //! slot) in its own error form through [`Face::refuse`].
 
-mod auth;
+pub mod auth;
 pub mod fanout;
 mod metrics;
 pub mod rate;
@@ -59,6 +59,9 @@ pub struct ServerConfig {
     pub write_timeout: Duration,
     /// Requests per client and route class (`rate.rs`); none by default.
     pub rate_limits: rate::RateLimitConfig,
+    /// Each face's own settings, by face (the config file's `[faces.<name>]`
+    /// tables); the server reads none of them, `faces::all` hands them on.
+    pub faces: std::collections::BTreeMap<String, toml::Table>,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +76,7 @@ impl Default for ServerConfig {
             read_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(30),
             rate_limits: rate::RateLimitConfig::default(),
+            faces: Default::default(),
         }
     }
 }
@@ -175,7 +179,7 @@ pub struct Server {
 impl Server {
     /// Binds and serves every face taskyard has (`faces::all`).
     pub fn start(engine: Engine, config: ServerConfig) -> io::Result<Server> {
-        let faces = crate::faces::all(&engine, &config);
+        let faces = crate::faces::all(&engine, &config).map_err(io::Error::other)?;
         Server::start_with(engine, config, faces)
     }
 

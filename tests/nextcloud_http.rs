@@ -376,6 +376,7 @@ fn login_csrf_and_routing_answer_in_nextclouds_order_and_forms() {
         ("PUT", "schedule"),
         ("GET", "schedule"),
         ("OPTIONS", "tasks"),
+        ("OPTIONS", "nothing"),
         ("DELETE", "tasktypes"),
     ] {
         let answer = nc(&server, "alice", method, &format!("{V2}/{route}"), None);

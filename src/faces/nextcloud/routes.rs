@@ -359,6 +359,10 @@ fn guarded(
     params: &Params,
 ) -> Result<(Route, Login), NcError> {
     let login = login(face, request.header("authorization").as_deref())?;
+    // No OCS route takes OPTIONS (no CORS, spec 1.6): 405 on any path.
+    if request.method() == "OPTIONS" {
+        return Err(NcError::MethodNotAllowed);
+    }
     let entry = entry.ok_or(NcError::NoRoute)?;
     // HEAD is answered where GET is, as Nextcloud's router does.
     let method = match request.method() {

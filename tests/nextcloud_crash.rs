@@ -16,21 +16,16 @@ use support::{serve_child, wait_for, TestDir};
 
 const V2: &str = "/ocs/v2.php/taskprocessing";
 
+/// A request as nc-py-api sends it, as `alice` with the key `k`.
+const HEADERS: &[(&str, &str)] = &[
+    ("Authorization", "Basic YWxpY2U6aw=="),
+    ("OCS-APIRequest", "true"),
+    ("Accept", "application/json"),
+    ("Content-Type", "application/json"),
+];
+
 fn call(addr: &str, method: &str, path: &str, body: Option<&Value>) -> client::Response {
-    let body = body.map(Value::to_string);
-    client::send(
-        addr.parse().expect("an address"),
-        method,
-        path,
-        &[
-            // `alice:k` in Basic.
-            ("Authorization", "Basic YWxpY2U6aw=="),
-            ("OCS-APIRequest", "true"),
-            ("Accept", "application/json"),
-            ("Content-Type", "application/json"),
-        ],
-        body.as_deref().map(str::as_bytes),
-    )
+    client::send_json(addr, method, path, HEADERS, body)
 }
 
 fn task(addr: &str, id: u64) -> (Value, String) {
@@ -99,13 +94,8 @@ fn acknowledged_tasks_keep_their_ids_and_runs_after_kill_9() {
             Duration::from_secs(60),
             || task(&addr, *id).0["status"] == "STATUS_SUCCESSFUL",
         );
-        let run = client::send(
-            addr.parse().expect("an address"),
-            "GET",
-            &format!("/v1/tasks/runs/{}", acknowledged[id]),
-            &[("x-api-key", "k")],
-            None,
-        );
+        let path = format!("/v1/tasks/runs/{}", acknowledged[id]);
+        let run = client::send_json(&addr, "GET", &path, &[("x-api-key", "k")], None);
         assert_eq!(run.json()["status"], "completed", "{}", run.text());
     }
     let listed = call(&addr, "GET", &format!("{V2}/tasks"), None).json();

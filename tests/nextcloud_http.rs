@@ -111,14 +111,12 @@ fn failure(answer: &Response, status: u16) -> String {
         .to_string()
 }
 
-fn runs_stored(server: &TestServer) -> u64 {
-    server
-        .engine
-        .runs_by_status()
-        .expect("counts")
-        .iter()
-        .map(|(_, count)| count)
-        .sum()
+/// An object's keys, in order.
+fn keys(value: &Value) -> Vec<&str> {
+    let object = value
+        .as_object()
+        .unwrap_or_else(|| panic!("an object: {value}"));
+    object.keys().map(String::as_str).collect()
 }
 
 fn wait_status(server: &TestServer, user: &str, id: u64, status: &str) -> Value {
@@ -142,14 +140,8 @@ fn envelopes_follow_v1_and_v2_in_json_and_xml() {
     let task = data(&schedule(&server, "alice", &text_task("doc-1")), 200)["task"].clone();
     assert_eq!(task["id"], json!(1));
     assert_eq!(task["status"], "STATUS_SCHEDULED");
-    let keys: Vec<&str> = task
-        .as_object()
-        .expect("task")
-        .keys()
-        .map(String::as_str)
-        .collect();
     assert_eq!(
-        keys,
+        keys(&task),
         [
             "id",
             "type",
@@ -518,7 +510,7 @@ fn bad_input_is_refused_in_nextclouds_words_and_writes_nothing() {
     let long = json!({"input": {"input": "x"}, "type": "core:text2text", "appId": "a", "customId": "c".repeat(256)});
     let message = failure(&schedule(&server, "alice", &long), 400);
     assert!(message.contains("CUSTOM_ID_CHARS_MAX"), "{message}");
-    assert_eq!(runs_stored(&server), 0, "nothing was written");
+    assert_eq!(server.runs_stored(), 0, "nothing was written");
 
     // The first task made after all that is still id 1.
     let task = data(&schedule(&server, "alice", &text_task("")), 200)["task"].clone();
@@ -719,7 +711,7 @@ fn the_schedule_limit_is_per_user_and_answers_an_empty_429() {
         &nc(&server, "alice", "GET", &format!("{V2}/tasks"), None),
         200,
     );
-    assert_eq!(runs_stored(&server), 3);
+    assert_eq!(server.runs_stored(), 3);
 }
 
 #[test]
@@ -762,14 +754,8 @@ fn types_are_those_with_a_processor_and_discovery_answers() {
         200,
     )["types"]
         .clone();
-    let ids: Vec<&str> = types
-        .as_object()
-        .expect("types")
-        .keys()
-        .map(String::as_str)
-        .collect();
     assert_eq!(
-        ids,
+        keys(&types),
         [
             "core:text2text",
             "core:text2text:chat",

@@ -9,30 +9,22 @@ Every wait polls with a deadline."""
 
 from __future__ import annotations
 
-import os
 import pathlib
 import sys
-import tempfile
-import time
 import warnings
-from typing import Callable, TypeVar
+from typing import Callable
 
 import pytest
 from nc_py_api import Nextcloud
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "support"))
-from taskyard_server import Server  # noqa: E402
-
-#: Every wait of the suite ends by this deadline at the latest.
-WAIT_S = 20.0
+from taskyard_server import Server, wait_until, with_config  # noqa: E402
 
 #: The taskyard API key: the password (an app password, to Nextcloud).
 API_KEY = "nc-test-key"
 
 BASE = "/ocs/v2.php/taskprocessing"
 BASE_V1 = "/ocs/v1.php/taskprocessing"
-
-T = TypeVar("T")
 
 CONFIG = """
 [processors.slow]
@@ -51,16 +43,9 @@ languages = [{ value = "en", name = "English" }, { value = "de", name = "German"
 
 @pytest.fixture(scope="session")
 def server():
-    config = os.path.join(tempfile.mkdtemp(prefix="taskyard-nextcloud-"), "taskyard.toml")
-    with open(config, "w") as handle:
-        handle.write(CONFIG)
-    srv = Server("--config", config, "--api-key", API_KEY)
+    srv = with_config(CONFIG, "--api-key", API_KEY)
     yield srv
-    code = srv.stop()
-    log = srv.stderr()
-    srv.cleanup()
-    assert code == 0, f"taskyard did not exit cleanly (exit {code}); stderr:\n{log}"
-    assert "panicked" not in log, f"taskyard panicked:\n{log}"
+    srv.stop_cleanly()
 
 
 def connect(server: Server, user: str, password: str = API_KEY) -> Nextcloud:
@@ -74,20 +59,6 @@ def connect(server: Server, user: str, password: str = API_KEY) -> Nextcloud:
 @pytest.fixture()
 def connect_as(server: Server) -> Callable[..., Nextcloud]:
     return lambda user, password=API_KEY: connect(server, user, password)
-
-
-def wait_until(what: str, check: Callable[[], T]) -> T:
-    """Polls `check` until it answers something truthy, at most WAIT_S."""
-    deadline = time.monotonic() + WAIT_S
-    pause = 0.01
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(pause)
-        pause = min(pause * 2, 0.2)
 
 
 def wait_status(nc: Nextcloud, task_id: int, status: str) -> dict:

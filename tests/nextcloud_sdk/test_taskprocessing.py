@@ -12,6 +12,14 @@ from nc_py_api import AsyncNextcloud, NextcloudException, NextcloudExceptionNotF
 from conftest import API_KEY, BASE, BASE_V1, wait_status
 
 
+def refused(status, call, *args, **kwargs) -> NextcloudException:
+    """Calls `call`, which must raise nc-py-api's exception with `status`."""
+    with pytest.raises(NextcloudException) as raised:
+        call(*args, **kwargs)
+    assert raised.value.status_code == status, raised.value
+    return raised.value
+
+
 def schedule(nc, type_id="core:text2text", custom_id="doc-1", app_id="mytest", **input_slots):
     body = {"input": input_slots or {"input": "hello world"}, "type": type_id, "appId": app_id, "customId": custom_id}
     return nc.ocs("POST", f"{BASE}/schedule", json=body)["task"]
@@ -60,62 +68,42 @@ def test_a_task_is_scheduled_polled_to_success_and_listed(connect_as):
     assert [t["id"] for t in by_app] == [task["id"]]
     assert nc.ocs("GET", f"{BASE}/tasks/app/nobody")["tasks"] == []
     # Another user does not see it.
-    with pytest.raises(NextcloudException) as raised:
-        connect_as("bob").ocs("GET", f"{BASE}/task/{task['id']}")
-    assert raised.value.status_code == 404
+    refused(404, connect_as("bob").ocs, "GET", f"{BASE}/task/{task['id']}")
 
 
 def test_translate_fills_the_enum_default_and_refuses_a_bad_value(connect_as):
     nc = connect_as("dora")
     task = schedule(nc, "core:text2text:translate", input="Hallo", target_language="en", unknown="dropped")
     assert task["input"] == {"input": "Hallo", "origin_language": "detect_language", "target_language": "en"}
-    with pytest.raises(NextcloudException) as raised:
-        schedule(nc, "core:text2text:translate", input="Hallo", target_language="xx")
-    assert raised.value.status_code == 400
-    assert "Wrong value given for Enum slot" in raised.value.response.json()["ocs"]["data"]["message"]
+    error = refused(400, schedule, nc, "core:text2text:translate", input="Hallo", target_language="xx")
+    assert "Wrong value given for Enum slot" in error.response.json()["ocs"]["data"]["message"]
 
 
 def test_errors_map_to_the_clients_exceptions(connect_as, server):
     nc = connect_as("erin")
-    with pytest.raises(NextcloudException) as raised:
-        schedule(nc, "core:text2image")
-    assert raised.value.status_code == 412
-    assert raised.value.response.json()["ocs"]["data"]["message"] == "The given provider is not available"
+    error = refused(412, schedule, nc, "core:text2image")
+    assert error.response.json()["ocs"]["data"]["message"] == "The given provider is not available"
     # A missing required parameter is PHP's TypeError: 500 (996).
-    with pytest.raises(NextcloudException) as raised:
-        nc.ocs("POST", f"{BASE}/schedule", json={"input": {"input": "x"}, "type": "core:text2text"})
-    assert raised.value.status_code == 500
+    refused(500, nc.ocs, "POST", f"{BASE}/schedule", json={"input": {"input": "x"}, "type": "core:text2text"})
     # Not found: v2 through the HTTP status, v1 through meta.
-    with pytest.raises(NextcloudException) as raised:
-        nc.ocs("GET", f"{BASE}/task/999999")
-    assert raised.value.status_code == 404
+    refused(404, nc.ocs, "GET", f"{BASE}/task/999999")
     with pytest.raises(NextcloudExceptionNotFound):
         nc.ocs("GET", f"{BASE_V1}/task/999999")
     # An unknown path: 998.
     with pytest.raises(NextcloudExceptionNotFound):
         nc.ocs("GET", f"{BASE_V1}/no/such/route")
-    with pytest.raises(NextcloudException) as raised:
-        nc.ocs("GET", f"{BASE}/no/such/route")
-    assert raised.value.status_code == 404
+    refused(404, nc.ocs, "GET", f"{BASE}/no/such/route")
     # No file slots: the file route finds nothing.
     task = schedule(nc)
-    with pytest.raises(NextcloudException) as raised:
-        nc.ocs("GET", f"{BASE}/tasks/{task['id']}/file/1")
-    assert raised.value.status_code == 404
+    refused(404, nc.ocs, "GET", f"{BASE}/tasks/{task['id']}/file/1")
     # ExApp routes are refused in phase 1.
-    with pytest.raises(NextcloudException) as raised:
-        nc.ocs("GET", f"{BASE}/tasks_provider/next")
-    assert raised.value.status_code == 412
+    refused(412, nc.ocs, "GET", f"{BASE}/tasks_provider/next")
 
 
 def test_a_bad_password_and_no_credentials_are_401(connect_as):
-    with pytest.raises(NextcloudException) as raised:
-        connect_as("alice", "not-the-key").ocs("GET", f"{BASE}/tasktypes")
-    assert raised.value.status_code == 401
+    refused(401, connect_as("alice", "not-the-key").ocs, "GET", f"{BASE}/tasktypes")
     # nc-py-api given no user sends the empty Basic `Og==`.
-    with pytest.raises(NextcloudException) as raised:
-        connect_as("", "").ocs("GET", f"{BASE}/tasktypes")
-    assert raised.value.status_code == 401
+    refused(401, connect_as("", "").ocs, "GET", f"{BASE}/tasktypes")
 
 
 def test_cancel_twice_and_delete_twice(connect_as):
@@ -127,21 +115,15 @@ def test_cancel_twice_and_delete_twice(connect_as):
         assert cancelled["status"] == "STATUS_CANCELLED"
     for _ in range(2):
         assert nc.ocs("DELETE", f"{BASE}/task/{task['id']}") is None
-    with pytest.raises(NextcloudException) as raised:
-        nc.ocs("GET", f"{BASE}/task/{task['id']}")
-    assert raised.value.status_code == 404
-    with pytest.raises(NextcloudException) as raised:
-        nc.ocs("POST", f"{BASE}/tasks/{task['id']}/cancel")
-    assert raised.value.status_code == 404
+    refused(404, nc.ocs, "GET", f"{BASE}/task/{task['id']}")
+    refused(404, nc.ocs, "POST", f"{BASE}/tasks/{task['id']}/cancel")
 
 
 def test_the_21st_schedule_in_the_window_is_429(connect_as):
     nc = connect_as("grace")
     for _ in range(20):
         schedule(nc, custom_id="burst")
-    with pytest.raises(NextcloudException) as raised:
-        schedule(nc, custom_id="burst")
-    assert raised.value.status_code == 429
+    refused(429, schedule, nc, custom_id="burst")
     # Reads are not limited, nor are other users.
     assert len(nc.ocs("GET", f"{BASE}/tasks", params={"customId": "burst"})["tasks"]) == 20
     schedule(connect_as("heidi"))

@@ -49,154 +49,162 @@ const fn slot(
     }
 }
 
-/// A core task type as Nextcloud defines it.
+/// A core task type as Nextcloud defines it: every one here has an
+/// `input` Text slot and an `output` Text slot, and some more inputs.
 #[derive(Debug, Clone, Copy)]
 pub struct TaskType {
     pub id: &'static str,
     pub name: &'static str,
     pub description: &'static str,
-    pub input: &'static [Slot],
-    pub output: &'static [Slot],
+    /// The `input` slot's name and description.
+    pub input: [&'static str; 2],
+    /// Input slots besides `input`.
+    pub more_inputs: &'static [Slot],
+    /// The `output` slot's name and description.
+    pub output: [&'static str; 2],
 }
 
-use ShapeType::{Enum, ListOfTexts, Text};
+impl TaskType {
+    pub fn input_slots(&self) -> Vec<Slot> {
+        let [name, description] = self.input;
+        let mut slots = vec![slot("input", name, description, ShapeType::Text)];
+        slots.extend_from_slice(self.more_inputs);
+        slots
+    }
 
-/// The `output` slot every text type answers in.
-const fn text_out(name: &'static str, description: &'static str) -> [Slot; 1] {
-    [slot("output", name, description, Text)]
+    pub fn output_slots(&self) -> Vec<Slot> {
+        let [name, description] = self.output;
+        vec![slot("output", name, description, ShapeType::Text)]
+    }
 }
+
+/// A type of the `input` and `output` slots only.
+const fn text_type(
+    id: &'static str,
+    [name, description]: [&'static str; 2],
+    input: [&'static str; 2],
+    output: [&'static str; 2],
+) -> TaskType {
+    TaskType {
+        id,
+        name,
+        description,
+        input,
+        more_inputs: &[],
+        output,
+    }
+}
+
+/// What a user asks the assistant, in the prompt types.
+const PROMPT: &str = "Describe a task that you want the assistant to do or ask a question";
 
 /// Every type taskyard knows; a config may map each to a processor.
 pub const TASK_TYPES: &[TaskType] = &[
-    TaskType {
-        id: "core:text2text",
-        name: "Free text to text prompt",
-        description: "Runs an arbitrary prompt through a language model that returns a reply",
-        input: &[slot(
-            "input",
-            "Prompt",
-            "Describe a task that you want the assistant to do or ask a question",
-            Text,
-        )],
-        output: &text_out("Generated reply", "The generated text from the assistant"),
-    },
+    text_type(
+        "core:text2text",
+        [
+            "Free text to text prompt",
+            "Runs an arbitrary prompt through a language model that returns a reply",
+        ],
+        ["Prompt", PROMPT],
+        ["Generated reply", "The generated text from the assistant"],
+    ),
     TaskType {
         id: "core:text2text:chat",
         name: "Chat",
         description: "Chat with the assistant",
-        input: &[
+        input: ["Chat message", PROMPT],
+        more_inputs: &[
             slot(
                 "system_prompt",
                 "System prompt",
                 "Define rules and assumptions that the assistant should follow during the conversation.",
-                Text,
-            ),
-            slot(
-                "input",
-                "Chat message",
-                "Describe a task that you want the assistant to do or ask a question",
-                Text,
+                ShapeType::Text,
             ),
             slot(
                 "history",
                 "Chat history",
                 "The history of chat messages before the current message, starting with a message by the user",
-                ListOfTexts,
+                ShapeType::ListOfTexts,
             ),
         ],
-        output: &text_out(
+        output: [
             "Response message",
             "The generated response as part of the conversation",
-        ),
+        ],
     },
-    TaskType {
-        id: "core:text2text:summary",
-        name: "Summarize",
-        description: "Summarizes a text",
-        input: &[slot("input", "Original text", "The original text to summarize", Text)],
-        output: &text_out("Summary", "The generated summary"),
-    },
-    TaskType {
-        id: "core:text2text:headline",
-        name: "Generate headline",
-        description: "Generates a possible headline for a text.",
-        input: &[slot(
-            "input",
-            "Original text",
-            "The original text to generate a headline for",
-            Text,
-        )],
-        output: &text_out("Headline", "The generated headline"),
-    },
-    TaskType {
-        id: "core:text2text:topics",
-        name: "Extract topics",
-        description: "Extracts topics from a text and outputs them separated by commas",
-        input: &[slot(
-            "input",
-            "Original text",
-            "The original text to extract topics from",
-            Text,
-        )],
-        output: &text_out("Topics", "The list of extracted topics"),
-    },
+    text_type(
+        "core:text2text:summary",
+        ["Summarize", "Summarizes a text"],
+        ["Original text", "The original text to summarize"],
+        ["Summary", "The generated summary"],
+    ),
+    text_type(
+        "core:text2text:headline",
+        ["Generate headline", "Generates a possible headline for a text."],
+        ["Original text", "The original text to generate a headline for"],
+        ["Headline", "The generated headline"],
+    ),
+    text_type(
+        "core:text2text:topics",
+        [
+            "Extract topics",
+            "Extracts topics from a text and outputs them separated by commas",
+        ],
+        ["Original text", "The original text to extract topics from"],
+        ["Topics", "The list of extracted topics"],
+    ),
     TaskType {
         id: "core:text2text:translate",
         name: "Translate",
         description: "Translate text from one language to another",
-        input: &[
-            slot("input", "Origin text", "The text to translate", Text),
+        input: ["Origin text", "The text to translate"],
+        more_inputs: &[
             slot(
                 "origin_language",
                 "Origin language",
                 "The language of the origin text",
-                Enum,
+                ShapeType::Enum,
             ),
             slot(
                 "target_language",
                 "Target language",
                 "The desired language to translate the origin text in",
-                Enum,
+                ShapeType::Enum,
             ),
         ],
-        output: &text_out("Result", "The translated text"),
+        output: ["Result", "The translated text"],
     },
-    TaskType {
-        id: "core:text2text:formalization",
-        name: "Formalize text",
-        description: "Takes a text and makes it sound more formal",
-        input: &[slot(
-            "input",
+    text_type(
+        "core:text2text:formalization",
+        ["Formalize text", "Takes a text and makes it sound more formal"],
+        [
             "Input text",
             "Write a text that you want the assistant to formalize",
-            Text,
-        )],
-        output: &text_out("Output text", "The formalized text"),
-    },
-    TaskType {
-        id: "core:text2text:simplification",
-        name: "Simplify text",
-        description: "Takes a text and simplifies it",
-        input: &[slot("input", "Original text", "The text to simplify", Text)],
-        output: &text_out("Simplified text", "The simplified text"),
-    },
-    TaskType {
-        id: "core:text2text:reformulation",
-        name: "Reformulate text",
-        description: "Takes a text and reformulates it",
-        input: &[slot("input", "Original text", "The text to reformulate", Text)],
-        output: &text_out("Reformulated text", "The reformulated text"),
-    },
-    TaskType {
-        id: "core:text2text:proofread",
-        name: "Proofread",
-        description: "Proofreads a text and lists corrections",
-        input: &[slot("input", "Text", "The text to proofread", Text)],
-        output: &text_out(
+        ],
+        ["Output text", "The formalized text"],
+    ),
+    text_type(
+        "core:text2text:simplification",
+        ["Simplify text", "Takes a text and simplifies it"],
+        ["Original text", "The text to simplify"],
+        ["Simplified text", "The simplified text"],
+    ),
+    text_type(
+        "core:text2text:reformulation",
+        ["Reformulate text", "Takes a text and reformulates it"],
+        ["Original text", "The text to reformulate"],
+        ["Reformulated text", "The reformulated text"],
+    ),
+    text_type(
+        "core:text2text:proofread",
+        ["Proofread", "Proofreads a text and lists corrections"],
+        ["Text", "The text to proofread"],
+        [
             "Corrections",
             "The corrections that should be made in your text",
-        ),
-    },
+        ],
+    ),
 ];
 
 pub fn known(id: &str) -> Option<&'static TaskType> {
@@ -261,13 +269,13 @@ pub fn describe(task_type: &TaskType, provided: &Provided) -> Value {
     json!({
         "name": task_type.name,
         "description": task_type.description,
-        "inputShape": shapes(task_type.input),
+        "inputShape": shapes(&task_type.input_slots()),
         "inputShapeEnumValues": Value::Object(enums),
         "inputShapeDefaults": Value::Object(defaults),
         "optionalInputShape": {},
         "optionalInputShapeEnumValues": {},
         "optionalInputShapeDefaults": {},
-        "outputShape": shapes(task_type.output),
+        "outputShape": shapes(&task_type.output_slots()),
         "outputShapeEnumValues": {},
         "optionalOutputShape": {},
         "optionalOutputShapeEnumValues": {},
@@ -283,7 +291,8 @@ pub fn check_input(
     provided: &Provided,
     input: &Map<String, Value>,
 ) -> Result<Map<String, Value>, String> {
-    for slot in task_type.input {
+    let slots = task_type.input_slots();
+    for slot in &slots {
         match input.get(slot.key) {
             None | Some(Value::Null) => {
                 if provided.default_of(slot.key).is_none() {
@@ -295,7 +304,7 @@ pub fn check_input(
         }
     }
     let mut checked = Map::new();
-    for slot in task_type.input {
+    for slot in &slots {
         match (input.get(slot.key), provided.default_of(slot.key)) {
             (Some(value), _) if !value.is_null() => {
                 checked.insert(slot.key.into(), value.clone());

@@ -376,6 +376,11 @@ fn login_csrf_and_routing_answer_in_nextclouds_order_and_forms() {
         assert!(answer.body.is_empty(), "{method} {route}");
         assert!(answer.header("access-control-allow-origin").is_none());
     }
+    // A method no route lists at all: the server's 405, in this face's
+    // form, once the key in the Basic password passes its check.
+    let answer = nc(&server, "alice", "BREW", &format!("{V2}/tasks"), None);
+    assert_eq!(answer.status, 405, "{}", answer.text());
+    assert!(answer.body.is_empty());
 
     // ExApp-only routes: 412 `ExApp required` (phase 1), not enveloped.
     for (method, route) in [
@@ -510,6 +515,9 @@ fn bad_input_is_refused_in_nextclouds_words_and_writes_nothing() {
     let long = json!({"input": {"input": "x"}, "type": "core:text2text", "appId": "a", "customId": "c".repeat(256)});
     let message = failure(&schedule(&server, "alice", &long), 400);
     assert!(message.contains("CUSTOM_ID_CHARS_MAX"), "{message}");
+    let big = json!({"input": {"input": "x".repeat(1024 * 1024)}, "type": "core:text2text", "appId": "a"});
+    let message = failure(&schedule(&server, "alice", &big), 400);
+    assert!(message.contains("INPUT_BYTES_MAX"), "{message}");
     assert_eq!(server.runs_stored(), 0, "nothing was written");
 
     // The first task made after all that is still id 1.

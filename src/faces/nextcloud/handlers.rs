@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 
 use super::envelope::Ocs;
 use super::error::{Asked, NcError, Result};
-use super::limits::{APP_ID_CHARS_MAX, CUSTOM_ID_CHARS_MAX, WEBHOOK_CHARS_MAX};
+use super::limits::{APP_ID_CHARS_MAX, CUSTOM_ID_CHARS_MAX, INPUT_BYTES_MAX, WEBHOOK_CHARS_MAX};
 use super::records::{self, TaskRecord};
 use super::routes::{Login, Params, Route};
 use super::{types, wire, Nextcloud};
@@ -226,6 +226,12 @@ fn schedule(face: &Nextcloud, engine: &Engine, user: &str, params: &Params) -> R
         .ok_or_else(unavailable)?;
     let input = types::check_input(task_type, &face.config.provided(&type_id), &input)
         .map_err(NcError::bad_request)?;
+    let input_bytes = crate::model::to_json(&input).len();
+    if input_bytes > INPUT_BYTES_MAX {
+        return Err(NcError::bad_request(format!(
+            "input is {input_bytes} bytes as JSON, over {INPUT_BYTES_MAX} (INPUT_BYTES_MAX)"
+        )));
+    }
 
     let mut run_request = RunRequest::new(Value::Object(input.clone()), processor);
     // Text out: the model sees what the type asks for as the spec's

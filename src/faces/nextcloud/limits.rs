@@ -13,10 +13,25 @@ pub const CUSTOM_ID_CHARS_MAX: usize = 255;
 /// Characters of a `userId` (the Basic login).
 pub const USER_ID_CHARS_MAX: usize = 64;
 
-/// Characters of an `appId`, `webhookUri` or `webhookMethod` (Nextcloud's
-/// columns: 32 is too tight for the apps clients name, so 255 as customId).
+/// Characters of an `appId`: the spec sets none, so as many as a
+/// `customId`.
 pub const APP_ID_CHARS_MAX: usize = 255;
+
+/// Characters of a `webhookUri` or a `webhookMethod`.
 pub const WEBHOOK_CHARS_MAX: usize = 4000;
+
+/// Bytes of a task's `input` as JSON, after the shape check: it is kept in
+/// the run and in the task's record, which must fit the engine's record
+/// limit with the rest of the task.
+pub const INPUT_BYTES_MAX: usize = 1024 * 1024;
+
+/// The most a record's other fields can take as JSON: every character
+/// escaped (`\u00XX`, 6 bytes), and 4 KiB for the keys and numbers.
+const RECORD_REST_BYTES_MAX: usize =
+    6 * (2 * WEBHOOK_CHARS_MAX + CUSTOM_ID_CHARS_MAX + APP_ID_CHARS_MAX + USER_ID_CHARS_MAX) + 4096;
+
+const _: () =
+    assert!(INPUT_BYTES_MAX + RECORD_REST_BYTES_MAX <= crate::limits::RECORD_BODY_BYTES_MAX);
 
 /// Characters of `userFacingErrorMessage`: a failed run's error, cut.
 pub const ERROR_MESSAGE_CHARS_MAX: usize = 1000;

@@ -23,7 +23,7 @@ mod wire;
 
 use std::sync::Arc;
 
-use crate::server::{Face, Refusal, Reply, Routes};
+use crate::server::{Face, Refusal, Reply, Request, Routes};
 
 pub use config::NcConfig;
 pub use error::NcError;
@@ -67,5 +67,12 @@ impl Face for Arc<Nextcloud> {
     /// the login check), so these are methods no route lists.
     fn refuse(&self, refusal: Refusal) -> Reply {
         error::refusal_reply(refusal)
+    }
+
+    /// The key a Nextcloud client carries: the Basic password or the
+    /// Bearer token. The face checks its own logins on its routes; this is
+    /// for the server's check of a method no route lists.
+    fn presented_key(&self, request: &Request<'_>) -> Option<String> {
+        routes::presented_key(request.header("authorization").as_deref())
     }
 }

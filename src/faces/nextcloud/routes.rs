@@ -198,44 +198,73 @@ pub enum Login {
 /// The user a Bearer token logs in as (spec 1.5 choice).
 pub const BEARER_USER: &str = "taskyard";
 
-/// Reads `Authorization` (spec 1.5): wrong credentials are `Unauthorised`.
-fn login(face: &Nextcloud, header: Option<&str>) -> Result<Login, NcError> {
+/// What `Authorization` carries.
+enum Credentials {
+    None,
+    Bearer(String),
+    /// Login and password.
+    Basic(String, String),
+    /// A Basic value that does not decode to `login:password`.
+    Unreadable,
+}
+
+fn credentials(header: Option<&str>) -> Credentials {
     let Some(header) = header else {
-        return Ok(Login::Anonymous);
+        return Credentials::None;
     };
     let (scheme, value) = header.trim().split_once(' ').unwrap_or((header, ""));
-    let key_ok = |key: &str| crate::server::auth::authorized(&face.api_keys, Some(key));
     if scheme.eq_ignore_ascii_case("bearer") {
-        let token = value.trim();
-        if token.is_empty() || !key_ok(token) {
-            return Err(NcError::Unauthorised);
-        }
-        return Ok(Login::User {
-            id: BEARER_USER.into(),
-            bearer: true,
-        });
+        return Credentials::Bearer(value.trim().to_string());
     }
     if !scheme.eq_ignore_ascii_case("basic") {
-        return Ok(Login::Anonymous);
+        return Credentials::None;
     }
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(value.trim())
         .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .ok_or(NcError::Unauthorised)?;
-    let (user, password) = decoded.split_once(':').ok_or(NcError::Unauthorised)?;
-    if user.is_empty() && password.is_empty() {
-        return Ok(Login::Anonymous);
+        .and_then(|bytes| String::from_utf8(bytes).ok());
+    match decoded.as_deref().and_then(|text| text.split_once(':')) {
+        // nc-py-api sends `Og==` when given no user.
+        Some(("", "")) => Credentials::None,
+        Some((user, password)) => Credentials::Basic(user.to_string(), password.to_string()),
+        None => Credentials::Unreadable,
     }
+}
+
+/// The key `Authorization` carries, for [`crate::server::Face::presented_key`].
+pub fn presented_key(header: Option<&str>) -> Option<String> {
+    match credentials(header) {
+        Credentials::Bearer(key) | Credentials::Basic(_, key) => Some(key),
+        Credentials::None | Credentials::Unreadable => None,
+    }
+}
+
+/// Reads `Authorization` (spec 1.5): wrong credentials are `Unauthorised`.
+fn login(face: &Nextcloud, header: Option<&str>) -> Result<Login, NcError> {
+    let key_ok = |key: &str| crate::server::auth::authorized(&face.api_keys, Some(key));
+    let (user, password) = match credentials(header) {
+        Credentials::None => return Ok(Login::Anonymous),
+        Credentials::Unreadable => return Err(NcError::Unauthorised),
+        Credentials::Bearer(token) if token.is_empty() || !key_ok(&token) => {
+            return Err(NcError::Unauthorised)
+        }
+        Credentials::Bearer(_) => {
+            return Ok(Login::User {
+                id: BEARER_USER.into(),
+                bearer: true,
+            })
+        }
+        Credentials::Basic(user, password) => (user, password),
+    };
     let valid_user = (1..=USER_ID_CHARS_MAX).contains(&user.chars().count())
         && user
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_.@-".contains(c));
-    if !valid_user || !key_ok(password) {
+    if !valid_user || !key_ok(&password) {
         return Err(NcError::Unauthorised);
     }
     Ok(Login::User {
-        id: user.to_string(),
+        id: user,
         bearer: false,
     })
 }

@@ -736,6 +736,11 @@ fn a_nextcloud_task_is_the_same_run_on_the_parallel_face() {
     assert_eq!(result.status, 200, "{}", result.text());
     assert_eq!(result.json()["run"]["run_id"], json!(run_id));
     assert_eq!(result.json()["run"]["processor"], "mock");
+    // The run names its face and task id from its first event on.
+    assert_eq!(
+        result.json()["run"]["metadata"],
+        json!({"face": "nextcloud", "nc_task_id": 1})
+    );
     let task = wait_status(&server, "alice", 1, "STATUS_SUCCESSFUL");
     assert_eq!(
         task["output"]["output"],

@@ -13,7 +13,7 @@ use super::records::{self, TaskRecord};
 use super::routes::{Login, Params, Route};
 use super::{types, wire, Nextcloud};
 use crate::engine::{self, Engine};
-use crate::model::{Output, Run, RunRequest, RunStatus, TaskSpec};
+use crate::model::{Output, Run, RunRequest, RunStatus, TaskSpec, Timestamp};
 use crate::server::{Reply, Request};
 
 /// The version Nextcloud reports (spec choice 1).
@@ -233,7 +233,31 @@ fn schedule(face: &Nextcloud, engine: &Engine, user: &str, params: &Params) -> R
         )));
     }
 
-    let mut run_request = RunRequest::new(Value::Object(input.clone()), processor);
+    // The id first (a record with no run yet), so that the run can carry
+    // it from its first event on (spec choice 6); the record gets its run
+    // once that commits.
+    let scheduled_at = wire::seconds(Timestamp::now());
+    let mut record = records::reserve(
+        engine,
+        TaskRecord {
+            id: 0,
+            run_id: String::new(),
+            user_id: user.to_string(),
+            app_id,
+            task_type: type_id,
+            custom_id,
+            input,
+            webhook_uri,
+            webhook_method,
+            include_watermark,
+            prefer_streaming,
+            scheduled_at,
+            completion_expected_at: scheduled_at + face.config.expected_runtime_s as i64,
+            deleted: false,
+        },
+    )
+    .map_err(|_| NcError::new(500, "Internal server error"))?;
+    let mut run_request = RunRequest::new(Value::Object(record.input.clone()), processor);
     // Text out: the model sees what the type asks for as the spec's
     // description.
     run_request.task_spec = Some(TaskSpec {
@@ -243,45 +267,38 @@ fn schedule(face: &Nextcloud, engine: &Engine, user: &str, params: &Params) -> R
         }),
         input_schema: None,
     });
-    let run = engine
-        .create_run(run_request)
-        .map_err(|error| match error {
-            engine::Error::Invalid(_) => NcError::from(error),
-            other => {
-                eprintln!("taskyard: nextcloud schedule: {other}");
-                NcError::new(500, "Internal server error")
-            }
-        })?;
-    let scheduled_at = wire::seconds(run.created_at);
-    let record = TaskRecord {
-        id: 0,
-        run_id: run.id.clone(),
-        user_id: user.to_string(),
-        app_id,
-        task_type: type_id,
-        custom_id,
-        input,
-        webhook_uri,
-        webhook_method,
-        include_watermark,
-        prefer_streaming,
-        scheduled_at,
-        completion_expected_at: scheduled_at + face.config.expected_runtime_s as i64,
-        deleted: false,
-    };
-    let record = match records::insert(engine, record) {
-        Ok(record) => record,
+    let mut metadata = crate::model::JsonObject::new();
+    metadata.insert("face".into(), json!(super::FACE_NAME));
+    metadata.insert("nc_task_id".into(), json!(record.id));
+    run_request.metadata = Some(metadata);
+    let run = match engine.create_run(run_request) {
+        Ok(run) => run,
         Err(error) => {
-            // No id was given, so no one will ask for this run: stop it.
-            let _ = engine.cancel_run(&run.id);
+            // The id was never given out: retired, not reused, so that the
+            // ids stay dense for the lists.
+            record.deleted = true;
+            let _ = records::save(engine, &record);
             return Err(match error {
-                NcError::Controller { status: 500, .. } => {
+                engine::Error::Invalid(_) => NcError::from(error),
+                other => {
+                    eprintln!("taskyard: nextcloud schedule: {other}");
                     NcError::new(500, "Internal server error")
                 }
-                other => other,
             });
         }
     };
+    record.run_id = run.id.clone();
+    record.scheduled_at = wire::seconds(run.created_at);
+    record.completion_expected_at = record.scheduled_at + face.config.expected_runtime_s as i64;
+    if let Err(error) = records::save(engine, &record) {
+        // No one can ask for this run by id: stop it.
+        let _ = engine.cancel_run(&run.id);
+        eprintln!(
+            "taskyard: nextcloud task {} not saved: {error:?}",
+            record.id
+        );
+        return Err(NcError::new(500, "Internal server error"));
+    }
     Ok((
         json!({ "task": wire::task(&record, &run, None) }),
         vec![(RUN_ID_HEADER, parallel_run_id(&run.id))],

@@ -7,10 +7,12 @@
 //! An id is taken by inserting its record: the insert is the one atomic
 //! step (a second insert of the id is `Exists`), so two schedules at once
 //! never share an id, and the counter may lag without harm. The record is
-//! written after its run commits: a crash between the two leaves a run
-//! with no Nextcloud id (never acknowledged), never an id without a run.
-//! Records are never deleted, so ids are dense from 1 and never reused; a
-//! deleted task keeps its record, marked.
+//! reserved before its run is made (the run's metadata names the id, spec
+//! choice 6) and gets the run's id once that commits: a crash between the
+//! two leaves a reserved id no one was given and, at worst, a run no
+//! Nextcloud id shows, never a task without its run. Records are never
+//! deleted, so ids are dense from 1 and never reused; a deleted task, or a
+//! reserved id whose run was refused, keeps its record, marked.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -70,9 +72,18 @@ pub fn task(engine: &Engine, id: u64) -> Result<Option<TaskRecord>> {
         .transpose()
 }
 
-/// A live task of `user`: not deleted, and theirs (spec choice 5).
+impl TaskRecord {
+    /// True for a task `user` may see: theirs (spec choice 5), not
+    /// deleted, and with its run (a reserved id whose run a crash or a
+    /// refusal stopped was never given out).
+    fn visible_to(&self, user: &str) -> bool {
+        !self.deleted && !self.run_id.is_empty() && self.user_id == user
+    }
+}
+
+/// A visible task of `user`.
 pub fn owned(engine: &Engine, id: u64, user: &str) -> Result<Option<TaskRecord>> {
-    Ok(task(engine, id)?.filter(|task| !task.deleted && task.user_id == user))
+    Ok(task(engine, id)?.filter(|task| task.visible_to(user)))
 }
 
 fn last_hint(engine: &Engine) -> Result<u64> {
@@ -82,8 +93,9 @@ fn last_hint(engine: &Engine) -> Result<u64> {
         .unwrap_or(0))
 }
 
-/// Stores a new task under the next free id, and answers it.
-pub fn insert(engine: &Engine, mut record: TaskRecord) -> Result<TaskRecord> {
+/// Stores a new task under the next free id, with no run yet, and
+/// answers it with its id.
+pub fn reserve(engine: &Engine, mut record: TaskRecord) -> Result<TaskRecord> {
     let hint = last_hint(engine)?;
     let body = encode(&record);
     for id in hint + 1..=hint + ID_PROBES_MAX {
@@ -131,7 +143,7 @@ pub fn list(
     let mut id = 1;
     loop {
         match task(engine, id)? {
-            Some(record) if !record.deleted && record.user_id == user && keep(&record) => {
+            Some(record) if record.visible_to(user) && keep(&record) => {
                 found.push(record);
             }
             Some(_) => {}

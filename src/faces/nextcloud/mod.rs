@@ -6,7 +6,7 @@
 //! limit, the integer task ids (face records mapping each to an engine
 //! run, so the same run is on the Parallel face too), and the discovery
 //! routes a client may ask first (`cloud/capabilities`, `cloud/user`,
-//! `/status.php`). It calls the [`Engine`] and the server's registration
+//! `/status.php`). It calls the [`Engine`](crate::engine::Engine) and the server's registration
 //! API, nothing else: no SQL, no scheduling, and the engine learns no
 //! Nextcloud name. It must not touch another face's records or routes.
 //! The wire contract is `../shared/spec/nextcloud-taskprocessing-api.md`.

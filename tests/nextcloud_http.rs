@@ -226,6 +226,18 @@ fn envelopes_follow_v1_and_v2_in_json_and_xml() {
     // `format` wins over Accept.
     let xml = get(&format!("{V2}/task/1?format=xml"), Some("application/json"));
     assert!(xml.text().starts_with("<?xml"), "{}", xml.text());
+    // `format` may come in the body too, even on GET (spec 1.7).
+    let json_by_body = server.send(
+        "GET",
+        &format!("{V2}/task/1"),
+        &[
+            ("Authorization", auth.as_str()),
+            ("OCS-APIRequest", "true"),
+            ("Content-Type", "application/json"),
+        ],
+        Some(br#"{"format": "json"}"#),
+    );
+    assert_eq!(json_by_body.json()["ocs"]["data"]["task"]["id"], json!(1));
 
     // A failure: v2 carries the status; v1 answers 200 with it in meta.
     let missing = get(&format!("{V2}/task/99?format=json"), None);

@@ -872,3 +872,48 @@ fn a_face_table_that_does_not_read_stops_the_start() {
         assert!(error.contains(wanted), "{wanted} in {error}");
     }
 }
+
+/// Ids are taken by inserting their record: schedules at once never share
+/// one, and the ids stay dense, so the lists see every task.
+#[test]
+fn schedules_at_once_get_distinct_dense_ids() {
+    let dir = TestDir::new();
+    let server = start(&dir, "schedule_limit = 0", &[]);
+    let threads_count = 8;
+    let per_thread = 10;
+    let ids: Vec<u64> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads_count)
+            .map(|thread| {
+                let server = &server;
+                scope.spawn(move || {
+                    (0..per_thread)
+                        .map(|index| {
+                            let body = text_task(&format!("t{thread}-{index}"));
+                            data(&schedule(server, "alice", &body), 200)["task"]["id"]
+                                .as_u64()
+                                .expect("an integer id")
+                        })
+                        .collect::<Vec<u64>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| handle.join().expect("a scheduling thread"))
+            .collect()
+    });
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    let expected: Vec<u64> = (1..=(threads_count * per_thread) as u64).collect();
+    assert_eq!(sorted, expected, "distinct and dense: {ids:?}");
+    let listed = data(
+        &nc(&server, "alice", "GET", &format!("{V2}/tasks"), None),
+        200,
+    )["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .map(|task| task["id"].as_u64().expect("id"))
+        .collect::<Vec<u64>>();
+    assert_eq!(listed, expected, "listed in id order");
+}

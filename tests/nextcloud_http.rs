@@ -111,6 +111,20 @@ fn failure(answer: &Response, status: u16) -> String {
         .to_string()
 }
 
+/// The ids a list route answers `user`; `query` is the route after the
+/// base, with its query string.
+fn listed_ids(server: &TestServer, user: &str, query: &str) -> Vec<u64> {
+    data(
+        &nc(server, user, "GET", &format!("{V2}/{query}"), None),
+        200,
+    )["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .map(|task| task["id"].as_u64().expect("id"))
+        .collect()
+}
+
 /// An object's keys, in order.
 fn keys(value: &Value) -> Vec<&str> {
     let object = value
@@ -572,17 +586,7 @@ fn ids_are_stable_tasks_are_scoped_and_lists_filter() {
     // Bob sees his own only; Alice's are not found for him.
     let bobs = nc(&server, "bob", "GET", &format!("{V2}/task/1"), None);
     assert_eq!(failure(&bobs, 404), "Task not found");
-    let listed = |user: &str, query: &str| -> Vec<u64> {
-        data(
-            &nc(&server, user, "GET", &format!("{V2}/{query}"), None),
-            200,
-        )["tasks"]
-            .as_array()
-            .expect("tasks")
-            .iter()
-            .map(|task| task["id"].as_u64().expect("id"))
-            .collect()
-    };
+    let listed = |user: &str, query: &str| listed_ids(&server, user, query);
     assert_eq!(listed("alice", "tasks"), [1, 2, 4]);
     assert_eq!(listed("bob", "tasks"), [3]);
     assert_eq!(listed("alice", "tasks?customId=doc-1"), [1, 4]);
@@ -906,14 +910,9 @@ fn schedules_at_once_get_distinct_dense_ids() {
     sorted.sort_unstable();
     let expected: Vec<u64> = (1..=(threads_count * per_thread) as u64).collect();
     assert_eq!(sorted, expected, "distinct and dense: {ids:?}");
-    let listed = data(
-        &nc(&server, "alice", "GET", &format!("{V2}/tasks"), None),
-        200,
-    )["tasks"]
-        .as_array()
-        .expect("tasks")
-        .iter()
-        .map(|task| task["id"].as_u64().expect("id"))
-        .collect::<Vec<u64>>();
-    assert_eq!(listed, expected, "listed in id order");
+    assert_eq!(
+        listed_ids(&server, "alice", "tasks"),
+        expected,
+        "listed in id order"
+    );
 }

@@ -142,7 +142,8 @@ CREATE TABLE idempotency_keys (
 CREATE TABLE run_webhooks (
     run_seq        INTEGER PRIMARY KEY,
     url            TEXT    NOT NULL,
-    face           TEXT    NOT NULL
+    face           TEXT    NOT NULL,
+    owner          TEXT
 );
 
 -- The webhook outbox: a row is written in the same transaction as the
@@ -171,6 +172,26 @@ CREATE TABLE webhook_deliveries (
 -- The deliverer looks only at pending rows, in the order they fall due.
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries(next_at) WHERE state = 'pending';
 CREATE INDEX webhook_deliveries_by_run ON webhook_deliveries(run_seq);
+
+-- Each attempt of a delivery, as it ended (issue 14): a face's delivery
+-- log. `owner` is the key the face gave the run's target (`run_webhooks`;
+-- a Handinger worker), so that a face lists a worker's attempts newest
+-- first without reading every delivery. Pruned with their delivery.
+CREATE TABLE webhook_attempts (
+    seq            INTEGER PRIMARY KEY,
+    delivery_seq   INTEGER NOT NULL,
+    run_seq        INTEGER NOT NULL,
+    owner          TEXT,
+    url            TEXT    NOT NULL,
+    started_at     INTEGER NOT NULL,
+    duration_us    INTEGER NOT NULL,
+    code           INTEGER,
+    error          TEXT
+);
+
+CREATE INDEX webhook_attempts_by_owner ON webhook_attempts(owner, seq) WHERE owner IS NOT NULL;
+CREATE INDEX webhook_attempts_by_run ON webhook_attempts(run_seq);
+CREATE INDEX webhook_attempts_by_delivery ON webhook_attempts(delivery_seq);
 
 -- Schedules (issue 12): a run template (the run row every fire inserts,
 -- less its id) and when to fire. A fire inserts its run in the same

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::faces::FacesConfig;
 use crate::processors::kind::{self, Section, SectionKeys};
 use crate::processors::Registry;
 use crate::server::rate::{Limit, RateLimitConfig};
@@ -48,9 +49,11 @@ pub struct FileConfig {
     pub retain_deliveries_s: Option<u64>,
     /// Requests per client and route class (`[rate_limits]`).
     pub rate_limits: Option<RateLimitsFile>,
-    /// Each face's own settings (`[faces.nextcloud]`), read by the face.
-    #[serde(default)]
-    pub faces: std::collections::BTreeMap<String, toml::Table>,
+    /// The Handinger face's settings (`[handinger]`).
+    pub handinger: Option<HandingerFile>,
+    /// The Nextcloud face's settings (`[nextcloud]`), read by the face
+    /// (`faces::nextcloud::NcConfig`).
+    pub nextcloud: Option<toml::Table>,
     /// Processor names to add or override, by name; each section is read
     /// by its kind (`processors::kind`).
     #[serde(default)]
@@ -70,6 +73,24 @@ pub struct FileConfig {
 pub struct RateLimitsFile {
     pub read: Option<LimitFile>,
     pub write: Option<LimitFile>,
+}
+
+/// `[handinger]`: `budgets = { low = "...", standard = "...", high =
+/// "...", unlimited = "..." }`, each a configured processor's name; a
+/// budget left out keeps its default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandingerFile {
+    pub budgets: Option<BudgetsFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetsFile {
+    pub low: Option<String>,
+    pub standard: Option<String>,
+    pub high: Option<String>,
+    pub unlimited: Option<String>,
 }
 
 /// One class's limit.
@@ -117,12 +138,37 @@ impl FileConfig {
         })
     }
 
-    /// The faces' own settings, checked by the faces; an error names the
-    /// file and the key.
-    pub fn faces(&self) -> Result<std::collections::BTreeMap<String, toml::Table>, String> {
-        crate::faces::check_config(&self.faces)
-            .map_err(|error| format!("config file {}: {error}", self.path.display()))?;
-        Ok(self.faces.clone())
+    /// What the faces take from the file, checked against the processors
+    /// `registry` serves: a budget or a task type must name one of them.
+    pub fn faces(&self, registry: &Registry) -> Result<FacesConfig, String> {
+        let mut faces = FacesConfig::default();
+        let budgets = self
+            .handinger
+            .as_ref()
+            .and_then(|file| file.budgets.as_ref());
+        if let Some(file) = budgets {
+            let slots = [
+                ("low", &file.low, &mut faces.handinger.low),
+                ("standard", &file.standard, &mut faces.handinger.standard),
+                ("high", &file.high, &mut faces.handinger.high),
+                ("unlimited", &file.unlimited, &mut faces.handinger.unlimited),
+            ];
+            for (budget, name, slot) in slots {
+                let Some(name) = name else { continue };
+                if registry.get(name).is_none() {
+                    return Err(format!(
+                        "config file {}: handinger.budgets.{budget} names processor '{name}', \
+                         which is not served (configure it under [processors.{name}])",
+                        self.path.display()
+                    ));
+                }
+                *slot = name.clone();
+            }
+        }
+        faces.nextcloud =
+            crate::faces::nextcloud::NcConfig::from_table(self.nextcloud.as_ref(), registry)
+                .map_err(|error| format!("config file {}: {error}", self.path.display()))?;
+        Ok(faces)
     }
 
     pub fn load(path: &Path) -> Result<FileConfig, String> {

@@ -181,3 +181,7 @@ pub const RECORD_BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// Longest interaction key a face may choose (a Handinger task id), in
 /// bytes.
 pub const INTERACTION_KEY_BYTES_MAX: usize = 512;
+
+/// Seconds one move of the test clock (`taskyard serve --test-clock`) may
+/// cover: a year, as the longest schedule delay.
+pub const TEST_CLOCK_ADVANCE_S_MAX: u64 = 31_536_000;

@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
 
@@ -23,19 +23,27 @@ use hmac::{Hmac, Mac};
 use parking_lot::Mutex;
 use sha2::Sha256;
 
+use crate::engine::{Engine, WeakEngine};
 use crate::limits::{
     WEBHOOK_DELIVERIES_CONCURRENT_MAX, WEBHOOK_DELIVERIES_PER_LOOK_MAX, WEBHOOK_ERROR_CHARS_MAX,
 };
 use crate::model::{DeliveryState, EventData, Run, Timestamp};
 use crate::store::{DeliveryOutcome, DueDelivery, Op, Store};
 
-/// How a face writes a delivery.
+/// How a face writes a delivery. Called on a delivery thread at each
+/// attempt, with the engine to read what the face keeps (its records).
 pub trait WebhookRender: Send + Sync {
     /// The body that tells of `run` reaching its terminal status (`run` as
-    /// recorded then).
-    fn body(&self, run: &Run) -> String;
+    /// recorded then); `owner` is the key the face gave the run's target.
+    /// An error fails the attempt, which is tried again like any other.
+    fn body(&self, engine: &Engine, run: &Run, owner: Option<&str>) -> Result<String, String>;
     /// The `webhook-id` header for the delivery's id (32 hex digits).
     fn delivery_id(&self, id: &str) -> String;
+    /// Headers of the face's own beside the Standard Webhooks ones (a
+    /// token the receiver checks), read at each attempt.
+    fn headers(&self, _engine: &Engine, _owner: Option<&str>) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 /// How deliveries are made.
@@ -135,11 +143,14 @@ pub struct Deliverer {
 const IDLE_PARK_MAX: Duration = Duration::from_secs(1);
 
 impl Deliverer {
+    /// `engine` is set once the engine that owns this deliverer is made;
+    /// nothing is looked for before, as renderings read through it.
     pub fn start(
         store: Arc<Store>,
         config: WebhookConfig,
         counts: Arc<DeliveryCounts>,
         wake: Arc<Wake>,
+        engine: Arc<OnceLock<WeakEngine>>,
     ) -> std::io::Result<Deliverer> {
         let stopping = Arc::new(AtomicBool::new(false));
         let (jobs, take) = bounded::<DueDelivery>(WEBHOOK_DELIVERIES_CONCURRENT_MAX);
@@ -155,12 +166,13 @@ impl Deliverer {
         let mut threads = Vec::new();
         for index in 0..WEBHOOK_DELIVERIES_CONCURRENT_MAX {
             let sender = Sender::clone(&done);
-            let (store, config, counts, take, agent) = (
+            let (store, config, counts, take, agent, engine) = (
                 store.clone(),
                 config.clone(),
                 counts.clone(),
                 take.clone(),
                 agent.clone(),
+                engine.clone(),
             );
             threads.push(
                 std::thread::Builder::new()
@@ -168,7 +180,11 @@ impl Deliverer {
                     .spawn(move || {
                         for delivery in take {
                             let seq = delivery.seq;
-                            let outcome = attempt(&agent, &config, &delivery);
+                            // Held for the attempt only: the last handle
+                            // dropped here stops the engine (see `stop`).
+                            let engine = engine.get().and_then(WeakEngine::upgrade);
+                            let outcome = attempt(&agent, &config, engine.as_ref(), &delivery);
+                            drop(engine);
                             match outcome.state {
                                 DeliveryState::Delivered => &counts.delivered,
                                 DeliveryState::Pending => &counts.retried,
@@ -192,7 +208,13 @@ impl Deliverer {
             let stopping = stopping.clone();
             std::thread::Builder::new()
                 .name("taskyard-deliverer".into())
-                .spawn(move || look(&store, &stopping, jobs, finished))?
+                .spawn(move || {
+                    // Unparked by the engine once it is made.
+                    while engine.get().is_none() && !stopping.load(Ordering::SeqCst) {
+                        std::thread::park_timeout(IDLE_PARK_MAX);
+                    }
+                    look(&store, &stopping, jobs, finished)
+                })?
         };
         *wake.thread.lock() = Some(looker.thread().clone());
         threads.push(looker);
@@ -208,8 +230,13 @@ impl Deliverer {
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         self.wake.wake();
+        // A sender thread may hold the last engine handle, and so stop the
+        // engine itself: it cannot wait for itself, and ends on its own.
+        let current = std::thread::current().id();
         for thread in self.threads.lock().drain(..) {
-            let _ = thread.join();
+            if thread.thread().id() != current {
+                let _ = thread.join();
+            }
         }
     }
 }
@@ -252,12 +279,22 @@ fn look(store: &Store, stopping: &AtomicBool, jobs: Sender<DueDelivery>, finishe
 }
 
 /// One attempt: render, sign, POST, and what it came to.
-fn attempt(agent: &ureq::Agent, config: &WebhookConfig, delivery: &DueDelivery) -> DeliveryOutcome {
+fn attempt(
+    agent: &ureq::Agent,
+    config: &WebhookConfig,
+    engine: Option<&Engine>,
+    delivery: &DueDelivery,
+) -> DeliveryOutcome {
+    let started = std::time::Instant::now();
+    let started_at = Timestamp::now().micros();
+    let took = || started.elapsed().as_micros() as i64;
     let expired = |error: String| DeliveryOutcome {
         state: DeliveryState::Expired,
         next_at: delivery.expires_at,
         code: None,
         error: Some(error),
+        started_at,
+        duration_us: took(),
     };
     let Some(render) = config.renderers.get(&delivery.face) else {
         return expired(format!("no face '{}' renders this delivery", delivery.face));
@@ -272,34 +309,55 @@ fn attempt(agent: &ureq::Agent, config: &WebhookConfig, delivery: &DueDelivery) 
         EventData::RunStatus { run, .. } => run,
         _ => return expired("the delivery's event is not a run status".into()),
     };
-    let body = render.body(run);
-    let id = render.delivery_id(&delivery.id);
-    let timestamp = Timestamp::now().micros() / 1_000_000;
-    let mut request = agent
-        .post(&delivery.url)
-        .header("content-type", "application/json")
-        .header("webhook-id", &id)
-        .header("webhook-timestamp", timestamp.to_string());
-    if !config.secrets.is_empty() {
-        request = request.header(
-            "webhook-signature",
-            signatures(&config.secrets, &id, timestamp, &body),
-        );
-    }
-    let (code, error) = match request.send(body.as_bytes()) {
-        Ok(response) => {
-            let code = response.status().as_u16();
-            if (200..300).contains(&code) {
-                return DeliveryOutcome {
-                    state: DeliveryState::Delivered,
-                    next_at: Timestamp::now().micros(),
-                    code: Some(code),
-                    error: None,
-                };
+    let owner = delivery.owner.as_deref();
+    let sent = match engine {
+        // The engine is stopping: tried again after a restart.
+        None => Err((None, "the engine is stopping".to_string())),
+        Some(engine) => render
+            .body(engine, run, owner)
+            .map_err(|error| (None, format!("the delivery could not be rendered: {error}")))
+            .and_then(|body| {
+                let id = render.delivery_id(&delivery.id);
+                let timestamp = Timestamp::now().micros() / 1_000_000;
+                let mut request = agent
+                    .post(&delivery.url)
+                    .header("content-type", "application/json")
+                    .header("webhook-id", &id)
+                    .header("webhook-timestamp", timestamp.to_string());
+                for (name, value) in render.headers(engine, owner) {
+                    request = request.header(name, value);
+                }
+                if !config.secrets.is_empty() {
+                    request = request.header(
+                        "webhook-signature",
+                        signatures(&config.secrets, &id, timestamp, &body),
+                    );
+                }
+                match request.send(body.as_bytes()) {
+                    Ok(response) => {
+                        let code = response.status().as_u16();
+                        if (200..300).contains(&code) {
+                            Ok(code)
+                        } else {
+                            Err((Some(code), format!("the receiver answered {code}")))
+                        }
+                    }
+                    Err(error) => Err((None, error.to_string())),
+                }
+            }),
+    };
+    let (code, error) = match sent {
+        Ok(code) => {
+            return DeliveryOutcome {
+                state: DeliveryState::Delivered,
+                next_at: Timestamp::now().micros(),
+                code: Some(code),
+                error: None,
+                started_at,
+                duration_us: took(),
             }
-            (Some(code), format!("the receiver answered {code}"))
         }
-        Err(error) => (None, error.to_string()),
+        Err(failed) => failed,
     };
     let error: String = error.chars().take(WEBHOOK_ERROR_CHARS_MAX).collect();
     let wait = retry_wait(config, delivery.attempts + 1);
@@ -315,6 +373,8 @@ fn attempt(agent: &ureq::Agent, config: &WebhookConfig, delivery: &DueDelivery) 
         next_at,
         code,
         error: Some(error),
+        started_at,
+        duration_us: took(),
     }
 }
 

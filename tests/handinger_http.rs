@@ -203,3 +203,132 @@ fn an_idempotency_key_makes_a_create_happen_once() {
     let bad = send("/api/workers", "", b"{}");
     assert_error(&bad, 400, "bad_request");
 }
+
+/// Spec choice 4: `stream` is JSON unless the request's `Accept` names
+/// `text/event-stream`; then the turn's events, framed as the Parallel face
+/// frames them, in Handinger's words, until the turn ends.
+#[test]
+fn a_stream_is_sent_only_when_accepted_and_follows_the_turn_to_its_end() {
+    let server = TestServer::start();
+    // Without the Accept: the Worker, as JSON.
+    let plain = post(&server, "/api/tasks", br#"{"input": "hi", "stream": true}"#);
+    assert_eq!(plain.status, 200, "{}", plain.text());
+    assert_eq!(plain.json()["object"], "worker");
+
+    let body = json!({"input": "tell me", "stream": true}).to_string();
+    let mut stream = client::SseStream::send(
+        server.addr,
+        "POST",
+        "/api/tasks",
+        &[("Content-Type", "application/json")],
+        Some(body.as_bytes()),
+    )
+    .unwrap_or_else(|answer| panic!("{}: {}", answer.status, answer.text()));
+    assert!(stream
+        .header("content-type")
+        .is_some_and(|kind| kind.starts_with("text/event-stream")));
+    let events = client::events(&stream.read_to_end(Duration::from_secs(30)));
+    assert!(stream.ended, "the stream ends with the turn");
+    let last = events.last().expect("events");
+    assert_eq!(last["type"], "turn.status", "{events:?}");
+    assert_eq!(last["status"], "completed");
+    assert!(last["outputText"]
+        .as_str()
+        .is_some_and(|text| !text.is_empty()));
+    let turn = last["turnId"].as_str().expect("a turn id").to_string();
+    assert!(events.iter().all(|event| event["type"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("turn."))));
+
+    // `stream: false` with the Accept: JSON.
+    let unasked = server.send(
+        "POST",
+        "/api/tasks",
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "text/event-stream"),
+        ],
+        Some(br#"{"input": "no stream", "stream": false}"#),
+    );
+    assert_eq!(unasked.json()["object"], "worker", "{}", unasked.text());
+
+    // A worker's latest turn, by `?stream=true`.
+    let worker = plain.json()["id"].as_str().expect("worker id").to_string();
+    let created = post(
+        &server,
+        "/api/tasks",
+        json!({"input": "again", "workerId": worker})
+            .to_string()
+            .as_bytes(),
+    );
+    let latest = created.json()["turnId"].as_str().expect("turn").to_string();
+    assert_ne!(latest, turn);
+    let mut followed = client::SseStream::open(
+        server.addr,
+        &format!("/api/workers/{worker}?stream=true"),
+        &[],
+    )
+    .unwrap_or_else(|answer| panic!("{}: {}", answer.status, answer.text()));
+    let events = client::events(&followed.read_to_end(Duration::from_secs(30)));
+    assert!(followed.ended);
+    assert!(
+        events.iter().all(|event| event["turnId"] == json!(latest)),
+        "{events:?}"
+    );
+    assert_eq!(events.last().expect("events")["status"], "completed");
+}
+
+/// `[handinger] budgets` picks each budget's processor from the config
+/// file; a budget naming a processor that is not served stops start-up
+/// with the key.
+#[test]
+fn budgets_come_from_the_config_file() {
+    let dir = support::TestDir::new();
+    let config = dir.dir.path().join("taskyard.toml");
+    std::fs::write(
+        &config,
+        "[processors.local]\nkind = \"echo\"\n\n[handinger]\nbudgets = { high = \"local\" }\n",
+    )
+    .expect("config written");
+    let (mut child, addr) = support::serve_child(&dir, &config);
+    let addr: std::net::SocketAddr = addr.parse().expect("an address");
+    let create = |budget: &str| {
+        let body = json!({"input": "which processor?", "budget": budget}).to_string();
+        let answer = client::send(
+            addr,
+            "POST",
+            "/api/tasks",
+            &[("Content-Type", "application/json")],
+            Some(body.as_bytes()),
+        );
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        answer.json()["turnId"]
+            .as_str()
+            .expect("a turn")
+            .to_string()
+    };
+    let processor = |turn: &str| {
+        client::send(addr, "GET", &format!("/v1/tasks/runs/{turn}"), &[], None).json()["processor"]
+            .clone()
+    };
+    assert_eq!(processor(&create("high")), "local");
+    assert_eq!(processor(&create("low")), "lite", "the default stays");
+    let _ = child.kill();
+    let _ = child.wait();
+
+    std::fs::write(&config, "[handinger]\nbudgets = { low = \"nowhere\" }\n")
+        .expect("config written");
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_taskyard"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--db"])
+        .arg(dir.db())
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("taskyard serve runs");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("handinger.budgets.low") && stderr.contains("nowhere"),
+        "{stderr}"
+    );
+}

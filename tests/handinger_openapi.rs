@@ -127,6 +127,41 @@ fn every_route_is_documented_and_answers_match() {
     );
     assert_matches(
         &doc,
+        "Webhook",
+        &call("GET", &format!("/api/workers/{id}/webhook"), None),
+    );
+    let webhook = call(
+        "PUT",
+        &format!("/api/workers/{id}/webhook"),
+        Some(json!({"url": "https://hooks.example.com/in"})),
+    );
+    assert_matches(&doc, "Webhook", &webhook);
+    assert!(webhook["token"].is_string(), "{webhook}");
+    assert_matches(
+        &doc,
+        "Webhook",
+        &call(
+            "POST",
+            &format!("/api/workers/{id}/webhook/regenerate-token"),
+            None,
+        ),
+    );
+    assert_matches(
+        &doc,
+        "WebhookExecutionList",
+        &call(
+            "GET",
+            &format!("/api/workers/{id}/webhook/executions"),
+            None,
+        ),
+    );
+    assert_matches(
+        &doc,
+        "Webhook",
+        &call("DELETE", &format!("/api/workers/{id}/webhook"), None),
+    );
+    assert_matches(
+        &doc,
         "Archived",
         &call("DELETE", &format!("/api/tasks/{task}"), None),
     );

@@ -46,7 +46,7 @@ fn acknowledged_tasks_keep_their_ids_and_runs_after_kill_9() {
     std::fs::write(
         &config,
         "api_keys = [\"k\"]\nworkers = 2\n[processors.slow]\nkind = \"mock\"\nlatency_ms = 800\n\
-         [faces.nextcloud.task_types]\n\"core:text2text\" = \"slow\"\n",
+         [nextcloud.task_types]\n\"core:text2text\" = \"slow\"\n",
     )
     .expect("config");
     let (mut server, addr) = serve_child(&dir, &config);

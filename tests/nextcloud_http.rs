@@ -14,6 +14,7 @@ use std::time::Duration;
 use client::{Response, TestServer};
 use serde_json::{json, Value};
 use support::{config_from_toml, open_with, wait_for, TestDir};
+use taskyard::faces::nextcloud::NcConfig;
 
 const V2: &str = "/ocs/v2.php/taskprocessing";
 const V1: &str = "/ocs/v1.php/taskprocessing";
@@ -43,7 +44,6 @@ languages = [{{ value = "en", name = "English" }}, {{ value = "de", name = "Germ
 "core:text2text:summary" = "slow"
 "core:text2text:headline" = "broken"
 "core:text2text:translate" = "mock"
-"core:text2text:topics" = "no-such-processor"
 "#
     );
     toml::from_str(&text).expect("face table")
@@ -52,11 +52,12 @@ languages = [{{ value = "en", name = "English" }}, {{ value = "de", name = "Germ
 /// A server with the test processors and face settings, and `keys`.
 fn start(dir: &TestDir, extra: &str, keys: &[&str]) -> TestServer {
     let config = config_from_toml(dir, "taskyard.toml", PROCESSORS).expect("config");
-    let table = face_table(extra);
+    let face = NcConfig::from_table(Some(&face_table(extra)), &config.registry)
+        .expect("the face's settings");
     let keys: Vec<String> = keys.iter().map(|key| key.to_string()).collect();
     TestServer::start_on_engine(open_with(dir, config), move |server| {
         server.api_keys = keys;
-        server.faces.insert("nextcloud".into(), table);
+        server.faces.nextcloud = face;
     })
 }
 
@@ -792,7 +793,7 @@ fn types_are_those_with_a_processor_and_discovery_answers() {
             "core:text2text:summary",
             "core:text2text:translate"
         ],
-        "topics maps to no processor: not listed"
+        "the configured types only"
     );
     let translate = &types["core:text2text:translate"];
     assert_eq!(
@@ -854,25 +855,26 @@ fn types_are_those_with_a_processor_and_discovery_answers() {
 fn a_face_table_that_does_not_read_stops_the_start() {
     let dir = TestDir::new();
     for (text, wanted) in [
-        ("[faces.nextcloud]\nnonsense = 1", "unknown field"),
+        ("[nextcloud]\nnonsense = 1", "unknown field"),
         (
-            "[faces.nextcloud.task_types]\n\"core:nope\" = \"mock\"",
+            "[nextcloud.task_types]\n\"core:nope\" = \"mock\"",
             "unknown task type",
         ),
         (
-            "[faces.nextcloud.task_types]\n\"core:text2text:translate\" = \"mock\"",
-            "languages",
+            "[nextcloud.task_types]\n\"core:text2text:topics\" = \"no-such-processor\"",
+            "not served",
         ),
         (
-            "[faces.nextcloud]\nschedule_window_s = 0",
-            "schedule_window_s",
+            "[nextcloud.task_types]\n\"core:text2text:translate\" = \"mock\"",
+            "languages",
         ),
-        ("[faces.other]\nkey = 1", "no face of that name"),
+        ("[nextcloud]\nschedule_window_s = 0", "schedule_window_s"),
     ] {
         let path = dir.dir.path().join("bad.toml");
         std::fs::write(&path, format!("{text}\n")).expect("written");
         let file = taskyard::config::FileConfig::load(&path).expect("the file reads");
-        let error = file.faces().expect_err("refused");
+        let registry = file.registry().expect("the processors build");
+        let error = file.faces(&registry).expect_err("refused");
         assert!(error.contains(wanted), "{wanted} in {error}");
     }
 }

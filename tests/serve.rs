@@ -340,3 +340,54 @@ fn sigterm_and_sigint_shut_down_cleanly() {
         );
     }
 }
+
+/// `--test-clock`: `GET /taskyard/clock` reads the clock schedules fire by
+/// and `POST` moves it on, behind the API key; bad moves are 400s naming
+/// the limit; without the flag there is no such route.
+#[test]
+fn the_test_clock_is_read_and_moved_only_when_asked_for() {
+    let dir = TestDir::new();
+    let mut with = command(&dir.db());
+    with.args(["--test-clock", "--api-key", "k"]);
+    let served = serve(with);
+    let key = "x-api-key: k\r\n";
+    assert_eq!(
+        request(&served.addr, "GET", "/taskyard/clock", "", "").0,
+        401
+    );
+    let (status, body) = request(&served.addr, "GET", "/taskyard/clock", key, "");
+    assert_eq!(status, 200, "{body}");
+    let micros = |body: &str| {
+        serde_json::from_str::<serde_json::Value>(body).expect("JSON")["now_us"]
+            .as_i64()
+            .expect("now_us")
+    };
+    let before = micros(&body);
+    for bad in [
+        "{}",
+        r#"{"advance_s": 0}"#,
+        r#"{"advance_s": -5}"#,
+        r#"{"advance_s": 31536001}"#,
+        "nope",
+    ] {
+        let (status, body) = request(&served.addr, "POST", "/taskyard/clock", key, bad);
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body.contains("TEST_CLOCK_ADVANCE_S_MAX"), "{body}");
+    }
+    let (status, body) = request(
+        &served.addr,
+        "POST",
+        "/taskyard/clock",
+        key,
+        r#"{"advance_s": 90}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(micros(&body) - before, 90_000_000, "moved by exactly 90 s");
+    drop(served);
+
+    let plain = serve(command(&TestDir::new().db()));
+    assert_eq!(
+        request(&plain.addr, "GET", "/taskyard/clock", "", "").0,
+        404
+    );
+}

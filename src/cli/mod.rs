@@ -4,6 +4,8 @@
 //! Holds no engine, server or face logic: each subcommand parses what it
 //! was given and calls the library.
 
+mod backend;
+mod enrich;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +25,9 @@ pub struct Cli {
 enum Command {
     /// Serve the Task API (default 127.0.0.1:8080, ./taskyard.db).
     Serve(serve::ServeArgs),
+    /// Run a task over every row of a CSV or JSON file as one task group,
+    /// and write each row's result.
+    Enrich(enrich::EnrichArgs),
 }
 
 /// A failure with the exit code it deserves.
@@ -54,6 +59,7 @@ impl Cli {
     pub fn run(self) -> Result<(), Failure> {
         match self.command {
             Command::Serve(args) => serve::run(args),
+            Command::Enrich(args) => enrich::run(args),
         }
     }
 }

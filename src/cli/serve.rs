@@ -75,6 +75,10 @@ pub struct ServeArgs {
     /// pruned; absent: kept.
     #[arg(long, env = "TASKYARD_RETAIN_DELIVERIES_S")]
     retain_deliveries_s: Option<u64>,
+    /// For test suites: schedules fire by a clock that starts now and moves
+    /// only when `POST /taskyard/clock {"advance_s": N}` says.
+    #[arg(long, env = "TASKYARD_TEST_CLOCK")]
+    test_clock: bool,
 }
 
 /// Serves until a signal asks to stop.
@@ -122,9 +126,11 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
     }
     api_keys.retain(|key| !key.is_empty());
 
+    let registry = file.registry().map_err(Failure::usage)?;
+    let faces = file.faces(&registry).map_err(Failure::usage)?;
     let mut config = Config {
         synchronous,
-        registry: file.registry().map_err(Failure::usage)?,
+        registry,
         ..taskyard::faces::default_config()
     };
     config.webhooks.secrets = args.webhook_secrets.clone();
@@ -154,6 +160,14 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
     if let Some(workers) = args.workers.or(file.workers) {
         config.workers = workers.max(1);
     }
+    let test_clock = args.test_clock.then(|| {
+        std::sync::Arc::new(taskyard::engine::ManualClock::new(
+            taskyard::model::Timestamp::now(),
+        ))
+    });
+    if let Some(clock) = &test_clock {
+        config.clock = clock.clone();
+    }
     let engine = Engine::open(&db, config).map_err(|error| Failure::runtime(error.to_string()))?;
     let server_config = ServerConfig {
         addr: addr.clone(),
@@ -174,7 +188,8 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             .or(file.write_timeout_s)
             .map_or(ServerConfig::default().write_timeout, Duration::from_secs),
         rate_limits: file.rate_limits().map_err(Failure::usage)?,
-        faces: file.faces().map_err(Failure::usage)?,
+        faces,
+        test_clock,
         ..ServerConfig::default()
     };
     let server = Server::start(engine.clone(), server_config)

@@ -20,7 +20,7 @@ mod subscription;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use crate::events::Hub;
@@ -133,6 +133,18 @@ struct Inner {
     pruner: Option<retention::Pruner>,
 }
 
+/// An [`Engine`] handle that does not keep it open: what the engine's own
+/// threads hold when they need to call it.
+#[derive(Clone)]
+pub struct WeakEngine(Weak<Inner>);
+
+impl WeakEngine {
+    /// The engine, unless it was dropped.
+    pub fn upgrade(&self) -> Option<Engine> {
+        self.0.upgrade().map(|inner| Engine { inner })
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         if !self.stopped.swap(true, Ordering::SeqCst) {
@@ -195,11 +207,13 @@ impl Engine {
         )
         .map_err(|e| Error::Internal(format!("cannot start the scheduler: {e}")))?;
         let delivery_counts = Arc::new(DeliveryCounts::default());
+        let for_renderings = Arc::new(OnceLock::new());
         let deliverer = Deliverer::start(
             store.clone(),
             config.webhooks.clone(),
             delivery_counts.clone(),
-            wake,
+            wake.clone(),
+            for_renderings.clone(),
         )
         .map_err(|e| Error::Internal(format!("cannot start the webhook deliverer: {e}")))?;
         let scheduler_wake = scheduler.waker();
@@ -219,7 +233,7 @@ impl Engine {
         } else {
             None
         };
-        Ok(Engine {
+        let engine = Engine {
             inner: Arc::new(Inner {
                 store,
                 hub,
@@ -236,7 +250,16 @@ impl Engine {
                 interval_floor_s: config.schedule_interval_s_min,
                 pruner,
             }),
-        })
+        };
+        // Weak: the deliverer is the engine's, and must not keep it alive.
+        let _ = for_renderings.set(engine.downgrade());
+        wake.wake();
+        Ok(engine)
+    }
+
+    /// A handle that does not keep the engine open.
+    pub fn downgrade(&self) -> WeakEngine {
+        WeakEngine(Arc::downgrade(&self.inner))
     }
 
     /// What crash recovery changed when this engine opened.
@@ -273,6 +296,28 @@ impl Engine {
     /// Webhook deliveries by outcome since the engine opened (metrics).
     pub fn delivery_counts(&self) -> &DeliveryCounts {
         &self.inner.delivery_counts
+    }
+
+    /// Whether a webhook may name `url` (`webhook_hosts_allowed`).
+    pub fn webhook_allowed(&self, url: &str) -> bool {
+        self.inner.webhooks.allows(url)
+    }
+
+    /// The delivery attempts of the webhook targets a face gave `owner`,
+    /// newest first: at most `limit` after skipping `offset`, and how many
+    /// there are in all.
+    pub fn owner_attempts(
+        &self,
+        owner: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<crate::model::DeliveryAttempt>, u64)> {
+        Ok(self.inner.store.owner_attempts(owner, offset, limit)?)
+    }
+
+    /// The interaction `run_id` is a turn of, if any.
+    pub fn run_interaction(&self, run_id: &str) -> Result<Option<String>> {
+        Ok(self.inner.store.run_interaction(run_id)?)
     }
 
     /// Every webhook delivery of a run, oldest first.

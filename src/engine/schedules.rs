@@ -65,6 +65,7 @@ impl Clock for SystemClock {
 
 /// A clock that moves only when told to, for tests: `advance` wakes the
 /// timer, which fires what became due.
+#[derive(Debug)]
 pub struct ManualClock {
     now: Mutex<Timestamp>,
     moved: Condvar,

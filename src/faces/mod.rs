@@ -10,7 +10,6 @@ pub mod handinger;
 pub mod nextcloud;
 pub mod parallel;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::engine::{Config, Engine};
@@ -25,42 +24,29 @@ pub const PARALLEL_RENDER_SLOT: usize = 0;
 
 const _: () = assert!(PARALLEL_RENDER_SLOT < RENDER_SLOTS_MAX);
 
+/// What each face takes from the config file (`config.rs` reads it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FacesConfig {
+    /// The processor each Handinger budget picks.
+    pub handinger: handinger::Budgets,
+    /// The Nextcloud face's task types, languages and schedule limit.
+    pub nextcloud: nextcloud::NcConfig,
+}
+
 /// Every face taskyard serves, in the order their refusals are preferred
-/// for paths none of them owns (the first answers those); a face's own
-/// settings (`config.faces`) that do not read are an error.
-pub fn all(engine: &Engine, config: &ServerConfig) -> Result<Vec<Arc<dyn Face>>, String> {
-    check_config(&config.faces)?;
-    let nextcloud = nextcloud::NcConfig::from_table(config.faces.get(nextcloud::CONFIG_KEY))?;
-    Ok(vec![
+/// for paths none of them owns (the first answers those).
+pub fn all(engine: &Engine, config: &ServerConfig) -> Vec<Arc<dyn Face>> {
+    vec![
         Arc::new(parallel::Parallel::new(engine.clone())),
         Arc::new(handinger::Handinger::new(
             engine,
-            handinger::Budgets::default(),
+            config.faces.handinger.clone(),
         )),
         Arc::new(nextcloud::Nextcloud::new(
-            nextcloud,
+            config.faces.nextcloud.clone(),
             config.api_keys.clone(),
         )),
-    ])
-}
-
-/// Checks the faces' own settings (the config file's `[faces.<name>]`
-/// tables): each names a face that has settings, and each reads.
-pub fn check_config(faces: &BTreeMap<String, toml::Table>) -> Result<(), String> {
-    for (name, table) in faces {
-        match name.as_str() {
-            nextcloud::CONFIG_KEY => {
-                nextcloud::NcConfig::from_table(Some(table))?;
-            }
-            other => {
-                return Err(format!(
-                    "faces.{other}: no face of that name has settings (known: {})",
-                    nextcloud::CONFIG_KEY
-                ))
-            }
-        }
-    }
-    Ok(())
+    ]
 }
 
 /// The processor kinds a config file may name: the engine's, and those a
@@ -89,6 +75,10 @@ pub fn default_config() -> Config {
     config.webhooks.renderers.insert(
         parallel::FACE_NAME.to_string(),
         Arc::new(parallel::render::ParallelWebhooks),
+    );
+    config.webhooks.renderers.insert(
+        handinger::FACE_NAME.to_string(),
+        Arc::new(handinger::webhooks::HandingerWebhooks),
     );
     config
 }

@@ -32,7 +32,7 @@ pub use schedule::{Schedule, ScheduleRequest, ScheduleState, When};
 pub use status::{RunCounts, RunStatus};
 pub use task::{SchemaKind, TaskSpec};
 pub use time::Timestamp;
-pub use webhook::{Delivery, DeliveryState, WebhookTarget};
+pub use webhook::{Delivery, DeliveryAttempt, DeliveryState, WebhookTarget};
 
 /// A JSON object, in the order its keys were given.
 pub type JsonObject = Map<String, Value>;

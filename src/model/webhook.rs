@@ -14,6 +14,10 @@ use super::Timestamp;
 pub struct WebhookTarget {
     pub url: String,
     pub face: String,
+    /// A key of the face's choosing that the run's delivery attempts are
+    /// listed by ([`DeliveryAttempt`]); a Handinger worker's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// Where a delivery stands.
@@ -67,4 +71,28 @@ pub struct Delivery {
     pub last_error: Option<String>,
     pub created_at: Timestamp,
     pub modified_at: Timestamp,
+}
+
+/// One attempt to make a delivery, as it ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryAttempt {
+    /// Rises with every attempt: newer attempts have larger ones.
+    pub seq: i64,
+    /// The delivery's id, the same on all its attempts.
+    pub delivery_id: String,
+    pub run_id: String,
+    pub url: String,
+    pub started_at: Timestamp,
+    pub duration_ms: u64,
+    /// The receiver's HTTP status, if it answered.
+    pub code: Option<u16>,
+    /// Why the attempt failed, if it did.
+    pub error: Option<String>,
+}
+
+impl DeliveryAttempt {
+    /// A receiver took it (2xx).
+    pub fn delivered(&self) -> bool {
+        self.code.is_some_and(|code| (200..300).contains(&code))
+    }
 }

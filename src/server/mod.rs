@@ -11,6 +11,7 @@
 //! slot) in its own error form through [`Face::refuse`].
 
 pub mod auth;
+mod clock;
 pub mod fanout;
 mod metrics;
 pub mod rate;
@@ -59,9 +60,11 @@ pub struct ServerConfig {
     pub write_timeout: Duration,
     /// Requests per client and route class (`rate.rs`); none by default.
     pub rate_limits: rate::RateLimitConfig,
-    /// Each face's own settings, by face (the config file's `[faces.<name>]`
-    /// tables); the server reads none of them, `faces::all` hands them on.
-    pub faces: std::collections::BTreeMap<String, toml::Table>,
+    /// What each face takes from the config file.
+    pub faces: crate::faces::FacesConfig,
+    /// With a clock, its routes are served (`clock.rs`, `--test-clock`);
+    /// it must be the engine's schedule clock.
+    pub test_clock: Option<Arc<crate::engine::ManualClock>>,
 }
 
 impl Default for ServerConfig {
@@ -76,7 +79,8 @@ impl Default for ServerConfig {
             read_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(30),
             rate_limits: rate::RateLimitConfig::default(),
-            faces: Default::default(),
+            faces: crate::faces::FacesConfig::default(),
+            test_clock: None,
         }
     }
 }
@@ -179,7 +183,7 @@ pub struct Server {
 impl Server {
     /// Binds and serves every face taskyard has (`faces::all`).
     pub fn start(engine: Engine, config: ServerConfig) -> io::Result<Server> {
-        let faces = crate::faces::all(&engine, &config).map_err(io::Error::other)?;
+        let faces = crate::faces::all(&engine, &config);
         Server::start_with(engine, config, faces)
     }
 
@@ -200,6 +204,9 @@ impl Server {
         }
         routes.for_face(0);
         server_routes(&mut routes);
+        if let Some(clock) = &config.test_clock {
+            clock::register(&mut routes, clock.clone());
+        }
         let table = RouteTable::build(routes).map_err(io::Error::other)?;
         let bound = |timeout: Duration| Some(timeout).filter(|timeout| !timeout.is_zero());
         let http = tiny_http::Server::new(tiny_http::ServerConfig {

@@ -67,6 +67,9 @@ CREATE INDEX events_by_run ON events(run_seq, id);",
     Migration::Code(follow_ups),
     // 10: interactions and faces' records (issue 14).
     Migration::Code(interactions_and_records),
+    // 11: webhook targets a face lists by, and each delivery attempt
+    // (issue 14).
+    Migration::Code(webhook_attempts),
 ];
 
 /// Version a database has once every migration is applied.
@@ -242,6 +245,32 @@ fn interactions_and_records(transaction: &Transaction<'_>) -> Result<()> {
     transaction.execute_batch(&schema_statements("interaction_turns", Made::Table))?;
     transaction.execute_batch(&schema_statements("interaction_turns", Made::Indexes))?;
     transaction.execute_batch(&schema_statements("records", Made::Table))?;
+    Ok(())
+}
+
+/// Version 11: a target's owner and the attempts log.
+fn webhook_attempts(transaction: &Transaction<'_>) -> Result<()> {
+    // Migration 5 makes `run_webhooks` from today's schema.sql, so a
+    // database that was older than 5 has the column already.
+    let has_owner: bool = transaction.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('run_webhooks') WHERE name = 'owner'",
+        [],
+        |row| row.get(0),
+    )?;
+    if !has_owner {
+        // Made anew rather than altered: `ADD COLUMN` would store SQL that
+        // differs from schema.sql's, and a migrated database must read as
+        // a new one.
+        transaction.execute_batch("ALTER TABLE run_webhooks RENAME TO run_webhooks_v10")?;
+        transaction.execute_batch(&schema_statements("run_webhooks", Made::Table))?;
+        transaction.execute_batch(
+            "INSERT INTO run_webhooks (run_seq, url, face) \
+             SELECT run_seq, url, face FROM run_webhooks_v10;
+             DROP TABLE run_webhooks_v10;",
+        )?;
+    }
+    transaction.execute_batch(&schema_statements("webhook_attempts", Made::Table))?;
+    transaction.execute_batch(&schema_statements("webhook_attempts", Made::Indexes))?;
     Ok(())
 }
 
@@ -623,6 +652,43 @@ mod tests {
                 .expect("run_counts");
             assert_eq!(rows, 1);
         }
+    }
+
+    /// Migration 11 on a database made at version 10 (after migration 5
+    /// made `run_webhooks` without an owner): the column is added, and the
+    /// schema is a new one's.
+    #[test]
+    fn a_version_10_database_gets_webhook_owners_and_the_attempts_log() {
+        let mut new = Connection::open_in_memory().expect("in-memory database");
+        migrate(&mut new).expect("schema applies");
+        let mut old = Connection::open_in_memory().expect("in-memory database");
+        migrate(&mut old).expect("schema applies");
+        old.execute_batch(
+            "DROP TABLE webhook_attempts;
+             DROP TABLE run_webhooks;
+             CREATE TABLE run_webhooks (
+                 run_seq        INTEGER PRIMARY KEY,
+                 url            TEXT    NOT NULL,
+                 face           TEXT    NOT NULL
+             );
+             INSERT INTO run_webhooks VALUES (7, 'http://127.0.0.1:9/hook', 'parallel');
+             PRAGMA user_version = 10;",
+        )
+        .expect("back to version 10");
+        migrate(&mut old).expect("migration 11 applies");
+        assert_eq!(user_version(&old), SCHEMA_VERSION);
+        assert_eq!(schema_of(&old), schema_of(&new));
+        let kept: (i64, String, String, Option<String>) = old
+            .query_row(
+                "SELECT run_seq, url, face, owner FROM run_webhooks",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+            )
+            .expect("the target is kept");
+        assert_eq!(
+            kept,
+            (7, "http://127.0.0.1:9/hook".into(), "parallel".into(), None)
+        );
     }
 
     /// Regression (issue 11, bug 3): `/metrics` counted every run by status

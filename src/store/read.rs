@@ -12,8 +12,8 @@ use super::{
     RUN_COLUMNS, RUN_COLUMNS_COUNT, SCHEDULE_COLUMNS,
 };
 use crate::model::{
-    Delivery, DeliveryState, EventData, RunCounts as Counts, RunStatus, StoredRequest, TaskSpec,
-    Timestamp, Turn,
+    Delivery, DeliveryAttempt, DeliveryState, EventData, RunCounts as Counts, RunStatus,
+    StoredRequest, TaskSpec, Timestamp, Turn,
 };
 
 /// An event row: its id and what it says.
@@ -564,8 +564,17 @@ fn where_clause(terms: &[String]) -> String {
 }
 
 /// A due delivery's columns as read: seq, id, url, face, attempts,
-/// expires_at, the event's data.
-type DueRow = (i64, String, String, String, u32, i64, Option<String>);
+/// expires_at, the event's data, the target's owner.
+type DueRow = (
+    i64,
+    String,
+    String,
+    String,
+    u32,
+    i64,
+    Option<String>,
+    Option<String>,
+);
 
 /// A webhook delivery that is due, with the event it tells of.
 #[derive(Debug, Clone)]
@@ -575,6 +584,8 @@ pub struct DueDelivery {
     pub id: String,
     pub url: String,
     pub face: String,
+    /// The key the face gave the run's target, if any.
+    pub owner: Option<String>,
     /// Attempts made so far.
     pub attempts: u32,
     pub expires_at: i64,
@@ -588,8 +599,9 @@ impl Store {
         self.read(|connection| {
             let rows: Vec<DueRow> = connection
                 .prepare_cached(
-                    "SELECT d.seq, d.id, d.url, d.face, d.attempts, d.expires_at, e.data \
+                    "SELECT d.seq, d.id, d.url, d.face, d.attempts, d.expires_at, e.data, w.owner \
                      FROM webhook_deliveries d JOIN events e ON e.id = d.event_id \
+                     LEFT JOIN run_webhooks w ON w.run_seq = d.run_seq \
                      WHERE d.state = 'pending' AND d.next_at <= ?1 ORDER BY d.next_at LIMIT ?2",
                 )?
                 .query_map(params![now, limit as i64], |row| {
@@ -601,11 +613,12 @@ impl Store {
                         row.get(4)?,
                         row.get(5)?,
                         row.get(6)?,
+                        row.get(7)?,
                     ))
                 })?
                 .collect::<rusqlite::Result<_>>()?;
             rows.into_iter()
-                .map(|(seq, id, url, face, attempts, expires_at, data)| {
+                .map(|(seq, id, url, face, attempts, expires_at, data, owner)| {
                     let data = data.ok_or_else(|| {
                         Error::Sqlite(format!("delivery {seq} tells of an event with no data"))
                     })?;
@@ -614,6 +627,7 @@ impl Store {
                         id,
                         url,
                         face,
+                        owner,
                         attempts,
                         expires_at,
                         event: serde_json::from_str(&data)?,
@@ -631,6 +645,53 @@ impl Store {
                     "SELECT min(next_at) FROM webhook_deliveries WHERE state = 'pending'",
                 )?
                 .query_row([], |row| row.get(0))?)
+        })
+    }
+
+    /// The delivery attempts of the targets `owner` names, newest first:
+    /// at most `limit` after skipping `offset`, and how many there are.
+    pub fn owner_attempts(
+        &self,
+        owner: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<DeliveryAttempt>, u64)> {
+        self.read(|connection| {
+            let total: i64 = connection
+                .prepare_cached("SELECT count(*) FROM webhook_attempts WHERE owner = ?1")?
+                .query_row([owner], |row| row.get(0))?;
+            let attempts = connection
+                .prepare_cached(
+                    "SELECT a.seq, d.id, r.id, a.url, a.started_at, a.duration_us, a.code, \
+                     a.error FROM webhook_attempts a \
+                     JOIN webhook_deliveries d ON d.seq = a.delivery_seq \
+                     JOIN runs r ON r.seq = a.run_seq \
+                     WHERE a.owner = ?1 ORDER BY a.seq DESC LIMIT ?2 OFFSET ?3",
+                )?
+                .query_map(params![owner, limit as i64, offset as i64], |row| {
+                    Ok(DeliveryAttempt {
+                        seq: row.get(0)?,
+                        delivery_id: row.get(1)?,
+                        run_id: row.get(2)?,
+                        url: row.get(3)?,
+                        started_at: Timestamp(row.get(4)?),
+                        duration_ms: (row.get::<_, i64>(5)?.max(0) / 1_000) as u64,
+                        code: row.get(6)?,
+                        error: row.get(7)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok((attempts, total.max(0) as u64))
+        })
+    }
+
+    /// The interaction `run_id` is a turn of, if any.
+    pub fn run_interaction(&self, run_id: &str) -> Result<Option<String>> {
+        self.read(|connection| {
+            Ok(connection
+                .prepare_cached("SELECT interaction FROM interaction_turns WHERE run_id = ?1")?
+                .query_row([run_id], |row| row.get(0))
+                .optional()?)
         })
     }
 

@@ -13,7 +13,7 @@ from handinger import (
 )
 from handinger.types import TaskWithTurns
 
-from conftest import wait_until
+from conftest import clock, wait_until
 
 
 def finished(client: Handinger, task_id: str) -> TaskWithTurns:
@@ -167,3 +167,38 @@ def test_schedules_of_every_kind_are_made_listed_and_cancelled(client: Handinger
         client.workers.schedules.cancel(made[3].id, worker_id=worker.id)
     with pytest.raises(BadRequestError):
         client.workers.schedules.create(worker.id, input="x", when={"type": "delayed", "delayInSeconds": 0})
+
+
+def test_schedules_of_every_kind_fire_by_the_test_clock(client: Handinger, server):
+    """Each kind fires once the server's test clock passes its time: a new
+    task on its worker, triggered by the schedule, run to completion."""
+    import datetime
+
+    now = datetime.datetime.fromisoformat(clock(server).replace("Z", "+00:00"))
+    whens = {
+        "scheduled": {"type": "scheduled", "date": now + datetime.timedelta(minutes=10)},
+        "delayed": {"type": "delayed", "delayInSeconds": 600},
+        "cron": {"type": "cron", "cron": "0 * * * *"},
+        "interval": {"type": "interval", "intervalSeconds": 3600},
+    }
+    workers = {}
+    for kind, when in whens.items():
+        worker = client.workers.create(instructions=f"Report ({kind}).")
+        client.workers.schedules.create(worker.id, input=f"report {kind}", when=when, budget="low")
+        workers[kind] = worker.id
+    # Nothing is due yet: no worker has a task.
+    assert all(getattr(client.workers.retrieve(worker_id), "taskId", None) is None for worker_id in workers.values())
+
+    clock(server, advance_s=3601)
+    for kind, worker_id in workers.items():
+        task_id = wait_until(
+            f"the {kind} schedule to fire",
+            lambda: getattr(client.workers.retrieve(worker_id), "taskId", None),
+        )
+        done = finished(client, task_id)
+        assert done.task.triggered_by == "schedule", kind
+        assert done.task.status == "completed", kind
+        assert done.turns[0].input == f"report {kind}", kind
+    # A one-time schedule that fired is no longer listed; a repeating one is.
+    assert client.workers.schedules.list(workers["scheduled"]).schedules == []
+    assert len(client.workers.schedules.list(workers["interval"]).schedules) == 1

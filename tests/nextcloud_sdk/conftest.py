@@ -31,10 +31,10 @@ CONFIG = """
 kind = "mock"
 latency_ms = 600000
 
-[faces.nextcloud]
+[nextcloud]
 languages = [{ value = "en", name = "English" }, { value = "de", name = "German" }]
 
-[faces.nextcloud.task_types]
+[nextcloud.task_types]
 "core:text2text" = "mock"
 "core:text2text:summary" = "slow"
 "core:text2text:translate" = "mock"

@@ -366,6 +366,17 @@ impl SseStream {
         path: &str,
         headers: &[(&str, &str)],
     ) -> Result<SseStream, Response> {
+        SseStream::send(addr, "GET", path, headers, None)
+    }
+
+    /// [`SseStream::open`] with any method and body.
+    pub fn send(
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Result<SseStream, Response> {
         let stream = TcpStream::connect(addr).expect("connects");
         stream.set_nodelay(true).expect("nodelay");
         stream
@@ -375,7 +386,7 @@ impl SseStream {
         all_headers.extend_from_slice(headers);
         let started = Instant::now();
         (&stream)
-            .write_all(&request_bytes("GET", path, &all_headers, None))
+            .write_all(&request_bytes(method, path, &all_headers, body))
             .expect("request written");
         let mut reader = BufReader::new(stream);
         let (status, headers) = read_head(&mut reader)

@@ -54,6 +54,7 @@ class Handler(BaseHTTPRequestHandler):
             "signature": signature,
             "signature_valid": valid,
             "content_type": self.headers.get("content-type"),
+            "token": self.headers.get("x-handinger-token"),
             "body": json.loads(body),
             "answered": 204 if accept else 500,
         }

@@ -9,29 +9,81 @@ use super::error::{HError, Result};
 use super::limits::{INPUT_CHARS_MAX, TASK_ID_CHARS_MAX, TITLE_CHARS_MAX, TURNS_PER_TASK_MAX};
 use super::records::{self, Task, Worker};
 use super::routes::Route;
-use super::{wire, Handinger};
+use super::{stream, wire, Handinger};
 use crate::engine::{Created, Engine, Idempotency};
 use crate::model::{RunRequest, RunStatus, TaskSpec, Timestamp};
 use crate::server::{Reply, Request};
 
-/// Answers one request.
+/// Answers one request: JSON, or a turn's events where a stream is asked
+/// for and accepted (`stream.rs`).
 pub fn answer(face: &Handinger, request: &mut Request<'_>, route: Route) -> Reply {
-    match handle(face, request, route) {
-        Ok(body) => Reply::Json(200, body.to_string(), Vec::new()),
-        Err(error) => error.into_reply(),
+    let events = stream::accepts_events(request);
+    let reply = match route {
+        Route::CreateTask => create_task_answer(face, request, events),
+        Route::GetWorker(_) if events && query_flag(request.raw_query(), "stream") => {
+            handle(face, request, route).map(|worker| turn_stream_or_json(request, worker))
+        }
+        route => handle(face, request, route).map(json_reply),
+    };
+    reply.unwrap_or_else(HError::into_reply)
+}
+
+fn json_reply(body: Value) -> Reply {
+    Reply::Json(200, body.to_string(), Vec::new())
+}
+
+/// `POST /api/tasks`; with `"stream": true` and an `Accept` that names
+/// `text/event-stream`, the new turn's events instead of the Worker.
+fn create_task_answer(face: &Handinger, request: &mut Request<'_>, events: bool) -> Result<Reply> {
+    let base = base_url(request);
+    let engine = request.engine().clone();
+    let body = body(request)?;
+    let worker = once(request, &engine, &body, || {
+        create_task(face, &engine, &body, &base)
+    })?;
+    if events && body.get("stream") == Some(&Value::Bool(true)) {
+        return Ok(turn_stream_or_json(request, worker));
     }
+    Ok(json_reply(worker))
+}
+
+/// The events of the turn a Worker answer names, or the Worker as JSON
+/// when it names none (a worker that never ran).
+fn turn_stream_or_json(request: &Request<'_>, worker: Value) -> Reply {
+    let run_id = worker["turnId"]
+        .as_str()
+        .and_then(|turn| turn.strip_prefix("trun_"));
+    match run_id {
+        Some(run_id) => stream::turn_events(request.engine(), run_id),
+        None => json_reply(worker),
+    }
+}
+
+/// A query flag `name=true` (the SDK sends Python's `True` as `true`).
+fn query_flag(query: &str, name: &str) -> bool {
+    query_value(query, name) == Some("true")
+}
+
+/// The first value of `name` in a query string, as sent (the SDK's
+/// parameters here are numbers and flags, never percent-encoded).
+pub(super) fn query_value<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
 }
 
 fn handle(face: &Handinger, request: &mut Request<'_>, route: Route) -> Result<Value> {
     let base = base_url(request);
     let engine = request.engine().clone();
     match route {
-        Route::CreateTask => {
-            let body = body(request)?;
-            once(request, &engine, &body, || {
-                create_task(face, &engine, &body, &base)
-            })
-        }
+        // Answered by `create_task_answer`, which may stream.
+        Route::CreateTask => Err(HError::new(
+            500,
+            "internal",
+            "POST /api/tasks routed wrongly",
+        )),
         Route::GetTask(id) => {
             let task = task_of(&engine, &id)?;
             let worker =
@@ -106,6 +158,21 @@ fn handle(face: &Handinger, request: &mut Request<'_>, route: Route) -> Result<V
             body(request)?;
             super::schedules::cancel(&engine, &worker_id, &schedule_id)
         }
+        Route::GetWebhook(id) => Ok(super::webhooks::webhook_json(&records::live_worker(
+            &engine, &id,
+        )?)),
+        Route::UpdateWebhook(id) => super::webhooks::update(&engine, &id, &body(request)?, &base),
+        Route::DeleteWebhook(id) => {
+            body(request)?;
+            super::webhooks::delete(&engine, &id)
+        }
+        Route::WebhookExecutions(id) => {
+            super::webhooks::executions(&engine, &id, request.raw_query())
+        }
+        Route::RegenerateWebhookToken(id) => {
+            body(request)?;
+            super::webhooks::regenerate_token(&engine, &id)
+        }
         Route::WorkerEmail(id) => {
             let worker = records::live_worker(&engine, &id)?;
             Ok(json!({"email": format!("{}@taskyard.invalid", worker.id)}))
@@ -117,19 +184,7 @@ fn handle(face: &Handinger, request: &mut Request<'_>, route: Route) -> Result<V
 fn create_worker(engine: &Engine, body: &Map<String, Value>, base: &str) -> Result<Value> {
     let now = Timestamp::now().micros();
     let id = format!("wrk_{}", Ulid::new());
-    let mut worker = Worker {
-        title: default_title(&id),
-        id,
-        instructions: String::new(),
-        output_schema: None,
-        summary: String::new(),
-        visibility: "private".into(),
-        created_at: now,
-        updated_at: None,
-        deleted: false,
-        latest_task: None,
-        schedules: Vec::new(),
-    };
+    let mut worker = Worker::new(default_title(&id), id, now);
     apply_worker_fields(engine, &mut worker, body)?;
     if !body.contains_key("instructions") {
         if let Some(prompt) = optional_string(body, "prompt")? {
@@ -179,19 +234,8 @@ fn create_task(
             // A worker made on the fly: its instructions are the input
             // (spec 3.4).
             let id = format!("wrk_{}", Ulid::new());
-            let worker = Worker {
-                title: default_title(&id),
-                id,
-                instructions: input.clone(),
-                output_schema: None,
-                summary: String::new(),
-                visibility: "private".into(),
-                created_at: Timestamp::now().micros(),
-                updated_at: None,
-                deleted: false,
-                latest_task: None,
-                schedules: Vec::new(),
-            };
+            let mut worker = Worker::new(default_title(&id), id, Timestamp::now().micros());
+            worker.instructions = input.clone();
             records::insert_worker(engine, &worker)?;
             worker
         }
@@ -237,6 +281,7 @@ fn create_task(
     let mut request = RunRequest::new(Value::String(input), processor);
     request.task_spec = Some(spec_of(&worker));
     request.interaction = Some(task.interaction());
+    request.webhook = super::webhooks::target(&worker);
     let run = engine.create_run(request)?;
     let mut worker = worker;
     if worker.latest_task.as_deref() != Some(task.id.as_str()) {
@@ -303,19 +348,10 @@ fn task_of(engine: &Engine, id: &str) -> Result<Task> {
 }
 
 /// A task's worker whose record is missing: read as one without a schema.
-fn gone_worker(task: &Task) -> Worker {
+pub(super) fn gone_worker(task: &Task) -> Worker {
     Worker {
-        id: task.worker_id.clone(),
-        instructions: String::new(),
-        output_schema: None,
-        title: String::new(),
-        summary: String::new(),
-        visibility: "private".into(),
-        created_at: task.created_at,
-        updated_at: None,
         deleted: true,
-        latest_task: None,
-        schedules: Vec::new(),
+        ..Worker::new(String::new(), task.worker_id.clone(), task.created_at)
     }
 }
 

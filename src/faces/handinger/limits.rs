@@ -15,3 +15,12 @@ pub const TITLE_CHARS_MAX: usize = 80;
 
 /// Seconds of a `delayed` or `interval` schedule.
 pub const SCHEDULE_SECONDS_MAX: u64 = 31_536_000;
+
+/// Characters of a worker webhook's `url`.
+pub const WEBHOOK_URL_CHARS_MAX: usize = 2_048;
+
+/// Delivery attempts a page of `webhook/executions` lists (spec 4.6).
+pub const EXECUTIONS_PER_PAGE: usize = 50;
+
+/// Seconds a turn's event stream stays open at most (spec choice 4).
+pub const TURN_STREAM_S_MAX: u64 = 3_600;

@@ -13,6 +13,8 @@ pub mod limits;
 mod records;
 mod routes;
 mod schedules;
+mod stream;
+pub mod webhooks;
 pub mod wire;
 
 use std::sync::Arc;

@@ -36,6 +36,28 @@ pub struct Worker {
     /// Its schedules' ids, oldest first.
     #[serde(default)]
     pub schedules: Vec<String>,
+    #[serde(default)]
+    pub webhook: Option<super::webhooks::WorkerWebhook>,
+}
+
+impl Worker {
+    /// A private worker with no instructions, schema, schedule or webhook.
+    pub fn new(title: String, id: String, created_at: i64) -> Worker {
+        Worker {
+            id,
+            instructions: String::new(),
+            output_schema: None,
+            title,
+            summary: String::new(),
+            visibility: "private".into(),
+            created_at,
+            updated_at: None,
+            deleted: false,
+            latest_task: None,
+            schedules: Vec::new(),
+            webhook: None,
+        }
+    }
 }
 
 /// A worker's schedule as kept; the firing is the engine's schedule.

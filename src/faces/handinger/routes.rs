@@ -1,8 +1,6 @@
 //! Handinger's routes (spec section 4), registered in the server's one
 //! route table. Path ids arrive percent-encoded as one segment and are
-//! decoded once here (`a%2Fb` is the id `a/b`). A worker's webhook is not
-//! served yet: its paths answer 404 (spec choice 9), never a 5xx the SDK
-//! would retry.
+//! decoded once here (`a%2Fb` is the id `a/b`).
 
 use std::sync::Arc;
 
@@ -26,6 +24,11 @@ pub enum Route {
     CreateSchedule(String),
     ListSchedules(String),
     CancelSchedule(String, String),
+    GetWebhook(String),
+    UpdateWebhook(String),
+    DeleteWebhook(String),
+    WebhookExecutions(String),
+    RegenerateWebhookToken(String),
 }
 
 /// Builds a route from the decoded ids of its pattern, in order.
@@ -79,6 +82,36 @@ const API: &[(&str, &str, &[&str], Make)] = &[
         "/api/workers/{worker_id}/schedules/{schedule_id}",
         &["worker_id", "schedule_id"],
         |i| Route::CancelSchedule(id(i), id(i)),
+    ),
+    (
+        "GET",
+        "/api/workers/{worker_id}/webhook",
+        &["worker_id"],
+        |i| Route::GetWebhook(id(i)),
+    ),
+    (
+        "PUT",
+        "/api/workers/{worker_id}/webhook",
+        &["worker_id"],
+        |i| Route::UpdateWebhook(id(i)),
+    ),
+    (
+        "DELETE",
+        "/api/workers/{worker_id}/webhook",
+        &["worker_id"],
+        |i| Route::DeleteWebhook(id(i)),
+    ),
+    (
+        "GET",
+        "/api/workers/{worker_id}/webhook/executions",
+        &["worker_id"],
+        |i| Route::WebhookExecutions(id(i)),
+    ),
+    (
+        "POST",
+        "/api/workers/{worker_id}/webhook/regenerate-token",
+        &["worker_id"],
+        |i| Route::RegenerateWebhookToken(id(i)),
     ),
 ];
 

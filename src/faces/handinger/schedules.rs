@@ -40,6 +40,7 @@ pub fn create(
     run.task_spec = Some(spec_of(&worker));
     run.interaction = Some(format!("{FACE_NAME}:{FIRED_TASK_PREFIX}"));
     run.document = Some(json!({"workerId": worker.id}).to_string());
+    run.webhook = super::webhooks::target(&worker);
     let made = engine.create_schedule(ScheduleRequest { when, run })?;
     let schedule = Schedule {
         id: format!("sch_{}", Ulid::new()),

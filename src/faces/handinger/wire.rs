@@ -9,7 +9,7 @@
 use serde_json::{json, Value};
 
 use super::records::{Task, Worker};
-use crate::model::{Content, InteractionTurn, RunStatus, Timestamp};
+use crate::model::{Content, InteractionTurn, Output, Run, RunStatus, Timestamp};
 
 /// `organizationId` and `userId` of everything taskyard makes.
 pub const ORGANIZATION_ID: &str = "org_local";
@@ -45,13 +45,18 @@ pub fn status(status: RunStatus) -> &'static str {
 /// What a turn answered, as text: the text, or the JSON object compact;
 /// for a failed turn the error message (spec 3.2).
 pub fn output_text(turn: &InteractionTurn) -> String {
-    if let Some(output) = &turn.output {
+    run_output_text(&turn.run, turn.output.as_ref())
+}
+
+/// [`output_text`] of a run and its output, if it has one yet.
+pub fn run_output_text(run: &Run, output: Option<&Output>) -> String {
+    if let Some(output) = output {
         return match &output.content {
             Content::Text(text) => text.clone(),
             Content::Json(object) => Value::Object(object.clone()).to_string(),
         };
     }
-    match (&turn.run.status, &turn.run.error) {
+    match (&run.status, &run.error) {
         (RunStatus::Failed, Some(error)) => error.message.clone(),
         _ => String::new(),
     }

@@ -1,5 +1,5 @@
-//! The face's own settings, the `[faces.nextcloud]` table of the config
-//! file: which processor serves each task type (spec choice 3), the
+//! The face's own settings, the `[nextcloud]` table of the config file:
+//! which processor serves each task type (spec choice 3), the
 //! languages of `core:text2text:translate`, the schedule rate limit (spec
 //! 1.8) and the expected runtime behind `completionExpectedAt`.
 //!
@@ -12,6 +12,7 @@ use super::limits::{
     EXPECTED_RUNTIME_S_DEFAULT, SCHEDULES_PER_WINDOW_DEFAULT, SCHEDULE_WINDOW_S_DEFAULT,
 };
 use super::types::{self, Choice, Provided};
+use crate::processors::Registry;
 
 /// The types served with no config: Text in, `output` Text out, by the
 /// deterministic `mock` (spec choice 2). No translate: a made-up list of
@@ -49,7 +50,7 @@ struct Language {
 }
 
 /// The face's settings, checked.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NcConfig {
     /// Task type id → processor name, in the order listed.
     pub task_types: Vec<(String, String)>,
@@ -75,27 +76,33 @@ impl Default for NcConfig {
 }
 
 impl NcConfig {
-    /// Reads the `[faces.nextcloud]` table; an error names the key.
-    pub fn from_table(table: Option<&toml::Table>) -> Result<NcConfig, String> {
+    /// Reads the `[nextcloud]` table; an error names the key. Each task
+    /// type must map to a processor `registry` serves: a type whose name
+    /// is mistyped would otherwise vanish from the list without a word.
+    pub fn from_table(
+        table: Option<&toml::Table>,
+        registry: &Registry,
+    ) -> Result<NcConfig, String> {
         let Some(table) = table else {
             return Ok(NcConfig::default());
         };
         let file: File = toml::Value::Table(table.clone())
             .try_into()
-            .map_err(|e| format!("faces.nextcloud: {e}"))?;
+            .map_err(|e| format!("nextcloud: {e}"))?;
         let mut config = NcConfig::default();
         if let Some(task_types) = file.task_types {
             for (id, processor) in &task_types {
                 if types::known(id).is_none() {
                     let known: Vec<&str> = types::TASK_TYPES.iter().map(|t| t.id).collect();
                     return Err(format!(
-                        "faces.nextcloud.task_types: unknown task type '{id}'; known: {}",
+                        "nextcloud.task_types: unknown task type '{id}'; known: {}",
                         known.join(", ")
                     ));
                 }
-                if processor.is_empty() {
+                if registry.get(processor).is_none() {
                     return Err(format!(
-                        "faces.nextcloud.task_types.\"{id}\": a processor name is required"
+                        "nextcloud.task_types.\"{id}\" names processor '{processor}', which is \
+                         not served (configure it under [processors.{processor}])"
                     ));
                 }
             }
@@ -116,8 +123,7 @@ impl NcConfig {
             .any(|(id, _)| id == "core:text2text:translate");
         if translates && config.languages.is_empty() {
             return Err(
-                "faces.nextcloud: core:text2text:translate needs `languages` (its enum values)"
-                    .into(),
+                "nextcloud: core:text2text:translate needs `languages` (its enum values)".into(),
             );
         }
         if let Some(limit) = file.schedule_limit {
@@ -125,7 +131,7 @@ impl NcConfig {
         }
         if let Some(window) = file.schedule_window_s {
             if window == 0 {
-                return Err("faces.nextcloud.schedule_window_s must be at least 1".into());
+                return Err("nextcloud.schedule_window_s must be at least 1".into());
             }
             config.schedule_window_s = window;
         }

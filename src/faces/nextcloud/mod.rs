@@ -31,9 +31,6 @@ pub use error::NcError;
 /// The face's name where the engine keeps its records.
 pub const FACE_NAME: &str = "nextcloud";
 
-/// The key of the face's table in the config file (`[faces.nextcloud]`).
-pub const CONFIG_KEY: &str = "nextcloud";
-
 /// The face: its settings, the API keys its logins are checked against,
 /// and the schedule limiter.
 pub struct Nextcloud {

@@ -7,6 +7,7 @@
 //! `../shared/spec/parallel-task-api.md`.
 
 mod api;
+pub mod client;
 mod error;
 mod handlers;
 pub mod limits;

@@ -188,13 +188,18 @@ fn splice_task_spec(request: &str, spec: &str) -> String {
 pub struct ParallelWebhooks;
 
 impl crate::webhooks::WebhookRender for ParallelWebhooks {
-    fn body(&self, run: &crate::model::Run) -> String {
-        json!({
+    fn body(
+        &self,
+        _engine: &crate::engine::Engine,
+        run: &crate::model::Run,
+        _owner: Option<&str>,
+    ) -> Result<String, String> {
+        Ok(json!({
             "timestamp": run.modified_at,
             "type": "task_run.status",
             "data": wire::Run::from(run),
         })
-        .to_string()
+        .to_string())
     }
 
     fn delivery_id(&self, id: &str) -> String {

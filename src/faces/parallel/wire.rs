@@ -145,6 +145,7 @@ impl RunInput {
             .map(|url| WebhookTarget {
                 url: url.to_string(),
                 face: super::FACE_NAME.to_string(),
+                owner: None,
             })
     }
 

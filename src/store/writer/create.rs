@@ -101,8 +101,10 @@ pub(super) fn insert_run(
     let run_seq = transaction.last_insert_rowid();
     if let Some(webhook) = &run.webhook {
         transaction
-            .prepare_cached("INSERT INTO run_webhooks (run_seq, url, face) VALUES (?1, ?2, ?3)")?
-            .execute(params![run_seq, webhook.url, webhook.face])?;
+            .prepare_cached(
+                "INSERT INTO run_webhooks (run_seq, url, face, owner) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![run_seq, webhook.url, webhook.face, webhook.owner])?;
     }
     let id = batch.append_event(
         transaction,

@@ -228,6 +228,23 @@ pub(super) fn record_delivery(
     seq: i64,
     outcome: &DeliveryOutcome,
 ) -> Result<()> {
+    // The attempts log first, while the row is still pending: a late
+    // outcome of a duplicate attempt is logged by neither.
+    transaction
+        .prepare_cached(
+            "INSERT INTO webhook_attempts (delivery_seq, run_seq, owner, url, started_at, \
+             duration_us, code, error) \
+             SELECT d.seq, d.run_seq, w.owner, d.url, ?2, ?3, ?4, ?5 FROM webhook_deliveries d \
+             LEFT JOIN run_webhooks w ON w.run_seq = d.run_seq \
+             WHERE d.seq = ?1 AND d.state = 'pending'",
+        )?
+        .execute(params![
+            seq,
+            outcome.started_at,
+            outcome.duration_us,
+            outcome.code,
+            outcome.error
+        ])?;
     transaction
         .prepare_cached(
             "UPDATE webhook_deliveries SET state = ?2, attempts = attempts + 1, next_at = ?3, \

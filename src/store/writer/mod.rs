@@ -163,6 +163,9 @@ pub struct DeliveryOutcome {
     /// The receiver's HTTP status, if it answered.
     pub code: Option<u16>,
     pub error: Option<String>,
+    /// When the attempt started (micros), and how long it took.
+    pub started_at: i64,
+    pub duration_us: i64,
 }
 
 /// The answer to a run cancel: the status before, and the run after.

@@ -118,12 +118,21 @@ fn prune_rows(
             .execute(params![before, rows_max as i64])?;
     }
     if let Some(before) = policy.deliveries_before {
-        pruned.deliveries = transaction
+        let seqs: Vec<i64> = transaction
             .prepare_cached(
-                "DELETE FROM webhook_deliveries WHERE seq IN (SELECT seq FROM \
-                 webhook_deliveries WHERE state <> 'pending' AND modified_at < ?1 LIMIT ?2)",
+                "SELECT seq FROM webhook_deliveries WHERE state <> 'pending' AND modified_at < ?1 \
+                 LIMIT ?2",
             )?
-            .execute(params![before, rows_max as i64])?;
+            .query_map(params![before, rows_max as i64], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for seq in seqs {
+            transaction
+                .prepare_cached("DELETE FROM webhook_attempts WHERE delivery_seq = ?1")?
+                .execute([seq])?;
+            pruned.deliveries += transaction
+                .prepare_cached("DELETE FROM webhook_deliveries WHERE seq = ?1")?
+                .execute([seq])?;
+        }
     }
     let Some(before) = policy.runs_before else {
         return Ok(pruned);
@@ -152,6 +161,7 @@ fn prune_rows(
             .execute([seq])?;
         for sql in [
             "DELETE FROM run_webhooks WHERE run_seq = ?1",
+            "DELETE FROM webhook_attempts WHERE run_seq = ?1",
             "DELETE FROM webhook_deliveries WHERE run_seq = ?1",
             "DELETE FROM schedule_runs WHERE run_seq = ?1",
             "DELETE FROM runs WHERE seq = ?1",

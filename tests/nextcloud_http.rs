@@ -7,11 +7,14 @@
 
 #[path = "support/http.rs"]
 mod client;
+#[path = "support/receiver.rs"]
+mod receiver;
 mod support;
 
 use std::time::Duration;
 
 use client::{Response, TestServer};
+use receiver::Receiver;
 use serde_json::{json, Value};
 use support::{config_from_toml, open_with, wait_for, TestDir};
 use taskyard::faces::nextcloud::NcConfig;
@@ -917,4 +920,61 @@ fn schedules_at_once_get_distinct_dense_ids() {
         expected,
         "listed in id order"
     );
+}
+
+/// A task's `HTTP:POST` webhook on an allowed host is called with
+/// `{"task": Task}` when the task ends (spec 3.2, choice 7); another
+/// method or another host is kept with the task and not called.
+#[test]
+fn an_http_post_webhook_on_an_allowed_host_gets_the_ended_task() {
+    let dir = TestDir::new();
+    let receiver = Receiver::start(dir.dir.path(), 0, &[]);
+    receiver.accept();
+    let server = start(&dir, "webhook_hosts_allowed = [\"127.0.0.1\"]", &[]);
+    let elsewhere = receiver.url().replace("127.0.0.1", "localhost");
+    let mut run_ids = Vec::new();
+    for (method, uri) in [
+        ("HTTP:POST", receiver.url()),
+        ("HTTP:GET", receiver.url()),
+        ("HTTP:POST", elsewhere),
+    ] {
+        let body = json!({"input": {"input": "hook"}, "type": "core:text2text", "appId": "a",
+                          "customId": method, "webhookUri": uri, "webhookMethod": method});
+        let answer = schedule(&server, "alice", &body);
+        data(&answer, 200);
+        let run_id = answer.header("x-taskyard-run-id").expect("run id");
+        run_ids.push(run_id.trim_start_matches("trun_").to_string());
+    }
+    wait_for("the webhook call", Duration::from_secs(30), || {
+        !receiver.requests().is_empty()
+    });
+    let called = &receiver.requests()[0]["body"]["task"];
+    assert_eq!(called["id"], json!(1), "{called}");
+    assert_eq!(called["status"], "STATUS_SUCCESSFUL");
+    assert!(called["output"]["output"].is_string(), "{called}");
+    assert_eq!(
+        called,
+        &wait_status(&server, "alice", 1, "STATUS_SUCCESSFUL"),
+        "the task as a GET reads it"
+    );
+    for (id, run_id) in [(2, &run_ids[1]), (3, &run_ids[2])] {
+        wait_status(&server, "alice", id, "STATUS_SUCCESSFUL");
+        assert!(
+            server
+                .engine
+                .run_deliveries(run_id)
+                .expect("deliveries")
+                .is_empty(),
+            "task {id}'s webhook is kept, not called"
+        );
+    }
+    assert_eq!(
+        server
+            .engine
+            .run_deliveries(&run_ids[0])
+            .expect("deliveries")
+            .len(),
+        1
+    );
+    assert_eq!(receiver.requests().len(), 1);
 }

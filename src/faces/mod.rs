@@ -80,5 +80,9 @@ pub fn default_config() -> Config {
         handinger::FACE_NAME.to_string(),
         Arc::new(handinger::webhooks::HandingerWebhooks),
     );
+    config.webhooks.renderers.insert(
+        nextcloud::FACE_NAME.to_string(),
+        Arc::new(nextcloud::webhooks::NextcloudWebhooks),
+    );
     config
 }

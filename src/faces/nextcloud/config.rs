@@ -1,7 +1,8 @@
 //! The face's own settings, the `[nextcloud]` table of the config file:
 //! which processor serves each task type (spec choice 3), the
 //! languages of `core:text2text:translate`, the schedule rate limit (spec
-//! 1.8) and the expected runtime behind `completionExpectedAt`.
+//! 1.8), the expected runtime behind `completionExpectedAt`, and the hosts
+//! a task's webhook may be called on (choice 7).
 //!
 //! With no table every key has its default, so `taskyard serve` serves the
 //! mock types of spec choice 2 with no config at all.
@@ -40,6 +41,8 @@ struct File {
     schedule_limit: Option<u32>,
     schedule_window_s: Option<u64>,
     expected_runtime_s: Option<u64>,
+    /// Hosts a task's `HTTP:POST` webhook may be called on.
+    webhook_hosts_allowed: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,6 +61,9 @@ pub struct NcConfig {
     pub schedule_limit: u32,
     pub schedule_window_s: u64,
     pub expected_runtime_s: u64,
+    /// Hosts a task's `HTTP:POST` webhook is called on; none by default
+    /// (spec choice 7: offline).
+    pub webhook_hosts_allowed: Vec<String>,
 }
 
 impl Default for NcConfig {
@@ -71,6 +77,7 @@ impl Default for NcConfig {
             schedule_limit: SCHEDULES_PER_WINDOW_DEFAULT,
             schedule_window_s: SCHEDULE_WINDOW_S_DEFAULT,
             expected_runtime_s: EXPECTED_RUNTIME_S_DEFAULT,
+            webhook_hosts_allowed: Vec::new(),
         }
     }
 }
@@ -138,6 +145,7 @@ impl NcConfig {
         if let Some(runtime) = file.expected_runtime_s {
             config.expected_runtime_s = runtime;
         }
+        config.webhook_hosts_allowed = file.webhook_hosts_allowed.unwrap_or_default();
         Ok(config)
     }
 

@@ -267,6 +267,7 @@ fn schedule(face: &Nextcloud, engine: &Engine, user: &str, params: &Params) -> R
         }),
         input_schema: None,
     });
+    run_request.webhook = super::webhooks::target(&face.config, engine, &record);
     let mut metadata = crate::model::JsonObject::new();
     metadata.insert("face".into(), json!(super::FACE_NAME));
     metadata.insert("nc_task_id".into(), json!(record.id));
@@ -308,11 +309,17 @@ fn schedule(face: &Nextcloud, engine: &Engine, user: &str, params: &Params) -> R
 /// A run and, when it completed, its output.
 fn run_of(engine: &Engine, run_id: &str) -> Result<(Run, Option<Output>)> {
     let run = engine.get_run(run_id)?;
+    let output = output_of(engine, &run)?;
+    Ok((run, output))
+}
+
+/// A run's output, when it completed.
+pub(super) fn output_of(engine: &Engine, run: &Run) -> Result<Option<Output>> {
     if run.status != RunStatus::Completed {
-        return Ok((run, None));
+        return Ok(None);
     }
-    match engine.wait_for_result(run_id, Duration::ZERO) {
-        Ok((run, output)) => Ok((run, Some(output))),
+    match engine.wait_for_result(&run.id, Duration::ZERO) {
+        Ok((_, output)) => Ok(Some(output)),
         Err(error) => Err(error.into()),
     }
 }

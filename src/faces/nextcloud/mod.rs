@@ -19,6 +19,7 @@ pub mod limits;
 mod records;
 mod routes;
 pub mod types;
+pub mod webhooks;
 mod wire;
 
 use std::sync::Arc;

@@ -257,6 +257,17 @@ fn envelopes_follow_v1_and_v2_in_json_and_xml() {
     );
     assert_eq!(json_by_body.json()["ocs"]["data"]["task"]["id"], json!(1));
 
+    // Both entry points count as one route, under the v2 pattern.
+    wait_for(
+        "the v1 read in the metrics",
+        Duration::from_secs(10),
+        || {
+            let metrics = server.get("/metrics").text();
+            metrics.contains("route=\"/ocs/v2.php/taskprocessing/task/{id}\",status=\"200\"")
+                && !metrics.contains("route=\"/ocs/v1.php")
+        },
+    );
+
     // A failure: v2 carries the status; v1 answers 200 with it in meta.
     let missing = get(&format!("{V2}/task/99?format=json"), None);
     assert_eq!(failure(&missing, 404), "Task not found");

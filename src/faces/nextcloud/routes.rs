@@ -54,63 +54,98 @@ enum Guard {
 type Make = fn(&Params) -> Route;
 
 const USER: &[(&str, &str, Guard, Make)] = &[
-    ("GET", "/taskprocessing/tasktypes", Guard::User, |_| {
-        Route::TaskTypes
-    }),
-    ("POST", "/taskprocessing/schedule", Guard::User, |_| {
-        Route::Schedule
-    }),
-    ("GET", "/taskprocessing/task/{id}", Guard::User, |p| {
-        Route::GetTask(p.path_int("id"))
-    }),
-    ("DELETE", "/taskprocessing/task/{id}", Guard::User, |p| {
-        Route::DeleteTask(p.path_int("id"))
-    }),
-    ("GET", "/taskprocessing/tasks", Guard::User, |_| {
-        Route::ListTasks
-    }),
     (
         "GET",
-        "/taskprocessing/tasks/app/{appId}",
+        "/ocs/v2.php/taskprocessing/tasktypes",
+        Guard::User,
+        |_| Route::TaskTypes,
+    ),
+    (
+        "POST",
+        "/ocs/v2.php/taskprocessing/schedule",
+        Guard::User,
+        |_| Route::Schedule,
+    ),
+    (
+        "GET",
+        "/ocs/v2.php/taskprocessing/task/{id}",
+        Guard::User,
+        |p| Route::GetTask(p.path_int("id")),
+    ),
+    (
+        "DELETE",
+        "/ocs/v2.php/taskprocessing/task/{id}",
+        Guard::User,
+        |p| Route::DeleteTask(p.path_int("id")),
+    ),
+    (
+        "GET",
+        "/ocs/v2.php/taskprocessing/tasks",
+        Guard::User,
+        |_| Route::ListTasks,
+    ),
+    (
+        "GET",
+        "/ocs/v2.php/taskprocessing/tasks/app/{appId}",
         Guard::User,
         |p| Route::ListAppTasks(p.path("appId")),
     ),
     (
         "POST",
-        "/taskprocessing/tasks/{taskId}/cancel",
+        "/ocs/v2.php/taskprocessing/tasks/{taskId}/cancel",
         Guard::User,
         |p| Route::CancelTask(p.path_int("taskId")),
     ),
     (
         "GET",
-        "/taskprocessing/tasks/{taskId}/file/{fileId}",
+        "/ocs/v2.php/taskprocessing/tasks/{taskId}/file/{fileId}",
         Guard::UserNoCsrf,
         |p| Route::TaskFile(p.path_int("taskId")),
     ),
-    ("GET", "/cloud/capabilities", Guard::Public, |_| {
-        Route::Capabilities
+    (
+        "GET",
+        "/ocs/v2.php/cloud/capabilities",
+        Guard::Public,
+        |_| Route::Capabilities,
+    ),
+    ("GET", "/ocs/v2.php/cloud/user", Guard::User, |_| {
+        Route::CurrentUser
     }),
-    ("GET", "/cloud/user", Guard::User, |_| Route::CurrentUser),
 ];
 
 /// The AppAPI routes (spec section 4): answered 412 `ExApp required`.
 const EXAPP: &[(&str, &str)] = &[
-    ("GET", "/taskprocessing/tasks_provider/next"),
-    ("GET", "/taskprocessing/tasks_provider/next_batch"),
-    ("POST", "/taskprocessing/tasks_provider/{taskId}/progress"),
-    ("POST", "/taskprocessing/tasks_provider/{taskId}/result"),
-    ("POST", "/taskprocessing/tasks_provider/{taskId}/file"),
+    ("GET", "/ocs/v2.php/taskprocessing/tasks_provider/next"),
     (
         "GET",
-        "/taskprocessing/tasks_provider/{taskId}/file/{fileId}",
+        "/ocs/v2.php/taskprocessing/tasks_provider/next_batch",
     ),
-    ("GET", "/taskprocessing/tasks_consumer/tasktypes"),
-    ("POST", "/taskprocessing/tasks_consumer/schedule"),
-    ("GET", "/taskprocessing/tasks_consumer/task/{id}"),
-    ("DELETE", "/taskprocessing/tasks_consumer/task/{id}"),
     (
         "POST",
-        "/taskprocessing/tasks_consumer/tasks/{taskId}/cancel",
+        "/ocs/v2.php/taskprocessing/tasks_provider/{taskId}/progress",
+    ),
+    (
+        "POST",
+        "/ocs/v2.php/taskprocessing/tasks_provider/{taskId}/result",
+    ),
+    (
+        "POST",
+        "/ocs/v2.php/taskprocessing/tasks_provider/{taskId}/file",
+    ),
+    (
+        "GET",
+        "/ocs/v2.php/taskprocessing/tasks_provider/{taskId}/file/{fileId}",
+    ),
+    ("GET", "/ocs/v2.php/taskprocessing/tasks_consumer/tasktypes"),
+    ("POST", "/ocs/v2.php/taskprocessing/tasks_consumer/schedule"),
+    ("GET", "/ocs/v2.php/taskprocessing/tasks_consumer/task/{id}"),
+    (
+        "DELETE",
+        "/ocs/v2.php/taskprocessing/tasks_consumer/task/{id}",
+    ),
+    (
+        "POST",
+        "/ocs/v2.php/taskprocessing/tasks_consumer/tasks/{taskId}/cancel",
     ),
 ];
 
@@ -118,8 +153,10 @@ const EXAPP: &[(&str, &str)] = &[
 /// server, answers a wrong one (after the login check).
 const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
 
-/// The two entry points; the v2 pattern is each route's metrics label.
-const PREFIXES: &[&str] = &["/ocs/v2.php", "/ocs/v1.php"];
+/// The v2 entry point, which the tables name; each route is served under
+/// the v1 one too, counted under its v2 pattern.
+const V2_PREFIX: &str = "/ocs/v2.php";
+const V1_PREFIX: &str = "/ocs/v1.php";
 
 /// What one path answers: its methods with their guard and route.
 #[derive(Clone)]
@@ -149,18 +186,15 @@ pub fn register(face: &Arc<Nextcloud>, routes: &mut Routes) {
         add(method, path, Guard::ExApp, None);
     }
     for (path, entry) in paths {
-        for prefix in PREFIXES {
-            let full = format!("{prefix}{path}");
-            // Labels are static: the v2 pattern, leaked once per route at
-            // start-up (a few dozen bytes, for the process's life).
-            let label: &'static str = Box::leak(format!("{}{path}", PREFIXES[0]).into_boxed_str());
+        let v1 = path.replacen(V2_PREFIX, V1_PREFIX, 1);
+        for served in [path.to_string(), v1] {
             for method in METHODS {
                 let face = face.clone();
                 let entry = entry.clone();
                 routes.add(
                     method,
-                    full.clone(),
-                    label,
+                    served.clone(),
+                    path,
                     false,
                     Arc::new(move |request| answer(&face, request, Some(&entry))),
                 );

@@ -51,6 +51,9 @@ pub struct FileConfig {
     pub rate_limits: Option<RateLimitsFile>,
     /// The Handinger face's settings (`[handinger]`).
     pub handinger: Option<HandingerFile>,
+    /// The Nextcloud face's settings (`[nextcloud]`), read by the face
+    /// (`faces::nextcloud::NcConfig`).
+    pub nextcloud: Option<toml::Table>,
     /// Processor names to add or override, by name; each section is read
     /// by its kind (`processors::kind`).
     #[serde(default)]
@@ -136,7 +139,7 @@ impl FileConfig {
     }
 
     /// What the faces take from the file, checked against the processors
-    /// `registry` serves: a budget must name one of them.
+    /// `registry` serves: a budget or a task type must name one of them.
     pub fn faces(&self, registry: &Registry) -> Result<FacesConfig, String> {
         let mut faces = FacesConfig::default();
         let budgets = self
@@ -162,6 +165,9 @@ impl FileConfig {
                 *slot = name.clone();
             }
         }
+        faces.nextcloud =
+            crate::faces::nextcloud::NcConfig::from_table(self.nextcloud.as_ref(), registry)
+                .map_err(|error| format!("config file {}: {error}", self.path.display()))?;
         Ok(faces)
     }
 

@@ -7,6 +7,7 @@
 //! line in [`all`].
 
 pub mod handinger;
+pub mod nextcloud;
 pub mod parallel;
 
 use std::sync::Arc;
@@ -28,6 +29,8 @@ const _: () = assert!(PARALLEL_RENDER_SLOT < RENDER_SLOTS_MAX);
 pub struct FacesConfig {
     /// The processor each Handinger budget picks.
     pub handinger: handinger::Budgets,
+    /// The Nextcloud face's task types, languages and schedule limit.
+    pub nextcloud: nextcloud::NcConfig,
 }
 
 /// Every face taskyard serves, in the order their refusals are preferred
@@ -38,6 +41,10 @@ pub fn all(engine: &Engine, config: &ServerConfig) -> Vec<Arc<dyn Face>> {
         Arc::new(handinger::Handinger::new(
             engine,
             config.faces.handinger.clone(),
+        )),
+        Arc::new(nextcloud::Nextcloud::new(
+            config.faces.nextcloud.clone(),
+            config.api_keys.clone(),
         )),
     ]
 }
@@ -72,6 +79,10 @@ pub fn default_config() -> Config {
     config.webhooks.renderers.insert(
         handinger::FACE_NAME.to_string(),
         Arc::new(handinger::webhooks::HandingerWebhooks),
+    );
+    config.webhooks.renderers.insert(
+        nextcloud::FACE_NAME.to_string(),
+        Arc::new(nextcloud::webhooks::NextcloudWebhooks),
     );
     config
 }

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use common::Row;
 use serde_json::json;
-use taskyard::faces::parallel::wire::{AddRuns, RunInput};
 use taskyard::faces::parallel::Api;
 use taskyard::server::{Server, ServerConfig};
 use taskyard::Engine;
@@ -31,26 +30,7 @@ fn main() {
     )
     .expect("engine");
     let api = Api::new(engine.clone());
-    let group = api.create_group(None).expect("group");
-    for first in (0..runs).step_by(1_000) {
-        let inputs = (first..(first + 1_000).min(runs))
-            .map(|index| RunInput::new(json!({ "row": index }), "echo"))
-            .collect();
-        api.add_runs(
-            &group.taskgroup_id,
-            AddRuns {
-                inputs,
-                default_task_spec: None,
-            },
-        )
-        .expect("runs added");
-    }
-    common::wait_until("the group to finish", Duration::from_secs(900), || {
-        !api.get_group(&group.taskgroup_id)
-            .expect("group")
-            .status
-            .is_active
-    });
+    let group = common::finished_echo_group(&api, runs);
     let server = Server::start(
         engine,
         ServerConfig {
@@ -59,11 +39,7 @@ fn main() {
         },
     )
     .expect("server");
-    let url = format!(
-        "http://{}/#/group/{}",
-        server.local_addr(),
-        group.taskgroup_id
-    );
+    let url = format!("http://{}/#/group/{group}", server.local_addr());
     let expected = runs.to_string();
     let (mut paints, mut shown) = (Vec::new(), Vec::new());
     for _ in 0..repeat {

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use common::Row;
 use serde_json::json;
-use taskyard::faces::parallel::wire::{AddRuns, RunInput};
 use taskyard::faces::parallel::Api;
 use taskyard::limits::{PRUNE_PAGES_PER_BATCH, PRUNE_ROWS_PER_BATCH};
 use taskyard::model::Timestamp;
@@ -42,26 +41,7 @@ fn pass(runs: usize) -> Pass {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("bench.db");
     let api = Api::new(Engine::open(&path, taskyard::faces::default_config()).expect("engine"));
-    let group = api.create_group(None).expect("group");
-    for first in (0..runs).step_by(1_000) {
-        let inputs = (first..(first + 1_000).min(runs))
-            .map(|index| RunInput::new(json!({ "item": index }), "echo"))
-            .collect();
-        api.add_runs(
-            &group.taskgroup_id,
-            AddRuns {
-                inputs,
-                default_task_spec: None,
-            },
-        )
-        .expect("runs added");
-    }
-    common::wait_until("the runs to finish", Duration::from_secs(600), || {
-        !api.get_group(&group.taskgroup_id)
-            .expect("group")
-            .status
-            .is_active
-    });
+    common::finished_echo_group(&api, runs);
     api.shutdown(Duration::from_secs(5));
     drop(api);
     let mib_before = mib(&path);

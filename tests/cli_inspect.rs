@@ -136,9 +136,8 @@ fn the_commands_work_against_a_server_and_manage_its_schedules() {
     every_command(dir.dir.path(), &["--base-url", &base]);
 
     let body = json!({"when": {"kind": "interval", "every_s": 3600},
-                      "run": {"input": "hourly", "processor": "lite"}})
-    .to_string();
-    let made = ureq_post(&format!("{base}/v1/schedules"), &body);
+                      "run": {"input": "hourly", "processor": "lite"}});
+    let made = post(&format!("{base}/v1/schedules"), &body);
     let schedule = made["schedule_id"]
         .as_str()
         .expect("a schedule id")
@@ -164,16 +163,10 @@ fn the_commands_work_against_a_server_and_manage_its_schedules() {
     let _ = server.wait();
 }
 
-fn ureq_post(url: &str, body: &str) -> Value {
+fn post(url: &str, body: &Value) -> Value {
     let rest = url.trim_start_matches("http://");
     let (addr, path) = rest.split_at(rest.find('/').expect("a path"));
-    let answer = client::send(
-        addr.parse().expect("an address"),
-        "POST",
-        path,
-        &[("Content-Type", "application/json")],
-        Some(body.as_bytes()),
-    );
+    let answer = client::send_json(addr, "POST", path, &[], Some(body));
     assert!(answer.status < 300, "{}", answer.text());
     answer.json()
 }

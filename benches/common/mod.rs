@@ -1079,3 +1079,34 @@ impl Picker {
         self.0 % bound.max(1)
     }
 }
+
+/// A group of `runs` finished `echo` runs on `api`, added 1,000 a request;
+/// answers the group's id once none is active.
+pub fn finished_echo_group(api: &taskyard::faces::parallel::Api, runs: usize) -> String {
+    use taskyard::faces::parallel::wire::{AddRuns, RunInput};
+    let group = api.create_group(None).expect("group");
+    for first in (0..runs).step_by(1_000) {
+        let inputs = (first..(first + 1_000).min(runs))
+            .map(|index| RunInput::new(json!({ "item": index }), "echo"))
+            .collect();
+        api.add_runs(
+            &group.taskgroup_id,
+            AddRuns {
+                inputs,
+                default_task_spec: None,
+            },
+        )
+        .expect("runs added");
+    }
+    wait_until(
+        "the runs to finish",
+        std::time::Duration::from_secs(900),
+        || {
+            !api.get_group(&group.taskgroup_id)
+                .expect("group")
+                .status
+                .is_active
+        },
+    );
+    group.taskgroup_id
+}

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
 use super::backend::Target;
-use super::table::{cell, render};
+use super::table::{cell, counts_line, render};
 use super::Failure;
 use taskyard::faces::parallel::client::{group_id_of, run_group_of, Client};
 use taskyard::faces::parallel::ScheduleVerb;
@@ -109,16 +109,7 @@ fn limit(limit: usize) -> Result<usize, Failure> {
 
 /// `completed 3, running 1`: the counts a group has.
 fn counts(group: &Value) -> String {
-    group["status"]["task_run_status_counts"]
-        .as_object()
-        .map(|counts| {
-            counts
-                .iter()
-                .map(|(status, count)| format!("{status} {count}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default()
+    counts_line(&group["status"]["task_run_status_counts"])
 }
 
 fn group_row(group: &Value) -> Vec<String> {

@@ -40,6 +40,21 @@ pub fn cell(value: &serde_json::Value) -> String {
     }
 }
 
+/// `completed 3, running 1`: a `task_run_status_counts` object's statuses
+/// with a count.
+pub fn counts_line(counts: &serde_json::Value) -> String {
+    counts
+        .as_object()
+        .map(|counts| {
+            counts
+                .iter()
+                .map(|(status, count)| format!("{status} {count}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -8,8 +8,8 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::Value;
 
+use crate::cli::table::counts_line;
 use crate::cli::Failure;
 use taskyard::faces::parallel::client::Client;
 
@@ -45,13 +45,13 @@ pub fn follow(backend: &Client, group: &str, rows: usize, quiet: bool) -> Result
             && status["num_task_runs"].as_u64().unwrap_or(0) as usize == rows;
         if let Some(bar) = &bar {
             bar.set_position(done);
-            bar.set_message(summary(counts));
+            bar.set_message(counts_line(counts));
         } else if !quiet && (finished || last_line.elapsed() >= PLAIN_EVERY) {
             last_line = Instant::now();
             let elapsed = started.elapsed().as_secs_f64().max(0.001);
             eprintln!(
                 "taskyard: {done}/{rows} done ({}), {:.0} rows/s",
-                summary(counts),
+                counts_line(counts),
                 done as f64 / elapsed
             );
         }
@@ -63,18 +63,4 @@ pub fn follow(backend: &Client, group: &str, rows: usize, quiet: bool) -> Result
         }
         std::thread::sleep(POLL);
     }
-}
-
-/// `12 completed, 3 running, ...`, the statuses with a count.
-fn summary(counts: &Value) -> String {
-    counts
-        .as_object()
-        .map(|counts| {
-            counts
-                .iter()
-                .map(|(status, count)| format!("{count} {status}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default()
 }

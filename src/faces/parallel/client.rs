@@ -210,15 +210,12 @@ impl Client {
         match self {
             Client::Embedded(api) => {
                 let lifetime = Duration::from_secs(super::limits::GROUP_EVENTS_TIMEOUT_S_MAX);
-                let events = api
-                    .subscribe(StreamKind::GroupEvents(group.to_string()), 0, lifetime)
-                    .map_err(refused)?;
-                for event in events {
-                    if !each(event.map_err(refused)?.json()) {
-                        break;
-                    }
-                }
-                Ok(())
+                follow(
+                    api,
+                    StreamKind::GroupEvents(group.to_string()),
+                    lifetime,
+                    each,
+                )
             }
             Client::Remote(remote) => {
                 let mut going = true;
@@ -306,13 +303,15 @@ impl Client {
         match self {
             Client::Embedded(api) => {
                 let lifetime = Duration::from_secs(super::limits::RUN_EVENTS_STREAM_S_MAX);
-                let events = api
-                    .subscribe(StreamKind::RunEvents(run.to_string()), 0, lifetime)
-                    .map_err(refused)?;
-                for event in events {
-                    each(event.map_err(refused)?.json());
-                }
-                Ok(())
+                follow(
+                    api,
+                    StreamKind::RunEvents(run.to_string()),
+                    lifetime,
+                    &mut |event| {
+                        each(event);
+                        true
+                    },
+                )
             }
             Client::Remote(remote) => {
                 remote.events(&format!("/v1beta/tasks/runs/{run}/events"), each)
@@ -437,6 +436,22 @@ impl Remote {
         }
         Ok(())
     }
+}
+
+/// Follows an engine stream in this process, each event's wire data, until
+/// it ends or `each` answers false.
+fn follow(
+    api: &Api,
+    stream: StreamKind,
+    lifetime: Duration,
+    each: &mut dyn FnMut(Value) -> bool,
+) -> Result<(), ClientError> {
+    for event in api.subscribe(stream, 0, lifetime).map_err(refused)? {
+        if !each(event.map_err(refused)?.json()) {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// The message of a Parallel error body, else the body itself.

@@ -237,6 +237,7 @@ impl Engine {
             webhook: request.webhook.clone(),
             previous_id: request.previous_run_id.clone(),
             interaction: request.interaction.clone(),
+            skip_while_active: false,
         }
     }
 

@@ -118,6 +118,11 @@ pub struct NewRun {
     /// interaction's latest run (and `previous_id` is that run's).
     #[serde(default)]
     pub interaction: Option<String>,
+    /// In a schedule's run template: a fire while the schedule's previous
+    /// run is still active makes its run already cancelled as skipped
+    /// (`model::SKIPPED_DETAIL`), so runs of one schedule never overlap.
+    #[serde(default)]
+    pub skip_while_active: bool,
 }
 
 /// A run the scheduler took from the queue; it is `running` now.

@@ -51,6 +51,8 @@ pub struct FileConfig {
     pub rate_limits: Option<RateLimitsFile>,
     /// The Handinger face's settings (`[handinger]`).
     pub handinger: Option<HandingerFile>,
+    /// The ArchAstro face's settings (`[archastro]`).
+    pub archastro: Option<ArchAstroFile>,
     /// Processor names to add or override, by name; each section is read
     /// by its kind (`processors::kind`).
     #[serde(default)]
@@ -79,6 +81,16 @@ pub struct RateLimitsFile {
 #[serde(deny_unknown_fields)]
 pub struct HandingerFile {
     pub budgets: Option<BudgetsFile>,
+}
+
+/// `[archastro]`: `agents = { "agi_x" = "processor", ... }` adds agents
+/// beyond `agi_<processor>`, each naming a configured processor; `app` is
+/// the `app` id of routines and their runs (`dap_local`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchAstroFile {
+    pub agents: Option<std::collections::BTreeMap<String, String>>,
+    pub app: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -160,6 +172,21 @@ impl FileConfig {
                     ));
                 }
                 *slot = name.clone();
+            }
+        }
+        if let Some(file) = &self.archastro {
+            for (agent, name) in file.agents.iter().flatten() {
+                if registry.get(name).is_none() {
+                    return Err(format!(
+                        "config file {}: archastro.agents.{agent} names processor '{name}', \
+                         which is not served (configure it under [processors.{name}])",
+                        self.path.display()
+                    ));
+                }
+                faces.archastro.agents.insert(agent.clone(), name.clone());
+            }
+            if let Some(app) = &file.app {
+                faces.archastro.app = app.clone();
             }
         }
         Ok(faces)

@@ -6,6 +6,7 @@
 //! below knows none of them. A new hosted API is a new folder here and one
 //! line in [`all`].
 
+pub mod archastro;
 pub mod handinger;
 pub mod parallel;
 
@@ -28,10 +29,13 @@ const _: () = assert!(PARALLEL_RENDER_SLOT < RENDER_SLOTS_MAX);
 pub struct FacesConfig {
     /// The processor each Handinger budget picks.
     pub handinger: handinger::Budgets,
+    /// ArchAstro's agents beyond `agi_<processor>`, and its app id.
+    pub archastro: archastro::Settings,
 }
 
 /// Every face taskyard serves, in the order their refusals are preferred
-/// for paths none of them owns (the first answers those).
+/// for paths none of them owns (the first answers those). Each owns its
+/// own prefix: Handinger `/api/` but `/api/v1/`, which is ArchAstro's.
 pub fn all(engine: &Engine, config: &ServerConfig) -> Vec<Arc<dyn Face>> {
     vec![
         Arc::new(parallel::Parallel::new(engine.clone())),
@@ -39,6 +43,7 @@ pub fn all(engine: &Engine, config: &ServerConfig) -> Vec<Arc<dyn Face>> {
             engine,
             config.faces.handinger.clone(),
         )),
+        Arc::new(archastro::ArchAstro::new(config.faces.archastro.clone())),
     ]
 }
 

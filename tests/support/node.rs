@@ -2,6 +2,7 @@
 //! killed and reaped when dropped, output relayed to the test's, `npm ci`
 //! from a committed lock file when `node_modules` is missing or stale,
 //! and the server's base URL read from its start line.
+#![allow(dead_code)]
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
@@ -156,4 +157,30 @@ pub fn start_server(db: &Path, args: &[&str]) -> (ChildGuard, String) {
         .unwrap_or_else(|| panic!("no http://127.0.0.1:<port> in {line:?}"))
         .to_string();
     (server, base_url)
+}
+
+/// Moves a `--test-clock` server's clock on by `advance_s` seconds;
+/// answers the status (no key configured, none sent).
+pub fn post_clock(base_url: &str, advance_s: u64) -> u16 {
+    use std::io::{Read as _, Write as _};
+    let addr = base_url.trim_start_matches("http://");
+    let body = format!("{{\"advance_s\": {advance_s}}}");
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    write!(
+        stream,
+        "POST /taskyard/clock HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
 }

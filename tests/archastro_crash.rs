@@ -63,13 +63,11 @@ fn session_runs(dir: &TestDir, session: &str) -> Vec<String> {
 #[test]
 fn acknowledged_sessions_and_routine_runs_complete_after_kill_9() {
     let dir = TestDir::new();
-    let config = dir.dir.path().join("taskyard.toml");
     // Slow enough that turns and runs are running at the kill.
-    std::fs::write(
-        &config,
+    let config = support::config_file(
+        &dir,
         "[processors.core]\nkind = \"mock\"\nlatency_ms = 400\n",
-    )
-    .expect("config");
+    );
     let config = config.display().to_string();
     let args = ["--config", config.as_str(), "--test-clock"];
     let (mut server, base) = node::start_server(&dir.db(), &args);

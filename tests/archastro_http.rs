@@ -90,16 +90,6 @@ fn fields(answer: &Response) -> Vec<String> {
         .collect()
 }
 
-fn runs_stored(server: &TestServer) -> u64 {
-    server
-        .engine
-        .runs_by_status()
-        .expect("counts")
-        .iter()
-        .map(|(_, count)| count)
-        .sum()
-}
-
 fn session_status(server: &TestServer, id: &str) -> String {
     let answer = server.get(&format!("/api/v1/agent_sessions/{id}"));
     answer.json()["status"]
@@ -157,7 +147,7 @@ fn sessions_answer_201_200_204_and_bad_input_is_a_422_that_writes_nothing() {
         Some(&json!({"agent": "agi_nobody", "instructions": "x"})),
     );
     assert_error(&unknown, 404, "not_found");
-    assert_eq!(runs_stored(&server), 0, "bad input wrote a run");
+    assert_eq!(server.runs_stored(), 0, "bad input wrote a run");
     let listed = server.get("/api/v1/agent_sessions");
     assert_eq!(
         listed.json(),
@@ -303,7 +293,7 @@ fn an_active_session_is_not_deleted_and_turns_past_max_turns_are_422() {
         "{}",
         more.text()
     );
-    assert_eq!(runs_stored(&server), 1, "a refused message wrote a run");
+    assert_eq!(server.runs_stored(), 1, "a refused message wrote a run");
     let cancelled = raw(
         &server,
         "POST",
@@ -667,7 +657,7 @@ fn routines_refuse_bad_input_with_every_field_named_and_write_nothing() {
             .map(Vec::len),
         Some(1)
     );
-    assert_eq!(runs_stored(&server), 0);
+    assert_eq!(server.runs_stored(), 0);
 }
 
 fn invoke(server: &TestServer, routine: &str, body: Value) -> Response {
@@ -708,7 +698,7 @@ fn invoke_needs_an_active_routine_and_an_idempotency_key_names_one_run() {
         json!({"message": "x", "delivery": {"type": "fax"}})
     ))[0]
         .starts_with("delivery.type:"));
-    assert_eq!(runs_stored(&server), 0, "refused invokes wrote runs");
+    assert_eq!(server.runs_stored(), 0, "refused invokes wrote runs");
 
     let body = json!({"message": "x", "idempotency_key": "once", "delivery": {"type": "thread", "thread": "th_1"},
                       "participants": ["u1"]});
@@ -728,7 +718,7 @@ fn invoke_needs_an_active_routine_and_an_idempotency_key_names_one_run() {
     );
     assert_eq!(again.status, 200, "{}", again.text());
     assert_eq!(again.json()["id"], run_id.as_str());
-    assert_eq!(runs_stored(&server), 1);
+    assert_eq!(server.runs_stored(), 1);
     wait_for("the run ends", DEADLINE, || {
         server
             .get(&format!("/api/v1/agent_routines/runs/{run_id}"))
@@ -736,7 +726,7 @@ fn invoke_needs_an_active_routine_and_an_idempotency_key_names_one_run() {
             == "completed"
     });
     assert_error(&invoke(&server, &id, body), 409, "conflict");
-    assert_eq!(runs_stored(&server), 1);
+    assert_eq!(server.runs_stored(), 1);
 
     // The same run on the Parallel face: arr_ and trun_ are one ULID.
     let hex = ids::run_of("arr_", &run_id).expect("an arr_ id");

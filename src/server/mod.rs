@@ -121,6 +121,38 @@ pub enum Refusal {
     RateLimited(rate::Limited),
 }
 
+impl Refusal {
+    /// What went wrong, in words every face may use as its message (a face
+    /// still picks its own status, code and form).
+    pub fn message(&self) -> String {
+        match self {
+            Refusal::Unauthorized => "invalid or missing API key".into(),
+            Refusal::NotFound { method, path } => format!("no route for {method} {path}"),
+            Refusal::MethodNotAllowed {
+                method,
+                path,
+                allowed,
+            } => format!(
+                "method {method} is not allowed on {path}; allowed: {}",
+                allowed.join(", ")
+            ),
+            Refusal::BodyTooLarge { max, .. } => {
+                format!("request body is over {max} bytes (BODY_BYTES_MAX)")
+            }
+            Refusal::BodyTimeout { timeout } => format!(
+                "request body not received within the read timeout ({} s)",
+                timeout.as_secs_f64()
+            ),
+            Refusal::BodyUnreadable(message) => format!("cannot read the request body: {message}"),
+            Refusal::StreamsFull { open, max } => {
+                format!("too many open streams: {open} open, at most {max} (STREAMS_OPEN_MAX)")
+            }
+            Refusal::Engine(error) => error.to_string(),
+            Refusal::RateLimited(limited) => limited.message(),
+        }
+    }
+}
+
 /// A hosted API's wire format, served over the engine.
 pub trait Face: Send + Sync + 'static {
     /// True for the paths this face owns: an unmatched request under them

@@ -86,6 +86,17 @@ impl TestServer {
         send(self.addr, method, path, headers, body)
     }
 
+    /// Runs in the database, of every status: what a refused request
+    /// must not have changed.
+    pub fn runs_stored(&self) -> u64 {
+        self.engine
+            .runs_by_status()
+            .expect("counts")
+            .iter()
+            .map(|(_, count)| count)
+            .sum()
+    }
+
     pub fn get(&self, path: &str) -> Response {
         self.send("GET", path, &[], None)
     }

@@ -80,51 +80,29 @@ impl AError {
 
 impl From<Refusal> for AError {
     fn from(refusal: Refusal) -> AError {
+        let message = refusal.message();
         match refusal {
             Refusal::Unauthorized => AError::new(
                 401,
                 "unauthenticated",
                 "invalid or missing API key (x-archastro-api-key or Authorization: Bearer)",
             ),
-            Refusal::NotFound { method, path } => {
-                AError::not_found(format!("no route for {method} {path}"))
+            Refusal::NotFound { .. } => AError::not_found(message),
+            Refusal::MethodNotAllowed { allowed, .. } => {
+                AError::new(405, "method_not_allowed", message)
+                    .with_header("allow", allowed.join(", "))
             }
-            Refusal::MethodNotAllowed {
-                method,
-                path,
-                allowed,
-            } => AError::new(
-                405,
-                "method_not_allowed",
-                format!(
-                    "method {method} is not allowed on {path}; allowed: {}",
-                    allowed.join(", ")
-                ),
-            )
-            .with_header("allow", allowed.join(", ")),
-            Refusal::BodyTooLarge { max, got } => AError::invalid(
-                "body",
-                format!("is {got} bytes, at most {max} (BODY_BYTES_MAX)"),
-            ),
-            Refusal::BodyTimeout { timeout } => AError::new(
-                408,
-                "request_timeout",
-                format!(
-                    "request body not received within the read timeout ({} s)",
-                    timeout.as_secs_f64()
-                ),
-            ),
-            Refusal::BodyUnreadable(message) => {
-                AError::invalid("body", format!("cannot be read: {message}"))
+            // The spec's codes have no 413: a body too large or unreadable
+            // is bad input on `body`.
+            Refusal::BodyTooLarge { .. } | Refusal::BodyUnreadable(_) => {
+                AError::invalid("body", message)
             }
-            Refusal::StreamsFull { open, max } => AError::new(
-                503,
-                "unavailable",
-                format!("too many open streams: {open} open, at most {max} (STREAMS_OPEN_MAX)"),
-            )
-            .with_header("retry-after", "1"),
+            Refusal::BodyTimeout { .. } => AError::new(408, "request_timeout", message),
+            Refusal::StreamsFull { .. } => {
+                AError::new(503, "unavailable", message).with_header("retry-after", "1")
+            }
             Refusal::Engine(error) => AError::from(error),
-            Refusal::RateLimited(limited) => AError::new(429, "rate_limited", limited.message())
+            Refusal::RateLimited(limited) => AError::new(429, "rate_limited", message)
                 .with_header("retry-after", limited.retry_after_s().to_string()),
         }
     }

@@ -1,13 +1,12 @@
 //! ArchAstro's routes (spec section 4), registered in the server's one
 //! route table; literal segments win over ids (`presets`, `runs`). Path
-//! ids arrive percent-encoded as one segment and are decoded once here.
+//! ids are decoded once, by `faces::register_table`.
 
 use std::sync::Arc;
 
-use percent_encoding::percent_decode_str;
-
 use super::{handlers, ArchAstro};
-use crate::server::{Request, Routes};
+use crate::faces::{register_table, RouteRow};
+use crate::server::Routes;
 
 /// One endpoint, with the (decoded) ids taken from its path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,18 +36,14 @@ pub enum Route {
     StreamRun(String),
 }
 
-type Make = fn(&mut std::vec::IntoIter<String>) -> Route;
-
-fn id(ids: &mut std::vec::IntoIter<String>) -> String {
-    ids.next().unwrap_or_default()
-}
+use crate::faces::next_id as id;
 
 const SESSION: &str = "/api/v1/agent_sessions/{session}";
 const ROUTINE: &str = "/api/v1/agent_routines/{routine}";
 const RUN: &str = "/api/v1/agent_routines/runs/{run}";
 
 /// Every route: method, pattern, its ids' names, and the route it makes.
-pub const API: &[(&str, &str, &[&str], Make)] = &[
+pub const API: &[RouteRow<Route>] = &[
     ("GET", "/api/v1/agent_sessions", &[], |_| {
         Route::ListSessions
     }),
@@ -147,40 +142,12 @@ pub const API: &[(&str, &str, &[&str], Make)] = &[
     ),
 ];
 
-/// The id a path segment names, decoded once; `None` when it does not
-/// decode to UTF-8 (no such id can exist).
-fn decoded(request: &Request<'_>, name: &str) -> Option<String> {
-    percent_decode_str(request.param(name))
-        .decode_utf8()
-        .ok()
-        .map(|id| id.into_owned())
-}
-
 pub fn register(face: &Arc<ArchAstro>, routes: &mut Routes) {
-    for (method, pattern, params, make) in API {
-        let face = face.clone();
-        let (params, make) = (*params, *make);
-        routes.add(
-            method,
-            pattern.to_string(),
-            pattern,
-            true,
-            Arc::new(move |request| {
-                let mut ids = Vec::with_capacity(params.len());
-                for name in params {
-                    match decoded(request, name) {
-                        Some(id) => ids.push(id),
-                        None => {
-                            return super::error::AError::not_found(format!(
-                                "{} is not a valid id",
-                                request.param(name)
-                            ))
-                            .into_reply()
-                        }
-                    }
-                }
-                handlers::answer(&face, request, make(&mut ids.into_iter()))
-            }),
-        );
-    }
+    let face = face.clone();
+    register_table(
+        routes,
+        API,
+        |raw| super::error::AError::not_found(format!("{raw} is not a valid id")).into_reply(),
+        Arc::new(move |request, route| handlers::answer(&face, request, route)),
+    );
 }

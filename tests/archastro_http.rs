@@ -403,6 +403,9 @@ fn unknown_paths_are_404_wrong_methods_405_and_handinger_keeps_its_api() {
         405,
         "method_not_allowed",
     );
+    // A base URL ending in `/` sends `//api/v1/...`: slashes collapse.
+    assert_eq!(server.get("//api/v1/agent_routines/presets").status, 200);
+    assert_eq!(server.get("/api//v1///agent_sessions").status, 200);
     // An id that is not UTF-8 once decoded, and one with a space.
     assert_error(&server.get("/api/v1/agent_sessions/%FF"), 404, "not_found");
     assert_error(

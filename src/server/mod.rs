@@ -375,6 +375,16 @@ fn scrape(request: &mut Request<'_>) -> Reply {
     )
 }
 
+fn collapse_slashes(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for character in path.chars() {
+        if !(character == '/' && out.ends_with('/')) {
+            out.push(character);
+        }
+    }
+    out
+}
+
 fn serve(shared: &Arc<Shared>) {
     while !shared.stopping.load(Ordering::SeqCst) {
         // An error is `stop` unblocking this thread; the loop's test ends it.
@@ -389,6 +399,16 @@ fn handle(shared: &Arc<Shared>, mut raw: tiny_http::Request) {
     let method = raw.method().as_str().to_ascii_uppercase();
     let url = raw.url().to_string();
     let (path, raw_query) = url.split_once('?').unwrap_or((&url, ""));
+    // Repeated slashes read as one: a client whose base URL ends in `/`
+    // sends `//api/...` (ArchAstro's SDK does, spec 1.1). An id with a
+    // slash in it arrives percent-encoded, so none is cut here.
+    let collapsed;
+    let path = if path.contains("//") {
+        collapsed = collapse_slashes(path);
+        collapsed.as_str()
+    } else {
+        path
+    };
     let found = shared.table.find(&method, path);
     let label = found
         .as_ref()

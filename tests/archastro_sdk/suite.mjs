@@ -347,4 +347,9 @@ await check('delete answers 204 (undefined); the routine is 404, its runs stay',
   assert.equal((await client.agent_routines.agent_routine_runs.get(run.id)).status, 'completed');
 });
 
+await check('a base URL ending in / still reaches the face (slashes collapse)', async () => {
+  const slashed = PlatformClient.withSecretKey(apiKey, `${baseUrl}/`);
+  assert.deepEqual((await slashed.agent_routines.presets()).map((p) => p.name), ['do_task']);
+});
+
 console.log(`archastro suite: ${checks} checks passed`);

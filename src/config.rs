@@ -85,12 +85,15 @@ pub struct HandingerFile {
 
 /// `[archastro]`: `agents = { "agi_x" = "processor", ... }` adds agents
 /// beyond `agi_<processor>`, each naming a configured processor; `app` is
-/// the `app` id of routines and their runs (`dap_local`).
+/// the `app` id of routines and their runs (`dap_local`); `stream_s_max`
+/// how long a stream stays open at most (3,600 seconds).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ArchAstroFile {
     pub agents: Option<std::collections::BTreeMap<String, String>>,
     pub app: Option<String>,
+    /// Seconds a session or run stream stays open at most (3,600).
+    pub stream_s_max: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -187,6 +190,9 @@ impl FileConfig {
             }
             if let Some(app) = &file.app {
                 faces.archastro.app = app.clone();
+            }
+            if let Some(seconds) = file.stream_s_max {
+                faces.archastro.stream_s_max = seconds.max(1);
             }
         }
         Ok(faces)

@@ -536,6 +536,38 @@ fn streams_are_lf_framed_one_event_per_status_change_and_end_after_the_turn() {
     assert_error(&missing.err().expect("no stream"), 404, "not_found");
 }
 
+#[test]
+fn a_stream_at_its_maximum_duration_ends_with_a_stream_timeout_error() {
+    let dir = TestDir::new();
+    let server = server_with(&dir, 60_000, |config| {
+        config.faces.archastro.stream_s_max = 1;
+    });
+    let created = call(
+        &server,
+        "POST",
+        "/api/v1/agent_sessions",
+        Some(&json!({"agent": "agi_slow", "instructions": "forever"})),
+    );
+    let id = created.json()["id"].as_str().expect("id").to_string();
+    let mut stream = server
+        .stream(&format!("/api/v1/agent_sessions/{id}/stream"), &[])
+        .expect("a stream");
+    let frames = sse_frames(&read_raw(&mut stream));
+    let (name, data) = frames.last().expect("frames");
+    assert_eq!(name, "error");
+    assert_eq!(data["error"]["code"], "stream_timeout", "{data}");
+    assert!(frames[..frames.len() - 1]
+        .iter()
+        .all(|(name, _)| name == "session_update"));
+    let cancelled = raw(
+        &server,
+        "POST",
+        &format!("/api/v1/agent_sessions/{id}/cancel"),
+        b"",
+    );
+    assert_eq!(cancelled.json()["status"], "cancelled");
+}
+
 fn routine(server: &TestServer, agent: &str, body: Value) -> Response {
     call(
         server,

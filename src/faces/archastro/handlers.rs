@@ -57,7 +57,7 @@ fn handle(face: &ArchAstro, request: &mut Request<'_>, route: Route) -> Result<A
         Route::MessageSession(id) => {
             sessions::message(&engine, &id, &body(request)?).map(Answer::ok)
         }
-        Route::StreamSession(id) => stream::session(&engine, &id).map(Answer::Stream),
+        Route::StreamSession(id) => stream::session(face, &engine, &id).map(Answer::Stream),
         Route::SessionEvents(id) => {
             // Harness events are hosted-only (spec 5: Python's `events`).
             super::records::session(&engine, &id)?;

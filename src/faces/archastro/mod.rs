@@ -44,6 +44,8 @@ pub struct Settings {
     pub agents: BTreeMap<String, String>,
     /// The `app` of every routine and routine run (spec choice 3).
     pub app: String,
+    /// Seconds a stream stays open at most, then `stream_timeout`.
+    pub stream_s_max: u64,
 }
 
 impl Default for Settings {
@@ -51,6 +53,7 @@ impl Default for Settings {
         Settings {
             agents: BTreeMap::new(),
             app: "dap_local".into(),
+            stream_s_max: limits::STREAM_S_MAX,
         }
     }
 }
@@ -79,6 +82,10 @@ impl ArchAstro {
 
     pub fn app(&self) -> &str {
         &self.settings.app
+    }
+
+    pub fn stream_lifetime(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.settings.stream_s_max)
     }
 }
 

@@ -11,7 +11,6 @@ use parking_lot::Mutex;
 use serde_json::json;
 
 use super::error::Result;
-use super::limits::STREAM_S_MAX;
 use super::records::{self, Session};
 use super::runs::{max_attempts, read, run_id_of};
 use super::wire::{self, RunDocument};
@@ -27,7 +26,7 @@ pub const RUN_LABEL: &str = "archastro_routine_run";
 
 /// `GET /api/v1/agent_sessions/{id}/stream`: `session_update` events of
 /// the session's latest turn, to its end.
-pub fn session(engine: &Engine, id: &str) -> Result<Reply> {
+pub fn session(face: &ArchAstro, engine: &Engine, id: &str) -> Result<Reply> {
     let session = records::session(engine, id)?;
     let turns = engine.interaction(&session.interaction())?;
     let render = Arc::new(SessionEvents {
@@ -36,6 +35,7 @@ pub fn session(engine: &Engine, id: &str) -> Result<Reply> {
         session,
         last: Mutex::new(None),
     });
+    let lifetime = face.stream_lifetime();
     let Some(latest) = turns.last().map(|turn| turn.run.id.clone()) else {
         // No turn yet (`start_idle`): its one state, then the end.
         let data = wire::session(&render.session, None, None).to_string();
@@ -57,7 +57,7 @@ pub fn session(engine: &Engine, id: &str) -> Result<Reply> {
                 &engine,
                 StreamKind::RunEvents(latest),
                 0,
-                Duration::from_secs(STREAM_S_MAX),
+                lifetime,
                 render,
                 out,
             )
@@ -96,6 +96,10 @@ impl Render for SessionEvents {
     fn error(&self, message: &str, chunk: &mut Chunk) {
         error_frame(message, chunk);
     }
+
+    fn lifetime_over(&self, chunk: &mut Chunk) {
+        timeout_frame(chunk);
+    }
 }
 
 /// A completed run's output: the event's, else read (a status event
@@ -110,6 +114,13 @@ fn output_of(engine: &Engine, run: &Run, output: Option<&Output>) -> Option<Outp
         .map(|(_, output)| output)
 }
 
+/// The hosted end of a stream at its maximum duration (spec 1.9).
+fn timeout_frame(chunk: &mut Chunk) {
+    let data = json!({"error": {"code": "stream_timeout",
+        "message": "the stream reached its maximum duration (STREAM_S_MAX); open it again"}});
+    chunk.frame("error", &data.to_string());
+}
+
 fn error_frame(message: &str, chunk: &mut Chunk) {
     let data = json!({"error": {"code": "internal", "message": message}});
     chunk.frame("error", &data.to_string());
@@ -118,6 +129,7 @@ fn error_frame(message: &str, chunk: &mut Chunk) {
 /// `GET /api/v1/agent_routine_runs/{run}/stream`: `run_update` events.
 pub fn routine_run(face: &ArchAstro, engine: &Engine, id: &str) -> Result<Reply> {
     let run_id = run_id_of(id)?;
+    let lifetime = face.stream_lifetime();
     let (run, _, document) = read(engine, &run_id)?;
     let render = Arc::new(RunEvents {
         engine: engine.clone(),
@@ -134,7 +146,7 @@ pub fn routine_run(face: &ArchAstro, engine: &Engine, id: &str) -> Result<Reply>
                 &engine,
                 StreamKind::RunEvents(run_id),
                 0,
-                Duration::from_secs(STREAM_S_MAX),
+                lifetime,
                 render,
                 out,
             )
@@ -172,5 +184,9 @@ impl Render for RunEvents {
 
     fn error(&self, message: &str, chunk: &mut Chunk) {
         error_frame(message, chunk);
+    }
+
+    fn lifetime_over(&self, chunk: &mut Chunk) {
+        timeout_frame(chunk);
     }
 }

@@ -389,6 +389,7 @@ fn unknown_paths_are_404_wrong_methods_405_and_handinger_keeps_its_api() {
     let dir = TestDir::new();
     let server = server_with(&dir, 0, |_| {});
     assert_error(&server.get("/api/v1/agents"), 404, "not_found");
+    assert_error(&server.get("/api/v1"), 404, "not_found");
     assert_error(&server.get("/api/v1/auth/login"), 404, "not_found");
     assert_error(
         &raw(&server, "POST", "/api/v1/auth/refresh", b"{}"),

@@ -53,6 +53,9 @@ pub struct FileConfig {
     pub handinger: Option<HandingerFile>,
     /// The ArchAstro face's settings (`[archastro]`).
     pub archastro: Option<ArchAstroFile>,
+    /// The Nextcloud face's settings (`[nextcloud]`), read by the face
+    /// (`faces::nextcloud::NcConfig`).
+    pub nextcloud: Option<toml::Table>,
     /// Processor names to add or override, by name; each section is read
     /// by its kind (`processors::kind`).
     #[serde(default)]
@@ -151,7 +154,7 @@ impl FileConfig {
     }
 
     /// What the faces take from the file, checked against the processors
-    /// `registry` serves: a budget must name one of them.
+    /// `registry` serves: a budget or a task type must name one of them.
     pub fn faces(&self, registry: &Registry) -> Result<FacesConfig, String> {
         let mut faces = FacesConfig::default();
         let budgets = self
@@ -195,6 +198,9 @@ impl FileConfig {
                 faces.archastro.stream_s_max = seconds.max(1);
             }
         }
+        faces.nextcloud =
+            crate::faces::nextcloud::NcConfig::from_table(self.nextcloud.as_ref(), registry)
+                .map_err(|error| format!("config file {}: {error}", self.path.display()))?;
         Ok(faces)
     }
 

@@ -34,11 +34,15 @@
 //! - [`faces`]: one folder per hosted API; today [`faces::parallel`]
 //!   (routes, handlers, wire types, parsing, error envelope, event
 //!   rendering, the OpenAPI document, and [`faces::parallel::Api`], the
-//!   engine in Parallel's wire types for Rust callers).
+//!   engine in Parallel's wire types for Rust callers),
+//!   [`faces::handinger`] and [`faces::nextcloud`] (Nextcloud's OCS
+//!   TaskProcessing: the OCS envelope in JSON and XML, integer task ids
+//!   kept as face records).
 //! - [`server`]: the HTTP server over tiny_http that every face shares:
 //!   listener, auth, one route table, body limits, long-request slots, SSE
 //!   frames and the stream fan-out, metrics, health.
-//! - [`config`]: the `--config` TOML file: server settings and processors.
+//! - [`config`]: the `--config` TOML file: server settings, processors,
+//!   and each face's own settings (`[faces.<name>]`), which the face reads.
 //!
 //! # Architecture invariants
 //!

@@ -89,7 +89,7 @@ impl WebhookConfig {
 }
 
 /// The host of an http(s) URL, without port or credentials.
-fn host_of(url: &str) -> Option<&str> {
+pub fn host_of(url: &str) -> Option<&str> {
     let scheme = url.get(..8).unwrap_or(url).to_ascii_lowercase();
     let rest = if scheme.starts_with("https://") {
         &url[8..]

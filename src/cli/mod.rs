@@ -4,7 +4,11 @@
 //! Holds no engine, server or face logic: each subcommand parses what it
 //! was given and calls the library.
 
+mod backend;
+mod enrich;
+mod inspect;
 mod serve;
+mod table;
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +27,24 @@ pub struct Cli {
 enum Command {
     /// Serve the Task API (default 127.0.0.1:8080, ./taskyard.db).
     Serve(serve::ServeArgs),
+    /// Run a task over every row of a CSV or JSON file as one task group,
+    /// and write each row's result.
+    Enrich(enrich::EnrichArgs),
+    /// List task groups with their counts.
+    Groups(inspect::ListGroups),
+    /// Show, watch or cancel one task group.
+    #[command(subcommand)]
+    Group(inspect::GroupCommand),
+    /// List runs, by status and group.
+    Runs(inspect::ListRuns),
+    /// Show one run: status, output, basis, events.
+    #[command(subcommand)]
+    Run(inspect::RunCommand),
+    /// List schedules.
+    Schedules(inspect::ListSchedules),
+    /// Pause, resume or cancel a schedule.
+    #[command(subcommand)]
+    Schedule(inspect::ScheduleCommand),
 }
 
 /// A failure with the exit code it deserves.
@@ -54,6 +76,13 @@ impl Cli {
     pub fn run(self) -> Result<(), Failure> {
         match self.command {
             Command::Serve(args) => serve::run(args),
+            Command::Enrich(args) => enrich::run(args),
+            Command::Groups(args) => inspect::groups(args),
+            Command::Group(command) => inspect::group(command),
+            Command::Runs(args) => inspect::runs(args),
+            Command::Run(command) => inspect::run(command),
+            Command::Schedules(args) => inspect::schedules(args),
+            Command::Schedule(command) => inspect::schedule(command),
         }
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod archastro;
 pub mod handinger;
+pub mod nextcloud;
 pub mod parallel;
 
 use std::sync::Arc;
@@ -81,6 +82,8 @@ pub struct FacesConfig {
     pub handinger: handinger::Budgets,
     /// ArchAstro's agents beyond `agi_<processor>`, and its app id.
     pub archastro: archastro::Settings,
+    /// The Nextcloud face's task types, languages and schedule limit.
+    pub nextcloud: nextcloud::NcConfig,
 }
 
 /// Every face taskyard serves, in the order their refusals are preferred
@@ -94,6 +97,10 @@ pub fn all(engine: &Engine, config: &ServerConfig) -> Vec<Arc<dyn Face>> {
             config.faces.handinger.clone(),
         )),
         Arc::new(archastro::ArchAstro::new(config.faces.archastro.clone())),
+        Arc::new(nextcloud::Nextcloud::new(
+            config.faces.nextcloud.clone(),
+            config.api_keys.clone(),
+        )),
     ]
 }
 
@@ -127,6 +134,10 @@ pub fn default_config() -> Config {
     config.webhooks.renderers.insert(
         handinger::FACE_NAME.to_string(),
         Arc::new(handinger::webhooks::HandingerWebhooks),
+    );
+    config.webhooks.renderers.insert(
+        nextcloud::FACE_NAME.to_string(),
+        Arc::new(nextcloud::webhooks::NextcloudWebhooks),
     );
     config
 }

@@ -10,7 +10,7 @@
 //! server makes (a missing key, no route, a body over the limit, no stream
 //! slot) in its own error form through [`Face::refuse`].
 
-mod auth;
+pub mod auth;
 mod clock;
 pub mod fanout;
 mod metrics;

@@ -8,23 +8,15 @@ a deadline."""
 
 from __future__ import annotations
 
-import os
 import pathlib
 import sys
-import tempfile
-import time
-from typing import Callable, TypeVar
 
 import pytest
 from handinger import Handinger
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "support"))
-from taskyard_server import Server  # noqa: E402
-
-#: Every wait of the suite ends by this deadline at the latest.
-WAIT_S = 20.0
-
-T = TypeVar("T")
+# `wait_until` is the suite's, shared from there.
+from taskyard_server import WAIT_S, Server, wait_until, with_config  # noqa: E402, F401
 
 CONFIG = """
 # A refused webhook delivery is tried again soon (the hosted wait is 5 s).
@@ -38,35 +30,14 @@ latency_ms = 4000
 
 @pytest.fixture(scope="session")
 def server():
-    config = os.path.join(tempfile.mkdtemp(prefix="taskyard-handinger-"), "taskyard.toml")
-    with open(config, "w") as handle:
-        handle.write(CONFIG)
-    srv = Server("--config", config, "--api-key", "hd-test-key", "--test-clock")
+    srv = with_config(CONFIG, "--api-key", "hd-test-key", "--test-clock")
     yield srv
-    code = srv.stop()
-    log = srv.stderr()
-    srv.cleanup()
-    assert code == 0, f"taskyard did not exit cleanly (exit {code}); stderr:\n{log}"
-    assert "panicked" not in log, f"taskyard panicked:\n{log}"
+    srv.stop_cleanly()
 
 
 @pytest.fixture(scope="session")
 def client(server: Server) -> Handinger:
     return Handinger(api_key="hd-test-key", base_url=server.base_url, _strict_response_validation=True)
-
-
-def wait_until(what: str, check: Callable[[], T]) -> T:
-    """Polls `check` until it answers something truthy, at most WAIT_S."""
-    deadline = time.monotonic() + WAIT_S
-    pause = 0.01
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(pause)
-        pause = min(pause * 2, 0.2)
 
 
 def clock(server: Server, advance_s: float | None = None) -> str:

@@ -21,7 +21,6 @@ import pathlib
 import tempfile
 import threading
 import subprocess
-import time
 from typing import Any, Callable, Dict, List, Optional
 
 import jsonschema
@@ -32,17 +31,14 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "support"))
 from taskyard_server import LISTENING, ROOT, WAIT_S, Server, binary  # noqa: E402
+from taskyard_server import wait_until as shared_wait_until  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def server():
     srv = Server()
     yield srv
-    code = srv.stop()
-    log = srv.stderr()
-    srv.cleanup()
-    assert code == 0, f"taskyard did not exit cleanly on SIGTERM (exit {code}); stderr:\n{log}"
-    assert "panicked" not in log, f"taskyard panicked:\n{log}"
+    srv.stop_cleanly()
 
 
 @pytest.fixture(scope="session")
@@ -76,14 +72,7 @@ def request_count(server: Server, method: str, route: str, status: int) -> int:
 
 def wait_until(predicate: Callable[[], Any], what: str, deadline_s: float = WAIT_S, every_s: float = 0.02) -> Any:
     """Polls `predicate` until it returns a truthy value, or fails."""
-    deadline = time.monotonic() + deadline_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {deadline_s} s waiting for {what}")
-        time.sleep(every_s)
+    return shared_wait_until(what, predicate, deadline_s=deadline_s, every_s=every_s)
 
 
 def wait_for_status(client: Parallel, run_id: str, statuses: "set[str] | str", deadline_s: float = WAIT_S):

@@ -86,8 +86,12 @@ impl TestServer {
         send(self.addr, method, path, headers, body)
     }
 
-    /// Runs in the database, of every status: what a refused request
-    /// must not have changed.
+    pub fn get(&self, path: &str) -> Response {
+        self.send("GET", path, &[], None)
+    }
+
+    /// Runs stored, whatever their status: what a refused request must
+    /// leave as it was.
     pub fn runs_stored(&self) -> u64 {
         self.engine
             .runs_by_status()
@@ -95,10 +99,6 @@ impl TestServer {
             .iter()
             .map(|(_, count)| count)
             .sum()
-    }
-
-    pub fn get(&self, path: &str) -> Response {
-        self.send("GET", path, &[], None)
     }
 
     pub fn post_json(&self, path: &str, body: &Value) -> Response {
@@ -164,6 +164,25 @@ fn header_of<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str>
         .iter()
         .find(|(field, _)| field.eq_ignore_ascii_case(name))
         .map(|(_, value)| value.as_str())
+}
+
+/// One request with a JSON body (or none) to a `host:port`, as a child
+/// server prints it.
+pub fn send_json(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> Response {
+    let body = body.map(Value::to_string);
+    send(
+        addr.parse().expect("an address"),
+        method,
+        path,
+        headers,
+        body.as_deref().map(str::as_bytes),
+    )
 }
 
 /// The bytes of a request: request line, `Host`, the given headers,

@@ -1,6 +1,7 @@
 """A `taskyard serve` child process on a free port, for the Python suites
-(tests/sdk, tests/handinger_sdk). No SDK is imported here, so that each
-suite's virtual environment needs only its own SDK."""
+(tests/sdk, tests/handinger_sdk, tests/nextcloud_sdk), and a wait on a
+condition with a deadline. No SDK is imported here, so that each suite's
+virtual environment needs only its own SDK."""
 
 from __future__ import annotations
 
@@ -13,12 +14,32 @@ import signal
 import subprocess
 import tempfile
 import threading
-from typing import Optional
+import time
+from typing import Callable, Optional, TypeVar
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 #: Every wait of the suite ends by this deadline at the latest.
 WAIT_S = 20.0
+
+T = TypeVar("T")
+
+
+def wait_until(what: str, check: "Callable[[], T]", deadline_s: float = WAIT_S, every_s: Optional[float] = None) -> T:
+    """Polls `check` until it answers something truthy, at most
+    `deadline_s`: every `every_s`, or from 10 ms doubling up to 200 ms."""
+    deadline = time.monotonic() + deadline_s
+    pause = every_s or 0.01
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {deadline_s} s waiting for {what}")
+        time.sleep(pause)
+        if every_s is None:
+            pause = min(pause * 2, 0.2)
+
 
 LISTENING = re.compile(r"^taskyard (\S+) listening on http://(127\.0\.0\.1):(\d+) \(database (.*)\)$")
 
@@ -101,3 +122,20 @@ class Server:
 
     def cleanup(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def stop_cleanly(self) -> None:
+        """Stops the server and removes its files; fails unless it exited
+        0 on SIGTERM and never panicked."""
+        code = self.stop()
+        log = self.stderr()
+        self.cleanup()
+        assert code == 0, f"taskyard did not exit cleanly on SIGTERM (exit {code}); stderr:\n{log}"
+        assert "panicked" not in log, f"taskyard panicked:\n{log}"
+
+
+def with_config(config: str, *extra_args: str) -> Server:
+    """A server started with `--config` on a file holding `config`."""
+    path = os.path.join(tempfile.mkdtemp(prefix="taskyard-config-"), "taskyard.toml")
+    with open(path, "w") as handle:
+        handle.write(config)
+    return Server("--config", path, *extra_args)

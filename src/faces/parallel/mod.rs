@@ -7,6 +7,8 @@
 //! `../shared/spec/parallel-task-api.md`.
 
 mod api;
+pub mod client;
+mod dashboard;
 mod error;
 mod handlers;
 pub mod limits;

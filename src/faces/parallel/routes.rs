@@ -139,6 +139,7 @@ pub fn register(face: &Arc<Parallel>, routes: &mut Routes) {
             );
         }
     }
+    super::dashboard::register(routes);
     // The document itself is open, like health and metrics; HEAD as GET.
     for method in ["GET", "HEAD"] {
         let face = face.clone();

@@ -45,6 +45,35 @@ fn call(server: &TestServer, method: &str, path: &str, body: Option<&Value>) -> 
     )
 }
 
+/// A call on one session: `tail` after its path, a JSON body.
+fn session_call(server: &TestServer, method: &str, id: &str, tail: &str, body: Value) -> Response {
+    call(
+        server,
+        method,
+        &format!("/api/v1/agent_sessions/{id}{tail}"),
+        Some(&body),
+    )
+}
+
+/// A session made from `body` (a 201); its id.
+fn create_session(server: &TestServer, body: Value) -> String {
+    let created = call(server, "POST", "/api/v1/agent_sessions", Some(&body));
+    assert_eq!(created.status, 201, "{}", created.text());
+    created.json()["id"].as_str().expect("id").to_string()
+}
+
+/// Each `(query, field)`: `GET path?query` is a 422 naming `field` first.
+fn assert_queries_refused(server: &TestServer, path: &str, cases: &[(&str, &str)]) {
+    for (query, field) in cases {
+        let answer = server.get(&format!("{path}{query}"));
+        assert!(
+            fields(&answer)[0].starts_with(field),
+            "{query}: {}",
+            answer.text()
+        );
+    }
+}
+
 fn raw(server: &TestServer, method: &str, path: &str, body: &[u8]) -> Response {
     server.send(
         method,
@@ -191,35 +220,15 @@ fn sessions_answer_201_200_204_and_bad_input_is_a_422_that_writes_nothing() {
     });
 
     // `{}` changes nothing; metadata replaces the map; a non-map is a 422.
-    let same = call(
-        &server,
-        "PATCH",
-        &format!("/api/v1/agent_sessions/{id}"),
-        Some(&json!({})),
-    );
+    let same = session_call(&server, "PATCH", &id, "", json!({}));
     assert_eq!(same.status, 200);
     assert_eq!(same.json()["metadata"], json!({}));
-    let set = call(
-        &server,
-        "PATCH",
-        &format!("/api/v1/agent_sessions/{id}"),
-        Some(&json!({"metadata": {"a": 1}})),
-    );
+    let set = session_call(&server, "PATCH", &id, "", json!({"metadata": {"a": 1}}));
     assert_eq!(set.json()["metadata"], json!({"a": 1}));
-    let bad = call(
-        &server,
-        "PATCH",
-        &format!("/api/v1/agent_sessions/{id}"),
-        Some(&json!({"metadata": "x"})),
-    );
+    let bad = session_call(&server, "PATCH", &id, "", json!({"metadata": "x"}));
     assert_eq!(fields(&bad), ["metadata: \"must be a map\""]);
 
-    let message = call(
-        &server,
-        "POST",
-        &format!("/api/v1/agent_sessions/{id}/message"),
-        Some(&json!({"role": "user"})),
-    );
+    let message = session_call(&server, "POST", &id, "/message", json!({"role": "user"}));
     assert_eq!(fields(&message), ["content: \"is required\""]);
 
     // The body-less POST the SDK sends: content type, no body.
@@ -268,13 +277,10 @@ fn sessions_answer_201_200_204_and_bad_input_is_a_422_that_writes_nothing() {
 fn an_active_session_is_not_deleted_and_turns_past_max_turns_are_422() {
     let dir = TestDir::new();
     let server = server_with(&dir, 20_000, |_| {});
-    let created = call(
+    let id = create_session(
         &server,
-        "POST",
-        "/api/v1/agent_sessions",
-        Some(&json!({"agent": "agi_slow", "instructions": "slow", "max_turns": 1})),
+        json!({"agent": "agi_slow", "instructions": "slow", "max_turns": 1}),
     );
-    let id = created.json()["id"].as_str().expect("id").to_string();
     let delete = raw(
         &server,
         "DELETE",
@@ -282,11 +288,12 @@ fn an_active_session_is_not_deleted_and_turns_past_max_turns_are_422() {
         b"",
     );
     assert_eq!(fields(&delete).len(), 1);
-    let more = call(
+    let more = session_call(
         &server,
         "POST",
-        &format!("/api/v1/agent_sessions/{id}/message"),
-        Some(&json!({"content": "again"})),
+        &id,
+        "/message",
+        json!({"content": "again"}),
     );
     assert!(
         fields(&more)[0].starts_with("max_turns:"),
@@ -301,11 +308,12 @@ fn an_active_session_is_not_deleted_and_turns_past_max_turns_are_422() {
         b"",
     );
     assert_eq!(cancelled.json()["status"], "cancelled");
-    let after = call(
+    let after = session_call(
         &server,
         "POST",
-        &format!("/api/v1/agent_sessions/{id}/message"),
-        Some(&json!({"content": "again"})),
+        &id,
+        "/message",
+        json!({"content": "again"}),
     );
     assert!(fields(&after)[0].starts_with("status:"), "{}", after.text());
     assert_eq!(
@@ -361,20 +369,17 @@ fn list_reads_agent_and_agent_brackets_commas_and_null_alike() {
     assert_eq!(listed("?limit=1"), vec![ids[2].clone()]);
     assert_eq!(listed("?routine_run%5B%5D=arr_x"), Vec::<String>::new());
     assert_eq!(listed("?exclude_system=true").len(), 3);
-    for (query, field) in [
-        ("?limit=0", "limit"),
-        ("?limit=101", "limit"),
-        ("?limit=ten", "limit"),
-        ("?status=bogus", "status"),
-        ("?exclude_system=maybe", "exclude_system"),
-    ] {
-        let answer = server.get(&format!("/api/v1/agent_sessions{query}"));
-        assert!(
-            fields(&answer)[0].starts_with(field),
-            "{query}: {}",
-            answer.text()
-        );
-    }
+    assert_queries_refused(
+        &server,
+        "/api/v1/agent_sessions",
+        &[
+            ("?limit=0", "limit"),
+            ("?limit=101", "limit"),
+            ("?limit=ten", "limit"),
+            ("?status=bogus", "status"),
+            ("?exclude_system=maybe", "exclude_system"),
+        ],
+    );
     let many: String = (0..101).map(|i| format!("agent%5B%5D=a{i}&")).collect();
     let answer = server.get(&format!("/api/v1/agent_sessions?{many}"));
     assert!(
@@ -489,13 +494,10 @@ fn streams_are_lf_framed_one_event_per_status_change_and_end_after_the_turn() {
     let server = server_with(&dir, 600, |config| {
         config.keep_alive = Duration::from_millis(100);
     });
-    let created = call(
+    let id = create_session(
         &server,
-        "POST",
-        "/api/v1/agent_sessions",
-        Some(&json!({"agent": "agi_slow", "instructions": "slowly"})),
+        json!({"agent": "agi_slow", "instructions": "slowly"}),
     );
-    let id = created.json()["id"].as_str().expect("id").to_string();
     let mut stream = server
         .stream(
             &format!("/api/v1/agent_sessions/{id}/stream"),
@@ -543,13 +545,10 @@ fn a_stream_at_its_maximum_duration_ends_with_a_stream_timeout_error() {
     let server = server_with(&dir, 60_000, |config| {
         config.faces.archastro.stream_s_max = 1;
     });
-    let created = call(
+    let id = create_session(
         &server,
-        "POST",
-        "/api/v1/agent_sessions",
-        Some(&json!({"agent": "agi_slow", "instructions": "forever"})),
+        json!({"agent": "agi_slow", "instructions": "forever"}),
     );
-    let id = created.json()["id"].as_str().expect("id").to_string();
     let mut stream = server
         .stream(&format!("/api/v1/agent_sessions/{id}/stream"), &[])
         .expect("a stream");
@@ -775,19 +774,16 @@ fn invoke_needs_an_active_routine_and_an_idempotency_key_names_one_run() {
     );
 
     // Pages: bad cursors and limits are 422s naming them.
-    for (query, field) in [
-        ("?limit=0", "limit"),
-        ("?before_cursor=nope", "before_cursor"),
-        ("?after_cursor=trun_1", "after_cursor"),
-        ("?status=odd", "status"),
-    ] {
-        let answer = server.get(&format!("/api/v1/agent_routines/{id}/runs{query}"));
-        assert!(
-            fields(&answer)[0].starts_with(field),
-            "{query}: {}",
-            answer.text()
-        );
-    }
+    assert_queries_refused(
+        &server,
+        &format!("/api/v1/agent_routines/{id}/runs"),
+        &[
+            ("?limit=0", "limit"),
+            ("?before_cursor=nope", "before_cursor"),
+            ("?after_cursor=trun_1", "after_cursor"),
+            ("?status=odd", "status"),
+        ],
+    );
     let page = server.get(&format!(
         "/api/v1/agent_routines/{id}/runs?status=completed&limit=null"
     ));
@@ -822,21 +818,19 @@ fn invoke_needs_an_active_routine_and_an_idempotency_key_names_one_run() {
 fn a_session_turn_is_a_run_on_the_parallel_face() {
     let dir = TestDir::new();
     let server = server_with(&dir, 0, |_| {});
-    let created = call(
+    let id = create_session(
         &server,
-        "POST",
-        "/api/v1/agent_sessions",
-        Some(&json!({"agent": "agi_core", "instructions": "first"})),
+        json!({"agent": "agi_core", "instructions": "first"}),
     );
-    let id = created.json()["id"].as_str().expect("id").to_string();
     wait_for("the first turn", DEADLINE, || {
         session_status(&server, &id) == "completed"
     });
-    call(
+    session_call(
         &server,
         "POST",
-        &format!("/api/v1/agent_sessions/{id}/message"),
-        Some(&json!({"content": "second"})),
+        &id,
+        "/message",
+        json!({"content": "second"}),
     );
     wait_for("the second turn", DEADLINE, || {
         session_status(&server, &id) == "completed"

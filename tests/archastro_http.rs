@@ -850,3 +850,28 @@ fn a_session_turn_is_a_run_on_the_parallel_face() {
     let input = server.get(&format!("/v1/tasks/runs/trun_{}/input", turns[1].run.id));
     assert_eq!(input.status, 200, "{}", input.text());
 }
+
+#[test]
+fn an_invoked_run_and_its_index_record_are_one_write() {
+    let dir = TestDir::new();
+    let server = server_with(&dir, 0, |_| {});
+    let engine = server.engine.engine();
+    let index = ("archastro", "invoked", "arn_test/");
+    let bad = taskyard::model::RunRequest::new(json!("x"), "no-such-processor");
+    assert!(engine.create_indexed_run(bad, index, None).is_err());
+    let listed = engine.list_records("archastro", "invoked", "arn_test/", 10);
+    assert!(
+        listed.expect("records").is_empty(),
+        "a refused run left an index"
+    );
+    let good = taskyard::model::RunRequest::new(json!("x"), "core");
+    let run = match engine.create_indexed_run(good, index, None).expect("a run") {
+        taskyard::engine::Created::Fresh { value, .. } => value,
+        other => panic!("{other:?}"),
+    };
+    let listed = engine
+        .list_records("archastro", "invoked", "arn_test/", 10)
+        .expect("records");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, format!("arn_test/{}", run.id));
+}

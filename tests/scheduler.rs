@@ -636,6 +636,7 @@ fn scheduler_wake_and_cancel_burst_stays_bounded_and_loses_no_cancel() {
             previous_id: None,
             interaction: None,
             skip_while_active: false,
+            index: None,
         };
         let created = store
             .writer

@@ -1,6 +1,6 @@
 //! What the face keeps through the engine's records: sessions, routines
-//! and the runs invoked (the index the runs lists read; a scheduled run
-//! is found through its engine schedule instead).
+//! and the index of the runs invoked (which the engine writes with each
+//! run; a scheduled run is found through its engine schedule instead).
 //!
 //! Bodies are JSON the engine stores and never reads; their shape is this
 //! file's. Ids are minted in creation order (`ids.rs`), so the engine's
@@ -68,14 +68,6 @@ impl Routine {
     pub fn text(&self, key: &str) -> Option<&str> {
         self.fields.get(key).and_then(Value::as_str)
     }
-}
-
-/// An invoked run's index entry, keyed `<routine>/<run>`: the runs of a
-/// routine are one prefix.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Invoked {
-    pub routine: String,
-    pub run_id: String,
 }
 
 fn decode<T: serde::de::DeserializeOwned>(value: Value, what: &str) -> Result<T> {
@@ -154,13 +146,11 @@ pub fn routines(engine: &Engine, limit: usize) -> Result<Vec<Routine>> {
         .collect()
 }
 
-pub fn insert_invoked(engine: &Engine, invoked: &Invoked) -> Result<()> {
-    let id = format!("{}/{}", invoked.routine, invoked.run_id);
-    match engine.insert_record(FACE_NAME, INVOKED, &id, &encode(invoked)) {
-        // A replayed invoke indexes its run once.
-        Ok(_) | Err(crate::engine::Error::Exists { .. }) => Ok(()),
-        Err(other) => Err(other.into()),
-    }
+/// Where an invoked run's index record goes, written by the engine with
+/// the run (`Engine::create_indexed_run`): `<routine>/<run id>`, so the
+/// runs of a routine are one prefix.
+pub fn invoked_index(routine: &str) -> (&'static str, &'static str, String) {
+    (FACE_NAME, INVOKED, format!("{routine}/"))
 }
 
 /// The runs invoked on `routine` (all routines when `None`), at most
@@ -174,6 +164,14 @@ pub fn invoked(
     engine
         .list_records(FACE_NAME, INVOKED, &prefix, limit)?
         .into_iter()
-        .map(|record| decode::<Invoked>(record.body, "invoked run").map(|i| (i.routine, i.run_id)))
+        .map(|record| {
+            record
+                .id
+                .split_once('/')
+                .map(|(routine, run)| (routine.to_string(), run.to_string()))
+                .ok_or_else(|| {
+                    AError::internal(format!("invoked index '{}' names no run", record.id))
+                })
+        })
         .collect()
 }

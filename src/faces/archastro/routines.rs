@@ -13,7 +13,7 @@ use super::handlers::{
 };
 use super::limits::{NAME_CHARS_MAX, ROUTINES_SCANNED_MAX};
 use super::query::Query;
-use super::records::{self, Invoked, Routine};
+use super::records::{self, Routine};
 use super::wire::{self, RunDocument, PRESET_NAME, ROUTINE_FIELDS};
 use super::{ids, ArchAstro, FACE_NAME};
 use crate::engine::{Created, Engine, Idempotency};
@@ -489,8 +489,15 @@ pub fn invoke(
         delivery,
     };
     let request = run_request(face, engine, &routine, Some(&message), &metadata, &document)?;
+    let (face_name, kind, prefix) = records::invoked_index(&routine.id);
+    let index = (face_name, kind, prefix.as_str());
     let run = match key {
-        None => engine.create_run(request)?,
+        None => match engine.create_indexed_run(request, index, None)? {
+            Created::Fresh { value, .. } => value,
+            Created::Replayed { .. } => {
+                return Err(AError::internal("an invoke without a key was replayed"))
+            }
+        },
         Some(key) => {
             let once = Idempotency {
                 key: format!("{FACE_NAME}:{}:{key}", routine.id),
@@ -498,7 +505,7 @@ pub fn invoke(
                 fingerprint: "invoke".into(),
             };
             let answer: crate::engine::RenderAnswer<Run> = Arc::new(|run: &Run| run.id.clone());
-            match engine.create_run_once(request, once, answer)? {
+            match engine.create_indexed_run(request, index, Some((once, answer)))? {
                 Created::Fresh { value, .. } => value,
                 Created::Replayed { body: run_id } => {
                     let run = engine.get_run(&run_id)?;
@@ -513,12 +520,5 @@ pub fn invoke(
             }
         }
     };
-    records::insert_invoked(
-        engine,
-        &Invoked {
-            routine: routine.id.clone(),
-            run_id: run.id.clone(),
-        },
-    )?;
     super::runs::get_engine_run(face, engine, &run.id)
 }

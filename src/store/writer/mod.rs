@@ -123,6 +123,10 @@ pub struct NewRun {
     /// (`model::SKIPPED_DETAIL`), so runs of one schedule never overlap.
     #[serde(default)]
     pub skip_while_active: bool,
+    /// A face's index record written with the run, in its transaction:
+    /// the key's id followed by the run's id, an empty body.
+    #[serde(default)]
+    pub index: Option<RecordKey>,
 }
 
 /// A run the scheduler took from the queue; it is `running` now.

@@ -25,7 +25,7 @@ pub enum RecordWrite {
 }
 
 /// Which record, by face, kind and id.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RecordKey {
     pub face: String,
     pub kind: String,

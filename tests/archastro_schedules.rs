@@ -243,3 +243,75 @@ fn a_fire_while_the_previous_scheduled_run_is_active_is_skipped() {
         .cancel_run(&ids::run_of("arr_", &third).expect("id"))
         .expect("cancel");
 }
+
+#[test]
+fn a_schedule_made_just_before_a_crash_is_found_by_its_index() {
+    let dir = TestDir::new();
+    let (server, _clock) = server(&dir, 0);
+    let made = post(
+        &server,
+        "/api/v1/agents/agi_core/agent_routines",
+        Some(
+            &json!({"name": "n", "handler_type": "preset", "preset_name": "do_task",
+                     "schedule": "0 * * * *"}),
+        ),
+    );
+    let routine = made.json()["id"].as_str().expect("id").to_string();
+    let engine = server.engine.engine();
+    // What activate writes first: the engine schedule with its index
+    // record, in one transaction; the routine's own save never came.
+    let run = taskyard::model::RunRequest::new(json!("Tick"), "core");
+    let when = taskyard::model::When::Cron {
+        cron: "0 * * * *".into(),
+        timezone: "UTC".into(),
+    };
+    let prefix = format!("{routine}/");
+    let orphan = engine
+        .create_exclusive_schedule(
+            taskyard::model::ScheduleRequest { when, run },
+            ("archastro", "schedule", &prefix),
+        )
+        .expect("a schedule");
+    let paused = post(
+        &server,
+        &format!("/api/v1/agent_routines/{routine}/pause"),
+        None,
+    );
+    assert_eq!(paused.json()["status"], "paused");
+    let state = |id: &str| engine.get_schedule(id).expect("schedule").state;
+    assert_eq!(state(&orphan.id), taskyard::model::ScheduleState::Paused);
+    let active = post(
+        &server,
+        &format!("/api/v1/agent_routines/{routine}/activate"),
+        None,
+    );
+    assert_eq!(active.json()["status"], "active");
+    assert_eq!(state(&orphan.id), taskyard::model::ScheduleState::Active);
+    assert_eq!(
+        engine.list_schedules().expect("schedules").len(),
+        1,
+        "no second schedule"
+    );
+    let deleted = server.send(
+        "DELETE",
+        &format!("/api/v1/agent_routines/{routine}"),
+        &[],
+        None,
+    );
+    assert_eq!(deleted.status, 204);
+    assert_eq!(state(&orphan.id), taskyard::model::ScheduleState::Cancelled);
+
+    // A refused schedule leaves no index record.
+    let bad = taskyard::model::ScheduleRequest {
+        when: taskyard::model::When::Cron {
+            cron: "not cron".into(),
+            timezone: "UTC".into(),
+        },
+        run: taskyard::model::RunRequest::new(json!("x"), "core"),
+    };
+    assert!(engine
+        .create_exclusive_schedule(bad, ("archastro", "schedule", "arn_other/"))
+        .is_err());
+    let listed = engine.list_records("archastro", "schedule", "arn_other/", 10);
+    assert!(listed.expect("records").is_empty());
+}

@@ -16,6 +16,7 @@ use crate::engine::Engine;
 const SESSION: &str = "session";
 const ROUTINE: &str = "routine";
 const INVOKED: &str = "invoked";
+const SCHEDULE: &str = "schedule";
 
 /// A session as kept; its turns are the engine interaction
 /// [`Session::interaction`].
@@ -43,8 +44,8 @@ impl Session {
     }
 }
 
-/// A routine as kept: the echoed fields as sent, and the engine schedule
-/// that fires it while active.
+/// A routine as kept: the echoed fields as sent. Its engine schedules are
+/// found through their index records ([`schedules`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Routine {
     pub id: String,
@@ -53,11 +54,6 @@ pub struct Routine {
     pub fields: Map<String, Value>,
     /// `draft`, `active` or `paused`.
     pub status: String,
-    /// The engine schedule of its current `schedule`, if it has had one.
-    pub schedule_id: Option<String>,
-    /// Every engine schedule it ever had, oldest first: their runs are its
-    /// scheduled runs.
-    pub schedules: Vec<String>,
     pub created_at: i64,
     pub updated_at: i64,
     /// Deleted routines stay kept so that their runs list (spec 4.2).
@@ -151,6 +147,23 @@ pub fn routines(engine: &Engine, limit: usize) -> Result<Vec<Routine>> {
 /// runs of a routine are one prefix.
 pub fn invoked_index(routine: &str) -> (&'static str, &'static str, String) {
     (FACE_NAME, INVOKED, format!("{routine}/"))
+}
+
+/// Where a routine's engine schedule's index record goes, written by the
+/// engine with the schedule (`Engine::create_exclusive_schedule`).
+pub fn schedule_index(routine: &str) -> (&'static str, &'static str, String) {
+    (FACE_NAME, SCHEDULE, format!("{routine}/"))
+}
+
+/// Every engine schedule a routine has had, newest first: their runs are
+/// its scheduled runs, and the newest is its current one.
+pub fn schedules(engine: &Engine, routine: &str) -> Result<Vec<String>> {
+    let prefix = format!("{routine}/");
+    Ok(engine
+        .list_records(FACE_NAME, SCHEDULE, &prefix, usize::MAX)?
+        .into_iter()
+        .filter_map(|record| record.id.strip_prefix(&prefix).map(str::to_string))
+        .collect())
 }
 
 /// The runs invoked on `routine` (all routines when `None`), at most

@@ -246,8 +246,6 @@ pub fn create(
         agent: agent.to_string(),
         fields: Map::new(),
         status: "draft".into(),
-        schedule_id: None,
-        schedules: Vec::new(),
         created_at: now,
         updated_at: now,
         deleted: false,
@@ -310,7 +308,7 @@ pub fn update(
     }
     routine.updated_at = Timestamp::now().micros();
     if routine.status == "active" && routine.text("schedule").map(str::to_string) != before {
-        switch_on(face, engine, &mut routine)?;
+        switch_on(face, engine, &routine)?;
     }
     records::save_routine(engine, &routine)?;
     Ok(wire::routine(&routine, face.app()))
@@ -324,28 +322,31 @@ fn cron_of(routine: &Routine) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Makes the engine schedule match the routine's `schedule` and fire:
-/// resumes the paused one of the same cron, else replaces it.
-fn switch_on(face: &ArchAstro, engine: &Engine, routine: &mut Routine) -> Result<()> {
+/// Makes the engine schedules match the routine's `schedule` and fire:
+/// the newest one resumes (or goes on) when its cron is the same, every
+/// other one still live is cancelled, and a new one is made when none is
+/// kept. Every schedule is found through its index record, so one made
+/// just before a crash is found too.
+fn switch_on(face: &ArchAstro, engine: &Engine, routine: &Routine) -> Result<()> {
     let cron = cron_of(routine);
-    if let Some(schedule_id) = routine.schedule_id.clone() {
-        let current = engine.get_schedule(&schedule_id)?;
+    let mut kept = false;
+    for (newest, schedule_id) in records::schedules(engine, &routine.id)?.iter().enumerate() {
+        let current = engine.get_schedule(schedule_id)?;
         let same =
             matches!(&current.when, When::Cron { cron: now, .. } if Some(now) == cron.as_ref());
         match current.state {
-            ScheduleState::Paused if same => {
-                engine.resume_schedule(&schedule_id)?;
-                return Ok(());
+            ScheduleState::Paused if same && newest == 0 => {
+                engine.resume_schedule(schedule_id)?;
+                kept = true;
             }
-            ScheduleState::Active if same => return Ok(()),
+            ScheduleState::Active if same && newest == 0 => kept = true,
             ScheduleState::Active | ScheduleState::Paused => {
-                engine.cancel_schedule(&schedule_id)?;
+                engine.cancel_schedule(schedule_id)?;
             }
             ScheduleState::Done | ScheduleState::Cancelled => {}
         }
-        routine.schedule_id = None;
     }
-    let Some(cron) = cron else {
+    let Some(cron) = cron.filter(|_| !kept) else {
         return Ok(());
     };
     let document = RunDocument {
@@ -357,23 +358,31 @@ fn switch_on(face: &ArchAstro, engine: &Engine, routine: &mut Routine) -> Result
         delivery: json!({"type": "none", "status": "not_requested"}),
     };
     let run = run_request(face, engine, routine, None, &Map::new(), &document)?;
-    let made = engine.create_exclusive_schedule(ScheduleRequest {
-        when: When::Cron {
-            cron,
-            timezone: "UTC".into(),
+    let (face_name, kind, prefix) = records::schedule_index(&routine.id);
+    engine.create_exclusive_schedule(
+        ScheduleRequest {
+            when: When::Cron {
+                cron,
+                timezone: "UTC".into(),
+            },
+            run,
         },
-        run,
-    })?;
-    routine.schedule_id = Some(made.id.clone());
-    routine.schedules.push(made.id);
+        (face_name, kind, &prefix),
+    )?;
     Ok(())
 }
 
-/// Stops the routine's engine schedule, if it fires.
-fn switch_off(engine: &Engine, routine: &Routine) -> Result<()> {
-    if let Some(schedule_id) = &routine.schedule_id {
-        if engine.get_schedule(schedule_id)?.state == ScheduleState::Active {
-            engine.pause_schedule(schedule_id)?;
+/// Ends or pauses every live engine schedule of the routine.
+fn switch_off(engine: &Engine, routine: &Routine, cancel: bool) -> Result<()> {
+    for schedule_id in records::schedules(engine, &routine.id)? {
+        match engine.get_schedule(&schedule_id)?.state {
+            ScheduleState::Active | ScheduleState::Paused if cancel => {
+                engine.cancel_schedule(&schedule_id)?;
+            }
+            ScheduleState::Active => {
+                engine.pause_schedule(&schedule_id)?;
+            }
+            _ => {}
         }
     }
     Ok(())
@@ -388,7 +397,7 @@ pub fn activate(face: &ArchAstro, engine: &Engine, id: &str) -> Result<Value> {
             return Err(AError::invalid("schedule", message));
         }
     }
-    switch_on(face, engine, &mut routine)?;
+    switch_on(face, engine, &routine)?;
     routine.status = "active".into();
     routine.updated_at = Timestamp::now().micros();
     records::save_routine(engine, &routine)?;
@@ -399,7 +408,7 @@ pub fn activate(face: &ArchAstro, engine: &Engine, id: &str) -> Result<Value> {
 /// made go on.
 pub fn pause(face: &ArchAstro, engine: &Engine, id: &str) -> Result<Value> {
     let mut routine = records::routine(engine, id)?;
-    switch_off(engine, &routine)?;
+    switch_off(engine, &routine, false)?;
     routine.status = "paused".into();
     routine.updated_at = Timestamp::now().micros();
     records::save_routine(engine, &routine)?;
@@ -410,12 +419,7 @@ pub fn pause(face: &ArchAstro, engine: &Engine, id: &str) -> Result<Value> {
 /// is kept, marked deleted, so that its runs stay readable.
 pub fn delete(engine: &Engine, id: &str) -> Result<()> {
     let mut routine = records::routine(engine, id)?;
-    if let Some(schedule_id) = &routine.schedule_id {
-        let state = engine.get_schedule(schedule_id)?.state;
-        if matches!(state, ScheduleState::Active | ScheduleState::Paused) {
-            engine.cancel_schedule(schedule_id)?;
-        }
-    }
+    switch_off(engine, &routine, true)?;
     routine.deleted = true;
     routine.updated_at = Timestamp::now().micros();
     records::save_routine(engine, &routine)

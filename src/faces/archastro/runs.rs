@@ -122,8 +122,8 @@ fn gather(engine: &Engine, routines: &[Routine], all: bool) -> Result<Vec<(Run, 
         }
     }
     for routine in routines {
-        for schedule in &routine.schedules {
-            for run in engine.schedule_runs(schedule)? {
+        for schedule in records::schedules(engine, &routine.id)? {
+            for run in engine.schedule_runs(&schedule)? {
                 runs.push((run, routine.agent.clone()));
             }
         }

@@ -170,17 +170,7 @@ pub(super) fn create_run(
     }
     let (seq, cursor) = insert_run(transaction, batch, &run, None)?;
     if let Some(index) = &run.index {
-        transaction
-            .prepare_cached(
-                "INSERT OR IGNORE INTO records (face, kind, id, body, created_at, modified_at) \
-                 VALUES (?1, ?2, ?3, '{}', ?4, ?4)",
-            )?
-            .execute(params![
-                index.face,
-                index.kind,
-                format!("{}{}", index.id, run.id),
-                batch.now
-            ])?;
+        super::record::insert_index(transaction, batch, index, &run.id)?;
     }
     // A run without a group has no group counts, but is counted with all.
     batch.run_counts.num_runs += 1;

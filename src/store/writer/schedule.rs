@@ -19,6 +19,9 @@ pub struct NewSchedule {
     pub next_at: i64,
     /// By the engine's clock: intervals count from it.
     pub created_at: i64,
+    /// A face's index record written with the schedule: the key's id
+    /// followed by the schedule's id, an empty body.
+    pub index: Option<RecordKey>,
 }
 
 /// One due schedule to fire: its next time moves from `expected` to
@@ -61,6 +64,9 @@ pub(super) fn create_schedule(
             schedule.created_at,
             batch.now
         ])?;
+    if let Some(index) = &schedule.index {
+        super::record::insert_index(transaction, batch, index, &schedule.id)?;
+    }
     schedule_by_id(transaction, &schedule.id)
 }
 

@@ -10,6 +10,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use client::TestServer;
 use serde_json::json;
 use support::wait_for;
@@ -108,4 +109,33 @@ fn the_handinger_face_answers_the_limit_in_its_own_form() {
     assert_eq!(refused.json()["error"]["code"], "rate_limited");
     assert!(refused.header("retry-after-ms").is_some());
     assert_eq!(create("delta").status, 200, "another key, another bucket");
+}
+
+/// The Nextcloud face checks its own logins, and the server's limit holds
+/// for it too, counted against the Basic password (the key), answered as
+/// Nextcloud answers a 429: an empty body, outside the OCS envelope.
+#[test]
+fn the_nextcloud_face_is_limited_too_and_answers_in_its_own_form() {
+    let server = limited_server();
+    let schedule = |password: &str| {
+        let login = base64::engine::general_purpose::STANDARD.encode(format!("alice:{password}"));
+        server.send(
+            "POST",
+            "/ocs/v2.php/taskprocessing/schedule?format=json",
+            &[
+                ("Content-Type", "application/json"),
+                ("OCS-APIRequest", "true"),
+                ("Authorization", &format!("Basic {login}")),
+            ],
+            Some(br#"{"input": {"input": "hi"}, "type": "core:text2text", "appId": "t"}"#),
+        )
+    };
+    for _ in 0..2 {
+        let made = schedule("epsilon");
+        assert_eq!(made.status, 200, "{}", made.text());
+    }
+    let refused = schedule("epsilon");
+    assert_eq!(refused.status, 429, "{}", refused.text());
+    assert!(refused.body.is_empty(), "{}", refused.text());
+    assert_eq!(schedule("zeta").status, 200, "another key, another bucket");
 }

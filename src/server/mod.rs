@@ -435,9 +435,11 @@ fn handle(shared: &Arc<Shared>, mut raw: tiny_http::Request) {
             .unwrap_or_default();
         let mut request = Request::new(shared, &mut raw, &method, path, raw_query, params, face);
         let presented = shared.faces[face].presented_key(&request);
-        // Face routes only are limited: `/healthz` and `/metrics` never.
+        // Face routes only are limited: `/healthz` and `/metrics` never. A
+        // face that checks its own logins (Nextcloud's) registers its routes
+        // without the server's key check, and is limited all the same.
         let limited = || match &found {
-            Ok(found) if found.endpoint.needs_key => shared
+            Ok(found) if found.endpoint.needs_key || shared.faces[face].owns(path) => shared
                 .rate
                 .take(
                     &client_of(presented.as_deref(), &raw_peer),

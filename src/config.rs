@@ -51,6 +51,8 @@ pub struct FileConfig {
     pub rate_limits: Option<RateLimitsFile>,
     /// The Handinger face's settings (`[handinger]`).
     pub handinger: Option<HandingerFile>,
+    /// The ArchAstro face's settings (`[archastro]`).
+    pub archastro: Option<ArchAstroFile>,
     /// The Nextcloud face's settings (`[nextcloud]`), read by the face
     /// (`faces::nextcloud::NcConfig`).
     pub nextcloud: Option<toml::Table>,
@@ -82,6 +84,19 @@ pub struct RateLimitsFile {
 #[serde(deny_unknown_fields)]
 pub struct HandingerFile {
     pub budgets: Option<BudgetsFile>,
+}
+
+/// `[archastro]`: `agents = { "agi_x" = "processor", ... }` adds agents
+/// beyond `agi_<processor>`, each naming a configured processor; `app` is
+/// the `app` id of routines and their runs (`dap_local`); `stream_s_max`
+/// how long a stream stays open at most (3,600 seconds).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchAstroFile {
+    pub agents: Option<std::collections::BTreeMap<String, String>>,
+    pub app: Option<String>,
+    /// Seconds a session or run stream stays open at most (3,600).
+    pub stream_s_max: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -163,6 +178,24 @@ impl FileConfig {
                     ));
                 }
                 *slot = name.clone();
+            }
+        }
+        if let Some(file) = &self.archastro {
+            for (agent, name) in file.agents.iter().flatten() {
+                if registry.get(name).is_none() {
+                    return Err(format!(
+                        "config file {}: archastro.agents.{agent} names processor '{name}', \
+                         which is not served (configure it under [processors.{name}])",
+                        self.path.display()
+                    ));
+                }
+                faces.archastro.agents.insert(agent.clone(), name.clone());
+            }
+            if let Some(app) = &file.app {
+                faces.archastro.app = app.clone();
+            }
+            if let Some(seconds) = file.stream_s_max {
+                faces.archastro.stream_s_max = seconds.max(1);
             }
         }
         faces.nextcloud =

@@ -35,13 +35,11 @@ fn segment(id: &str) -> String {
 #[test]
 fn acknowledged_tasks_complete_after_kill_9_and_their_ids_resolve() {
     let dir = TestDir::new();
-    let config = dir.dir.path().join("taskyard.toml");
     // `standard` is `core`: slow enough that turns are running at the kill.
-    std::fs::write(
-        &config,
+    let config = support::config_file(
+        &dir,
         "[processors.core]\nkind = \"mock\"\nlatency_ms = 400\n",
-    )
-    .expect("config");
+    );
     let (mut server, addr) = serve_child(&dir, &config);
 
     // Task id -> the turn ids its creates acknowledged.

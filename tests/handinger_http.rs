@@ -22,16 +22,6 @@ fn post(server: &TestServer, path: &str, body: &[u8]) -> Response {
     )
 }
 
-fn runs_stored(server: &TestServer) -> u64 {
-    server
-        .engine
-        .runs_by_status()
-        .expect("counts")
-        .iter()
-        .map(|(_, count)| count)
-        .sum()
-}
-
 /// `{"error": {"code", "message"}}` with this status and code.
 fn assert_error(answer: &Response, status: u16, code: &str) -> String {
     assert_eq!(answer.status, status, "{}", answer.text());
@@ -85,7 +75,7 @@ fn bad_input_is_a_400_in_handingers_form_and_writes_nothing() {
     assert!(assert_error(&worker, 400, "bad_request").contains("outputSchema"));
     let worker = post(&server, "/api/workers", br#"{"visibility": "secret"}"#);
     assert_error(&worker, 400, "bad_request");
-    assert_eq!(runs_stored(&server), 0, "nothing was written");
+    assert_eq!(server.runs_stored(), 0, "nothing was written");
 
     // Unknown ids and paths, and a method a path does not take.
     assert_error(&server.get("/api/tasks/tsk_nobody"), 404, "not_found");
@@ -192,7 +182,7 @@ fn an_idempotency_key_makes_a_create_happen_once() {
     assert_eq!(again.status, 200, "{}", again.text());
     assert_eq!(again.json()["taskId"], first.json()["taskId"]);
     assert_eq!(again.json()["turnId"], first.json()["turnId"]);
-    assert_eq!(runs_stored(&server), 1, "one turn, not two");
+    assert_eq!(server.runs_stored(), 1, "one turn, not two");
     let other = send("/api/tasks", "k-1", br#"{"input": "twice"}"#);
     assert_error(&other, 409, "conflict");
     assert_eq!(other.header("x-should-retry"), Some("false"));

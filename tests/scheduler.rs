@@ -635,6 +635,8 @@ fn scheduler_wake_and_cancel_burst_stays_bounded_and_loses_no_cancel() {
             webhook: None,
             previous_id: None,
             interaction: None,
+            skip_while_active: false,
+            index: None,
         };
         let created = store
             .writer

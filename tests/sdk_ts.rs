@@ -9,180 +9,27 @@
 //! Needs `node` and `npm` on PATH. `npm ci` runs first when
 //! `tests/sdk_ts/node_modules` is missing or older than the lock file.
 
-use std::fs;
-use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime};
+#[path = "support/node.rs"]
+mod node;
 
-/// Time for the server to print its listening line.
-const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
-/// Time for `npm ci`.
-const NPM_DEADLINE: Duration = Duration::from_secs(300);
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
 /// Time for the whole smoke script (it takes about a second).
 const SMOKE_DEADLINE: Duration = Duration::from_secs(180);
-
-/// A child process that is killed and reaped when dropped, so that a
-/// failed assertion never leaves a server or a node process behind.
-struct ChildGuard {
-    name: &'static str,
-    child: Child,
-}
-
-impl ChildGuard {
-    fn spawn(name: &'static str, command: &mut Command) -> ChildGuard {
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name} ({command:?}): {e}"));
-        ChildGuard { name, child }
-    }
-
-    /// Waits for the process to exit; kills it and panics after `deadline`.
-    fn wait_with_deadline(&mut self, deadline: Duration) -> ExitStatus {
-        let until = Instant::now() + deadline;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return status,
-                Ok(None) if Instant::now() < until => thread::sleep(Duration::from_millis(20)),
-                Ok(None) => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    panic!("{} did not finish within {deadline:?}", self.name);
-                }
-                Err(e) => panic!("waiting for {}: {e}", self.name),
-            }
-        }
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-/// Copies each line of `source` to the test's output (captured by the test
-/// harness and shown when the test fails), prefixed with `prefix`.
-fn relay(prefix: &'static str, source: impl Read + Send + 'static) -> JoinHandle<()> {
-    thread::spawn(move || {
-        for line in BufReader::new(source).lines() {
-            match line {
-                Ok(line) => println!("[{prefix}] {line}"),
-                Err(_) => break,
-            }
-        }
-    })
-}
-
-/// Runs `command` to completion with its output relayed; panics unless it
-/// exits 0 within `deadline`.
-fn run_relayed(name: &'static str, command: &mut Command, deadline: Duration) {
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut guard = ChildGuard::spawn(name, command);
-    let out = relay(name, guard.child.stdout.take().expect("stdout piped"));
-    let err = relay(name, guard.child.stderr.take().expect("stderr piped"));
-    let status = guard.wait_with_deadline(deadline);
-    let _ = out.join();
-    let _ = err.join();
-    assert!(status.success(), "{name} failed: {status}");
-}
-
-fn modified(path: &Path) -> Option<SystemTime> {
-    fs::metadata(path).and_then(|m| m.modified()).ok()
-}
-
-/// `npm ci` unless `node_modules` is there and at least as new as the lock
-/// file (npm writes `node_modules/.package-lock.json` on every install).
-fn ensure_node_modules(dir: &Path) {
-    let lock = modified(&dir.join("package-lock.json")).expect("tests/sdk_ts/package-lock.json");
-    let installed = modified(&dir.join("node_modules").join(".package-lock.json"));
-    let fresh = dir.join("node_modules").is_dir() && installed.is_some_and(|t| t >= lock);
-    if fresh {
-        return;
-    }
-    run_relayed(
-        "npm ci",
-        Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(dir),
-        NPM_DEADLINE,
-    );
-}
-
-/// `taskyard serve` on a free loopback port and a fresh database; answers
-/// the guard and the base URL read from its first stdout line.
-fn start_server(db: &Path) -> (ChildGuard, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_taskyard"));
-    command
-        .arg("serve")
-        .arg("--addr")
-        .arg("127.0.0.1:0")
-        .arg("--db")
-        .arg(db)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // Settings of the surrounding shell (keys, config file) must not leak in.
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("TASKYARD_") {
-            command.env_remove(key);
-        }
-    }
-    let mut server = ChildGuard::spawn("taskyard serve", &mut command);
-    relay(
-        "taskyard",
-        server.child.stderr.take().expect("stderr piped"),
-    );
-
-    // The first stdout line names the port; the rest is relayed so that
-    // the server never blocks on a full pipe.
-    let stdout = server.child.stdout.take().expect("stdout piped");
-    let (first_line, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        let _ = first_line.send(lines.next());
-        for line in lines.map_while(Result::ok) {
-            println!("[taskyard] {line}");
-        }
-    });
-    let line = match rx.recv_timeout(STARTUP_DEADLINE) {
-        Ok(Some(Ok(line))) => line,
-        Ok(other) => panic!("taskyard serve ended before its listening line: {other:?}"),
-        Err(_) => panic!("taskyard serve printed no listening line within {STARTUP_DEADLINE:?}"),
-    };
-    println!("[taskyard] {line}");
-    let base_url = line
-        .split_whitespace()
-        .find(|word| word.starts_with("http://127.0.0.1:"))
-        .unwrap_or_else(|| panic!("no http://127.0.0.1:<port> in {line:?}"))
-        .to_string();
-    let port = base_url.trim_start_matches("http://127.0.0.1:");
-    assert!(
-        port.parse::<u16>().is_ok_and(|p| p != 0),
-        "bad port in {line:?}"
-    );
-    (server, base_url)
-}
 
 #[test]
 fn typescript_sdk_smoke() {
     let sdk_dir: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests")
         .join("sdk_ts");
-    ensure_node_modules(&sdk_dir);
+    node::ensure_node_modules(&sdk_dir);
 
     let tmp = tempfile::tempdir().expect("temporary directory");
-    let (mut server, base_url) = start_server(&tmp.path().join("t.db"));
+    let (mut server, base_url) = node::start_server(&tmp.path().join("t.db"), &[]);
 
-    run_relayed(
+    node::run_relayed(
         "node smoke.mjs",
         Command::new("node")
             .arg(sdk_dir.join("smoke.mjs"))

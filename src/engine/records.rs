@@ -78,6 +78,24 @@ impl Engine {
             .transpose()
     }
 
+    /// A face's records of one kind whose ids start with `prefix`, by id
+    /// from the greatest down, at most `limit`: a face that mints ids in
+    /// creation order lists its newest first.
+    pub fn list_records(
+        &self,
+        face: &str,
+        kind: &str,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<Record>> {
+        self.inner
+            .store
+            .records(face, kind, prefix, limit)?
+            .into_iter()
+            .map(record_of)
+            .collect()
+    }
+
     /// Deletes a record; true when there was one.
     pub fn delete_record(&self, face: &str, kind: &str, id: &str) -> Result<bool> {
         Ok(self.write(|reply| Op::DeleteRecord {

@@ -189,17 +189,59 @@ impl Engine {
         created(self.create_run_with(request, Some((key, answer)))?)
     }
 
+    /// [`Engine::create_run`] (at most once per key, when one is given)
+    /// that also writes a face's index record in the run's transaction:
+    /// `(face, kind, id_prefix + run id)`, an empty body, listed with
+    /// [`Engine::list_records`] by `id_prefix`. A face that lists its runs
+    /// by the record then never misses an acknowledged run, also across
+    /// a crash. Without a key the answer is `Fresh` with an empty body
+    /// (there is no answer to replay).
+    pub fn create_indexed_run(
+        &self,
+        request: RunRequest,
+        (face, kind, id_prefix): (&str, &str, &str),
+        once: Option<(Idempotency, RenderAnswer<Run>)>,
+    ) -> Result<Created<Run>> {
+        let index = store::RecordKey {
+            face: face.to_string(),
+            kind: kind.to_string(),
+            id: id_prefix.to_string(),
+        };
+        match once {
+            Some(once) => created(self.create_run_with_index(request, Some(once), Some(index))?),
+            None => {
+                let run = fresh(self.create_run_with_index(request, None, Some(index))?)?;
+                Ok(Created::Fresh {
+                    body: String::new(),
+                    value: run,
+                })
+            }
+        }
+    }
+
     fn create_run_with(
         &self,
         request: RunRequest,
         once: Option<(Idempotency, RenderAnswer<Run>)>,
+    ) -> Result<store::Once<Run>> {
+        self.create_run_with_index(request, once, None)
+    }
+
+    fn create_run_with_index(
+        &self,
+        request: RunRequest,
+        once: Option<(Idempotency, RenderAnswer<Run>)>,
+        index: Option<store::RecordKey>,
     ) -> Result<store::Once<Run>> {
         let errors = self.check_run(&request);
         if !errors.is_empty() {
             return Err(Error::Invalid(errors));
         }
         let created = self.write(|reply| Op::CreateRun {
-            run: self.new_run(&request, None),
+            run: NewRun {
+                index: index.clone(),
+                ..self.new_run(&request, None)
+            },
             once: keyed(&once),
             reply,
         })?;
@@ -237,6 +279,8 @@ impl Engine {
             webhook: request.webhook.clone(),
             previous_id: request.previous_run_id.clone(),
             interaction: request.interaction.clone(),
+            skip_while_active: false,
+            index: None,
         }
     }
 

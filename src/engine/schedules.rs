@@ -25,7 +25,7 @@ use crate::limits::SCHEDULE_FIRES_PER_LOOK_MAX;
 use crate::model::{
     is_id, new_id, FieldError, Loc, Run, Schedule, ScheduleRequest, ScheduleState, Timestamp, When,
 };
-use crate::store::{Fire, NewSchedule, Op, ScheduleChange, Store};
+use crate::store::{Fire, NewRun, NewSchedule, Op, ScheduleChange, Store};
 
 /// Where the engine reads the time for schedules.
 pub trait Clock: Send + Sync {
@@ -288,6 +288,34 @@ impl Engine {
 
     /// Makes a schedule; its runs pass the checks every run passes.
     pub fn create_schedule(&self, request: ScheduleRequest) -> Result<Schedule> {
+        self.create_schedule_with(request, false, None)
+    }
+
+    /// [`Engine::create_schedule`] whose fires never overlap (a fire while
+    /// the schedule's previous run is still active records a run that is
+    /// already cancelled, its error's detail `{"skipped": true}`), with a
+    /// face's index record `(face, kind, id_prefix + schedule id)` written
+    /// in the same transaction, so the face finds every schedule it made,
+    /// also across a crash.
+    pub fn create_exclusive_schedule(
+        &self,
+        request: ScheduleRequest,
+        (face, kind, id_prefix): (&str, &str, &str),
+    ) -> Result<Schedule> {
+        let index = crate::store::RecordKey {
+            face: face.to_string(),
+            kind: kind.to_string(),
+            id: id_prefix.to_string(),
+        };
+        self.create_schedule_with(request, true, Some(index))
+    }
+
+    fn create_schedule_with(
+        &self,
+        request: ScheduleRequest,
+        skip_while_active: bool,
+        index: Option<crate::store::RecordKey>,
+    ) -> Result<Schedule> {
         let mut errors = self.check_when(&request.when);
         errors.extend(
             self.check_run(&request.run)
@@ -304,9 +332,13 @@ impl Engine {
             schedule: NewSchedule {
                 id: new_id(),
                 spec: crate::model::to_json(&request.when),
-                template: self.new_run(&request.run, None),
+                template: NewRun {
+                    skip_while_active,
+                    ..self.new_run(&request.run, None)
+                },
                 next_at: first.micros(),
                 created_at: now.micros(),
+                index: index.clone(),
             },
             reply,
         })?;

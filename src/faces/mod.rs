@@ -6,6 +6,7 @@
 //! below knows none of them. A new hosted API is a new folder here and one
 //! line in [`all`].
 
+pub mod archastro;
 pub mod handinger;
 pub mod nextcloud;
 pub mod parallel;
@@ -16,7 +17,7 @@ use crate::engine::{Config, Engine};
 use crate::model::RENDER_SLOTS_MAX;
 use crate::processors::kind::Kind;
 use crate::processors::Registry;
-use crate::server::{Face, ServerConfig};
+use crate::server::{Face, Reply, Request, Routes, ServerConfig};
 
 /// Each face's slot in an event's kept renderings: one per face, below
 /// `RENDER_SLOTS_MAX`.
@@ -24,17 +25,70 @@ pub const PARALLEL_RENDER_SLOT: usize = 0;
 
 const _: () = assert!(PARALLEL_RENDER_SLOT < RENDER_SLOTS_MAX);
 
+/// One row of a face's route table: method, pattern, the names of the
+/// ids in its path in order, and the face's route made of their values.
+pub type RouteRow<R> = (
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+    fn(&mut std::vec::IntoIter<String>) -> R,
+);
+
+/// How a face answers one of its routes.
+pub type RouteAnswer<R> = Arc<dyn Fn(&mut Request<'_>, R) -> Reply + Send + Sync>;
+
+/// The next id of a route row's decoded ids.
+pub fn next_id(ids: &mut std::vec::IntoIter<String>) -> String {
+    ids.next().unwrap_or_default()
+}
+
+/// Registers a face's route table. Path ids arrive percent-encoded as one
+/// segment each and are decoded once here (`a%2Fb` is the id `a/b`); one
+/// that does not decode to UTF-8 names nothing that can exist, and
+/// `bad_id` answers it (the face's 404); the rest go to `answer`.
+pub fn register_table<R: 'static>(
+    routes: &mut Routes,
+    table: &'static [RouteRow<R>],
+    bad_id: fn(&str) -> Reply,
+    answer: RouteAnswer<R>,
+) {
+    for (method, pattern, params, make) in table {
+        let answer = answer.clone();
+        let (params, make) = (*params, *make);
+        routes.add(
+            method,
+            pattern.to_string(),
+            pattern,
+            true,
+            Arc::new(move |request| {
+                let mut ids = Vec::with_capacity(params.len());
+                for name in params {
+                    let raw = request.param(name);
+                    match percent_encoding::percent_decode_str(raw).decode_utf8() {
+                        Ok(id) => ids.push(id.into_owned()),
+                        Err(_) => return bad_id(raw),
+                    }
+                }
+                answer(request, make(&mut ids.into_iter()))
+            }),
+        );
+    }
+}
+
 /// What each face takes from the config file (`config.rs` reads it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FacesConfig {
     /// The processor each Handinger budget picks.
     pub handinger: handinger::Budgets,
+    /// ArchAstro's agents beyond `agi_<processor>`, and its app id.
+    pub archastro: archastro::Settings,
     /// The Nextcloud face's task types, languages and schedule limit.
     pub nextcloud: nextcloud::NcConfig,
 }
 
 /// Every face taskyard serves, in the order their refusals are preferred
-/// for paths none of them owns (the first answers those).
+/// for paths none of them owns (the first answers those). Each owns its
+/// own prefix: Handinger `/api/` but `/api/v1/`, which is ArchAstro's.
 pub fn all(engine: &Engine, config: &ServerConfig) -> Vec<Arc<dyn Face>> {
     vec![
         Arc::new(parallel::Parallel::new(engine.clone())),
@@ -42,6 +96,7 @@ pub fn all(engine: &Engine, config: &ServerConfig) -> Vec<Arc<dyn Face>> {
             engine,
             config.faces.handinger.clone(),
         )),
+        Arc::new(archastro::ArchAstro::new(config.faces.archastro.clone())),
         Arc::new(nextcloud::Nextcloud::new(
             config.faces.nextcloud.clone(),
             config.api_keys.clone(),

@@ -28,7 +28,7 @@ pub use id::{is_id, new_id, new_ref_id};
 pub use output::{Citation, Content, Evidence, Output, Usage};
 pub use record::{InteractionTurn, Record};
 pub use run::{AddRuns, AddedRuns, Run, RunError, RunRequest, StoredRequest, Turn, Warning};
-pub use schedule::{Schedule, ScheduleRequest, ScheduleState, When};
+pub use schedule::{Schedule, ScheduleRequest, ScheduleState, When, SKIPPED_DETAIL};
 pub use status::{RunCounts, RunStatus};
 pub use task::{SchemaKind, TaskSpec};
 pub use time::Timestamp;

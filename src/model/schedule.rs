@@ -7,6 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{RunRequest, Timestamp};
 
+/// The key of a skipped fire's error detail (`{"skipped": true}`): the
+/// run an exclusive schedule recorded, already cancelled, because its
+/// previous run was still active.
+pub const SKIPPED_DETAIL: &str = "skipped";
+
 /// When a schedule makes its runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

@@ -121,6 +121,38 @@ pub enum Refusal {
     RateLimited(rate::Limited),
 }
 
+impl Refusal {
+    /// What went wrong, in words every face may use as its message (a face
+    /// still picks its own status, code and form).
+    pub fn message(&self) -> String {
+        match self {
+            Refusal::Unauthorized => "invalid or missing API key".into(),
+            Refusal::NotFound { method, path } => format!("no route for {method} {path}"),
+            Refusal::MethodNotAllowed {
+                method,
+                path,
+                allowed,
+            } => format!(
+                "method {method} is not allowed on {path}; allowed: {}",
+                allowed.join(", ")
+            ),
+            Refusal::BodyTooLarge { max, .. } => {
+                format!("request body is over {max} bytes (BODY_BYTES_MAX)")
+            }
+            Refusal::BodyTimeout { timeout } => format!(
+                "request body not received within the read timeout ({} s)",
+                timeout.as_secs_f64()
+            ),
+            Refusal::BodyUnreadable(message) => format!("cannot read the request body: {message}"),
+            Refusal::StreamsFull { open, max } => {
+                format!("too many open streams: {open} open, at most {max} (STREAMS_OPEN_MAX)")
+            }
+            Refusal::Engine(error) => error.to_string(),
+            Refusal::RateLimited(limited) => limited.message(),
+        }
+    }
+}
+
 /// A hosted API's wire format, served over the engine.
 pub trait Face: Send + Sync + 'static {
     /// True for the paths this face owns: an unmatched request under them
@@ -343,6 +375,16 @@ fn scrape(request: &mut Request<'_>) -> Reply {
     )
 }
 
+fn collapse_slashes(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for character in path.chars() {
+        if !(character == '/' && out.ends_with('/')) {
+            out.push(character);
+        }
+    }
+    out
+}
+
 fn serve(shared: &Arc<Shared>) {
     while !shared.stopping.load(Ordering::SeqCst) {
         // An error is `stop` unblocking this thread; the loop's test ends it.
@@ -357,6 +399,16 @@ fn handle(shared: &Arc<Shared>, mut raw: tiny_http::Request) {
     let method = raw.method().as_str().to_ascii_uppercase();
     let url = raw.url().to_string();
     let (path, raw_query) = url.split_once('?').unwrap_or((&url, ""));
+    // Repeated slashes read as one: a client whose base URL ends in `/`
+    // sends `//api/...` (ArchAstro's SDK does, spec 1.1). An id with a
+    // slash in it arrives percent-encoded, so none is cut here.
+    let collapsed;
+    let path = if path.contains("//") {
+        collapsed = collapse_slashes(path);
+        collapsed.as_str()
+    } else {
+        path
+    };
     let found = shared.table.find(&method, path);
     let label = found
         .as_ref()

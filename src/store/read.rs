@@ -193,6 +193,40 @@ impl Store {
         })
     }
 
+    /// A face's records of one kind whose ids start with `prefix`, by id
+    /// from the greatest down, at most `limit` (the primary key's order,
+    /// so the read walks the index and stops at `limit`).
+    pub fn records(
+        &self,
+        face: &str,
+        kind: &str,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<RecordRow>> {
+        // `prefix` + U+10FFFF bounds the range without LIKE's escaping.
+        let end = format!("{prefix}\u{10FFFF}");
+        self.read(|connection| {
+            Ok(connection
+                .prepare_cached(
+                    "SELECT id, body, created_at, modified_at FROM records \
+                     WHERE face = ?1 AND kind = ?2 AND id >= ?3 AND id < ?4 \
+                     ORDER BY id DESC LIMIT ?5",
+                )?
+                .query_map(
+                    params![face, kind, prefix, end, limit.min(i64::MAX as usize) as i64],
+                    |row| {
+                        Ok(RecordRow {
+                            id: row.get(0)?,
+                            body: row.get(1)?,
+                            created_at: row.get(2)?,
+                            modified_at: row.get(3)?,
+                        })
+                    },
+                )?
+                .collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
     /// The turns of an interaction, in order: each turn's number, the run
     /// row, its input, and its output when it completed.
     pub fn interaction_turns(&self, interaction: &str) -> Result<Vec<StoredTurn>> {

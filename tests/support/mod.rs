@@ -51,6 +51,13 @@ pub fn config_from_toml(dir: &TestDir, name: &str, toml: &str) -> Result<Config,
     })
 }
 
+/// A config file `taskyard.toml` in the test's directory, holding `toml`.
+pub fn config_file(dir: &TestDir, toml: &str) -> PathBuf {
+    let path = dir.dir.path().join("taskyard.toml");
+    std::fs::write(&path, toml).expect("config written");
+    path
+}
+
 /// Polls `condition` until it holds; panics with `label` after `deadline`.
 pub fn wait_for(label: &str, deadline: Duration, mut condition: impl FnMut() -> bool) {
     let until = Instant::now() + deadline;

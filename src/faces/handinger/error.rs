@@ -57,54 +57,28 @@ impl HError {
 
 impl From<Refusal> for HError {
     fn from(refusal: Refusal) -> HError {
+        let message = refusal.message();
         match refusal {
             Refusal::Unauthorized => HError::new(
                 401,
                 "unauthorized",
                 "invalid or missing API key (Authorization: Bearer)",
             ),
-            Refusal::NotFound { method, path } => {
-                HError::not_found(format!("no route for {method} {path}"))
+            Refusal::NotFound { .. } => HError::not_found(message),
+            Refusal::MethodNotAllowed { allowed, .. } => {
+                HError::new(405, "method_not_allowed", message)
+                    .with_header("allow", allowed.join(", "))
             }
-            Refusal::MethodNotAllowed {
-                method,
-                path,
-                allowed,
-            } => HError::new(
-                405,
-                "method_not_allowed",
-                format!(
-                    "method {method} is not allowed on {path}; allowed: {}",
-                    allowed.join(", ")
-                ),
-            )
-            .with_header("allow", allowed.join(", ")),
-            Refusal::BodyTooLarge { max, .. } => HError::new(
-                413,
-                "payload_too_large",
-                format!("request body is over {max} bytes (BODY_BYTES_MAX)"),
-            ),
+            Refusal::BodyTooLarge { .. } => HError::new(413, "payload_too_large", message),
             // Not in the spec's list of codes: a body that never came is
             // neither bad nor too large (a choice; the SDK retries a 408).
-            Refusal::BodyTimeout { timeout } => HError::new(
-                408,
-                "request_timeout",
-                format!(
-                    "request body not received within the read timeout ({} s)",
-                    timeout.as_secs_f64()
-                ),
-            ),
-            Refusal::BodyUnreadable(message) => {
-                HError::bad_request(format!("cannot read the request body: {message}"))
+            Refusal::BodyTimeout { .. } => HError::new(408, "request_timeout", message),
+            Refusal::BodyUnreadable(_) => HError::bad_request(message),
+            Refusal::StreamsFull { .. } => {
+                HError::new(503, "unavailable", message).with_header("retry-after", "1")
             }
-            Refusal::StreamsFull { open, max } => HError::new(
-                503,
-                "unavailable",
-                format!("too many open streams: {open} open, at most {max} (STREAMS_OPEN_MAX)"),
-            )
-            .with_header("retry-after", "1"),
             Refusal::Engine(error) => HError::from(error),
-            Refusal::RateLimited(limited) => HError::new(429, "rate_limited", limited.message())
+            Refusal::RateLimited(limited) => HError::new(429, "rate_limited", message)
                 .with_header("retry-after", limited.retry_after_s().to_string())
                 .with_header("retry-after-ms", limited.retry_after_ms().to_string()),
         }

@@ -76,8 +76,9 @@ impl Handinger {
 }
 
 impl Face for Arc<Handinger> {
+    /// `/api/` less `/api/v1/`, ArchAstro's (`faces::archastro`).
     fn owns(&self, path: &str) -> bool {
-        path.starts_with("/api/")
+        path.starts_with("/api/") && !path.starts_with("/api/v1/") && path != "/api/v1"
     }
 
     fn routes(&self, routes: &mut Routes) {

@@ -1,13 +1,12 @@
 //! Handinger's routes (spec section 4), registered in the server's one
-//! route table. Path ids arrive percent-encoded as one segment and are
-//! decoded once here (`a%2Fb` is the id `a/b`).
+//! route table. Path ids are decoded once, by `faces::register_table`
+//! (`a%2Fb` is the id `a/b`).
 
 use std::sync::Arc;
 
-use percent_encoding::percent_decode_str;
-
 use super::{handlers, Handinger};
-use crate::server::{Reply, Request, Routes};
+use crate::faces::{register_table, RouteRow};
+use crate::server::{Reply, Routes};
 
 /// One endpoint, with the (decoded) ids taken from its path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,14 +30,9 @@ pub enum Route {
     RegenerateWebhookToken(String),
 }
 
-/// Builds a route from the decoded ids of its pattern, in order.
-type Make = fn(&mut std::vec::IntoIter<String>) -> Route;
+use crate::faces::next_id as id;
 
-fn id(ids: &mut std::vec::IntoIter<String>) -> String {
-    ids.next().unwrap_or_default()
-}
-
-const API: &[(&str, &str, &[&str], Make)] = &[
+const API: &[RouteRow<Route>] = &[
     ("POST", "/api/tasks", &[], |_| Route::CreateTask),
     ("GET", "/api/tasks/{task_id}", &["task_id"], |i| {
         Route::GetTask(id(i))
@@ -115,15 +109,6 @@ const API: &[(&str, &str, &[&str], Make)] = &[
     ),
 ];
 
-/// The id a path segment names, decoded once; `None` when it does not
-/// decode to UTF-8 (no such id can exist).
-fn decoded(request: &Request<'_>, name: &str) -> Option<String> {
-    percent_decode_str(request.param(name))
-        .decode_utf8()
-        .ok()
-        .map(|id| id.into_owned())
-}
-
 pub fn register(face: &Arc<Handinger>, routes: &mut Routes) {
     // The face's own OpenAPI document, open like Parallel's.
     routes.add(
@@ -133,30 +118,11 @@ pub fn register(face: &Arc<Handinger>, routes: &mut Routes) {
         false,
         Arc::new(|_| Reply::Json(200, super::OPENAPI_JSON.to_string(), Vec::new())),
     );
-    for (method, pattern, params, make) in API {
-        let face = face.clone();
-        let (params, make) = (*params, *make);
-        routes.add(
-            method,
-            pattern.to_string(),
-            pattern,
-            true,
-            Arc::new(move |request| {
-                let mut ids = Vec::with_capacity(params.len());
-                for name in params {
-                    match decoded(request, name) {
-                        Some(id) => ids.push(id),
-                        None => {
-                            return super::error::HError::not_found(format!(
-                                "{} is not a valid id",
-                                request.param(name)
-                            ))
-                            .into_reply()
-                        }
-                    }
-                }
-                handlers::answer(&face, request, make(&mut ids.into_iter()))
-            }),
-        );
-    }
+    let face = face.clone();
+    register_table(
+        routes,
+        API,
+        |raw| super::error::HError::not_found(format!("{raw} is not a valid id")).into_reply(),
+        Arc::new(move |request, route| handlers::answer(&face, request, route)),
+    );
 }

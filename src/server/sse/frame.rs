@@ -15,6 +15,9 @@ pub trait Render: Send + Sync {
     fn event(&self, event: &Event, chunk: &mut Chunk);
     /// Queues the error frame of a failure after the headers were sent.
     fn error(&self, message: &str, chunk: &mut Chunk);
+    /// Queues what the stream sends when it ends because its lifetime
+    /// ran out rather than because its events did; nothing by default.
+    fn lifetime_over(&self, _chunk: &mut Chunk) {}
 }
 
 /// Events written per flush at most, so that a burst is batched but a

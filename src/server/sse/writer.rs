@@ -72,6 +72,10 @@ impl SseWriter {
         self.render.error(message, &mut self.chunk);
     }
 
+    pub fn lifetime_over(&mut self) {
+        self.render.lifetime_over(&mut self.chunk);
+    }
+
     /// Sends what is queued as one chunk.
     pub fn flush(&mut self) -> io::Result<()> {
         if self.chunk.is_empty() {
@@ -197,7 +201,12 @@ pub fn follow(
         };
         let caught_up = match pump(&mut subscription, &mut writer, wait, keep_alive_on_idle)? {
             Pumped::Open { caught_up } => caught_up,
-            Pumped::Ended => return writer.finish(),
+            Pumped::Ended => {
+                if Instant::now() >= subscription.deadline() {
+                    writer.lifetime_over();
+                }
+                return writer.finish();
+            }
         };
         let Some(to) = direct.as_ref().filter(|_| caught_up) else {
             continue;

@@ -169,6 +169,9 @@ pub(super) fn create_run(
             .execute(params![interaction, turn, run.id])?;
     }
     let (seq, cursor) = insert_run(transaction, batch, &run, None)?;
+    if let Some(index) = &run.index {
+        super::record::insert_index(transaction, batch, index, &run.id)?;
+    }
     // A run without a group has no group counts, but is counted with all.
     batch.run_counts.num_runs += 1;
     batch.run_counts.add(RunStatus::Queued, 1);

@@ -118,6 +118,15 @@ pub struct NewRun {
     /// interaction's latest run (and `previous_id` is that run's).
     #[serde(default)]
     pub interaction: Option<String>,
+    /// In a schedule's run template: a fire while the schedule's previous
+    /// run is still active makes its run already cancelled as skipped
+    /// (`model::SKIPPED_DETAIL`), so runs of one schedule never overlap.
+    #[serde(default)]
+    pub skip_while_active: bool,
+    /// A face's index record written with the run, in its transaction:
+    /// the key's id followed by the run's id, an empty body.
+    #[serde(default)]
+    pub index: Option<RecordKey>,
 }
 
 /// A run the scheduler took from the queue; it is `running` now.

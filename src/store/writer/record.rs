@@ -25,11 +25,33 @@ pub enum RecordWrite {
 }
 
 /// Which record, by face, kind and id.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RecordKey {
     pub face: String,
     pub kind: String,
     pub id: String,
+}
+
+/// A face's index record for a row made in the same transaction (a run,
+/// a schedule): `index.id` followed by the row's id, an empty body.
+pub(super) fn insert_index(
+    transaction: &Transaction<'_>,
+    batch: &Batch,
+    index: &RecordKey,
+    row_id: &str,
+) -> Result<()> {
+    transaction
+        .prepare_cached(
+            "INSERT OR IGNORE INTO records (face, kind, id, body, created_at, modified_at) \
+             VALUES (?1, ?2, ?3, '{}', ?4, ?4)",
+        )?
+        .execute(params![
+            index.face,
+            index.kind,
+            format!("{}{row_id}", index.id),
+            batch.now
+        ])?;
+    Ok(())
 }
 
 pub(super) fn put_record(

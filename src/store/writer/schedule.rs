@@ -19,6 +19,9 @@ pub struct NewSchedule {
     pub next_at: i64,
     /// By the engine's clock: intervals count from it.
     pub created_at: i64,
+    /// A face's index record written with the schedule: the key's id
+    /// followed by the schedule's id, an empty body.
+    pub index: Option<RecordKey>,
 }
 
 /// One due schedule to fire: its next time moves from `expected` to
@@ -61,6 +64,9 @@ pub(super) fn create_schedule(
             schedule.created_at,
             batch.now
         ])?;
+    if let Some(index) = &schedule.index {
+        super::record::insert_index(transaction, batch, index, &schedule.id)?;
+    }
     schedule_by_id(transaction, &schedule.id)
 }
 
@@ -134,12 +140,41 @@ pub(super) fn fire_schedules(
                 .execute(params![interaction, run.id])?;
             run.interaction = Some(interaction);
         }
+        let overlapping = run.skip_while_active
+            && transaction
+                .prepare_cached(
+                    "SELECT 1 FROM schedule_runs s JOIN runs r ON r.seq = s.run_seq \
+                     WHERE s.schedule_seq = ?1 AND r.status IN ('queued', 'running', 'cancelling') \
+                     LIMIT 1",
+                )?
+                .query_row([fire.seq], |_| Ok(()))
+                .optional()?
+                .is_some();
         let (run_seq, _) = insert_run(transaction, batch, &run, None)?;
         transaction
             .prepare_cached("INSERT INTO schedule_runs (schedule_seq, run_seq) VALUES (?1, ?2)")?
             .execute(params![fire.seq, run_seq])?;
         batch.run_counts.num_runs += 1;
         batch.run_counts.add(RunStatus::Queued, 1);
+        if overlapping {
+            // Recorded, not run: the fire shows, the runs do not overlap.
+            let mut row = run_by_id(transaction, &run.id)?;
+            let error = crate::model::RunError::new(
+                "skipped: the schedule's previous run is still active",
+                Some(serde_json::json!({ crate::model::SKIPPED_DETAIL: true })),
+            );
+            let mut changes = CountChanges::default();
+            super::finish::transition(
+                transaction,
+                batch,
+                &mut row,
+                RunStatus::Cancelled,
+                Some(&error),
+                None,
+                &mut changes,
+            )?;
+            changes.apply(transaction, batch)?;
+        }
         made.push(run_seq);
     }
     Ok(made)

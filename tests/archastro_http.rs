@@ -875,3 +875,50 @@ fn an_invoked_run_and_its_index_record_are_one_write() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, format!("arn_test/{}", run.id));
 }
+
+/// Messages sent at once to one session each keep their inbox entry and
+/// their turn: a session's record is changed one request at a time.
+#[test]
+fn messages_sent_at_once_all_reach_the_inbox() {
+    let dir = TestDir::new();
+    let server = server_with(&dir, 0, |_| {});
+    let id = create_session(
+        &server,
+        json!({"agent": "agi_slow", "instructions": "Count"}),
+    );
+    let senders = 16;
+    std::thread::scope(|scope| {
+        for index in 0..senders {
+            let (server, id) = (&server, &id);
+            scope.spawn(move || {
+                let sent = session_call(
+                    server,
+                    "POST",
+                    id,
+                    "/message",
+                    json!({ "content": format!("message {index}") }),
+                );
+                assert_eq!(sent.status, 200, "{}", sent.text());
+            });
+        }
+    });
+    let session = call(
+        &server,
+        "GET",
+        &format!("/api/v1/agent_sessions/{id}"),
+        None,
+    )
+    .json();
+    let mut contents: Vec<String> = session["inbox"]
+        .as_array()
+        .expect("an inbox")
+        .iter()
+        .map(|message| message["content"].as_str().expect("content").to_string())
+        .collect();
+    contents.sort();
+    let mut expected: Vec<String> = (0..senders)
+        .map(|index| format!("message {index}"))
+        .collect();
+    expected.sort();
+    assert_eq!(contents, expected, "every message kept");
+}

@@ -30,6 +30,21 @@ const STATUSES: &[&str] = &[
 /// The metadata key that names a turn's session on its engine run.
 pub const SESSION_METADATA_KEY: &str = "archastro_session";
 
+/// Locks that make each change of a session's record (read, change,
+/// save) one at a time per session in this process: two messages sent at
+/// once each keep their inbox entry, and a `PATCH` beside a message loses
+/// neither. Striped by the session id, so sessions do not wait on each
+/// other (but for the rare two that share a stripe).
+static SESSION_STRIPES: [parking_lot::Mutex<()>; 64] = [const { parking_lot::Mutex::new(()) }; 64];
+
+fn session_lock(id: &str) -> parking_lot::MutexGuard<'static, ()> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut hasher);
+    let stripe = hasher.finish() as usize % SESSION_STRIPES.len();
+    SESSION_STRIPES[stripe].lock()
+}
+
 /// `POST /api/v1/agent_sessions`.
 pub fn create(face: &ArchAstro, engine: &Engine, body: &Map<String, Value>) -> Result<Value> {
     let mut problems = Vec::new();
@@ -160,6 +175,7 @@ pub fn list(engine: &Engine, query: &Query) -> Result<Value> {
 /// `PATCH /api/v1/agent_sessions/{id}`: `metadata` replaces the map,
 /// `name` the label; nothing else changes, in any status.
 pub fn update(engine: &Engine, id: &str, body: &Map<String, Value>) -> Result<Value> {
+    let _changing = session_lock(id);
     let (mut session, turns) = read(engine, id)?;
     let metadata = optional_object(body, "metadata")?;
     let name = optional_name(body, "name")?;
@@ -209,6 +225,7 @@ pub fn delete(engine: &Engine, id: &str) -> Result<()> {
 /// `POST /api/v1/agent_sessions/{id}/message`: the message joins the
 /// inbox and becomes the input of the session's next turn.
 pub fn message(engine: &Engine, id: &str, body: &Map<String, Value>) -> Result<Value> {
+    let changing = session_lock(id);
     let (mut session, turns) = read(engine, id)?;
     let content = required_long_text(body, "content")?;
     let role = optional_name(body, "role")?.unwrap_or_else(|| "user".into());
@@ -249,5 +266,6 @@ pub fn message(engine: &Engine, id: &str, body: &Map<String, Value>) -> Result<V
         "metadata": metadata,
     }));
     records::save_session(engine, &session)?;
+    drop(changing);
     get(engine, &session.id)
 }

@@ -131,26 +131,23 @@ pub fn save(engine: &Engine, record: &TaskRecord) -> Result<()> {
 }
 
 /// Every live task of `user` that `keep` accepts, id ascending (spec 3.5
-/// choice). Reads every id from 1: ids are dense, so the first missing
-/// one past the counter's hint ends the list.
+/// choice): one read of every task record (ids are kept as decimal text,
+/// so they are put in number order here).
 pub fn list(
     engine: &Engine,
     user: &str,
     keep: impl Fn(&TaskRecord) -> bool,
 ) -> Result<Vec<TaskRecord>> {
-    let hint = last_hint(engine)?;
     let mut found = Vec::new();
-    let mut id = 1;
-    loop {
-        match task(engine, id)? {
-            Some(record) if record.visible_to(user) && keep(&record) => {
-                found.push(record);
-            }
-            Some(_) => {}
-            None if id > hint => break,
-            None => {}
+    for record in engine.list_records(FACE_NAME, TASK, "", usize::MAX)? {
+        let Ok(id) = record.id.parse::<u64>() else {
+            continue;
+        };
+        let task = decode(id, record.body)?;
+        if task.visible_to(user) && keep(&task) {
+            found.push(task);
         }
-        id += 1;
     }
+    found.sort_by_key(|task| task.id);
     Ok(found)
 }

@@ -119,6 +119,14 @@ fn fields(answer: &Response) -> Vec<String> {
         .collect()
 }
 
+/// `DELETE path` answers 204 with no body, and `GET path` is then 404.
+fn assert_deleted(server: &TestServer, path: &str) {
+    let deleted = raw(server, "DELETE", path, b"");
+    assert_eq!(deleted.status, 204, "{}", deleted.text());
+    assert!(deleted.body.is_empty(), "a 204 has no body");
+    assert_error(&server.get(path), 404, "not_found");
+}
+
 fn session_status(server: &TestServer, id: &str) -> String {
     let answer = server.get(&format!("/api/v1/agent_sessions/{id}"));
     answer.json()["status"]
@@ -248,19 +256,7 @@ fn sessions_answer_201_200_204_and_bad_input_is_a_422_that_writes_nothing() {
     let events = server.get(&format!("/api/v1/agent_sessions/{id}/events"));
     assert_eq!(events.json(), json!([]));
 
-    let deleted = raw(
-        &server,
-        "DELETE",
-        &format!("/api/v1/agent_sessions/{id}"),
-        b"",
-    );
-    assert_eq!(deleted.status, 204);
-    assert!(deleted.body.is_empty(), "a 204 has no body");
-    assert_error(
-        &server.get(&format!("/api/v1/agent_sessions/{id}")),
-        404,
-        "not_found",
-    );
+    assert_deleted(&server, &format!("/api/v1/agent_sessions/{id}"));
     assert_error(
         &raw(
             &server,
@@ -795,19 +791,7 @@ fn invoke_needs_an_active_routine_and_an_idempotency_key_names_one_run() {
         "agent[] takes a lookup key"
     );
 
-    let deleted = raw(
-        &server,
-        "DELETE",
-        &format!("/api/v1/agent_routines/{id}"),
-        b"",
-    );
-    assert_eq!(deleted.status, 204);
-    assert!(deleted.body.is_empty());
-    assert_error(
-        &server.get(&format!("/api/v1/agent_routines/{id}")),
-        404,
-        "not_found",
-    );
+    assert_deleted(&server, &format!("/api/v1/agent_routines/{id}"));
     let kept = server.get(&format!("/api/v1/agent_routines/runs/{run_id}"));
     assert_eq!(kept.status, 200, "a deleted routine's runs stay readable");
     let journal = server.get(&format!("/api/v1/agent_routines/runs/{run_id}/journal"));

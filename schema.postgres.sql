@@ -13,10 +13,11 @@
 --   crate maps Rust's i64 to BIGINT only. The two flags SQLite keeps as
 --   0/1 (`runs.default_spec`, `runs.enable_events`) are BOOLEAN, which the
 --   crate maps from Rust's bool.
--- - `seq INTEGER PRIMARY KEY` (a rowid) is an IDENTITY column BY DEFAULT;
---   `events.id` (AUTOINCREMENT) is IDENTITY ALWAYS, so that no insert can
---   pick its own id past the cursor scheme below. A key that SQLite takes
---   from the row it belongs to (`run_webhooks.run_seq`) is a plain BIGINT.
+-- - `seq INTEGER PRIMARY KEY` (a rowid) is an IDENTITY column BY DEFAULT.
+--   A key that SQLite takes from the row it belongs to
+--   (`run_webhooks.run_seq`, `run_counts.id`) is a plain BIGINT, and so is
+--   `events.id` (AUTOINCREMENT): its ids come from `event_ids`, the
+--   counterpart of SQLite's sqlite_sequence row, by the scheme below.
 -- - TEXT is TEXT COLLATE "C" everywhere: byte order, as SQLite's BINARY
 --   collation, so that keys, list pages and keyset cursors sort the same
 --   on both backends whatever locale the database was created with.
@@ -30,34 +31,45 @@
 --
 -- Cursors stay exact (issue 17, DESIGN invariant 3). An event id is the
 -- resumable cursor, so an event must never become visible after a reader
--- has passed its id. An identity column alone breaks that with several
--- writers: transaction A takes id 7, B takes id 8 and commits first, a
--- reader sees 8 and resumes after it, then A commits 7, which that reader
--- never sees. The scheme: every transaction that writes events takes the
--- transaction-scoped advisory lock EVENT_ID_LOCK,
---     SELECT pg_advisory_xact_lock(7311142570156450931)  -- 'eventids'
--- before its first event insert, and holds it to commit (an xact lock
--- cannot be released earlier). Event ids are then assigned by one
--- transaction at a time across every node, and that transaction commits
--- before the next one can take an id, so ids become visible in id order:
--- a reader that sees id N also sees every committed id below N, and an
--- id below N that it does not see was rolled back and never will be
--- seen. The lock is released after the commit is visible to others
--- (PostgreSQL ends the transaction in the proc array before releasing its
--- locks). The cost is that event-writing commits are serialised across
--- nodes: each node's writer thread already commits whole batches (group
--- commit), so the cluster's event rate is batches per lock hold times the
--- batch size; the writer takes the lock as late as it can (its first
--- event insert) so the hold is the batch's tail and its commit. Readers
--- must read the primary (a replica applies commits in WAL order, which is
--- the same order, but lags). Not implemented yet: this file only fixes
--- the scheme; the writer that takes the lock is a later step of issue 17
--- (docs/postgres.md), with a test that fails without the lock.
+-- has passed its id. A sequence alone (BIGSERIAL, IDENTITY) breaks that
+-- with several writers: transaction A takes id 7, B takes id 8 and
+-- commits first, a reader sees 8 and resumes after it, then A commits 7,
+-- which that reader never sees.
 --
--- Other advisory lock keys, for the record (each a 64-bit ASCII tag):
--- 'migrate!' 7883946363647714593 serialises schema application between
--- nodes starting at once; 'retentn!' 8243122671965204001 will let one
--- node prune at a time.
+-- The scheme: event ids are assigned under a row lock held to commit.
+-- `event_ids` holds one row, the last id ever assigned (never lowered, so
+-- ids are never reused, also when retention deletes the newest events;
+-- DESIGN invariant 2). A writer transaction, before its first event
+-- insert, reads it with
+--     SELECT last_id FROM event_ids WHERE id = 1 FOR UPDATE
+-- numbers its events from last_id + 1 in memory, exactly as the SQLite
+-- writer numbers them from sqlite_sequence (Batch::next_event_id, rewound
+-- when an op's savepoint rolls back), inserts them with explicit ids, and
+-- writes the last one back (UPDATE event_ids SET last_id = ...) before
+-- COMMIT. The row lock is held to the end of the transaction, so ids are
+-- assigned by one transaction at a time across every node and that
+-- transaction commits before the next can read the row: ids become
+-- visible in id order. A reader that sees id N sees every committed id
+-- below N, and an id below N that it does not see was rolled back and
+-- will never appear. PostgreSQL makes a commit visible (proc array)
+-- before it releases the transaction's locks, so the next writer cannot
+-- commit a higher id that is visible before a lower one. A plain sequence
+-- gave neither this nor the rewind on rollback, which is why `events.id`
+-- is not an IDENTITY column.
+--
+-- The cost: event-writing commits are serialised across nodes. Each
+-- node's writer commits whole batches (group commit), and takes the row
+-- as late as it can (its first event insert), so the cluster's event rate
+-- is the batch size over the lock's hold (the batch's tail and its commit
+-- round trip). Readers read the primary. Not implemented yet: this file
+-- only fixes the scheme; the writer that follows it is a later step of
+-- issue 17 (docs/postgres.md), with a test that fails with a plain
+-- sequence.
+--
+-- Advisory lock keys, each a 64-bit ASCII tag: 'migrate!'
+-- 7883946363647714593 serialises schema application between nodes
+-- starting at once (src/store/postgres/mod.rs); 'retentn!'
+-- 8243122671965204001 will let one node prune at a time.
 
 -- The schema version, as SQLite's PRAGMA user_version: one row, written
 -- in the transaction that applies the schema or a migration.
@@ -133,10 +145,21 @@ CREATE INDEX runs_by_status_id ON runs(status, id);
 CREATE INDEX runs_by_group_id ON runs(group_seq, id);
 CREATE INDEX groups_by_activity ON groups((n_queued + n_running + n_cancelling > 0), id);
 
+-- The last event id ever assigned, the counterpart of SQLite's
+-- sqlite_sequence row for `events`: read FOR UPDATE by the transaction
+-- that assigns the next ids and written back before it commits (see the
+-- header: the row lock is what keeps cursors exact).
+CREATE TABLE event_ids (
+    id             SMALLINT PRIMARY KEY CHECK (id = 1),
+    last_id        BIGINT   NOT NULL
+);
+
+INSERT INTO event_ids (id, last_id) VALUES (1, 0);
+
 -- The append-only event log; `id` is the cursor on the wire (DESIGN
--- invariant 2), assigned under EVENT_ID_LOCK (see the header).
+-- invariant 2), assigned from `event_ids` (see the header).
 CREATE TABLE events (
-    id             BIGINT  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id             BIGINT  PRIMARY KEY,
     type           TEXT    COLLATE "C" NOT NULL,
     group_seq      BIGINT,
     run_seq        BIGINT,

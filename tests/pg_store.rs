@@ -26,11 +26,11 @@ type Index = (String, Vec<String>, bool);
 /// (the postgres crate maps Rust's bool to BOOLEAN only).
 const BOOLEAN_COLUMNS: [(&str, &str); 2] = [("runs", "default_spec"), ("runs", "enable_events")];
 
-/// Columns whose values PostgreSQL generates, and how: the rowid keys
-/// SQLite assigns itself, and the event log's AUTOINCREMENT id, which no
-/// insert may choose (the cursor scheme in schema.postgres.sql).
-const IDENTITY_COLUMNS: [(&str, &str, &str); 6] = [
-    ("events", "id", "ALWAYS"),
+/// Columns whose values PostgreSQL generates: the rowid keys SQLite
+/// assigns itself. Not `events.id`: the writer assigns event ids from
+/// `event_ids` under its row lock (the cursor scheme in
+/// schema.postgres.sql), so that they commit in id order.
+const IDENTITY_COLUMNS: [(&str, &str, &str); 5] = [
     ("groups", "seq", "BY DEFAULT"),
     ("runs", "seq", "BY DEFAULT"),
     ("schedules", "seq", "BY DEFAULT"),
@@ -38,9 +38,9 @@ const IDENTITY_COLUMNS: [(&str, &str, &str); 6] = [
     ("webhook_deliveries", "seq", "BY DEFAULT"),
 ];
 
-/// Tables only the PostgreSQL schema has (SQLite keeps its version in
-/// `PRAGMA user_version`).
-const POSTGRES_ONLY_TABLES: [&str; 1] = ["schema_version"];
+/// Tables only the PostgreSQL schema has: SQLite keeps its version in
+/// `PRAGMA user_version` and its last event id in `sqlite_sequence`.
+const POSTGRES_ONLY_TABLES: [&str; 2] = ["event_ids", "schema_version"];
 
 /// schema.sql, as SQLite makes it.
 struct SqliteSchema {
@@ -293,8 +293,16 @@ fn the_postgres_schema_has_every_table_column_and_index_of_schema_sql() {
         .collect();
     assert_eq!(postgres.identities, expected, "generated keys");
 
-    // The one run_counts row, as schema.sql inserts it.
     let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connects");
+    let counter: Vec<(i16, i64)> = client
+        .query("SELECT id, last_id FROM event_ids", &[])
+        .expect("event_ids")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(counter, vec![(1, 0)], "one event id counter, at 0");
+
+    // The one run_counts row, as schema.sql inserts it.
     let rows: i64 = client
         .query_one("SELECT count(*) FROM run_counts WHERE id = 1", &[])
         .expect("run_counts")
@@ -321,11 +329,16 @@ fn the_version_is_recorded_and_applying_twice_changes_nothing() {
         Some(SCHEMA_VERSION)
     );
     let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connects");
-    let rows: i64 = client
-        .query_one("SELECT count(*) FROM run_counts", &[])
-        .expect("run_counts")
-        .get(0);
-    assert_eq!(rows, 1, "the schema's own row is not inserted twice");
+    for table in ["run_counts", "event_ids"] {
+        let rows: i64 = client
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .expect("rows counted")
+            .get(0);
+        assert_eq!(
+            rows, 1,
+            "the schema's own {table} row is not inserted twice"
+        );
+    }
 }
 
 #[test]

@@ -39,7 +39,7 @@ const _: () = assert!(FIRST_VERSION + POSTGRES_MIGRATIONS.len() as i64 == SCHEMA
 /// The transaction-scoped advisory lock that serialises schema application:
 /// nodes started at once on an empty database apply it once, the others
 /// wait and then find it applied. 'migrate!' in ASCII, as
-/// `schema.postgres.sql` records beside the other keys.
+/// `schema.postgres.sql` records beside the other keys (7883946363647714593).
 const MIGRATION_LOCK: i64 = 0x6d69_6772_6174_6521;
 
 /// A pool of connections to one PostgreSQL database.

@@ -53,7 +53,10 @@
 -- below N, and an id below N that it does not see was rolled back and
 -- will never appear. PostgreSQL makes a commit visible (proc array)
 -- before it releases the transaction's locks, so the next writer cannot
--- commit a higher id that is visible before a lower one. A plain sequence
+-- commit a higher id that is visible before a lower one. The writer runs
+-- at READ COMMITTED: there a FOR UPDATE that waited returns the row as its
+-- previous holder committed it (at REPEATABLE READ it would fail with a
+-- serialisation error instead). A plain sequence
 -- gave neither this nor the rewind on rollback, which is why `events.id`
 -- is not an IDENTITY column.
 --

@@ -102,9 +102,7 @@ pub fn connect(url: &str, options: &Options) -> Result<Pool> {
 /// A database of a newer version is refused with [`Error::SchemaNewer`],
 /// and so is one that has taskyard's tables but no version.
 pub fn migrate(pool: &Pool) -> Result<Migrated> {
-    let mut client = pool
-        .get()
-        .map_err(|error| Error::Postgres(format!("no PostgreSQL connection: {error}")))?;
+    let mut client = client(pool)?;
     let mut transaction = client.transaction()?;
     transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
     let migrated = match version(&mut transaction)? {
@@ -163,13 +161,18 @@ pub fn migrate(pool: &Pool) -> Result<Migrated> {
 /// The recorded schema version; `None` when the database has no
 /// `schema_version` table (taskyard never applied its schema there).
 pub fn schema_version(pool: &Pool) -> Result<Option<i64>> {
-    let mut client = pool
-        .get()
-        .map_err(|error| Error::Postgres(format!("no PostgreSQL connection: {error}")))?;
+    let mut client = client(pool)?;
     let mut transaction = client.transaction()?;
     let found = version(&mut transaction)?;
     transaction.commit()?;
     Ok(found)
+}
+
+/// A pooled connection, or the pool's reason for none (every connection
+/// in use past the timeout, or the server unreachable).
+fn client(pool: &Pool) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>> {
+    pool.get()
+        .map_err(|error| Error::Postgres(format!("no PostgreSQL connection: {error}")))
 }
 
 fn version(transaction: &mut postgres::Transaction<'_>) -> Result<Option<i64>> {

@@ -7,8 +7,10 @@
 
 #[path = "support/postgres.rs"]
 mod postgres_cluster;
+mod support;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use postgres_cluster::Postgres;
 use taskyard::store::postgres::{self as pg, Migrated, Options};
@@ -404,4 +406,121 @@ fn a_url_that_is_not_postgres_is_an_error_not_a_panic() {
         Err(Error::Postgres(message)) => assert!(message.contains("URL"), "{message}"),
         other => panic!("{:?}", other.map(|_| "a pool")),
     }
+}
+
+/// Reads the events after `cursor` as a resuming stream does, and answers
+/// their ids in order.
+fn events_after(client: &mut postgres::Client, table: &str, cursor: i64) -> Vec<i64> {
+    client
+        .query(
+            &format!("SELECT id FROM {table} WHERE id > $1 ORDER BY id"),
+            &[&cursor],
+        )
+        .expect("events read")
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+/// Why `events.id` is not a sequence (issue 17, "Cursors stay exact"):
+/// with a plain sequence, two writers commit out of id order and a reader
+/// that resumes from the id it saw never sees the earlier one. This pins
+/// the failure the scheme exists for, in plain SQL.
+#[test]
+fn a_plain_sequence_loses_an_event_for_a_resuming_reader() {
+    let cluster = Postgres::start();
+    let url = cluster.create_database("sequence");
+    let mut setup = postgres::Client::connect(&url, postgres::NoTls).expect("connects");
+    setup
+        .batch_execute("CREATE TABLE plain_events (id BIGSERIAL PRIMARY KEY, what TEXT)")
+        .expect("a table with a plain sequence");
+    let mut first = postgres::Client::connect(&url, postgres::NoTls).expect("connects");
+    let mut second = postgres::Client::connect(&url, postgres::NoTls).expect("connects");
+    let mut reader = postgres::Client::connect(&url, postgres::NoTls).expect("connects");
+
+    let mut slow = first.transaction().expect("begin");
+    slow.execute("INSERT INTO plain_events (what) VALUES ('slow')", &[])
+        .expect("takes id 1");
+    second
+        .execute("INSERT INTO plain_events (what) VALUES ('fast')", &[])
+        .expect("takes id 2 and commits");
+    let seen = events_after(&mut reader, "plain_events", 0);
+    assert_eq!(seen, vec![2]);
+    let cursor = *seen.last().expect("an event");
+    slow.commit().expect("id 1 commits after id 2");
+    assert_eq!(
+        events_after(&mut reader, "plain_events", cursor),
+        Vec::<i64>::new(),
+        "the resuming reader has passed id 1: it is lost to it"
+    );
+}
+
+/// The scheme of schema.postgres.sql, in plain SQL: a writer that reads
+/// `event_ids` FOR UPDATE holds the next writer back until it commits, so
+/// ids become visible in id order and the resuming reader misses nothing.
+#[test]
+fn event_ids_locked_to_commit_keep_a_resuming_reader_exact() {
+    let cluster = Postgres::start();
+    let (url, _pool) = migrated_database(&cluster, "counter");
+    let mut first = postgres::Client::connect(&url, postgres::NoTls).expect("connects");
+    let mut reader = postgres::Client::connect(&url, postgres::NoTls).expect("connects");
+    let mut watcher = postgres::Client::connect(&url, postgres::NoTls).expect("connects");
+
+    // One writer's transaction as schema.postgres.sql describes it.
+    fn write_event(transaction: &mut postgres::Transaction<'_>, what: &str) -> i64 {
+        let last: i64 = transaction
+            .query_one("SELECT last_id FROM event_ids WHERE id = 1 FOR UPDATE", &[])
+            .expect("the counter row")
+            .get(0);
+        let id = last + 1;
+        transaction
+            .execute(
+                "INSERT INTO events (id, type, stream, status, created_at) \
+                 VALUES ($1, $2, 0, NULL, 0)",
+                &[&id, &what],
+            )
+            .expect("event inserted");
+        transaction
+            .execute("UPDATE event_ids SET last_id = $1 WHERE id = 1", &[&id])
+            .expect("counter written back");
+        id
+    }
+
+    let mut slow = first.transaction().expect("begin");
+    assert_eq!(write_event(&mut slow, "slow"), 1);
+    let fast_url = url.clone();
+    let fast = std::thread::spawn(move || {
+        let mut second = postgres::Client::connect(&fast_url, postgres::NoTls).expect("connects");
+        let mut transaction = second.transaction().expect("begin");
+        let id = write_event(&mut transaction, "fast");
+        transaction.commit().expect("commits");
+        id
+    });
+    // The second writer waits on the counter row's lock: it has taken no
+    // id, so there is nothing for a reader to pass.
+    let waiting = || {
+        let waiting: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .expect("pg_stat_activity")
+            .get(0);
+        waiting == 1
+    };
+    support::wait_for(
+        "the second writer to wait on event_ids",
+        Duration::from_secs(30),
+        waiting,
+    );
+    assert_eq!(events_after(&mut reader, "events", 0), Vec::<i64>::new());
+    slow.commit().expect("id 1 commits");
+    assert_eq!(
+        fast.join().expect("second writer"),
+        2,
+        "numbered after id 1"
+    );
+    let seen = events_after(&mut reader, "events", 0);
+    assert_eq!(seen, vec![1, 2], "in id order, none skipped");
 }

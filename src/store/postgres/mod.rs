@@ -99,8 +99,9 @@ pub fn connect(url: &str, options: &Options) -> Result<Pool> {
 /// Brings the database to [`SCHEMA_VERSION`] in one transaction, under
 /// [`MIGRATION_LOCK`]: an empty database gets `schema.postgres.sql` whole,
 /// one of an older version its migrations, one already current nothing.
-/// A database of a newer version is refused with [`Error::SchemaNewer`],
-/// and so is one that has taskyard's tables but no version.
+/// A database of a newer version is refused with [`Error::SchemaNewer`];
+/// one that has tables but no `schema_version` (another program's, or a
+/// half-made one) is refused too, rather than written into.
 pub fn migrate(pool: &Pool) -> Result<Migrated> {
     let mut client = client(pool)?;
     let mut transaction = client.transaction()?;

@@ -29,6 +29,9 @@ pub const SUPERUSER: &str = "taskyard";
 /// a loaded 2-core machine.
 const READY_WAIT_MAX: Duration = Duration::from_secs(60);
 
+/// What the postmaster logs before it exits when its port is taken.
+const PORT_TAKEN_LOG: &str = "could not create any TCP/IP sockets";
+
 /// Starts tried before giving up: the port is picked free, but another
 /// process may take it between the pick and the postmaster's bind.
 const START_TRIES_MAX: usize = 3;
@@ -86,7 +89,7 @@ impl Postgres {
         loop {
             tries += 1;
             cluster.port = free_port();
-            // A FATAL line left by an earlier try would end the wait at once.
+            // The last try's log would end this try's wait at once.
             let _ = std::fs::remove_file(cluster.log_path());
             let output = cluster
                 .command("pg_ctl")
@@ -111,9 +114,9 @@ impl Postgres {
             check("pg_ctl start", &output);
             match cluster.wait_ready() {
                 Ok(()) => return cluster,
-                Err(error) if tries < START_TRIES_MAX => {
-                    // Most likely the port was taken meanwhile: the log
-                    // says so. Stop whatever started and try another.
+                Err(error) if tries < START_TRIES_MAX && error.contains(PORT_TAKEN_LOG) => {
+                    // The port was taken meanwhile. Stop whatever is
+                    // left and try another.
                     eprintln!("postgres did not start on {}: {error}", cluster.port);
                     cluster.stop();
                 }
@@ -190,11 +193,14 @@ impl Postgres {
                     if Instant::now() >= until {
                         return Err(error.to_string());
                     }
-                    // The postmaster writes its pid file first thing; when
-                    // it is gone again the start failed, and waiting on
-                    // would only spend the deadline.
-                    if self.log().contains("FATAL") {
-                        return Err(format!("{error}; the log has a FATAL line"));
+                    // The port was taken between the pick and the bind:
+                    // the postmaster has exited, and waiting on would only
+                    // spend the deadline. Matched on the message itself: a
+                    // FATAL line alone is also what each connection tried
+                    // during start-up leaves ("the database system is
+                    // starting up").
+                    if self.log().contains(PORT_TAKEN_LOG) {
+                        return Err(format!("{error}; the log says: {PORT_TAKEN_LOG}"));
                     }
                 }
             }

@@ -67,6 +67,8 @@ impl From<store::Error> for Error {
             | store::Error::ReadersBusy { .. } => Error::Unavailable(error),
             store::Error::Open { .. }
             | store::Error::Sqlite(_)
+            | store::Error::SchemaNewer { .. }
+            | store::Error::Postgres(_)
             | store::Error::UnknownValue { .. } => Error::Internal(error.to_string()),
         }
     }

@@ -80,9 +80,10 @@ pub const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
 pub(super) fn migrate(connection: &mut Connection) -> Result<()> {
     let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     if version > SCHEMA_VERSION {
-        return Err(Error::Sqlite(format!(
-            "database schema version {version} is newer than this taskyard ({SCHEMA_VERSION})"
-        )));
+        return Err(Error::SchemaNewer {
+            version,
+            supported: SCHEMA_VERSION,
+        });
     }
     if version == 0 {
         // Only a database without tables takes this setting; one made

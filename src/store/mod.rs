@@ -11,6 +11,7 @@
 
 mod checkpoint;
 mod migrate;
+pub mod postgres;
 mod read;
 mod recovery;
 mod writer;
@@ -84,6 +85,14 @@ pub enum Error {
     /// Any other SQLite failure, or a stored value that does not decode.
     #[error("database error: {0}")]
     Sqlite(String),
+    /// The database was made by a newer taskyard: its schema `version` is
+    /// past the `supported` one, and reading it could misread its rows.
+    #[error("database schema version {version} is newer than this taskyard ({supported})")]
+    SchemaNewer { version: i64, supported: i64 },
+    /// Any PostgreSQL failure (the PostgreSQL backend, issue 17; not yet
+    /// reachable from the engine).
+    #[error("PostgreSQL error: {0}")]
+    Postgres(String),
 }
 
 impl Error {

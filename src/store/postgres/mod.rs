@@ -1,0 +1,202 @@
+//! The PostgreSQL backend of the store (issue 17), so far only its
+//! groundwork: a connection pool from a `postgres://` URL and the schema
+//! (`schema.postgres.sql`) applied to an empty database in one transaction,
+//! with its version recorded. It neither reads nor writes a run, group or
+//! event yet, and nothing outside the tests reaches it: `Engine::open` and
+//! the command line still open SQLite only. docs/postgres.md says what
+//! comes next and in which order.
+//!
+//! Owns the PostgreSQL connections and schema, as `store/mod.rs` owns the
+//! SQLite file. Like the rest of `store`, it must not know the engine, the
+//! scheduler, the server or any face; the SQLite backend's modules
+//! (`migrate`, `writer`, `read`, `recovery`, `checkpoint`) are not its to
+//! touch, and it shares only [`SCHEMA_VERSION`] and [`Error`] with them.
+
+use std::time::Duration;
+
+use postgres::{Config, NoTls};
+use r2d2_postgres::PostgresConnectionManager;
+
+use super::{Error, Result, SCHEMA_VERSION};
+
+/// The schema, applied to a new database.
+const SCHEMA_SQL: &str = include_str!("../../../schema.postgres.sql");
+
+/// The first version the PostgreSQL schema had: the SQLite schema's
+/// version when the backend was added. Versions before it never existed
+/// on PostgreSQL.
+const FIRST_VERSION: i64 = 11;
+
+/// Migrations after [`FIRST_VERSION`], in order: `POSTGRES_MIGRATIONS[i]`
+/// makes version `FIRST_VERSION + 1 + i`, the same number the SQLite
+/// migration of the same change has (issue 17: one numbering).
+const POSTGRES_MIGRATIONS: &[&str] = &[];
+
+// A migration added to one backend and not the other fails the build here,
+// so the two numberings cannot drift apart.
+const _: () = assert!(FIRST_VERSION + POSTGRES_MIGRATIONS.len() as i64 == SCHEMA_VERSION);
+
+/// The transaction-scoped advisory lock that serialises schema application:
+/// nodes started at once on an empty database apply it once, the others
+/// wait and then find it applied. 'migrate!' in ASCII, as
+/// `schema.postgres.sql` records beside the other keys (7883946363647714593).
+const MIGRATION_LOCK: i64 = 0x6d69_6772_6174_6521;
+
+/// A pool of connections to one PostgreSQL database.
+pub type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+
+/// How to connect.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Connections in the pool, at most.
+    pub connections_max: u32,
+    /// How long taking a connection from the pool, or opening one, may
+    /// wait before it fails.
+    pub connect_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            // The SQLite backend's writer plus its four readers.
+            connections_max: 5,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What [`migrate`] found and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Migrated {
+    /// The database was empty; the whole schema is applied.
+    Created,
+    /// Brought from this version to [`SCHEMA_VERSION`].
+    From(i64),
+    /// Already at [`SCHEMA_VERSION`]: nothing was changed.
+    Current,
+}
+
+/// A pool on the database at `url` (`postgres://user@host:port/db`). The
+/// pool is built eagerly, so a database that cannot be reached fails here
+/// with [`Error::Postgres`], not at the first write.
+pub fn connect(url: &str, options: &Options) -> Result<Pool> {
+    let mut config: Config = url
+        .parse()
+        .map_err(|error| Error::Postgres(format!("bad PostgreSQL URL: {error}")))?;
+    // Pass the timeout explicitly rather than trust the client's default
+    // of none (TigerStyle: limits on everything); a URL's own wins.
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(options.connect_timeout);
+    }
+    let manager = PostgresConnectionManager::new(config, NoTls);
+    r2d2::Pool::builder()
+        .max_size(options.connections_max.max(1))
+        .connection_timeout(options.connect_timeout)
+        .build(manager)
+        .map_err(|error| Error::Postgres(format!("cannot connect to PostgreSQL: {error}")))
+}
+
+/// Brings the database to [`SCHEMA_VERSION`] in one transaction, under
+/// [`MIGRATION_LOCK`]: an empty database gets `schema.postgres.sql` whole,
+/// one of an older version its migrations, one already current nothing.
+/// A database of a newer version is refused with [`Error::SchemaNewer`];
+/// one that has tables but no `schema_version` (another program's, or a
+/// half-made one) is refused too, rather than written into.
+pub fn migrate(pool: &Pool) -> Result<Migrated> {
+    let mut client = client(pool)?;
+    let mut transaction = client.transaction()?;
+    transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    let migrated = match version(&mut transaction)? {
+        None => {
+            let tables: i64 = transaction
+                .query_one(
+                    "SELECT count(*) FROM information_schema.tables \
+                     WHERE table_schema = current_schema()",
+                    &[],
+                )?
+                .get(0);
+            if tables > 0 {
+                return Err(Error::Postgres(format!(
+                    "the database has {tables} tables but no taskyard schema_version: \
+                     taskyard needs an empty database or one it made"
+                )));
+            }
+            transaction.batch_execute(SCHEMA_SQL)?;
+            transaction.execute(
+                "INSERT INTO schema_version (id, version) VALUES (1, $1)",
+                &[&SCHEMA_VERSION],
+            )?;
+            Migrated::Created
+        }
+        Some(found) if found > SCHEMA_VERSION => {
+            return Err(Error::SchemaNewer {
+                version: found,
+                supported: SCHEMA_VERSION,
+            })
+        }
+        Some(found) if found == SCHEMA_VERSION => Migrated::Current,
+        Some(found) if found < FIRST_VERSION => {
+            return Err(Error::Postgres(format!(
+                "schema_version is {found}, older than any PostgreSQL schema taskyard made \
+                 ({FIRST_VERSION})"
+            )))
+        }
+        Some(found) => {
+            for migration in POSTGRES_MIGRATIONS
+                .iter()
+                .skip((found - FIRST_VERSION) as usize)
+            {
+                transaction.batch_execute(migration)?;
+            }
+            transaction.execute(
+                "UPDATE schema_version SET version = $1 WHERE id = 1",
+                &[&SCHEMA_VERSION],
+            )?;
+            Migrated::From(found)
+        }
+    };
+    transaction.commit()?;
+    Ok(migrated)
+}
+
+/// The recorded schema version; `None` when the database has no
+/// `schema_version` table (taskyard never applied its schema there).
+pub fn schema_version(pool: &Pool) -> Result<Option<i64>> {
+    let mut client = client(pool)?;
+    let mut transaction = client.transaction()?;
+    let found = version(&mut transaction)?;
+    transaction.commit()?;
+    Ok(found)
+}
+
+/// A pooled connection, or the pool's reason for none (every connection
+/// in use past the timeout, or the server unreachable).
+fn client(pool: &Pool) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>> {
+    pool.get()
+        .map_err(|error| Error::Postgres(format!("no PostgreSQL connection: {error}")))
+}
+
+fn version(transaction: &mut postgres::Transaction<'_>) -> Result<Option<i64>> {
+    let table: Option<String> = transaction
+        .query_one("SELECT to_regclass('schema_version')::text", &[])?
+        .get(0);
+    if table.is_none() {
+        return Ok(None);
+    }
+    let row = transaction.query_opt("SELECT version FROM schema_version WHERE id = 1", &[])?;
+    match row {
+        Some(row) => Ok(Some(row.get(0))),
+        None => Err(Error::Postgres(
+            "schema_version has no row: the schema was not applied by taskyard".into(),
+        )),
+    }
+}
+
+impl From<postgres::Error> for Error {
+    fn from(error: postgres::Error) -> Error {
+        // Which of these are `Busy` or `Closed` (the server gone, a
+        // serialisation failure to retry) is decided with the writer, the
+        // first code that can act on it; until then each is reported whole.
+        Error::Postgres(error.to_string())
+    }
+}

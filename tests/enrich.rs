@@ -464,3 +464,67 @@ fn the_readme_example_runs_as_written() {
     assert!(rows.iter().all(|row| row[5] == "completed"));
     assert!(root.join("taskyard.db").exists(), "the default database");
 }
+
+/// The other two pairings of the matrix: the 2,000-row CSV against
+/// a running server, and JSON Lines embedded; every row once, in order.
+#[test]
+fn csv_against_a_server_and_json_lines_embedded_come_back_whole() {
+    let dir = TestDir::new();
+    let root = dir.dir.path();
+    companies_csv(root, 2_000);
+    let config = root.join("taskyard.toml");
+    std::fs::write(&config, "").expect("config");
+    let (mut server, addr) = serve_child(&dir, &config);
+    let base = format!("http://{addr}");
+    let done = enrich(
+        root,
+        &[
+            "companies.csv",
+            "--base-url",
+            &base,
+            "--field",
+            "founded:int",
+            "-o",
+            "served.csv",
+            "--quiet",
+        ],
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(done.status.success(), "{}", text(&done.stderr));
+    let (header, rows) = read_csv(&root.join("served.csv"));
+    assert_eq!(header, ["company", "country", "founded", "status", "error"]);
+    assert_eq!(rows.len(), 2_000);
+    for (index, row) in rows.iter().enumerate() {
+        assert_eq!(row[0], format!("c{index}"));
+        assert!(row[2].parse::<i64>().is_ok(), "{row:?}");
+        assert_eq!(row[3], "completed");
+    }
+
+    let mut lines = String::new();
+    for index in 0..500 {
+        lines.push_str(&format!("{{\"name\": \"n{index}\"}}\n"));
+    }
+    std::fs::write(root.join("in.jsonl"), lines).expect("input");
+    let done = enrich(
+        root,
+        &[
+            "in.jsonl",
+            "--db",
+            "e.db",
+            "--field",
+            "tags:list[str]",
+            "-o",
+            "out.jsonl",
+            "--quiet",
+        ],
+    );
+    assert!(done.status.success(), "{}", text(&done.stderr));
+    let out = read_lines(&root.join("out.jsonl"));
+    assert_eq!(out.len(), 500);
+    for (index, line) in out.iter().enumerate() {
+        assert_eq!(line["input"]["name"], format!("n{index}"));
+        assert!(line["output"]["tags"].is_array(), "{line}");
+        assert_eq!(line["status"], "completed");
+    }
+}

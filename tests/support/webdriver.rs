@@ -65,6 +65,8 @@ impl Browser {
                 Instant::now() < deadline,
                 "chromedriver was not ready within 30 s"
             );
+            // chromedriver has no readiness signal but `/status`: look
+            // again shortly, within the deadline above.
             std::thread::sleep(Duration::from_millis(50));
         }
         let mut browser = Browser {

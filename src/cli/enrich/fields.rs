@@ -103,19 +103,21 @@ mod tests {
     #[test]
     fn fields_read_as_parallel_web_tools_writes_them() {
         assert_eq!(
-            parse("ceo_name:str").unwrap().schema,
+            parse("ceo_name:str").expect("a valid field").schema,
             json!({"type": "string"})
         );
         assert_eq!(
-            parse("founded:int | None:Year founded").unwrap().schema,
+            parse("founded:int | None:Year founded")
+                .expect("a valid field")
+                .schema,
             json!({"type": ["integer", "null"], "description": "Year founded"})
         );
         assert_eq!(
-            parse("tags:list[str]").unwrap().schema,
+            parse("tags:list[str]").expect("a valid field").schema,
             json!({"type": "array", "items": {"type": "string"}})
         );
         assert_eq!(
-            parse("public:bool").unwrap().schema,
+            parse("public:bool").expect("a valid field").schema,
             json!({"type": "boolean"})
         );
         for bad in [

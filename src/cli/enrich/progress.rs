@@ -13,7 +13,9 @@ use crate::cli::table::counts_line;
 use crate::cli::Failure;
 use taskyard::faces::parallel::client::Client;
 
-/// How often the counts are read.
+/// How often the counts are read. A poll, not the group's events stream:
+/// both backends answer the counts the same way, and a progress line
+/// needs no more than five updates a second.
 const POLL: Duration = Duration::from_millis(200);
 
 /// How often a plain line is written when stderr is not a terminal.

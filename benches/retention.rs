@@ -46,8 +46,12 @@ fn pass(runs: usize) -> Pass {
     drop(api);
     let mib_before = mib(&path);
 
-    let (store, _) =
-        Store::open(&path, &store::Options::default(), Box::new(|_| {})).expect("store");
+    let (store, _) = Store::open(
+        &path.clone().into(),
+        &store::Options::default(),
+        Box::new(|_| {}),
+    )
+    .expect("store");
     let policy = PrunePolicy {
         runs_before: Some(Timestamp::now().micros() + 1),
         ..PrunePolicy::default()

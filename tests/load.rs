@@ -1100,8 +1100,23 @@ fn a_reader_that_stops_reading_is_cut_off_after_the_write_timeout_and_others_go_
         .join()
         .expect("healthy reader")
         .expect("the healthy stream reads to its end");
-    let mut replay =
-        client::SseStream::open(addr, &events, &[]).expect("a full read of the stream");
+    // The healthy stream's slot comes back when its handler returns, which
+    // can be just after its client read the end (CI saw the 503 once):
+    // wait for the slot, as a client told `retry-after` would.
+    let mut opened = None;
+    wait_for(
+        "a stream slot for the full read",
+        Duration::from_secs(10),
+        || match client::SseStream::open(addr, &events, &[]) {
+            Ok(stream) => {
+                opened = Some(stream);
+                true
+            }
+            Err(response) if response.status == 503 => false,
+            Err(response) => panic!("a full read of the stream: {response:?}"),
+        },
+    );
+    let mut replay = opened.expect("opened once the wait ended");
     let all: Vec<String> = client::events(&replay.read_to_end(Duration::from_secs(30)))
         .iter()
         .map(|event| event["event_id"].as_str().unwrap_or_default().to_string())

@@ -5,14 +5,12 @@
 //! schema.sql without its PostgreSQL twin fails here), records
 //! `SCHEMA_VERSION`, applies once, and refuses a newer database.
 
-#[path = "support/postgres.rs"]
-mod postgres_cluster;
 mod support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use postgres_cluster::Postgres;
+use support::postgres_cluster::Postgres;
 use taskyard::store::postgres::{self as pg, Migrated, Options};
 use taskyard::store::{Error, SCHEMA_VERSION};
 

@@ -13,10 +13,10 @@
 
 mod support;
 
-use rusqlite::types::Value;
 use rusqlite::{Connection, StatementStatus};
 use support::TestDir;
-use taskyard::store::{list_groups_query, list_runs_query, ListFilter};
+use taskyard::store::Value;
+use taskyard::store::{list_groups_query, list_runs_query, Dialect, ListFilter};
 use taskyard::RunStatus;
 
 /// A before-id that sorts after every id the tests write.
@@ -78,7 +78,7 @@ fn group_filters() -> Vec<(String, ListFilter)> {
 fn list_queries() -> Vec<(String, (String, Vec<Value>), bool)> {
     let runs = run_filters().into_iter().map(|(name, filter)| {
         let filtered = filter.status.is_some() || filter.group_seq.is_some();
-        (name, list_runs_query(&filter), filtered)
+        (name, list_runs_query(&filter, Dialect::Sqlite), filtered)
     });
     let groups = group_filters().into_iter().map(|(name, filter)| {
         let filtered = filter.is_active.is_some();
@@ -195,7 +195,7 @@ fn list_queries_walk_an_index_in_page_order() {
     add_finished(&connection, 0, 2_000);
     let queries: Vec<_> = run_filters()
         .into_iter()
-        .map(|(name, filter)| (name, list_runs_query(&filter)))
+        .map(|(name, filter)| (name, list_runs_query(&filter, Dialect::Sqlite)))
         .chain(
             group_filters()
                 .into_iter()

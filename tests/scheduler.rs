@@ -594,8 +594,12 @@ fn scheduler_wake_and_cancel_burst_stays_bounded_and_loses_no_cancel() {
     const BURST_BYTES_MAX: i64 = 1 << 20;
 
     let dir = TestDir::new();
-    let (store, _) =
-        Store::open(&dir.db(), &store::Options::default(), Box::new(|_| {})).expect("store opens");
+    let (store, _) = Store::open(
+        &dir.db().into(),
+        &store::Options::default(),
+        Box::new(|_| {}),
+    )
+    .expect("store opens");
     let store = Arc::new(store);
     let (started_sender, started) = mpsc::channel();
     let (release_sender, release) = mpsc::channel();

@@ -80,8 +80,12 @@ fn hold_writer(store: &Store) -> impl FnOnce() {
 #[test]
 fn a_failing_finish_fails_its_whole_batch_and_nothing_of_it_commits() {
     let dir = TestDir::new();
-    let (store, _) =
-        Store::open(&dir.db(), &store::Options::default(), Box::new(|_| {})).expect("store opens");
+    let (store, _) = Store::open(
+        &dir.db().into(),
+        &store::Options::default(),
+        Box::new(|_| {}),
+    )
+    .expect("store opens");
     let release = hold_writer(&store);
     // Taken as one batch once the writer is free: a valid create, a finish
     // of a run that does not exist, and another valid create.
@@ -143,8 +147,12 @@ fn a_failing_finish_fails_its_whole_batch_and_nothing_of_it_commits() {
 #[test]
 fn an_op_with_a_savepoint_fails_alone() {
     let dir = TestDir::new();
-    let (store, _) =
-        Store::open(&dir.db(), &store::Options::default(), Box::new(|_| {})).expect("store opens");
+    let (store, _) = Store::open(
+        &dir.db().into(),
+        &store::Options::default(),
+        Box::new(|_| {}),
+    )
+    .expect("store opens");
     let release = hold_writer(&store);
     store.writer.submit(new_group("tgrp_one")).expect("submit");
     // The same id again: a unique-constraint failure inside its savepoint.

@@ -1,12 +1,13 @@
 //! Where the client commands (`enrich`, and the group and run commands)
-//! send their work: `--db FILE`, an engine in this process, or
+//! send their work: `--db FILE` (or a `postgres://` URL), an engine in this process, or
 //! `--base-url URL`, any server that speaks Parallel's Task API; and the
 //! exit code of each way a call can fail. The calls themselves are the
 //! Parallel face's client (`faces/parallel/client.rs`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use taskyard::faces::parallel::client::{Client, ClientError};
+use taskyard::store::Location;
 use taskyard::Engine;
 
 use super::Failure;
@@ -15,10 +16,10 @@ use super::Failure;
 /// `./taskyard.db`) or `--base-url URL`.
 #[derive(clap::Args)]
 pub struct Target {
-    /// Work on this database file in this process, no server needed
-    /// (default ./taskyard.db).
+    /// Work on this database in this process, no server needed: a SQLite
+    /// file (default ./taskyard.db) or a `postgres://` URL.
     #[arg(long, conflicts_with = "base_url")]
-    db: Option<PathBuf>,
+    db: Option<String>,
     /// Processors for that engine: a `taskyard serve --config` file.
     #[arg(long, conflicts_with = "base_url")]
     config: Option<PathBuf>,
@@ -36,14 +37,14 @@ impl Target {
         if let Some(base) = &self.base_url {
             return Ok(Client::remote(base, self.api_key.clone()));
         }
-        let db = self.db.as_deref().unwrap_or(Path::new("taskyard.db"));
+        let db = Location::parse(self.db.as_deref().unwrap_or("taskyard.db"));
         let mut config = taskyard::faces::default_config();
         if let Some(path) = &self.config {
             let file = taskyard::config::FileConfig::load(path).map_err(Failure::usage)?;
             config.registry = file.registry().map_err(Failure::usage)?;
         }
-        let engine = Engine::open(db, config).map_err(|error| Failure {
-            message: format!("cannot open the database {}: {error}", db.display()),
+        let engine = Engine::open(db.clone(), config).map_err(|error| Failure {
+            message: format!("cannot open the database {db}: {error}"),
             code: 3,
         })?;
         Ok(Client::embedded(engine))

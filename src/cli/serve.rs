@@ -1,4 +1,4 @@
-//! `taskyard serve`: opens the engine on a database file, serves every
+//! `taskyard serve`: opens the engine on a database (a SQLite file or a PostgreSQL URL), serves every
 //! face over HTTP, and shuts down cleanly on SIGINT or SIGTERM.
 //!
 //! Owns the serve flags and how they combine with the environment and the
@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use taskyard::config::FileConfig;
 use taskyard::server::{Server, ServerConfig};
+use taskyard::store::Location;
 use taskyard::{Config, Engine, Synchronous};
 
 use super::Failure;
@@ -20,9 +21,10 @@ pub struct ServeArgs {
     /// Address to listen on, host:port.
     #[arg(long, env = "TASKYARD_ADDR")]
     addr: Option<String>,
-    /// SQLite database file (created if missing).
+    /// The database: a SQLite file (created if missing; also written
+    /// `sqlite:PATH`), or a `postgres://` URL that several nodes share.
     #[arg(long, env = "TASKYARD_DB")]
-    db: Option<PathBuf>,
+    db: Option<String>,
     /// Worker threads that execute runs.
     #[arg(long, env = "TASKYARD_WORKERS")]
     workers: Option<usize>,
@@ -92,11 +94,12 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         .clone()
         .or_else(|| file.addr.clone())
         .unwrap_or_else(|| ServerConfig::default().addr);
-    let db = args
-        .db
-        .clone()
-        .or_else(|| file.db.clone().map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("taskyard.db"));
+    let db = Location::parse(
+        args.db
+            .as_deref()
+            .or(file.db.as_deref())
+            .unwrap_or("taskyard.db"),
+    );
     let synchronous = match args
         .synchronous
         .as_deref()
@@ -168,7 +171,8 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
     if let Some(clock) = &test_clock {
         config.clock = clock.clone();
     }
-    let engine = Engine::open(&db, config).map_err(|error| Failure::runtime(error.to_string()))?;
+    let engine =
+        Engine::open(db.clone(), config).map_err(|error| Failure::runtime(error.to_string()))?;
     let server_config = ServerConfig {
         addr: addr.clone(),
         api_keys: api_keys.clone(),
@@ -202,9 +206,8 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         );
     }
     println!(
-        "taskyard {} listening on http://{local} (database {})",
+        "taskyard {} listening on http://{local} (database {db})",
         env!("CARGO_PKG_VERSION"),
-        db.display()
     );
 
     let (stop_sender, stop) = crossbeam_channel::bounded::<()>(1);

@@ -18,7 +18,6 @@ mod runs;
 mod schedules;
 mod subscription;
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
@@ -160,9 +159,11 @@ impl Drop for Inner {
 }
 
 impl Engine {
-    /// Opens the database at `path` (created if missing), recovers runs a
-    /// crash left running, and starts the workers.
-    pub fn open(path: impl AsRef<Path>, config: Config) -> Result<Engine> {
+    /// Opens the database at `location` (a SQLite file, created if
+    /// missing, or a `postgres://` URL), recovers runs a crash left
+    /// running, and starts the workers.
+    pub fn open(location: impl Into<store::Location>, config: Config) -> Result<Engine> {
+        let location = location.into();
         let hub = Arc::new(Hub::new(0));
         let publisher = hub.clone();
         let wake = Arc::new(Wake::default());
@@ -174,7 +175,7 @@ impl Engine {
             database_bytes_max: config.database_bytes_max,
         };
         let (store, recovered) = Store::open(
-            path.as_ref(),
+            &location,
             &options,
             Box::new(move |notice: &CommitNotice| {
                 publisher.publish(notice);

@@ -14,6 +14,7 @@ mod migrate;
 pub mod postgres;
 mod read;
 mod recovery;
+pub(crate) mod sql;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -21,7 +22,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags};
+
+use sql::{params, Row, Sql};
+pub use sql::{Dialect, Value};
+use writer::WriteConnection;
 
 pub use read::{
     list_groups_query, list_runs_query, DueDelivery, EventRow, GroupRunRow, ListFilter, ListPage,
@@ -113,13 +118,6 @@ impl Error {
 impl From<rusqlite::Error> for Error {
     fn from(error: rusqlite::Error) -> Error {
         use rusqlite::ErrorCode;
-        // A row decoder's own error (see `RunRow::from_row`) comes back
-        // through rusqlite boxed; it already says what is wrong.
-        if let rusqlite::Error::FromSqlConversionFailure(_, _, inner) = &error {
-            if let Some(unknown) = inner.downcast_ref::<UnknownValueError>() {
-                return unknown.0.clone();
-            }
-        }
         match error.sqlite_error_code() {
             Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
                 Error::Busy(error.to_string())
@@ -174,26 +172,110 @@ impl Default for Options {
     }
 }
 
+/// Where the database is: a SQLite file (the embedded default) or a
+/// PostgreSQL database shared by several nodes (issue 17).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Sqlite(PathBuf),
+    /// A `postgres://` or `postgresql://` URL, as libpq takes it.
+    Postgres(String),
+}
+
+impl Location {
+    /// A `--db` value or `TASKYARD_DB`: a `postgres://` (or
+    /// `postgresql://`) URL, a `sqlite:` URL (`sqlite:PATH` or
+    /// `sqlite://PATH`), or else a file path.
+    pub fn parse(text: &str) -> Location {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            return Location::Postgres(text.to_string());
+        }
+        let path = text
+            .strip_prefix("sqlite://")
+            .or_else(|| text.strip_prefix("sqlite:"))
+            .unwrap_or(text);
+        Location::Sqlite(PathBuf::from(path))
+    }
+
+    /// The SQLite file, if it is one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Location::Sqlite(path) => Some(path),
+            Location::Postgres(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Location {
+    /// The file, or the URL without its password: it goes to logs.
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Sqlite(path) => write!(formatter, "{}", path.display()),
+            Location::Postgres(url) => match (url.find("://"), url.rfind('@')) {
+                (Some(scheme), Some(at)) if at > scheme => {
+                    let credentials = &url[scheme + 3..at];
+                    match credentials.split_once(':') {
+                        Some((user, _)) => {
+                            write!(formatter, "{}{user}:***{}", &url[..scheme + 3], &url[at..])
+                        }
+                        None => write!(formatter, "{url}"),
+                    }
+                }
+                _ => write!(formatter, "{url}"),
+            },
+        }
+    }
+}
+
+impl<P: AsRef<Path>> From<P> for Location {
+    /// A path, or a `postgres://` URL given where a path was (a string).
+    fn from(path: P) -> Location {
+        match path.as_ref().to_str() {
+            Some(text) => Location::parse(text),
+            None => Location::Sqlite(path.as_ref().to_path_buf()),
+        }
+    }
+}
+
 /// An open database: the writer handle and the read pool.
 pub struct Store {
     pub writer: Writer,
-    readers: ReadPool,
-    path: PathBuf,
-    /// Dropped after the writer (fields drop in order), so that it can
-    /// copy the writer's last frames.
-    _checkpointer: checkpoint::Checkpointer,
+    readers: Readers,
+    location: Location,
+    /// SQLite's; dropped after the writer (fields drop in order), so that
+    /// it can copy the writer's last frames.
+    _checkpointer: Option<checkpoint::Checkpointer>,
+}
+
+/// The read connections of either backend.
+enum Readers {
+    Sqlite(ReadPool<rusqlite::Connection>),
+    Postgres(ReadPool<postgres::Connection>),
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path`, applies the schema
-    /// and migrations, recovers runs a crash left running, and starts the
-    /// writer thread. `on_commit` runs on the writer thread after each
-    /// commit, before any caller is answered.
+    /// Opens the database at `location` (creating a SQLite file if
+    /// needed), applies the schema and migrations, starts the writer
+    /// thread and recovers runs a crash left running, as the writer's
+    /// first op. `on_commit` runs on the writer thread after each commit,
+    /// before any caller is answered.
     pub fn open(
-        path: &Path,
+        location: &Location,
         options: &Options,
         on_commit: Box<dyn Fn(&CommitNotice) + Send>,
     ) -> Result<(Store, Recovered)> {
+        let store = match location {
+            Location::Sqlite(path) => Store::open_sqlite(path, options, on_commit)?,
+            Location::Postgres(url) => Store::open_postgres(url, options, on_commit)?,
+        };
+        let recovered = store.writer.call(|reply| Op::Recover { reply })?;
+        Ok((store, recovered))
+    }
+
+    fn open_sqlite(
+        path: &Path,
+        options: &Options,
+        on_commit: Box<dyn Fn(&CommitNotice) + Send>,
+    ) -> Result<Store> {
         let open_error = |message: String| Error::Open {
             path: path.to_path_buf(),
             message,
@@ -207,39 +289,73 @@ impl Store {
             }
         }
         let mut connection = Connection::open(path).map_err(|e| open_error(e.to_string()))?;
+        // Every op's statements stay prepared (about thirty with the
+        // claim's variants and the savepoints), past rusqlite's default of
+        // 16: a statement evicted is parsed again on its next use.
+        connection.set_prepared_statement_cache_capacity(READ_STATEMENTS_CACHED);
         let page_cap = configure_write_connection(&connection, options)
             .map_err(|e| open_error(e.to_string()))?;
         migrate::migrate(&mut connection).map_err(|e| open_error(e.to_string()))?;
-        let recovered = recovery::recover(&mut connection)?;
-        let readers = ReadPool::open(path, options)?;
+        let readers = ReadPool::open_sqlite(path, options)?;
         let checkpointer = checkpoint::Checkpointer::start(path, options.busy_timeout)?;
         let notify = checkpointer.notify();
         let writer = Writer::start(
-            connection,
+            WriteConnection::Sqlite(connection),
             page_cap,
             Box::new(move |notice: &CommitNotice| {
                 on_commit(notice);
                 notify();
             }),
         )?;
-        Ok((
-            Store {
-                writer,
-                readers,
-                path: path.to_path_buf(),
-                _checkpointer: checkpointer,
-            },
-            recovered,
-        ))
+        Ok(Store {
+            writer,
+            readers: Readers::Sqlite(readers),
+            location: Location::Sqlite(path.to_path_buf()),
+            _checkpointer: Some(checkpointer),
+        })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// PostgreSQL: the schema applied under its advisory lock, a
+    /// dedicated writer connection and a pool of readers.
+    fn open_postgres(
+        url: &str,
+        options: &Options,
+        on_commit: Box<dyn Fn(&CommitNotice) + Send>,
+    ) -> Result<Store> {
+        let location = Location::Postgres(url.to_string());
+        let open_error = |error: Error| Error::Open {
+            path: PathBuf::from(location.to_string()),
+            message: error.to_string(),
+        };
+        let config = postgres::config(url, options).map_err(open_error)?;
+        postgres::migrate_with(&config).map_err(open_error)?;
+        let writer = postgres::Connection::open(&config).map_err(open_error)?;
+        let mut idle = Vec::new();
+        for _ in 0..options.read_connections.max(1) {
+            idle.push(postgres::Connection::open(&config).map_err(open_error)?);
+        }
+        let writer = Writer::start(writer.into_write(), None, on_commit)?;
+        Ok(Store {
+            writer,
+            readers: Readers::Postgres(ReadPool::new(idle)),
+            location,
+            _checkpointer: None,
+        })
     }
 
-    /// Runs `read` on a pooled read-only connection.
-    pub(crate) fn read<T>(&self, read: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        self.readers.with(read)
+    /// Where the database is.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// Runs `read` on a pooled read connection, in one snapshot on
+    /// PostgreSQL (on SQLite `read.rs` begins one where it takes more than
+    /// one statement).
+    pub(crate) fn read<T>(&self, read: impl FnOnce(&Sql<'_>) -> Result<T>) -> Result<T> {
+        match &self.readers {
+            Readers::Sqlite(pool) => pool.with(|connection| read(&Sql::sqlite(connection))),
+            Readers::Postgres(pool) => pool.with(|connection| connection.read(read)),
+        }
     }
 }
 
@@ -300,13 +416,13 @@ const READ_STATEMENTS_CACHED: usize = 64;
 
 /// A small pool of read-only connections. WAL lets them read beside the
 /// writer; each sees only committed transactions (DESIGN invariant 4).
-struct ReadPool {
-    idle: Mutex<Vec<Connection>>,
+struct ReadPool<C> {
+    idle: Mutex<Vec<C>>,
     returned: Condvar,
 }
 
-impl ReadPool {
-    fn open(path: &Path, options: &Options) -> Result<ReadPool> {
+impl ReadPool<Connection> {
+    fn open_sqlite(path: &Path, options: &Options) -> Result<ReadPool<Connection>> {
         let mut idle = Vec::new();
         for _ in 0..options.read_connections.max(1) {
             let connection = Connection::open_with_flags(
@@ -326,16 +442,22 @@ impl ReadPool {
             connection.set_prepared_statement_cache_capacity(READ_STATEMENTS_CACHED);
             idle.push(connection);
         }
-        Ok(ReadPool {
+        Ok(ReadPool::new(idle))
+    }
+}
+
+impl<C> ReadPool<C> {
+    fn new(idle: Vec<C>) -> ReadPool<C> {
+        ReadPool {
             idle: Mutex::new(idle),
             returned: Condvar::new(),
-        })
+        }
     }
 
     /// Runs `read` on an idle connection, waiting for one at most
     /// `READ_CONNECTION_WAIT_MS_MAX`: a pool held by slow streams answers
     /// `ReadersBusy` instead of hanging every request behind them.
-    fn with<T>(&self, read: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    fn with<T>(&self, read: impl FnOnce(&mut C) -> Result<T>) -> Result<T> {
         let deadline = Instant::now() + Duration::from_millis(READ_CONNECTION_WAIT_MS_MAX);
         let connection = {
             let mut idle = self.idle.lock();
@@ -357,8 +479,8 @@ impl ReadPool {
         };
         // Give the connection back even if `read` panics, so one bad read
         // does not shrink the pool for everyone.
-        struct Return<'a>(&'a ReadPool, Option<Connection>);
-        impl Drop for Return<'_> {
+        struct Return<'a, C>(&'a ReadPool<C>, Option<C>);
+        impl<C> Drop for Return<'_, C> {
             fn drop(&mut self) {
                 if let Some(connection) = self.1.take() {
                     self.0.idle.lock().push(connection);
@@ -366,8 +488,8 @@ impl ReadPool {
                 }
             }
         }
-        let guard = Return(self, Some(connection));
-        read(guard.1.as_ref().expect("held until drop"))
+        let mut guard = Return(self, Some(connection));
+        read(guard.1.as_mut().expect("held until drop"))
     }
 }
 
@@ -398,35 +520,14 @@ pub(crate) const RUN_COLUMNS: &str = "r.seq, r.id, g.id, r.group_seq, r.cursor, 
 /// How many columns `RUN_COLUMNS` names: the index of a column added after.
 pub(crate) const RUN_COLUMNS_COUNT: usize = 14;
 
-/// An [`Error::UnknownValue`] carried through rusqlite's row decoding,
-/// which only takes errors of its own; `From<rusqlite::Error>` unwraps it.
-#[derive(Debug)]
-struct UnknownValueError(Error);
-
-impl std::fmt::Display for UnknownValueError {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(formatter)
-    }
-}
-
-impl std::error::Error for UnknownValueError {}
-
 impl RunRow {
-    pub(crate) fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+    pub(crate) fn from_row(row: &Row<'_>) -> Result<RunRow> {
         let seq: i64 = row.get(0)?;
         let id: String = row.get(1)?;
         let status: String = row.get(5)?;
         // Issue 11: an unknown status read as `failed`, silently.
         let Some(status) = RunStatus::parse(&status) else {
-            return Err(rusqlite::Error::FromSqlConversionFailure(
-                5,
-                rusqlite::types::Type::Text,
-                Box::new(UnknownValueError(Error::unknown_run_status(
-                    seq,
-                    Some(&id),
-                    &status,
-                ))),
-            ));
+            return Err(Error::unknown_run_status(seq, Some(&id), &status));
         };
         Ok(RunRow {
             seq,
@@ -493,7 +594,7 @@ pub(crate) const GROUP_COLUMNS: &str = "seq, id, metadata, created_at, modified_
      n_queued, n_running, n_cancelling, n_completed, n_failed, n_cancelled";
 
 impl GroupRow {
-    pub(crate) fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<GroupRow> {
+    pub(crate) fn from_row(row: &Row<'_>) -> Result<GroupRow> {
         Ok(GroupRow {
             seq: row.get(0)?,
             id: row.get(1)?,
@@ -533,10 +634,11 @@ impl Store {
     /// The kind (`run`, `group`) of a pruned id, if it was pruned.
     pub fn pruned(&self, id: &str) -> Result<Option<String>> {
         self.read(|connection| {
-            Ok(connection
-                .prepare_cached("SELECT kind FROM pruned WHERE id = ?1")?
-                .query_row([id], |row| row.get(0))
-                .optional()?)
+            connection.query_row(
+                "SELECT kind FROM pruned WHERE id = ?1",
+                params![id],
+                |row| row.get(0),
+            )
         })
     }
 }
@@ -561,7 +663,7 @@ pub(crate) const SCHEDULE_COLUMNS: &str =
     "seq, id, spec, processor, state, next_at, fires, created_at, modified_at";
 
 impl ScheduleRow {
-    pub(crate) fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ScheduleRow> {
+    pub(crate) fn from_row(row: &Row<'_>) -> Result<ScheduleRow> {
         Ok(ScheduleRow {
             seq: row.get(0)?,
             id: row.get(1)?,

@@ -4,8 +4,7 @@
 //! it answers was committed together (invariant 4). Event rows come back as
 //! the model's [`EventData`].
 
-use rusqlite::types::Value as SqlValue;
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+use super::sql::{params, Dialect, Param, Sql, Value};
 
 use super::{
     Error, GroupRow, RecordKey, RecordRow, Result, RunRow, ScheduleRow, Store, GROUP_COLUMNS,
@@ -15,6 +14,20 @@ use crate::model::{
     Delivery, DeliveryAttempt, DeliveryState, EventData, RunCounts as Counts, RunStatus,
     StoredRequest, TaskSpec, Timestamp, Turn,
 };
+
+/// The largest event id ever assigned (never lowered when retention
+/// deletes the newest events: invariant 2): SQLite's AUTOINCREMENT row,
+/// PostgreSQL's `event_ids` row (schema.postgres.sql says why).
+pub(crate) fn last_event_id(connection: &Sql<'_>) -> Result<u64> {
+    let sql = match connection.dialect() {
+        Dialect::Sqlite => {
+            "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"
+        }
+        Dialect::Postgres => "SELECT last_id FROM event_ids WHERE id = 1",
+    };
+    let id: i64 = connection.query_one(sql, params![], |row| row.get(0))?;
+    Ok(id as u64)
+}
 
 /// An event row: its id and what it says.
 pub type EventRow = (u64, EventData);
@@ -41,14 +54,18 @@ pub struct ListPage<T> {
     pub more: bool,
 }
 
-/// Runs `read` in one read transaction. BEGIN and COMMIT go through the
-/// statement cache: rusqlite's `Transaction` parses them on every call, and
-/// with a stream read after every commit the SQL parser showed in the
-/// profile.
-fn snapshot<T>(connection: &Connection, read: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+/// Runs `read` in one read transaction. On SQLite, BEGIN and COMMIT go
+/// through the statement cache: rusqlite's `Transaction` parses them on
+/// every call, and with a stream read after every commit the SQL parser
+/// showed in the profile. A PostgreSQL read is a snapshot already (one
+/// REPEATABLE READ transaction per read, see `Store::read`).
+fn snapshot<T>(connection: &Sql<'_>, read: impl FnOnce(&Sql<'_>) -> Result<T>) -> Result<T> {
+    let Some(sqlite) = connection.sqlite_connection() else {
+        return read(connection);
+    };
     /// Ends the transaction however `read` ends, so that the connection
     /// goes back to the pool without a snapshot held open.
-    struct End<'a>(&'a Connection);
+    struct End<'a>(&'a rusqlite::Connection);
     impl Drop for End<'_> {
         fn drop(&mut self) {
             if !self.0.is_autocommit() {
@@ -59,31 +76,28 @@ fn snapshot<T>(connection: &Connection, read: impl FnOnce(&Connection) -> Result
             }
         }
     }
-    connection.prepare_cached("BEGIN")?.execute([])?;
-    let end = End(connection);
+    connection.execute("BEGIN", params![])?;
+    let end = End(sqlite);
     let answer = read(connection)?;
-    connection.prepare_cached("COMMIT")?.execute([])?;
+    connection.execute("COMMIT", params![])?;
     drop(end);
     Ok(answer)
 }
 
 fn event_rows(
-    connection: &Connection,
+    connection: &Sql<'_>,
     sql: &str,
     key: i64,
     after: u64,
     limit: usize,
 ) -> Result<Vec<EventRow>> {
-    let mut statement = connection.prepare_cached(sql)?;
-    let rows = statement
-        .query_map(params![key, after as i64, limit as i64], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, Option<String>>(2)?,
-            ))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let rows = connection.query_map(sql, params![key, after as i64, limit as i64], |row| {
+        Ok((
+            row.get::<i64>(0)?,
+            row.get::<String>(1)?,
+            row.get::<Option<String>>(2)?,
+        ))
+    })?;
     rows.into_iter()
         .filter_map(|(id, _kind, data)| Some((id, data?)))
         .map(|(id, data)| {
@@ -106,13 +120,14 @@ pub struct StoredTurn {
 impl Store {
     pub fn run(&self, run_id: &str) -> Result<Option<RunRow>> {
         self.read(|connection| {
-            Ok(connection
-                .prepare_cached(&format!(
+            connection.query_row(
+                &format!(
                     "SELECT {RUN_COLUMNS} FROM runs r LEFT JOIN groups g ON g.seq = r.group_seq \
                      WHERE r.id = ?1"
-                ))?
-                .query_row([run_id], RunRow::from_row)
-                .optional()?)
+                ),
+                params![run_id],
+                RunRow::from_row,
+            )
         })
     }
 
@@ -121,12 +136,13 @@ impl Store {
     pub fn run_request(&self, run_id: &str) -> Result<Option<StoredRequest>> {
         let found: Option<(RunRow, Option<String>, String, String, bool)> =
             self.read(|connection| {
-                Ok(connection
-                    .prepare_cached(&format!(
+                connection.query_row(
+                    &format!(
                         "SELECT {RUN_COLUMNS}, r.document, r.input, r.task_spec, r.default_spec \
                      FROM runs r LEFT JOIN groups g ON g.seq = r.group_seq WHERE r.id = ?1"
-                    ))?
-                    .query_row([run_id], |row| {
+                    ),
+                    params![run_id],
+                    |row| {
                         Ok((
                             RunRow::from_row(row)?,
                             row.get(14)?,
@@ -134,8 +150,8 @@ impl Store {
                             row.get(16)?,
                             row.get(17)?,
                         ))
-                    })
-                    .optional()?)
+                    },
+                )
             })?;
         let Some((run, document, input, task_spec, spec_from_group)) = found else {
             return Ok(None);
@@ -153,43 +169,44 @@ impl Store {
     /// The run and its output JSON (set once completed).
     pub fn run_output(&self, run_id: &str) -> Result<Option<(RunRow, Option<String>)>> {
         self.read(|connection| {
-            Ok(connection
-                .prepare_cached(&format!(
+            connection.query_row(
+                &format!(
                     "SELECT {RUN_COLUMNS}, r.output FROM runs r \
                      LEFT JOIN groups g ON g.seq = r.group_seq WHERE r.id = ?1"
-                ))?
-                .query_row([run_id], |row| Ok((RunRow::from_row(row)?, row.get(14)?)))
-                .optional()?)
+                ),
+                params![run_id],
+                |row| Ok((RunRow::from_row(row)?, row.get(14)?)),
+            )
         })
     }
 
     /// The fingerprint and stored answer of an idempotency key, if any.
     pub fn idempotency_key(&self, key: &str) -> Result<Option<(String, String)>> {
         self.read(|connection| {
-            Ok(connection
-                .prepare_cached("SELECT fingerprint, body FROM idempotency_keys WHERE key = ?1")?
-                .query_row([key], |row| Ok((row.get(0)?, row.get(1)?)))
-                .optional()?)
+            connection.query_row(
+                "SELECT fingerprint, body FROM idempotency_keys WHERE key = ?1",
+                params![key],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
         })
     }
 
     /// A face's record, if there is one.
     pub fn record(&self, key: &RecordKey) -> Result<Option<RecordRow>> {
         self.read(|connection| {
-            Ok(connection
-                .prepare_cached(
-                    "SELECT id, body, created_at, modified_at FROM records \
+            connection.query_row(
+                "SELECT id, body, created_at, modified_at FROM records \
                      WHERE face = ?1 AND kind = ?2 AND id = ?3",
-                )?
-                .query_row(params![key.face, key.kind, key.id], |row| {
+                params![key.face, key.kind, key.id],
+                |row| {
                     Ok(RecordRow {
                         id: row.get(0)?,
                         body: row.get(1)?,
                         created_at: row.get(2)?,
                         modified_at: row.get(3)?,
                     })
-                })
-                .optional()?)
+                },
+            )
         })
     }
 
@@ -206,24 +223,20 @@ impl Store {
         // `prefix` + U+10FFFF bounds the range without LIKE's escaping.
         let end = format!("{prefix}\u{10FFFF}");
         self.read(|connection| {
-            Ok(connection
-                .prepare_cached(
-                    "SELECT id, body, created_at, modified_at FROM records \
+            connection.query_map(
+                "SELECT id, body, created_at, modified_at FROM records \
                      WHERE face = ?1 AND kind = ?2 AND id >= ?3 AND id < ?4 \
                      ORDER BY id DESC LIMIT ?5",
-                )?
-                .query_map(
-                    params![face, kind, prefix, end, limit.min(i64::MAX as usize) as i64],
-                    |row| {
-                        Ok(RecordRow {
-                            id: row.get(0)?,
-                            body: row.get(1)?,
-                            created_at: row.get(2)?,
-                            modified_at: row.get(3)?,
-                        })
-                    },
-                )?
-                .collect::<rusqlite::Result<_>>()?)
+                params![face, kind, prefix, end, limit.min(i64::MAX as usize) as i64],
+                |row| {
+                    Ok(RecordRow {
+                        id: row.get(0)?,
+                        body: row.get(1)?,
+                        created_at: row.get(2)?,
+                        modified_at: row.get(3)?,
+                    })
+                },
+            )
         })
     }
 
@@ -231,21 +244,22 @@ impl Store {
     /// row, its input, and its output when it completed.
     pub fn interaction_turns(&self, interaction: &str) -> Result<Vec<StoredTurn>> {
         self.read(|connection| {
-            Ok(connection
-                .prepare_cached(&format!(
+            connection.query_map(
+                &format!(
                     "SELECT {RUN_COLUMNS}, r.output, t.turn, r.input FROM interaction_turns t \
                      JOIN runs r ON r.id = t.run_id LEFT JOIN groups g ON g.seq = r.group_seq \
                      WHERE t.interaction = ?1 ORDER BY t.turn"
-                ))?
-                .query_map([interaction], |row| {
+                ),
+                params![interaction],
+                |row| {
                     Ok(StoredTurn {
                         turn: row.get(RUN_COLUMNS_COUNT + 1)?,
                         run: RunRow::from_row(row)?,
                         input: row.get(RUN_COLUMNS_COUNT + 2)?,
                         output: row.get(RUN_COLUMNS_COUNT)?,
                     })
-                })?
-                .collect::<rusqlite::Result<_>>()?)
+                },
+            )
         })
     }
 
@@ -255,20 +269,19 @@ impl Store {
     /// turn.
     pub fn turns(&self, previous_id: &str, max: usize) -> Result<Vec<Turn>> {
         let rows: Vec<(String, String, String, Option<String>)> = self.read(|connection| {
-            Ok(connection
-                .prepare_cached(
-                    // No cycle is possible (a run follows only a run made
-                    // before it); the depth bounds the walk all the same.
-                    "WITH RECURSIVE chain(id, depth) AS (SELECT ?1, 1 UNION ALL \
+            connection.query_map(
+                // No cycle is possible (a run follows only a run made
+                // before it); the depth bounds the walk all the same.
+                // The casts give PostgreSQL the types SQLite does not need.
+                "WITH RECURSIVE chain(id, depth) AS \
+                     (SELECT CAST(?1 AS TEXT), CAST(1 AS BIGINT) UNION ALL \
                      SELECT r.previous_id, c.depth + 1 FROM chain c JOIN runs r ON r.id = c.id \
                      WHERE r.previous_id IS NOT NULL AND c.depth < ?2) \
                      SELECT r.id, r.input, r.status, r.output FROM chain c \
                      JOIN runs r ON r.id = c.id ORDER BY c.depth DESC",
-                )?
-                .query_map(rusqlite::params![previous_id, max as i64], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-                })?
-                .collect::<rusqlite::Result<_>>()?)
+                params![previous_id, max as i64],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+            )
         })?;
         rows.into_iter()
             .map(|(run_id, input, status, output)| {
@@ -287,10 +300,11 @@ impl Store {
 
     pub fn group(&self, group_id: &str) -> Result<Option<GroupRow>> {
         self.read(|connection| {
-            Ok(connection
-                .prepare_cached(&format!("SELECT {GROUP_COLUMNS} FROM groups WHERE id = ?1"))?
-                .query_row([group_id], GroupRow::from_row)
-                .optional()?)
+            connection.query_row(
+                &format!("SELECT {GROUP_COLUMNS} FROM groups WHERE id = ?1"),
+                params![group_id],
+                GroupRow::from_row,
+            )
         })
     }
 
@@ -313,11 +327,11 @@ impl Store {
                     after,
                     limit,
                 )?;
-                let active: bool = transaction
-                    .prepare_cached(
-                        "SELECT n_queued + n_running + n_cancelling > 0 FROM groups WHERE seq = ?1",
-                    )?
-                    .query_row([group_seq], |row| row.get(0))?;
+                let active: bool = transaction.query_one(
+                    "SELECT n_queued + n_running + n_cancelling > 0 FROM groups WHERE seq = ?1",
+                    params![group_seq],
+                    |row| row.get(0),
+                )?;
                 Ok((events, active))
             })
         })
@@ -341,12 +355,14 @@ impl Store {
                     after,
                     limit,
                 )?;
-                let (run, output) = transaction
-                    .prepare_cached(&format!(
+                let (run, output) = transaction.query_one(
+                    &format!(
                         "SELECT {RUN_COLUMNS}, r.output FROM runs r \
                          LEFT JOIN groups g ON g.seq = r.group_seq WHERE r.seq = ?1"
-                    ))?
-                    .query_row([run_seq], |row| Ok((RunRow::from_row(row)?, row.get(14)?)))?;
+                    ),
+                    params![run_seq],
+                    |row| Ok((RunRow::from_row(row)?, row.get(14)?)),
+                )?;
                 Ok((events, run, output))
             })
         })
@@ -365,50 +381,42 @@ impl Store {
         mut each: impl FnMut(GroupRunRow) -> bool,
     ) -> Result<()> {
         self.read(|connection| {
-            let transaction = connection.unchecked_transaction()?;
-            let mut statement = transaction.prepare_cached(&format!(
-                "SELECT {RUN_COLUMNS}, \
-                 CASE WHEN ?3 THEN r.document END, \
-                 CASE WHEN ?3 AND r.document IS NULL THEN r.input END, \
-                 CASE WHEN ?3 AND r.default_spec THEN r.task_spec END, \
-                 CASE WHEN ?4 AND r.status = 'completed' THEN r.output END \
-                 FROM runs r LEFT JOIN groups g ON g.seq = r.group_seq \
-                 WHERE r.group_seq = ?1 AND r.cursor > ?2 \
-                 AND (?5 IS NULL OR r.status = ?5) ORDER BY r.cursor"
-            ))?;
-            let mut rows = statement.query(params![
-                group_seq,
-                after as i64,
-                include_input,
-                include_output,
-                status.map(RunStatus::as_str)
-            ])?;
-            while let Some(row) = rows.next()? {
-                let item = GroupRunRow {
-                    run: RunRow::from_row(row)?,
-                    document: row.get(14)?,
-                    input: row.get(15)?,
-                    default_task_spec: row.get(16)?,
-                    output: row.get(17)?,
-                };
-                if !each(item) {
-                    break;
-                }
-            }
-            Ok(())
+            snapshot(connection, |transaction| {
+                transaction.query_each(
+                    &format!(
+                        "SELECT {RUN_COLUMNS}, \
+                         CASE WHEN ?3 THEN r.document END, \
+                         CASE WHEN ?3 AND r.document IS NULL THEN r.input END, \
+                         CASE WHEN ?3 AND r.default_spec THEN r.task_spec END, \
+                         CASE WHEN ?4 AND r.status = 'completed' THEN r.output END \
+                         FROM runs r LEFT JOIN groups g ON g.seq = r.group_seq \
+                         WHERE r.group_seq = ?1 AND r.cursor > ?2 \
+                         AND (?5 IS NULL OR r.status = ?5) ORDER BY r.cursor"
+                    ),
+                    params![
+                        group_seq,
+                        after as i64,
+                        include_input,
+                        include_output,
+                        status.map(RunStatus::as_str)
+                    ],
+                    |row| {
+                        Ok(each(GroupRunRow {
+                            run: RunRow::from_row(row)?,
+                            document: row.get(14)?,
+                            input: row.get(15)?,
+                            default_task_spec: row.get(16)?,
+                            output: row.get(17)?,
+                        }))
+                    },
+                )
+            })
         })
     }
 
     /// The largest committed event id.
     pub fn last_event_id(&self) -> Result<u64> {
-        self.read(|connection| {
-            let id: i64 = connection.query_row(
-                "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)",
-                [],
-                |row| row.get(0),
-            )?;
-            Ok(id as u64)
-        })
+        self.read(last_event_id)
     }
 
     /// The runs now `cancelling`, by seq, for the scheduler when cancels
@@ -416,10 +424,11 @@ impl Store {
     /// (`runs_by_status_id`): as many rows as there are such runs.
     pub fn cancelling_runs(&self) -> Result<Vec<i64>> {
         self.read(|connection| {
-            let seqs = connection
-                .prepare_cached("SELECT seq FROM runs WHERE status = 'cancelling'")?
-                .query_map([], |row| row.get(0))?
-                .collect::<rusqlite::Result<Vec<i64>>>()?;
+            let seqs = connection.query_map(
+                "SELECT seq FROM runs WHERE status = 'cancelling'",
+                params![],
+                |row| row.get(0),
+            )?;
             Ok(seqs)
         })
     }
@@ -427,7 +436,7 @@ impl Store {
     /// True when a read answers (health check).
     pub fn ping(&self) -> Result<()> {
         self.read(|connection| {
-            connection.query_row("SELECT 1", [], |_| Ok(()))?;
+            connection.query_one("SELECT 1", params![], |_| Ok(()))?;
             Ok(())
         })
     }
@@ -452,23 +461,16 @@ impl Store {
             "runs" => "SELECT seq FROM runs WHERE id = ?1",
             _ => "SELECT seq FROM groups WHERE id = ?1",
         };
-        self.read(|connection| {
-            Ok(connection
-                .prepare_cached(sql)?
-                .query_row([id], |row| row.get(0))
-                .optional()?)
-        })
+        self.read(|connection| connection.query_row(sql, params![id], |row| row.get(0)))
     }
 
     /// A page of runs, newest first; one more than `limit` is read to know
     /// whether another page follows.
     pub fn list_runs(&self, filter: &ListFilter) -> Result<ListPage<RunRow>> {
-        let (sql, parameters) = list_runs_query(filter);
         self.read(|connection| {
-            let mut statement = connection.prepare_cached(&sql)?;
-            let mut items = statement
-                .query_map(params_from_iter(parameters), RunRow::from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let (sql, parameters) = list_runs_query(filter, connection.dialect());
+            let mut items =
+                connection.query_map(&sql, &params_of(&parameters), RunRow::from_row)?;
             let more = items.len() > filter.limit;
             items.truncate(filter.limit);
             Ok(ListPage { items, more })
@@ -479,10 +481,8 @@ impl Store {
     pub fn list_groups(&self, filter: &ListFilter) -> Result<ListPage<GroupRow>> {
         let (sql, parameters) = list_groups_query(filter);
         self.read(|connection| {
-            let mut statement = connection.prepare_cached(&sql)?;
-            let mut items = statement
-                .query_map(params_from_iter(parameters), GroupRow::from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut items =
+                connection.query_map(&sql, &params_of(&parameters), GroupRow::from_row)?;
             let more = items.len() > filter.limit;
             items.truncate(filter.limit);
             Ok(ListPage { items, more })
@@ -494,12 +494,11 @@ impl Store {
     /// kept with every run change), never from a count of the runs.
     pub fn runs_by_status(&self) -> Result<Vec<(RunStatus, u64)>> {
         self.read(|connection| {
-            let counts = connection
-                .prepare_cached(
-                    "SELECT num_runs, n_queued, n_running, n_cancelling, n_completed, n_failed, \
+            let counts = connection.query_one(
+                "SELECT num_runs, n_queued, n_running, n_cancelling, n_completed, n_failed, \
                      n_cancelled FROM run_counts WHERE id = 1",
-                )?
-                .query_row([], |row| {
+                params![],
+                |row| {
                     Ok(Counts {
                         num_runs: row.get(0)?,
                         queued: row.get(1)?,
@@ -509,7 +508,8 @@ impl Store {
                         failed: row.get(5)?,
                         cancelled: row.get(6)?,
                     })
-                })?;
+                },
+            )?;
             Ok(RunStatus::ALL
                 .into_iter()
                 .filter(|status| *status != RunStatus::ActionRequired)
@@ -531,13 +531,14 @@ impl Store {
 /// the walk is bounded by the group's runs, where the status index would
 /// walk every run of that status in every group (schema.sql says why there
 /// is no index for both). Public so that a test can ask SQLite for the
-/// plan of each (tests/query_plans.rs).
-pub fn list_runs_query(filter: &ListFilter) -> (String, Vec<SqlValue>) {
+/// plan of each (tests/query_plans.rs). PostgreSQL gets the plain term.
+pub fn list_runs_query(filter: &ListFilter, dialect: Dialect) -> (String, Vec<Value>) {
     let mut terms = Vec::new();
     let mut parameters = Vec::new();
     if let Some(status) = filter.status {
-        parameters.push(SqlValue::Text(status.as_str().to_string()));
-        let column = if filter.group_seq.is_some() {
+        parameters.push(Value::Text(status.as_str().to_string()));
+        // PostgreSQL has no unary plus on text, and plans by its own costs.
+        let column = if filter.group_seq.is_some() && dialect == Dialect::Sqlite {
             "+r.status"
         } else {
             "r.status"
@@ -545,14 +546,14 @@ pub fn list_runs_query(filter: &ListFilter) -> (String, Vec<SqlValue>) {
         terms.push(format!("{column} = ?{}", parameters.len()));
     }
     if let Some(group_seq) = filter.group_seq {
-        parameters.push(SqlValue::Integer(group_seq));
+        parameters.push(Value::Integer(group_seq));
         terms.push(format!("r.group_seq = ?{}", parameters.len()));
     }
     if let Some(before_id) = &filter.before_id {
-        parameters.push(SqlValue::Text(before_id.clone()));
+        parameters.push(Value::Text(before_id.clone()));
         terms.push(format!("r.id < ?{}", parameters.len()));
     }
-    parameters.push(SqlValue::Integer(filter.limit as i64 + 1));
+    parameters.push(Value::Integer(filter.limit as i64 + 1));
     let sql = format!(
         "SELECT {RUN_COLUMNS} FROM runs r LEFT JOIN groups g ON g.seq = r.group_seq{} \
          ORDER BY r.id DESC LIMIT ?{}",
@@ -566,27 +567,31 @@ pub fn list_runs_query(filter: &ListFilter) -> (String, Vec<SqlValue>) {
 /// terms the filter sets, as for runs. `is_active` is the expression that
 /// `groups_by_activity` indexes, written the same way, or SQLite would not
 /// match the two.
-pub fn list_groups_query(filter: &ListFilter) -> (String, Vec<SqlValue>) {
+pub fn list_groups_query(filter: &ListFilter) -> (String, Vec<Value>) {
     let mut terms = Vec::new();
     let mut parameters = Vec::new();
     if let Some(is_active) = filter.is_active {
-        parameters.push(SqlValue::Integer(i64::from(is_active)));
+        parameters.push(Value::Bool(is_active));
         terms.push(format!(
             "(n_queued + n_running + n_cancelling > 0) = ?{}",
             parameters.len()
         ));
     }
     if let Some(before_id) = &filter.before_id {
-        parameters.push(SqlValue::Text(before_id.clone()));
+        parameters.push(Value::Text(before_id.clone()));
         terms.push(format!("id < ?{}", parameters.len()));
     }
-    parameters.push(SqlValue::Integer(filter.limit as i64 + 1));
+    parameters.push(Value::Integer(filter.limit as i64 + 1));
     let sql = format!(
         "SELECT {GROUP_COLUMNS} FROM groups{} ORDER BY id DESC LIMIT ?{}",
         where_clause(&terms),
         parameters.len()
     );
     (sql, parameters)
+}
+
+fn params_of(values: &[Value]) -> Vec<&dyn Param> {
+    values.iter().map(|value| value as &dyn Param).collect()
 }
 
 fn where_clause(terms: &[String]) -> String {
@@ -631,14 +636,13 @@ impl Store {
     /// Pending deliveries due at `now`, the earliest first.
     pub fn due_deliveries(&self, now: i64, limit: usize) -> Result<Vec<DueDelivery>> {
         self.read(|connection| {
-            let rows: Vec<DueRow> = connection
-                .prepare_cached(
-                    "SELECT d.seq, d.id, d.url, d.face, d.attempts, d.expires_at, e.data, w.owner \
+            let rows: Vec<DueRow> = connection.query_map(
+                "SELECT d.seq, d.id, d.url, d.face, d.attempts, d.expires_at, e.data, w.owner \
                      FROM webhook_deliveries d JOIN events e ON e.id = d.event_id \
                      LEFT JOIN run_webhooks w ON w.run_seq = d.run_seq \
                      WHERE d.state = 'pending' AND d.next_at <= ?1 ORDER BY d.next_at LIMIT ?2",
-                )?
-                .query_map(params![now, limit as i64], |row| {
+                params![now, limit as i64],
+                |row| {
                     Ok((
                         row.get(0)?,
                         row.get(1)?,
@@ -649,8 +653,8 @@ impl Store {
                         row.get(6)?,
                         row.get(7)?,
                     ))
-                })?
-                .collect::<rusqlite::Result<_>>()?;
+                },
+            )?;
             rows.into_iter()
                 .map(|(seq, id, url, face, attempts, expires_at, data, owner)| {
                     let data = data.ok_or_else(|| {
@@ -674,11 +678,11 @@ impl Store {
     /// When the earliest pending delivery falls due.
     pub fn next_delivery_at(&self) -> Result<Option<i64>> {
         self.read(|connection| {
-            Ok(connection
-                .prepare_cached(
-                    "SELECT min(next_at) FROM webhook_deliveries WHERE state = 'pending'",
-                )?
-                .query_row([], |row| row.get(0))?)
+            connection.query_one(
+                "SELECT min(next_at) FROM webhook_deliveries WHERE state = 'pending'",
+                params![],
+                |row| row.get(0),
+            )
         })
     }
 
@@ -691,30 +695,31 @@ impl Store {
         limit: usize,
     ) -> Result<(Vec<DeliveryAttempt>, u64)> {
         self.read(|connection| {
-            let total: i64 = connection
-                .prepare_cached("SELECT count(*) FROM webhook_attempts WHERE owner = ?1")?
-                .query_row([owner], |row| row.get(0))?;
-            let attempts = connection
-                .prepare_cached(
-                    "SELECT a.seq, d.id, r.id, a.url, a.started_at, a.duration_us, a.code, \
+            let total: i64 = connection.query_one(
+                "SELECT count(*) FROM webhook_attempts WHERE owner = ?1",
+                params![owner],
+                |row| row.get(0),
+            )?;
+            let attempts = connection.query_map(
+                "SELECT a.seq, d.id, r.id, a.url, a.started_at, a.duration_us, a.code, \
                      a.error FROM webhook_attempts a \
                      JOIN webhook_deliveries d ON d.seq = a.delivery_seq \
                      JOIN runs r ON r.seq = a.run_seq \
                      WHERE a.owner = ?1 ORDER BY a.seq DESC LIMIT ?2 OFFSET ?3",
-                )?
-                .query_map(params![owner, limit as i64, offset as i64], |row| {
+                params![owner, limit as i64, offset as i64],
+                |row| {
                     Ok(DeliveryAttempt {
                         seq: row.get(0)?,
                         delivery_id: row.get(1)?,
                         run_id: row.get(2)?,
                         url: row.get(3)?,
                         started_at: Timestamp(row.get(4)?),
-                        duration_ms: (row.get::<_, i64>(5)?.max(0) / 1_000) as u64,
+                        duration_ms: (row.get::<i64>(5)?.max(0) / 1_000) as u64,
                         code: row.get(6)?,
                         error: row.get(7)?,
                     })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                },
+            )?;
             Ok((attempts, total.max(0) as u64))
         })
     }
@@ -722,24 +727,24 @@ impl Store {
     /// The interaction `run_id` is a turn of, if any.
     pub fn run_interaction(&self, run_id: &str) -> Result<Option<String>> {
         self.read(|connection| {
-            Ok(connection
-                .prepare_cached("SELECT interaction FROM interaction_turns WHERE run_id = ?1")?
-                .query_row([run_id], |row| row.get(0))
-                .optional()?)
+            connection.query_row(
+                "SELECT interaction FROM interaction_turns WHERE run_id = ?1",
+                params![run_id],
+                |row| row.get(0),
+            )
         })
     }
 
     /// Every delivery of a run, oldest first.
     pub fn run_deliveries(&self, run_id: &str) -> Result<Vec<Delivery>> {
         self.read(|connection| {
-            let mut statement = connection.prepare_cached(
+            let rows = connection.query_map(
                 "SELECT d.id, r.id, d.url, d.state, d.attempts, d.next_at, d.expires_at, \
                  d.last_code, d.last_error, d.created_at, d.modified_at \
                  FROM webhook_deliveries d JOIN runs r ON r.seq = d.run_seq \
                  WHERE r.id = ?1 ORDER BY d.seq",
-            )?;
-            let rows = statement
-                .query_map([run_id], |row| {
+                params![run_id],
+                |row| {
                     let state: String = row.get(3)?;
                     let state = DeliveryState::parse(&state).unwrap_or(DeliveryState::Expired);
                     Ok(Delivery {
@@ -749,7 +754,7 @@ impl Store {
                         state,
                         attempts: row.get(4)?,
                         next_at: (state == DeliveryState::Pending)
-                            .then(|| row.get::<_, i64>(5).map(Timestamp))
+                            .then(|| row.get::<i64>(5).map(Timestamp))
                             .transpose()?,
                         expires_at: Timestamp(row.get(6)?),
                         last_code: row.get(7)?,
@@ -757,8 +762,8 @@ impl Store {
                         created_at: Timestamp(row.get(9)?),
                         modified_at: Timestamp(row.get(10)?),
                     })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                },
+            )?;
             Ok(rows)
         })
     }
@@ -769,61 +774,59 @@ impl Store {
     /// created_at), the earliest first.
     pub fn due_schedules(&self, now: i64, limit: usize) -> Result<Vec<(i64, i64, String, i64)>> {
         self.read(|connection| {
-            Ok(connection
-                .prepare_cached(
-                    "SELECT seq, next_at, spec, created_at FROM schedules \
+            connection.query_map(
+                "SELECT seq, next_at, spec, created_at FROM schedules \
                      WHERE state = 'active' AND next_at <= ?1 ORDER BY next_at LIMIT ?2",
-                )?
-                .query_map(params![now, limit as i64], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-                })?
-                .collect::<rusqlite::Result<_>>()?)
+                params![now, limit as i64],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+            )
         })
     }
 
     /// When the earliest active schedule falls due.
     pub fn next_schedule_at(&self) -> Result<Option<i64>> {
         self.read(|connection| {
-            Ok(connection
-                .prepare_cached("SELECT min(next_at) FROM schedules WHERE state = 'active'")?
-                .query_row([], |row| row.get(0))?)
+            connection.query_one(
+                "SELECT min(next_at) FROM schedules WHERE state = 'active'",
+                params![],
+                |row| row.get(0),
+            )
         })
     }
 
     pub fn schedule(&self, id: &str) -> Result<Option<ScheduleRow>> {
         self.read(|connection| {
-            Ok(connection
-                .prepare_cached(&format!(
-                    "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = ?1"
-                ))?
-                .query_row([id], ScheduleRow::from_row)
-                .optional()?)
+            connection.query_row(
+                &format!("SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = ?1"),
+                params![id],
+                ScheduleRow::from_row,
+            )
         })
     }
 
     /// Every schedule, newest first.
     pub fn list_schedules(&self) -> Result<Vec<ScheduleRow>> {
         self.read(|connection| {
-            Ok(connection
-                .prepare_cached(&format!(
-                    "SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY seq DESC"
-                ))?
-                .query_map([], ScheduleRow::from_row)?
-                .collect::<rusqlite::Result<_>>()?)
+            connection.query_map(
+                &format!("SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY seq DESC"),
+                params![],
+                ScheduleRow::from_row,
+            )
         })
     }
 
     /// The runs a schedule made, oldest first.
     pub fn schedule_runs(&self, schedule_seq: i64) -> Result<Vec<RunRow>> {
         self.read(|connection| {
-            Ok(connection
-                .prepare_cached(&format!(
+            connection.query_map(
+                &format!(
                     "SELECT {RUN_COLUMNS} FROM schedule_runs s JOIN runs r ON r.seq = s.run_seq \
                      LEFT JOIN groups g ON g.seq = r.group_seq WHERE s.schedule_seq = ?1 \
                      ORDER BY s.run_seq"
-                ))?
-                .query_map([schedule_seq], RunRow::from_row)?
-                .collect::<rusqlite::Result<_>>()?)
+                ),
+                params![schedule_seq],
+                RunRow::from_row,
+            )
         })
     }
 }

@@ -1,16 +1,16 @@
 //! Crash recovery: the one place that repairs what a killed process left.
 //!
-//! Runs once on open, before the writer thread starts. A run that was
+//! Runs once on open, as the writer's first op (`Op::Recover`), before
+//! the scheduler can claim anything. A run that was
 //! `running` when the process died goes back to `queued` (its attempt is
 //! counted), or to `failed` when it has no attempts left; a `cancelling`
 //! run ends `cancelled`, as its cancel asked. Each change writes its event
 //! and group counts like any other (invariants 1 and 6).
 
-use rusqlite::{Connection, TransactionBehavior};
-
+use super::sql::{params, Sql};
 use super::writer::{transition, Batch, CountChanges};
 use super::{Result, RunRow, RUN_COLUMNS};
-use crate::model::{RunCounts as Counts, RunError, RunStatus, Timestamp};
+use crate::model::{RunError, RunStatus};
 
 /// What recovery changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -20,38 +20,22 @@ pub struct Recovered {
     pub cancelled: usize,
 }
 
-pub(super) fn recover(connection: &mut Connection) -> Result<Recovered> {
-    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let last_event_id: i64 = transaction.query_row(
-        "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)",
-        [],
-        |row| row.get(0),
-    )?;
-    let mut runs = transaction
-        .prepare(&format!(
+pub(super) fn recover(transaction: &Sql<'_>, batch: &mut Batch) -> Result<Recovered> {
+    let mut runs = transaction.query_map(
+        &format!(
             "SELECT {RUN_COLUMNS} FROM runs r LEFT JOIN groups g ON g.seq = r.group_seq \
              WHERE r.status IN ('running', 'cancelling') ORDER BY r.seq"
-        ))?
-        .query_map([], RunRow::from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut batch = Batch {
-        next_event_id: last_event_id as u64 + 1,
-        keys: Vec::new(),
-        events: Vec::new(),
-        now: Timestamp::now().micros(),
-        pending: CountChanges::default(),
-        run_counts: Counts::default(),
-        deliveries: false,
-        // Recovery never prunes.
-        page_cap: None,
-    };
+        ),
+        params![],
+        RunRow::from_row,
+    )?;
     let mut changes = CountChanges::default();
     let mut recovered = Recovered::default();
     for run in &mut runs {
         if run.status == RunStatus::Cancelling {
             transition(
-                &transaction,
-                &mut batch,
+                transaction,
+                batch,
                 run,
                 RunStatus::Cancelled,
                 None,
@@ -68,8 +52,8 @@ pub(super) fn recover(connection: &mut Connection) -> Result<Recovered> {
                 Some(serde_json::json!({"attempts": run.attempts, "transient": true})),
             );
             transition(
-                &transaction,
-                &mut batch,
+                transaction,
+                batch,
                 run,
                 RunStatus::Failed,
                 Some(&error),
@@ -79,8 +63,8 @@ pub(super) fn recover(connection: &mut Connection) -> Result<Recovered> {
             recovered.failed += 1;
         } else {
             transition(
-                &transaction,
-                &mut batch,
+                transaction,
+                batch,
                 run,
                 RunStatus::Queued,
                 None,
@@ -90,8 +74,6 @@ pub(super) fn recover(connection: &mut Connection) -> Result<Recovered> {
             recovered.requeued += 1;
         }
     }
-    changes.apply(&transaction, &mut batch)?;
-    batch.write_run_counts(&transaction)?;
-    transaction.commit()?;
+    changes.apply(transaction, batch)?;
     Ok(recovered)
 }

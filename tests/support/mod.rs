@@ -1,7 +1,15 @@
 //! Helpers shared by the integration tests: a fresh database directory,
 //! an engine on it, and waiting on a condition with a label and a deadline
 //! (never a bare sleep).
+//!
+//! The backend: a SQLite file in the directory, or, when the environment
+//! sets `TASKYARD_TEST_DB=postgres`, a fresh database per [`TestDir`] in
+//! one throw-away PostgreSQL cluster per test binary (`postgres.rs`),
+//! stopped when the binary exits. The same tests then prove both backends.
 #![allow(dead_code)]
+
+#[path = "postgres.rs"]
+pub mod postgres_cluster;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -11,21 +19,46 @@ use taskyard::faces::parallel::wire::{engine_id, Event, RunInput, GROUP_ID_PREFI
 use taskyard::faces::parallel::Api;
 use taskyard::{Config, Engine, StreamKind, TaskSpec};
 
-/// A temporary directory that lives as long as the test holds it.
+/// A temporary directory that lives as long as the test holds it, and
+/// the test's database.
 pub struct TestDir {
     pub dir: tempfile::TempDir,
+    /// The PostgreSQL database's URL, when the suite runs on PostgreSQL.
+    database: Option<String>,
 }
 
 impl TestDir {
     pub fn new() -> TestDir {
         TestDir {
             dir: tempfile::tempdir().expect("temporary directory"),
+            database: on_postgres().then(postgres_cluster::fresh_database),
         }
     }
 
+    /// The database, as `Engine::open` and `--db` take it: the SQLite file
+    /// in the directory, or the PostgreSQL URL (a `postgres://` text as a
+    /// path, which `Location` reads as the URL it is).
     pub fn db(&self) -> PathBuf {
-        self.dir.path().join("taskyard.db")
+        match &self.database {
+            Some(url) => PathBuf::from(url),
+            None => self.dir.path().join("taskyard.db"),
+        }
     }
+}
+
+/// True when the suite runs on PostgreSQL (`TASKYARD_TEST_DB=postgres`).
+pub fn on_postgres() -> bool {
+    std::env::var("TASKYARD_TEST_DB").is_ok_and(|value| value == "postgres")
+}
+
+/// Whether a test of SQLite's own behaviour (its file, its pragmas) runs:
+/// false on PostgreSQL, said on stderr so a run shows what it left out.
+pub fn sqlite_only(test: &str) -> bool {
+    if on_postgres() {
+        eprintln!("{test}: SQLite's own behaviour, not run on PostgreSQL");
+        return false;
+    }
+    true
 }
 
 /// An engine on the directory's database, seen through Parallel's wire

@@ -19,6 +19,8 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// The superuser `initdb` makes; trust auth, so no password.
@@ -210,7 +212,7 @@ impl Postgres {
     }
 
     /// `pg_ctl stop -m immediate`: the fastest stop; the data is thrown away.
-    fn stop(&self) {
+    pub fn stop(&self) {
         let stopped = self
             .command("pg_ctl")
             .arg("stop")
@@ -316,4 +318,33 @@ fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .expect("a free loopback port")
         .port()
+}
+
+/// The cluster a test binary shares when the suite runs on PostgreSQL
+/// (support/mod.rs): started at the first database asked for, stopped and
+/// removed when the binary exits.
+static SHARED: OnceLock<Postgres> = OnceLock::new();
+
+/// A new, empty database in the shared cluster; its URL.
+pub fn fresh_database() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let cluster = SHARED.get_or_init(|| {
+        let cluster = Postgres::start();
+        // A static is never dropped: stop the cluster at exit instead,
+        // which the test harness reaches however its tests ended.
+        extern "C" fn stop_shared() {
+            if let Some(cluster) = SHARED.get() {
+                cluster.stop();
+                let _ = std::fs::remove_dir_all(cluster.dir.path());
+            }
+        }
+        // SAFETY: registers a plain function with no arguments; it runs
+        // once, at exit, after the tests.
+        unsafe {
+            libc::atexit(stop_shared);
+        }
+        cluster
+    });
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    cluster.create_database(&format!("test_{n}"))
 }

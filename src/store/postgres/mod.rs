@@ -1,22 +1,24 @@
-//! The PostgreSQL backend of the store (issue 17), so far only its
-//! groundwork: a connection pool from a `postgres://` URL and the schema
-//! (`schema.postgres.sql`) applied to an empty database in one transaction,
-//! with its version recorded. It neither reads nor writes a run, group or
-//! event yet, and nothing outside the tests reaches it: `Engine::open` and
-//! the command line still open SQLite only. docs/postgres.md says what
-//! comes next and in which order.
+//! The PostgreSQL backend of the store (issue 17): connections from a
+//! `postgres://` URL, the schema (`schema.postgres.sql`) applied to an
+//! empty database in one transaction with its version recorded, and the
+//! connections the writer and the readers run [`Sql`] on. The reads and
+//! op bodies themselves are the SQLite backend's, written once against
+//! `store::sql`; docs/postgres.md says what is done and what comes next.
 //!
 //! Owns the PostgreSQL connections and schema, as `store/mod.rs` owns the
 //! SQLite file. Like the rest of `store`, it must not know the engine, the
-//! scheduler, the server or any face; the SQLite backend's modules
-//! (`migrate`, `writer`, `read`, `recovery`, `checkpoint`) are not its to
-//! touch, and it shares only [`SCHEMA_VERSION`] and [`Error`] with them.
+//! scheduler, the server or any face.
 
+use std::cell::RefCell;
 use std::time::Duration;
+
+use postgres::{Client, IsolationLevel};
 
 use postgres::{Config, NoTls};
 use r2d2_postgres::PostgresConnectionManager;
 
+use super::sql::{Sql, Statements};
+use super::writer::WriteConnection;
 use super::{Error, Result, SCHEMA_VERSION};
 
 /// The schema, applied to a new database.
@@ -103,7 +105,15 @@ pub fn connect(url: &str, options: &Options) -> Result<Pool> {
 /// one that has tables but no `schema_version` (another program's, or a
 /// half-made one) is refused too, rather than written into.
 pub fn migrate(pool: &Pool) -> Result<Migrated> {
-    let mut client = client(pool)?;
+    migrate_client(&mut *client(pool)?)
+}
+
+/// [`migrate`] on a connection of its own, for `Store::open`.
+pub(crate) fn migrate_with(config: &Config) -> Result<Migrated> {
+    migrate_client(&mut config.connect(NoTls)?)
+}
+
+fn migrate_client(client: &mut Client) -> Result<Migrated> {
     let mut transaction = client.transaction()?;
     transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
     let migrated = match version(&mut transaction)? {
@@ -157,6 +167,57 @@ pub fn migrate(pool: &Pool) -> Result<Migrated> {
     };
     transaction.commit()?;
     Ok(migrated)
+}
+
+/// The connection settings of `url`, with the store's timeout when the
+/// URL sets none.
+pub(crate) fn config(url: &str, options: &super::Options) -> Result<Config> {
+    let mut config: Config = url
+        .parse()
+        .map_err(|error| Error::Postgres(format!("bad PostgreSQL URL: {error}")))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(options.busy_timeout);
+    }
+    Ok(config)
+}
+
+/// One connection of the store's own (the writer's, or a reader's), with
+/// its prepared statements.
+pub(crate) struct Connection {
+    client: Client,
+    statements: RefCell<Statements>,
+}
+
+impl Connection {
+    pub(crate) fn open(config: &Config) -> Result<Connection> {
+        Ok(Connection {
+            client: config.connect(NoTls)?,
+            statements: RefCell::new(Statements::new()),
+        })
+    }
+
+    /// Runs `read` in one read-only REPEATABLE READ transaction: one
+    /// snapshot for all its statements, as a SQLite read transaction.
+    pub(crate) fn read<T>(&mut self, read: impl FnOnce(&Sql<'_>) -> Result<T>) -> Result<T> {
+        let transaction = self
+            .client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()?;
+        let sql = Sql::postgres(transaction, &self.statements);
+        let answer = read(&sql)?;
+        sql.commit()?;
+        Ok(answer)
+    }
+
+    /// The connection as the writer's.
+    pub(crate) fn into_write(self) -> WriteConnection {
+        WriteConnection::Postgres {
+            client: self.client,
+            statements: self.statements,
+        }
+    }
 }
 
 /// The recorded schema version; `None` when the database has no

@@ -6,7 +6,7 @@
 use super::*;
 
 pub(super) fn cancel_one(
-    transaction: &Transaction<'_>,
+    transaction: &Sql<'_>,
     batch: &mut Batch,
     run: &mut RunRow,
     changes: &mut CountChanges,
@@ -35,7 +35,7 @@ pub(super) fn cancel_one(
 }
 
 pub(super) fn cancel_run(
-    transaction: &Transaction<'_>,
+    transaction: &Sql<'_>,
     batch: &mut Batch,
     run_id: &str,
 ) -> Result<RunCancel> {
@@ -48,18 +48,19 @@ pub(super) fn cancel_run(
 }
 
 pub(super) fn cancel_group(
-    transaction: &Transaction<'_>,
+    transaction: &Sql<'_>,
     batch: &mut Batch,
     group_id: &str,
 ) -> Result<(GroupRow, Vec<i64>)> {
     let group = group_by_id(transaction, group_id)?;
-    let mut runs = transaction
-        .prepare_cached(&format!(
+    let mut runs = transaction.query_map(
+        &format!(
             "SELECT {RUN_COLUMNS} FROM runs r LEFT JOIN groups g ON g.seq = r.group_seq \
              WHERE r.group_seq = ?1 AND r.status IN ('queued', 'running') ORDER BY r.seq"
-        ))?
-        .query_map([group.seq], RunRow::from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        ),
+        params![group.seq],
+        RunRow::from_row,
+    )?;
     let mut changes = CountChanges::default();
     let mut cancelling = Vec::new();
     for run in &mut runs {

@@ -7,7 +7,7 @@
 use super::*;
 
 pub(super) fn claim(
-    transaction: &Transaction<'_>,
+    transaction: &Sql<'_>,
     batch: &mut Batch,
     max: usize,
     mut budgets: HashMap<String, usize>,
@@ -25,11 +25,17 @@ pub(super) fn claim(
     // A follow-up waits, queued, until the run it follows has ended, so
     // that its processor sees that turn's output and the turns of one
     // interaction run one at a time, in order.
-    let mut sql = String::from(
+    // PostgreSQL has no INDEXED BY; its planner takes the partial index
+    // for the repeated `status = 'queued'` term.
+    let indexed = match transaction.dialect() {
+        Dialect::Sqlite => "INDEXED BY runs_queued",
+        Dialect::Postgres => "",
+    };
+    let mut sql = format!(
         "SELECT seq, id, processor, input, task_spec, metadata, attempts, max_attempts, \
-         enable_events, group_seq, previous_id FROM runs INDEXED BY runs_queued \
+         enable_events, group_seq, previous_id FROM runs {indexed} \
          WHERE status = 'queued' AND (previous_id IS NULL OR NOT EXISTS (SELECT 1 FROM runs p \
-         WHERE p.id = runs.previous_id AND p.status IN ('queued', 'running', 'cancelling')))",
+         WHERE p.id = runs.previous_id AND p.status IN ('queued', 'running', 'cancelling')))"
     );
     if !exclude.is_empty() {
         sql.push_str(" AND processor NOT IN (");
@@ -45,30 +51,30 @@ pub(super) fn claim(
         max
     };
     sql.push_str(&format!(" ORDER BY seq LIMIT {limit}"));
-    let mut select = transaction.prepare_cached(&sql)?;
-    let rows = select
-        .query_map(rusqlite::params_from_iter(exclude.iter()), |row| {
-            Ok((
-                ClaimedRun {
-                    seq: row.get(0)?,
-                    id: row.get(1)?,
-                    processor: row.get(2)?,
-                    input: row.get(3)?,
-                    task_spec: row.get(4)?,
-                    metadata: row.get(5)?,
-                    attempt: row.get::<_, u32>(6)? + 1,
-                    max_attempts: row.get(7)?,
-                    enable_events: row.get(8)?,
-                    previous_id: row.get(10)?,
-                },
-                row.get::<_, Option<i64>>(9)?,
-            ))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    if transaction.dialect() == Dialect::Postgres {
+        // Another node's claim holds its rows to its commit; skip them
+        // rather than wait and then find them running.
+        sql.push_str(" FOR UPDATE SKIP LOCKED");
+    }
+    let exclude: Vec<&dyn Param> = exclude.iter().map(|name| *name as &dyn Param).collect();
+    let rows = transaction.query_map(&sql, &exclude, |row| {
+        Ok((
+            ClaimedRun {
+                seq: row.get(0)?,
+                id: row.get(1)?,
+                processor: row.get(2)?,
+                input: row.get(3)?,
+                task_spec: row.get(4)?,
+                metadata: row.get(5)?,
+                attempt: row.get::<u32>(6)? + 1,
+                max_attempts: row.get(7)?,
+                enable_events: row.get(8)?,
+                previous_id: row.get(10)?,
+            },
+            row.get::<Option<i64>>(9)?,
+        ))
+    })?;
     let mut changes = CountChanges::default();
-    let mut update = transaction.prepare_cached(
-        "UPDATE runs SET status = 'running', attempts = ?2, modified_at = ?3 WHERE seq = ?1",
-    )?;
     let mut claimed = Vec::with_capacity(max);
     for (run, group_seq) in rows {
         if claimed.len() == max {
@@ -80,7 +86,10 @@ pub(super) fn claim(
             }
             *budget -= 1;
         }
-        update.execute(params![run.seq, run.attempt, batch.now])?;
+        transaction.execute(
+            "UPDATE runs SET status = 'running', attempts = ?2, modified_at = ?3 WHERE seq = ?1",
+            params![run.seq, i64::from(run.attempt), batch.now],
+        )?;
         batch.append_event(
             transaction,
             EventKind::RunStatus,
@@ -108,7 +117,7 @@ pub(super) fn claim(
 /// An exec_status message when an attempt starts, so that a follower of
 /// the run sees retries (Parallel's spec 4.3 choice, kept for every face).
 pub(super) fn attempt_started(
-    transaction: &Transaction<'_>,
+    transaction: &Sql<'_>,
     batch: &mut Batch,
     (group_seq, run_seq): (Option<i64>, i64),
     attempt: u32,
@@ -130,27 +139,26 @@ pub(super) fn attempt_started(
 }
 
 pub(super) fn start_attempt(
-    transaction: &Transaction<'_>,
+    transaction: &Sql<'_>,
     batch: &mut Batch,
     run_seq: i64,
     attempt: u32,
 ) -> Result<RunStatus> {
     let (status, enable_events, max_attempts, group_seq): (String, bool, u32, Option<i64>) =
-        transaction
-            .prepare_cached(
-                "SELECT status, enable_events, max_attempts, group_seq FROM runs WHERE seq = ?1",
-            )?
-            .query_row([run_seq], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-            })?;
+        transaction.query_one(
+            "SELECT status, enable_events, max_attempts, group_seq FROM runs WHERE seq = ?1",
+            params![run_seq],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+        )?;
     let status = RunStatus::parse(&status)
         .ok_or_else(|| Error::unknown_run_status(run_seq, None, &status))?;
     if status != RunStatus::Running {
         return Ok(status);
     }
-    transaction
-        .prepare_cached("UPDATE runs SET attempts = ?2 WHERE seq = ?1")?
-        .execute(params![run_seq, attempt])?;
+    transaction.execute(
+        "UPDATE runs SET attempts = ?2 WHERE seq = ?1",
+        params![run_seq, i64::from(attempt)],
+    )?;
     if enable_events {
         attempt_started(
             transaction,

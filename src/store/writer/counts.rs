@@ -10,34 +10,33 @@ use super::*;
 /// when `always_event`, or when the change made the group inactive
 /// (spec 3): the status as recorded travels in the event.
 pub(super) fn apply_counts(
-    transaction: &Transaction<'_>,
+    transaction: &Sql<'_>,
     batch: &mut Batch,
     group_seq: i64,
     delta: &Counts,
     always_event: bool,
 ) -> Result<GroupRow> {
-    let group = transaction
-        .prepare_cached(&format!(
+    let group = transaction.query_one(
+        &format!(
             "UPDATE groups SET num_runs = num_runs + ?2, n_queued = n_queued + ?3, \
              n_running = n_running + ?4, n_cancelling = n_cancelling + ?5, \
              n_completed = n_completed + ?6, n_failed = n_failed + ?7, \
              n_cancelled = n_cancelled + ?8, modified_at = ?9 WHERE seq = ?1 \
              RETURNING {GROUP_COLUMNS}"
-        ))?
-        .query_row(
-            params![
-                group_seq,
-                delta.num_runs,
-                delta.queued,
-                delta.running,
-                delta.cancelling,
-                delta.completed,
-                delta.failed,
-                delta.cancelled,
-                batch.now
-            ],
-            GroupRow::from_row,
-        )?;
+        ),
+        params![
+            group_seq,
+            delta.num_runs,
+            delta.queued,
+            delta.running,
+            delta.cancelling,
+            delta.completed,
+            delta.failed,
+            delta.cancelled,
+            batch.now
+        ],
+        GroupRow::from_row,
+    )?;
     let before_active = (group.counts.queued - delta.queued)
         + (group.counts.running - delta.running)
         + (group.counts.cancelling - delta.cancelling)
@@ -84,11 +83,7 @@ impl CountChanges {
         merge_counts(&mut batch.pending.runs, &self.runs);
     }
 
-    pub(in crate::store) fn apply(
-        self,
-        transaction: &Transaction<'_>,
-        batch: &mut Batch,
-    ) -> Result<()> {
+    pub(in crate::store) fn apply(self, transaction: &Sql<'_>, batch: &mut Batch) -> Result<()> {
         let mut groups: Vec<_> = self.groups.into_iter().collect();
         groups.sort_unstable_by_key(|(seq, _)| *seq);
         for (group_seq, delta) in groups {

@@ -12,10 +12,10 @@ use super::*;
 /// is a conflict; a new key is stored with the face's answer in this
 /// transaction.
 pub(super) fn keyed<T>(
-    transaction: &Transaction<'_>,
+    transaction: &Sql<'_>,
     batch: &mut Batch,
     once: Option<Keyed<T>>,
-    work: impl FnOnce(&Transaction<'_>, &mut Batch) -> Result<T>,
+    work: impl FnOnce(&Sql<'_>, &mut Batch) -> Result<T>,
 ) -> Result<Once<T>> {
     let Some(Keyed { record, answer }) = once else {
         return Ok(Once::Fresh {
@@ -23,10 +23,11 @@ pub(super) fn keyed<T>(
             body: None,
         });
     };
-    let seen: Option<(String, String)> = transaction
-        .prepare_cached("SELECT fingerprint, body FROM idempotency_keys WHERE key = ?1")?
-        .query_row([&record.key], |row| Ok((row.get(0)?, row.get(1)?)))
-        .optional()?;
+    let seen: Option<(String, String)> = transaction.query_row(
+        "SELECT fingerprint, body FROM idempotency_keys WHERE key = ?1",
+        params![&record.key],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
     if let Some((fingerprint, body)) = seen {
         if fingerprint != record.fingerprint {
             return Err(Error::IdempotencyConflict);
@@ -35,12 +36,11 @@ pub(super) fn keyed<T>(
     }
     let value = work(transaction, batch)?;
     let body = answer(&value);
-    transaction
-        .prepare_cached(
-            "INSERT INTO idempotency_keys (key, fingerprint, body, created_at) \
+    transaction.execute(
+        "INSERT INTO idempotency_keys (key, fingerprint, body, created_at) \
              VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![record.key, record.fingerprint, body, batch.now])?;
+        params![record.key, record.fingerprint, body, batch.now],
+    )?;
     Ok(Once::Fresh {
         value,
         body: Some(body),
@@ -48,17 +48,16 @@ pub(super) fn keyed<T>(
 }
 
 pub(super) fn create_group(
-    transaction: &Transaction<'_>,
+    transaction: &Sql<'_>,
     batch: &mut Batch,
     group: NewGroup,
 ) -> Result<GroupRow> {
-    transaction
-        .prepare_cached(
-            "INSERT INTO groups (id, metadata, created_at, modified_at) VALUES (?1, ?2, ?3, ?3)",
-        )?
-        .execute(params![group.id, group.metadata, batch.now])?;
+    let seq = transaction.insert_seq(
+        "INSERT INTO groups (id, metadata, created_at, modified_at) VALUES (?1, ?2, ?3, ?3)",
+        params![group.id, group.metadata, batch.now],
+    )?;
     Ok(GroupRow {
-        seq: transaction.last_insert_rowid(),
+        seq,
         id: group.id,
         metadata: group.metadata,
         created_at: batch.now,
@@ -69,20 +68,18 @@ pub(super) fn create_group(
 
 /// Inserts one run and its creation event; returns the run's seq.
 pub(super) fn insert_run(
-    transaction: &Transaction<'_>,
+    transaction: &Sql<'_>,
     batch: &mut Batch,
     run: &NewRun,
     group_seq: Option<i64>,
 ) -> Result<(i64, i64)> {
     let cursor = batch.next_event_id as i64;
-    transaction
-        .prepare_cached(
-            "INSERT INTO runs (id, group_seq, cursor, status, processor, input, document, \
+    let run_seq: i64 = transaction.insert_seq(
+        "INSERT INTO runs (id, group_seq, cursor, status, processor, input, document, \
              task_spec, default_spec, metadata, enable_events, max_attempts, warnings, \
              created_at, modified_at, previous_id) \
              VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14)",
-        )?
-        .execute(params![
+        params![
             run.id,
             group_seq,
             cursor,
@@ -93,18 +90,17 @@ pub(super) fn insert_run(
             run.default_spec,
             run.metadata,
             run.enable_events,
-            run.max_attempts,
+            i64::from(run.max_attempts),
             run.warnings,
             batch.now,
             run.previous_id
-        ])?;
-    let run_seq = transaction.last_insert_rowid();
+        ],
+    )?;
     if let Some(webhook) = &run.webhook {
-        transaction
-            .prepare_cached(
-                "INSERT INTO run_webhooks (run_seq, url, face, owner) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![run_seq, webhook.url, webhook.face, webhook.owner])?;
+        transaction.execute(
+            "INSERT INTO run_webhooks (run_seq, url, face, owner) VALUES (?1, ?2, ?3, ?4)",
+            params![run_seq, webhook.url, webhook.face, webhook.owner],
+        )?;
     }
     let id = batch.append_event(
         transaction,
@@ -119,7 +115,7 @@ pub(super) fn insert_run(
 }
 
 pub(super) fn add_runs(
-    transaction: &Transaction<'_>,
+    transaction: &Sql<'_>,
     batch: &mut Batch,
     group_id: &str,
     runs: Vec<NewRun>,
@@ -146,27 +142,25 @@ pub(super) fn add_runs(
 }
 
 pub(super) fn create_run(
-    transaction: &Transaction<'_>,
+    transaction: &Sql<'_>,
     batch: &mut Batch,
     mut run: NewRun,
 ) -> Result<RunRow> {
     if let Some(interaction) = &run.interaction {
         // The next turn follows the latest, read and written in this
         // transaction: two turns sent at once still make one chain.
-        let latest: Option<(i64, String)> = transaction
-            .prepare_cached(
-                "SELECT turn, run_id FROM interaction_turns WHERE interaction = ?1 \
+        let latest: Option<(i64, String)> = transaction.query_row(
+            "SELECT turn, run_id FROM interaction_turns WHERE interaction = ?1 \
                  ORDER BY turn DESC LIMIT 1",
-            )?
-            .query_row([interaction], |row| Ok((row.get(0)?, row.get(1)?)))
-            .optional()?;
+            params![interaction],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
         let turn = latest.as_ref().map_or(1, |(turn, _)| turn + 1);
         run.previous_id = latest.map(|(_, run_id)| run_id);
-        transaction
-            .prepare_cached(
-                "INSERT INTO interaction_turns (interaction, turn, run_id) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![interaction, turn, run.id])?;
+        transaction.execute(
+            "INSERT INTO interaction_turns (interaction, turn, run_id) VALUES (?1, ?2, ?3)",
+            params![interaction, turn, run.id],
+        )?;
     }
     let (seq, cursor) = insert_run(transaction, batch, &run, None)?;
     if let Some(index) = &run.index {
@@ -193,11 +187,13 @@ pub(super) fn create_run(
     })
 }
 
-pub(super) fn group_by_id(transaction: &Transaction<'_>, group_id: &str) -> Result<GroupRow> {
+pub(super) fn group_by_id(transaction: &Sql<'_>, group_id: &str) -> Result<GroupRow> {
     transaction
-        .prepare_cached(&format!("SELECT {GROUP_COLUMNS} FROM groups WHERE id = ?1"))?
-        .query_row([group_id], GroupRow::from_row)
-        .optional()?
+        .query_row(
+            &format!("SELECT {GROUP_COLUMNS} FROM groups WHERE id = ?1"),
+            params![group_id],
+            GroupRow::from_row,
+        )?
         .ok_or_else(|| Error::NotFound {
             kind: "group",
             id: group_id.to_string(),

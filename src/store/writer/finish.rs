@@ -10,7 +10,7 @@ use crate::limits::WEBHOOK_DELIVERY_S_MAX;
 /// Moves a run to `to`, writing its event; a terminal move also records the
 /// run as the group events stream shows it (spec 4.6: "as recorded").
 pub(in crate::store) fn transition(
-    transaction: &Transaction<'_>,
+    transaction: &Sql<'_>,
     batch: &mut Batch,
     run: &mut RunRow,
     to: RunStatus,
@@ -20,12 +20,11 @@ pub(in crate::store) fn transition(
 ) -> Result<()> {
     let from = run.status;
     let error_json = error.map(to_json);
-    transaction
-        .prepare_cached(
-            "UPDATE runs SET status = ?2, modified_at = ?3, error = coalesce(?4, error), \
+    transaction.execute(
+        "UPDATE runs SET status = ?2, modified_at = ?3, error = coalesce(?4, error), \
              output = coalesce(?5, output) WHERE seq = ?1",
-        )?
-        .execute(params![run.seq, to.as_str(), batch.now, error_json, output])?;
+        params![run.seq, to.as_str(), batch.now, error_json, output],
+    )?;
     run.status = to;
     run.modified_at = batch.now;
     if error_json.is_some() {
@@ -52,19 +51,18 @@ pub(in crate::store) fn transition(
         // The outbox (issue 12): the delivery that tells of this status is
         // written with it, or not at all. Its id is random, and the same on
         // every attempt.
-        let added = transaction
-            .prepare_cached(
-                "INSERT INTO webhook_deliveries (id, run_seq, event_id, url, face, state, \
+        let added = transaction.execute(
+            "INSERT INTO webhook_deliveries (id, run_seq, event_id, url, face, state, \
                  next_at, expires_at, created_at, modified_at) \
                  SELECT lower(hex(randomblob(16))), run_seq, ?2, url, face, 'pending', ?3, ?4, \
                  ?3, ?3 FROM run_webhooks WHERE run_seq = ?1",
-            )?
-            .execute(params![
+            params![
                 run.seq,
                 event_id as i64,
                 batch.now,
                 batch.now + (WEBHOOK_DELIVERY_S_MAX * 1_000_000) as i64
-            ])?;
+            ],
+        )?;
         batch.deliveries |= added > 0;
         // wait_for_result and run streams wait on this key.
         batch.keys.push(StreamKey::Run(run.seq));
@@ -83,7 +81,7 @@ pub(in crate::store) fn transition(
 }
 
 pub(super) fn finish_run(
-    transaction: &Transaction<'_>,
+    transaction: &Sql<'_>,
     batch: &mut Batch,
     run_seq: i64,
     finish: Finish,
@@ -91,17 +89,14 @@ pub(super) fn finish_run(
     // The run and its enable_events in one lookup: a second query per
     // finish showed in the writer's profile.
     let (mut run, enable_events) = transaction
-        .prepare_cached(&format!(
-            "SELECT {RUN_COLUMNS}, r.enable_events FROM runs r \
+        .query_row(
+            &format!(
+                "SELECT {RUN_COLUMNS}, r.enable_events FROM runs r \
              LEFT JOIN groups g ON g.seq = r.group_seq WHERE r.seq = ?1"
-        ))?
-        .query_row([run_seq], |row| {
-            Ok((
-                RunRow::from_row(row)?,
-                row.get::<_, bool>(RUN_COLUMNS_COUNT)?,
-            ))
-        })
-        .optional()?
+            ),
+            params![run_seq],
+            |row| Ok((RunRow::from_row(row)?, row.get::<bool>(RUN_COLUMNS_COUNT)?)),
+        )?
         .ok_or_else(|| Error::NotFound {
             kind: "run",
             id: run_seq.to_string(),
@@ -156,9 +151,10 @@ pub(super) fn finish_run(
                 None,
                 &mut changes,
             )?;
-            transaction
-                .prepare_cached("UPDATE runs SET attempts = max(attempts - 1, 0) WHERE seq = ?1")?
-                .execute([run_seq])?;
+            transaction.execute(
+                "UPDATE runs SET attempts = max(attempts - 1, 0) WHERE seq = ?1",
+                params![run_seq],
+            )?;
         }
         (RunStatus::Running, Finish::Cancelled) | (RunStatus::Cancelling, _) => {
             // A finish after a cancel is dropped: the run ends cancelled.
@@ -181,22 +177,21 @@ pub(super) fn finish_run(
 }
 
 pub(super) fn warn(
-    transaction: &Transaction<'_>,
+    transaction: &Sql<'_>,
     _batch: &mut Batch,
     run_seq: i64,
     warning: &Warning,
 ) -> Result<()> {
-    transaction
-        .prepare_cached(
-            "UPDATE runs SET warnings = json_insert(coalesce(warnings, '[]'), '$[#]', json(?2)) \
+    transaction.execute(
+        "UPDATE runs SET warnings = json_insert(coalesce(warnings, '[]'), '$[#]', json(?2)) \
              WHERE seq = ?1",
-        )?
-        .execute(params![run_seq, to_json(warning)])?;
+        params![run_seq, to_json(warning)],
+    )?;
     Ok(())
 }
 
 pub(super) fn progress(
-    transaction: &Transaction<'_>,
+    transaction: &Sql<'_>,
     batch: &mut Batch,
     run_seq: i64,
     data: EventData,
@@ -223,41 +218,40 @@ pub(super) fn progress(
 /// Records how one delivery attempt ended. A delivery already delivered or
 /// expired stays so (a late outcome of a duplicate attempt is ignored).
 pub(super) fn record_delivery(
-    transaction: &Transaction<'_>,
+    transaction: &Sql<'_>,
     batch: &mut Batch,
     seq: i64,
     outcome: &DeliveryOutcome,
 ) -> Result<()> {
     // The attempts log first, while the row is still pending: a late
     // outcome of a duplicate attempt is logged by neither.
-    transaction
-        .prepare_cached(
-            "INSERT INTO webhook_attempts (delivery_seq, run_seq, owner, url, started_at, \
+    transaction.execute(
+        "INSERT INTO webhook_attempts (delivery_seq, run_seq, owner, url, started_at, \
              duration_us, code, error) \
-             SELECT d.seq, d.run_seq, w.owner, d.url, ?2, ?3, ?4, ?5 FROM webhook_deliveries d \
+             SELECT d.seq, d.run_seq, w.owner, d.url, CAST(?2 AS BIGINT), CAST(?3 AS BIGINT), \
+             CAST(?4 AS BIGINT), CAST(?5 AS TEXT) FROM webhook_deliveries d \
              LEFT JOIN run_webhooks w ON w.run_seq = d.run_seq \
              WHERE d.seq = ?1 AND d.state = 'pending'",
-        )?
-        .execute(params![
+        params![
             seq,
             outcome.started_at,
             outcome.duration_us,
-            outcome.code,
+            outcome.code.map(i64::from),
             outcome.error
-        ])?;
-    transaction
-        .prepare_cached(
-            "UPDATE webhook_deliveries SET state = ?2, attempts = attempts + 1, next_at = ?3, \
+        ],
+    )?;
+    transaction.execute(
+        "UPDATE webhook_deliveries SET state = ?2, attempts = attempts + 1, next_at = ?3, \
              last_code = ?4, last_error = ?5, modified_at = ?6 \
              WHERE seq = ?1 AND state = 'pending'",
-        )?
-        .execute(params![
+        params![
             seq,
             outcome.state.as_str(),
             outcome.next_at,
-            outcome.code,
+            outcome.code.map(i64::from),
             outcome.error,
             batch.now
-        ])?;
+        ],
+    )?;
     Ok(())
 }

@@ -26,7 +26,9 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use parking_lot::Mutex;
-use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::TransactionBehavior;
+
+use super::sql::{params, Dialect, Param, Sql, Statements};
 
 use super::{
     Error, GroupRow, Result, RunRow, ScheduleRow, GROUP_COLUMNS, RUN_COLUMNS, RUN_COLUMNS_COUNT,
@@ -340,6 +342,9 @@ pub enum Op {
         group_id: String,
         reply: Reply<(GroupRow, Vec<i64>)>,
     },
+    /// Repairs what a killed process left (`recovery.rs`): sent once, by
+    /// `Store::open`, before anything else can claim a run.
+    Recover { reply: Reply<super::Recovered> },
 }
 
 impl Op {
@@ -351,7 +356,10 @@ impl Op {
     /// `memmove` in the profile), so they run without one, and their
     /// failure fails the batch.
     fn needs_savepoint(&self) -> bool {
-        !matches!(self, Op::Claim { .. } | Op::Finish { .. })
+        !matches!(
+            self,
+            Op::Claim { .. } | Op::Finish { .. } | Op::Recover { .. }
+        )
     }
 
     /// Ops that read or write a group row, and so must see the counts the
@@ -370,7 +378,7 @@ impl Op {
             | Op::CreateSchedule { .. }
             | Op::ChangeSchedule { .. }
             | Op::FireSchedules { .. } => false,
-            Op::Prune { .. } => true,
+            Op::Prune { .. } | Op::Recover { .. } => true,
             Op::Claim { .. }
             | Op::Finish { .. }
             | Op::Warn { .. }
@@ -396,15 +404,18 @@ pub struct Writer {
 
 impl Writer {
     pub(super) fn start(
-        connection: Connection,
+        connection: WriteConnection,
         page_cap: Option<u64>,
         on_commit: Box<dyn Fn(&CommitNotice) + Send>,
     ) -> Result<Writer> {
-        let last_event_id: i64 = connection.query_row(
-            "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)",
-            [],
-            |row| row.get(0),
-        )?;
+        let last_event_id = match &connection {
+            WriteConnection::Sqlite(connection) => {
+                super::read::last_event_id(&Sql::sqlite(connection))?
+            }
+            // Read again under its row lock by every batch (see
+            // `commit_postgres`): other nodes assign ids too.
+            WriteConnection::Postgres { .. } => 0,
+        };
         let (sender, receiver) = bounded(WRITER_QUEUE_MAX);
         let on_full = FullHook::default();
         let hook = on_full.clone();
@@ -413,7 +424,7 @@ impl Writer {
             .spawn(move || {
                 let mut thread = WriterThread {
                     connection,
-                    last_event_id: last_event_id as u64,
+                    last_event_id,
                     page_cap,
                     on_commit,
                     on_full: hook,
@@ -483,8 +494,20 @@ impl Drop for Writer {
 /// Runs after the commit: answers one op's caller.
 type Completion = Box<dyn FnOnce(Option<&Error>) + Send>;
 
+/// The connection the writer owns, of either backend. One per writer,
+/// moved once into its thread: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum WriteConnection {
+    Sqlite(rusqlite::Connection),
+    Postgres {
+        client: postgres::Client,
+        /// Its prepared statements (see `Sql`).
+        statements: std::cell::RefCell<Statements>,
+    },
+}
+
 struct WriterThread {
-    connection: Connection,
+    connection: WriteConnection,
     last_event_id: u64,
     /// `PRAGMA max_page_count` as configured (`database_bytes_max`).
     page_cap: Option<u64>,
@@ -536,20 +559,6 @@ impl WriterThread {
                 }
             }
         };
-        let transaction = match self
-            .connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-        {
-            Ok(transaction) => transaction,
-            Err(error) => {
-                let error = Error::from(error);
-                noticed(&error);
-                for op in ops {
-                    fail_op(op, error.clone());
-                }
-                return;
-            }
-        };
         let mut batch = Batch {
             next_event_id: self.last_event_id + 1,
             keys: Vec::new(),
@@ -560,119 +569,228 @@ impl WriterThread {
             run_counts: Counts::default(),
             deliveries: false,
         };
-        let mut completions: Vec<Completion> = Vec::with_capacity(ops.len());
-        let mut ops = ops.into_iter();
-        while let Some(op) = ops.next() {
-            if op.reads_groups() {
-                if let Err(error) = batch.flush_counts(&transaction) {
-                    noticed(&error);
-                    drop(transaction);
-                    fail_batch(completions, std::iter::once(op).chain(ops), &error);
-                    return;
-                }
+        let committed = match &mut self.connection {
+            WriteConnection::Sqlite(connection) => {
+                commit_sqlite(connection, &mut batch, ops, &noticed)
             }
-            if !op.needs_savepoint() {
-                let (failure, completion) = apply(&transaction, &mut batch, op);
-                completions.push(completion);
-                if let Some(error) = failure {
-                    noticed(&error);
-                    // No savepoint to roll back to, and the op may have
-                    // written part of its work: nothing of the batch may
-                    // commit. Such ops fail only when SQLite does (a full
-                    // disk, an I/O error), which fails the others too.
-                    drop(transaction);
-                    fail_batch(completions, ops, &error);
-                    return;
-                }
-                continue;
+            WriteConnection::Postgres { client, statements } => {
+                commit_postgres(client, statements, &mut batch, ops, &noticed)
             }
-            let event_id_before = batch.next_event_id;
-            let keys_before = batch.keys.len();
-            let events_before = batch.events.len();
-            let run_counts_before = batch.run_counts;
-            if let Err(error) = execute_cached(&transaction, "SAVEPOINT op") {
-                let error = Error::from(error);
-                noticed(&error);
-                completions.push(Box::new(move |_| fail_op(op, error)));
-                continue;
-            }
-            let (failure, completion) = apply(&transaction, &mut batch, op);
-            if let Some(error) = &failure {
-                noticed(error);
-            }
-            let end = if failure.is_none() {
-                execute_cached(&transaction, "RELEASE op")
-            } else {
-                batch.next_event_id = event_id_before;
-                batch.keys.truncate(keys_before);
-                batch.events.truncate(events_before);
-                batch.run_counts = run_counts_before;
-                execute_cached(&transaction, "ROLLBACK TO op")
-                    .and_then(|()| execute_cached(&transaction, "RELEASE op"))
-            };
-            if let Err(error) = end {
-                // SQLite rolls a whole transaction back on some errors (a
-                // full disk among them), and the savepoint is gone with it:
-                // nothing of this batch is committed, so every op in it is
-                // answered with the op's own error, which says why.
-                let error = failure.unwrap_or_else(|| Error::from(error));
-                noticed(&error);
-                completions.push(completion);
-                drop(transaction);
-                fail_batch(completions, ops, &error);
-                return;
-            }
-            completions.push(completion);
-        }
-        if let Err(error) = batch
-            .flush_counts(&transaction)
-            .and_then(|()| batch.write_run_counts(&transaction))
-        {
-            noticed(&error);
-            drop(transaction);
-            fail_batch(completions, std::iter::empty(), &error);
+        };
+        let Some(completions) = committed else {
             return;
-        }
-        match transaction.commit() {
-            Ok(()) => {
-                let last_event_id = batch.next_event_id - 1;
-                assert!(
-                    last_event_id >= self.last_event_id,
-                    "event ids must never go back"
-                );
-                self.last_event_id = last_event_id;
-                let mut keys = batch.keys;
-                keys.sort_unstable_by_key(|key| match key {
-                    StreamKey::Group(seq) => (0, *seq),
-                    StreamKey::Run(seq) => (1, *seq),
-                });
-                keys.dedup();
-                (self.on_commit)(&CommitNotice {
-                    last_event_id,
-                    keys,
-                    events: batch.events,
-                    deliveries: batch.deliveries,
-                });
-                for completion in completions {
-                    completion(None);
-                }
-            }
-            Err(error) => {
-                let error = Error::from(error);
-                noticed(&error);
-                for completion in completions {
-                    completion(Some(&error));
-                }
-            }
+        };
+        let last_event_id = batch.next_event_id - 1;
+        assert!(
+            last_event_id >= self.last_event_id,
+            "event ids must never go back"
+        );
+        self.last_event_id = last_event_id;
+        let mut keys = batch.keys;
+        keys.sort_unstable_by_key(|key| match key {
+            StreamKey::Group(seq) => (0, *seq),
+            StreamKey::Run(seq) => (1, *seq),
+        });
+        keys.dedup();
+        (self.on_commit)(&CommitNotice {
+            last_event_id,
+            keys,
+            events: batch.events,
+            deliveries: batch.deliveries,
+        });
+        for completion in completions {
+            completion(None);
         }
     }
 }
 
-/// Runs a statement through the statement cache: savepoints run once per op
-/// that has one, and parsing them each time showed in the profile.
-fn execute_cached(transaction: &Transaction<'_>, sql: &str) -> rusqlite::Result<()> {
-    transaction.prepare_cached(sql)?.execute([])?;
-    Ok(())
+/// One batch on SQLite: `BEGIN IMMEDIATE` takes the write lock up front,
+/// so the batch never fails half-way for want of it. Answers the
+/// completions when it committed; otherwise every op was answered.
+fn commit_sqlite(
+    connection: &mut rusqlite::Connection,
+    batch: &mut Batch,
+    ops: Vec<Op>,
+    noticed: &dyn Fn(&Error),
+) -> Option<Vec<Completion>> {
+    let transaction = match connection.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(transaction) => transaction,
+        Err(error) => {
+            let error = Error::from(error);
+            noticed(&error);
+            for op in ops {
+                fail_op(op, error.clone());
+            }
+            return None;
+        }
+    };
+    let completions = apply_batch(&Sql::sqlite(&transaction), batch, ops, noticed)?;
+    finish_commit(
+        transaction.commit().map_err(Error::from),
+        completions,
+        noticed,
+    )
+}
+
+/// One batch on PostgreSQL. Event ids are assigned under the `event_ids`
+/// row lock, taken first and held to the commit, so that ids become
+/// visible in id order across every node (schema.postgres.sql's header).
+fn commit_postgres(
+    client: &mut postgres::Client,
+    statements: &std::cell::RefCell<Statements>,
+    batch: &mut Batch,
+    ops: Vec<Op>,
+    noticed: &dyn Fn(&Error),
+) -> Option<Vec<Completion>> {
+    let begun = client
+        .transaction()
+        .map_err(Error::from)
+        .and_then(|transaction| {
+            let sql = Sql::postgres(transaction, statements);
+            let last_id: i64 = sql.query_one(
+                "SELECT last_id FROM event_ids WHERE id = 1 FOR UPDATE",
+                params![],
+                |row| row.get(0),
+            )?;
+            Ok((sql, last_id as u64))
+        });
+    let (sql, last_id) = match begun {
+        Ok(begun) => begun,
+        Err(error) => {
+            noticed(&error);
+            for op in ops {
+                fail_op(op, error.clone());
+            }
+            return None;
+        }
+    };
+    batch.next_event_id = last_id + 1;
+    let completions = apply_batch(&sql, batch, ops, noticed)?;
+    let last_event_id = batch.next_event_id - 1;
+    let written = if last_event_id > last_id {
+        sql.execute(
+            "UPDATE event_ids SET last_id = ?1 WHERE id = 1",
+            params![last_event_id as i64],
+        )
+        .and_then(|_| {
+            // Delivered to every node's listener only if this commits.
+            // A statement with a bound payload: NOTIFY takes only a
+            // literal, which would prepare a new statement per commit.
+            sql.execute(
+                "SELECT pg_notify(?1, ?2)",
+                params![EVENTS_CHANNEL, last_event_id.to_string()],
+            )
+        })
+        .map(|_| ())
+    } else {
+        Ok(())
+    };
+    finish_commit(written.and_then(|()| sql.commit()), completions, noticed)
+}
+
+/// The PostgreSQL channel each commit that wrote events notifies, with
+/// its last event id as the payload.
+pub(in crate::store) const EVENTS_CHANNEL: &str = "taskyard_events";
+
+/// Answers the completions when the commit failed; hands them back when
+/// it succeeded.
+fn finish_commit(
+    committed: Result<()>,
+    completions: Vec<Completion>,
+    noticed: &dyn Fn(&Error),
+) -> Option<Vec<Completion>> {
+    match committed {
+        Ok(()) => Some(completions),
+        Err(error) => {
+            noticed(&error);
+            for completion in completions {
+                completion(Some(&error));
+            }
+            None
+        }
+    }
+}
+
+/// Applies a batch's ops in `transaction`, each in a savepoint when it
+/// needs one. Answers the completions when the batch may commit; when it
+/// may not, every op has been answered with the error and nothing is
+/// left to do but roll back (the transaction is dropped by the caller).
+fn apply_batch(
+    transaction: &Sql<'_>,
+    batch: &mut Batch,
+    ops: Vec<Op>,
+    noticed: &dyn Fn(&Error),
+) -> Option<Vec<Completion>> {
+    let mut completions: Vec<Completion> = Vec::with_capacity(ops.len());
+    let mut ops = ops.into_iter();
+    while let Some(op) = ops.next() {
+        if op.reads_groups() {
+            if let Err(error) = batch.flush_counts(transaction) {
+                noticed(&error);
+                fail_batch(completions, std::iter::once(op).chain(ops), &error);
+                return None;
+            }
+        }
+        if !op.needs_savepoint() {
+            let (failure, completion) = apply(transaction, batch, op);
+            completions.push(completion);
+            if let Some(error) = failure {
+                noticed(&error);
+                // No savepoint to roll back to, and the op may have
+                // written part of its work: nothing of the batch may
+                // commit. Such ops fail only when the database does (a
+                // full disk, an I/O error), which fails the others too.
+                fail_batch(completions, ops, &error);
+                return None;
+            }
+            continue;
+        }
+        let event_id_before = batch.next_event_id;
+        let keys_before = batch.keys.len();
+        let events_before = batch.events.len();
+        let run_counts_before = batch.run_counts;
+        if let Err(error) = transaction.execute("SAVEPOINT op", params![]) {
+            noticed(&error);
+            completions.push(Box::new(move |_| fail_op(op, error)));
+            continue;
+        }
+        let (failure, completion) = apply(transaction, batch, op);
+        if let Some(error) = &failure {
+            noticed(error);
+        }
+        let end = if failure.is_none() {
+            transaction.execute("RELEASE SAVEPOINT op", params![])
+        } else {
+            batch.next_event_id = event_id_before;
+            batch.keys.truncate(keys_before);
+            batch.events.truncate(events_before);
+            batch.run_counts = run_counts_before;
+            transaction
+                .execute("ROLLBACK TO SAVEPOINT op", params![])
+                .and_then(|_| transaction.execute("RELEASE SAVEPOINT op", params![]))
+        };
+        if let Err(error) = end {
+            // SQLite rolls a whole transaction back on some errors (a
+            // full disk among them), and the savepoint is gone with it:
+            // nothing of this batch is committed, so every op in it is
+            // answered with the op's own error, which says why.
+            let error = failure.unwrap_or(error);
+            noticed(&error);
+            completions.push(completion);
+            fail_batch(completions, ops, &error);
+            return None;
+        }
+        completions.push(completion);
+    }
+    if let Err(error) = batch
+        .flush_counts(transaction)
+        .and_then(|()| batch.write_run_counts(transaction))
+    {
+        noticed(&error);
+        fail_batch(completions, std::iter::empty(), &error);
+        return None;
+    }
+    Some(completions)
 }
 
 /// Answers a batch whose transaction was rolled back: the ops that ran
@@ -707,6 +825,7 @@ fn fail_op(op: Op, error: Error) {
         Op::PutRecord { reply, .. } => reply(Err(error)),
         Op::DeleteRecord { reply, .. } => reply(Err(error)),
         Op::RememberKey { reply, .. } => reply(Err(error)),
+        Op::Recover { reply } => reply(Err(error)),
     }
 }
 
@@ -743,25 +862,23 @@ enum Stream {
 
 impl Batch {
     /// Applies the deferred count changes (see `pending`).
-    fn flush_counts(&mut self, transaction: &Transaction<'_>) -> Result<()> {
+    fn flush_counts(&mut self, transaction: &Sql<'_>) -> Result<()> {
         std::mem::take(&mut self.pending).apply(transaction, self)
     }
 
     /// Writes the transaction's change to the `run_counts` row (see
     /// `run_counts`); call once, after the last `flush_counts`.
-    pub(super) fn write_run_counts(&mut self, transaction: &Transaction<'_>) -> Result<()> {
+    pub(super) fn write_run_counts(&mut self, transaction: &Sql<'_>) -> Result<()> {
         let delta = std::mem::take(&mut self.run_counts);
         if delta == Counts::default() {
             return Ok(());
         }
-        let updated = transaction
-            .prepare_cached(
-                "UPDATE run_counts SET num_runs = num_runs + ?1, n_queued = n_queued + ?2, \
+        let updated = transaction.execute(
+            "UPDATE run_counts SET num_runs = num_runs + ?1, n_queued = n_queued + ?2, \
                  n_running = n_running + ?3, n_cancelling = n_cancelling + ?4, \
                  n_completed = n_completed + ?5, n_failed = n_failed + ?6, \
                  n_cancelled = n_cancelled + ?7 WHERE id = 1",
-            )?
-            .execute(params![
+            params![
                 delta.num_runs,
                 delta.queued,
                 delta.running,
@@ -769,7 +886,8 @@ impl Batch {
                 delta.completed,
                 delta.failed,
                 delta.cancelled
-            ])?;
+            ],
+        )?;
         if updated != 1 {
             // schema.sql and migration 2 both write the one row.
             return Err(Error::Sqlite("the run_counts row is missing".into()));
@@ -782,7 +900,7 @@ impl Batch {
     /// hub with the commit notice.
     fn append_event(
         &mut self,
-        transaction: &Transaction<'_>,
+        transaction: &Sql<'_>,
         kind: EventKind,
         at: (Option<i64>, Option<i64>),
         stream: Stream,
@@ -792,27 +910,29 @@ impl Batch {
         let (group_seq, run_seq) = at;
         let id = self.next_event_id;
         let text = data.as_ref().map(to_json);
-        let mut insert = transaction.prepare_cached(
+        transaction.execute(
             "INSERT INTO events (id, type, group_seq, run_seq, stream, status, data, created_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                id as i64,
+                kind.as_str(),
+                group_seq,
+                run_seq,
+                stream as i64,
+                status.map(RunStatus::as_str),
+                text,
+                self.now
+            ],
         )?;
-        insert.execute(params![
-            id as i64,
-            kind.as_str(),
-            group_seq,
-            run_seq,
-            stream as i64,
-            status.map(RunStatus::as_str),
-            text,
-            self.now
-        ])?;
         // Paired with the stream's check that each id it sends exceeds its
         // cursor: ids only grow within a transaction (invariant 2).
-        assert_eq!(
-            transaction.last_insert_rowid(),
-            id as i64,
-            "event id assigned"
-        );
+        if let Some(connection) = transaction.sqlite_connection() {
+            assert_eq!(
+                connection.last_insert_rowid(),
+                id as i64,
+                "event id assigned"
+            );
+        }
         self.next_event_id = id + 1;
         let key = match (stream, group_seq, run_seq) {
             (Stream::Group, Some(group_seq), _) => Some(StreamKey::Group(group_seq)),
@@ -836,7 +956,7 @@ impl Batch {
 /// Applies one op; answers its error when it failed (the caller then rolls
 /// back its savepoint, or fails the whole batch for an op without one) and
 /// the completion that answers its caller.
-fn apply(transaction: &Transaction<'_>, batch: &mut Batch, op: Op) -> (Option<Error>, Completion) {
+fn apply(transaction: &Sql<'_>, batch: &mut Batch, op: Op) -> (Option<Error>, Completion) {
     match op {
         Op::CreateGroup { group, once, reply } => done(
             keyed(transaction, batch, once, |transaction, batch| {
@@ -925,6 +1045,7 @@ fn apply(transaction: &Transaction<'_>, batch: &mut Batch, op: Op) -> (Option<Er
         Op::CancelGroup { group_id, reply } => {
             done(cancel_group(transaction, batch, &group_id), reply)
         }
+        Op::Recover { reply } => done(super::recovery::recover(transaction, batch), reply),
     }
 }
 
@@ -941,28 +1062,30 @@ fn done<T: Send + 'static>(result: Result<T>, reply: Reply<T>) -> (Option<Error>
 
 /// The run whose `column` (`seq` or `id`) is `key`.
 fn run_where(
-    transaction: &Transaction<'_>,
+    transaction: &Sql<'_>,
     column: &str,
-    key: &dyn rusqlite::ToSql,
+    key: &dyn Param,
     shown: String,
 ) -> Result<RunRow> {
     transaction
-        .prepare_cached(&format!(
-            "SELECT {RUN_COLUMNS} FROM runs r LEFT JOIN groups g ON g.seq = r.group_seq \
+        .query_row(
+            &format!(
+                "SELECT {RUN_COLUMNS} FROM runs r LEFT JOIN groups g ON g.seq = r.group_seq \
              WHERE r.{column} = ?1"
-        ))?
-        .query_row([key], RunRow::from_row)
-        .optional()?
+            ),
+            &[key],
+            RunRow::from_row,
+        )?
         .ok_or(Error::NotFound {
             kind: "run",
             id: shown,
         })
 }
 
-fn run_by_seq(transaction: &Transaction<'_>, run_seq: i64) -> Result<RunRow> {
+fn run_by_seq(transaction: &Sql<'_>, run_seq: i64) -> Result<RunRow> {
     run_where(transaction, "seq", &run_seq, run_seq.to_string())
 }
 
-fn run_by_id(transaction: &Transaction<'_>, run_id: &str) -> Result<RunRow> {
+fn run_by_id(transaction: &Sql<'_>, run_id: &str) -> Result<RunRow> {
     run_where(transaction, "id", &run_id, run_id.to_string())
 }

@@ -40,7 +40,7 @@ impl Pruned {
 }
 
 pub(super) fn prune(
-    transaction: &Transaction<'_>,
+    transaction: &Sql<'_>,
     batch: &mut Batch,
     policy: PrunePolicy,
     rows_max: usize,
@@ -51,7 +51,11 @@ pub(super) fn prune(
     // or it stays full for good. The cap is lifted by a few pages for the
     // batch and put back after, failed or not; what the batch frees more
     // than pays them back.
-    let Some(cap) = batch.page_cap else {
+    // PostgreSQL has no page cap (`database_bytes_max` is SQLite's).
+    let Some(cap) = batch
+        .page_cap
+        .filter(|_| transaction.dialect() == Dialect::Sqlite)
+    else {
         return prune_and_vacuum(transaction, batch, policy, rows_max, pages_max);
     };
     set_page_cap(transaction, cap + PRUNE_SLACK_PAGES)?;
@@ -62,23 +66,26 @@ pub(super) fn prune(
 }
 
 fn prune_and_vacuum(
-    transaction: &Transaction<'_>,
+    transaction: &Sql<'_>,
     batch: &mut Batch,
     policy: PrunePolicy,
     rows_max: usize,
     pages_max: usize,
 ) -> Result<Pruned> {
     let mut pruned = prune_rows(transaction, batch, policy, rows_max)?;
-    pruned.pages = vacuum(transaction, pages_max)?;
+    if let Some(connection) = transaction.sqlite_connection() {
+        pruned.pages = vacuum(connection, pages_max)?;
+    }
     Ok(pruned)
 }
 
-fn set_page_cap(transaction: &Transaction<'_>, pages: u64) -> Result<()> {
+fn set_page_cap(transaction: &Sql<'_>, pages: u64) -> Result<()> {
     // A pragma's argument cannot be bound; `pages` is a number.
-    let _in_force: u64 =
-        transaction.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |row| {
-            row.get(0)
-        })?;
+    let _in_force: i64 = transaction.query_one(
+        &format!("PRAGMA max_page_count = {pages}"),
+        params![],
+        |row| row.get(0),
+    )?;
     Ok(())
 }
 
@@ -86,8 +93,8 @@ fn set_page_cap(transaction: &Transaction<'_>, pages: u64) -> Result<()> {
 /// answers how many. The file shrinks at the next complete checkpoint
 /// (store/checkpoint.rs); until then the pages are the WAL's. Without it
 /// pruned pages would only be reused, and a file once grown stays grown.
-fn vacuum(transaction: &Transaction<'_>, pages_max: usize) -> Result<usize> {
-    let free = |transaction: &Transaction<'_>| -> Result<i64> {
+fn vacuum(transaction: &rusqlite::Connection, pages_max: usize) -> Result<usize> {
+    let free = |transaction: &rusqlite::Connection| -> Result<i64> {
         Ok(transaction.query_row("PRAGMA freelist_count", [], |row| row.get(0))?)
     };
     let before = free(transaction)?;
@@ -103,62 +110,64 @@ fn vacuum(transaction: &Transaction<'_>, pages_max: usize) -> Result<usize> {
 }
 
 fn prune_rows(
-    transaction: &Transaction<'_>,
+    transaction: &Sql<'_>,
     batch: &mut Batch,
     policy: PrunePolicy,
     rows_max: usize,
 ) -> Result<Pruned> {
     let mut pruned = Pruned::default();
     if let Some(before) = policy.keys_before {
-        pruned.keys = transaction
-            .prepare_cached(
-                "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys \
+        pruned.keys = transaction.execute(
+            "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys \
                  WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)",
-            )?
-            .execute(params![before, rows_max as i64])?;
+            params![before, rows_max as i64],
+        )?;
     }
     if let Some(before) = policy.deliveries_before {
-        let seqs: Vec<i64> = transaction
-            .prepare_cached(
-                "SELECT seq FROM webhook_deliveries WHERE state <> 'pending' AND modified_at < ?1 \
+        let seqs: Vec<i64> = transaction.query_map(
+            "SELECT seq FROM webhook_deliveries WHERE state <> 'pending' AND modified_at < ?1 \
                  LIMIT ?2",
-            )?
-            .query_map(params![before, rows_max as i64], |row| row.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
+            params![before, rows_max as i64],
+            |row| row.get(0),
+        )?;
         for seq in seqs {
-            transaction
-                .prepare_cached("DELETE FROM webhook_attempts WHERE delivery_seq = ?1")?
-                .execute([seq])?;
-            pruned.deliveries += transaction
-                .prepare_cached("DELETE FROM webhook_deliveries WHERE seq = ?1")?
-                .execute([seq])?;
+            transaction.execute(
+                "DELETE FROM webhook_attempts WHERE delivery_seq = ?1",
+                params![seq],
+            )?;
+            pruned.deliveries += transaction.execute(
+                "DELETE FROM webhook_deliveries WHERE seq = ?1",
+                params![seq],
+            )?;
         }
     }
     let Some(before) = policy.runs_before else {
         return Ok(pruned);
     };
-    let runs: Vec<(i64, String, String, Option<i64>)> = transaction
-        .prepare_cached(
-            // `+r.status`: walk the runs in seq order (the oldest first,
-            // where the prunable ones are) and stop at the batch's size;
-            // by the status index, SQLite read every finished run and
-            // sorted them, on each batch.
+    // `+r.status`: walk the runs in seq order (the oldest first, where the
+    // prunable ones are) and stop at the batch's size; by the status
+    // index, SQLite read every finished run and sorted them, on each
+    // batch. PostgreSQL has no unary plus on text, and plans by cost.
+    let status = match transaction.dialect() {
+        Dialect::Sqlite => "+r.status",
+        Dialect::Postgres => "r.status",
+    };
+    let runs: Vec<(i64, String, String, Option<i64>)> = transaction.query_map(
+        &format!(
             "SELECT r.seq, r.id, r.status, r.group_seq FROM runs r \
-             WHERE +r.status IN ('completed', 'failed', 'cancelled') AND r.modified_at < ?1 \
+             WHERE {status} IN ('completed', 'failed', 'cancelled') AND r.modified_at < ?1 \
              AND (r.group_seq IS NULL OR r.group_seq IN (SELECT seq FROM groups \
-                 WHERE (n_queued + n_running + n_cancelling > 0) = 0 AND modified_at < ?1)) \
+                 WHERE (n_queued + n_running + n_cancelling > 0) = FALSE AND modified_at < ?1)) \
              AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
                  WHERE d.run_seq = r.seq AND d.state = 'pending') \
-             ORDER BY r.seq LIMIT ?2",
-        )?
-        .query_map(params![before, rows_max as i64], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+             ORDER BY r.seq LIMIT ?2"
+        ),
+        params![before, rows_max as i64],
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+    )?;
     for (seq, id, status, group_seq) in runs {
-        pruned.events += transaction
-            .prepare_cached("DELETE FROM events WHERE run_seq = ?1")?
-            .execute([seq])?;
+        pruned.events +=
+            transaction.execute("DELETE FROM events WHERE run_seq = ?1", params![seq])?;
         for sql in [
             "DELETE FROM run_webhooks WHERE run_seq = ?1",
             "DELETE FROM webhook_attempts WHERE run_seq = ?1",
@@ -166,11 +175,12 @@ fn prune_rows(
             "DELETE FROM schedule_runs WHERE run_seq = ?1",
             "DELETE FROM runs WHERE seq = ?1",
         ] {
-            transaction.prepare_cached(sql)?.execute([seq])?;
+            transaction.execute(sql, params![seq])?;
         }
-        transaction
-            .prepare_cached("DELETE FROM interaction_turns WHERE run_id = ?1")?
-            .execute([&id])?;
+        transaction.execute(
+            "DELETE FROM interaction_turns WHERE run_id = ?1",
+            params![&id],
+        )?;
         tombstone(transaction, batch, &id, "run")?;
         let status = RunStatus::parse(&status).unwrap_or(RunStatus::Failed);
         let mut gone = Counts {
@@ -182,45 +192,44 @@ fn prune_rows(
         if let Some(group_seq) = group_seq {
             // The group's counts follow its runs out; its modified_at stays,
             // so that its own turn to go is unchanged.
-            transaction
-                .prepare_cached(
-                    "UPDATE groups SET num_runs = num_runs - 1, \
-                     n_completed = n_completed - (?2 = 'completed'), \
-                     n_failed = n_failed - (?2 = 'failed'), \
-                     n_cancelled = n_cancelled - (?2 = 'cancelled') WHERE seq = ?1",
-                )?
-                .execute(params![group_seq, status.as_str()])?;
+            transaction.execute(
+                "UPDATE groups SET num_runs = num_runs - 1, \
+                     n_completed = n_completed - CASE WHEN ?2 = 'completed' THEN 1 ELSE 0 END, \
+                     n_failed = n_failed - CASE WHEN ?2 = 'failed' THEN 1 ELSE 0 END, \
+                     n_cancelled = n_cancelled - CASE WHEN ?2 = 'cancelled' THEN 1 ELSE 0 END \
+                     WHERE seq = ?1",
+                params![group_seq, status.as_str()],
+            )?;
         }
         pruned.runs += 1;
     }
-    let groups: Vec<(i64, String)> = transaction
-        .prepare_cached(
-            "SELECT seq, id FROM groups WHERE (n_queued + n_running + n_cancelling > 0) = 0 \
+    let groups: Vec<(i64, String)> = transaction.query_map(
+        "SELECT seq, id FROM groups WHERE (n_queued + n_running + n_cancelling > 0) = FALSE \
              AND modified_at < ?1 AND NOT EXISTS (SELECT 1 FROM runs WHERE group_seq = groups.seq) \
              ORDER BY seq LIMIT ?2",
-        )?
-        .query_map(params![before, rows_max as i64], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+        params![before, rows_max as i64],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
     for (seq, id) in groups {
         pruned.events += transaction
             // The group's own rows (its status events, stream 1): its runs'
             // rows went with them. The term matches the partial index.
-            .prepare_cached("DELETE FROM events WHERE group_seq = ?1 AND stream = 1")?
-            .execute([seq])?;
-        transaction
-            .prepare_cached("DELETE FROM groups WHERE seq = ?1")?
-            .execute([seq])?;
+            .execute(
+                "DELETE FROM events WHERE group_seq = ?1 AND stream = 1",
+                params![seq],
+            )?;
+        transaction.execute("DELETE FROM groups WHERE seq = ?1", params![seq])?;
         tombstone(transaction, batch, &id, "group")?;
         pruned.groups += 1;
     }
     Ok(pruned)
 }
 
-fn tombstone(transaction: &Transaction<'_>, batch: &Batch, id: &str, kind: &str) -> Result<()> {
-    transaction
-        .prepare_cached("INSERT OR REPLACE INTO pruned (id, kind, pruned_at) VALUES (?1, ?2, ?3)")?
-        .execute(params![id, kind, batch.now])?;
+fn tombstone(transaction: &Sql<'_>, batch: &Batch, id: &str, kind: &str) -> Result<()> {
+    transaction.execute(
+        "INSERT INTO pruned (id, kind, pruned_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, pruned_at = excluded.pruned_at",
+        params![id, kind, batch.now],
+    )?;
     Ok(())
 }

@@ -35,36 +35,36 @@ pub struct RecordKey {
 /// A face's index record for a row made in the same transaction (a run,
 /// a schedule): `index.id` followed by the row's id, an empty body.
 pub(super) fn insert_index(
-    transaction: &Transaction<'_>,
+    transaction: &Sql<'_>,
     batch: &Batch,
     index: &RecordKey,
     row_id: &str,
 ) -> Result<()> {
-    transaction
-        .prepare_cached(
-            "INSERT OR IGNORE INTO records (face, kind, id, body, created_at, modified_at) \
-             VALUES (?1, ?2, ?3, '{}', ?4, ?4)",
-        )?
-        .execute(params![
+    transaction.execute(
+        "INSERT INTO records (face, kind, id, body, created_at, modified_at) \
+             VALUES (?1, ?2, ?3, '{}', ?4, ?4) ON CONFLICT DO NOTHING",
+        params![
             index.face,
             index.kind,
             format!("{}{row_id}", index.id),
             batch.now
-        ])?;
+        ],
+    )?;
     Ok(())
 }
 
 pub(super) fn put_record(
-    transaction: &Transaction<'_>,
+    transaction: &Sql<'_>,
     batch: &Batch,
     key: &RecordKey,
     body: &str,
     write: RecordWrite,
 ) -> Result<RecordRow> {
-    let created_at: Option<i64> = transaction
-        .prepare_cached("SELECT created_at FROM records WHERE face = ?1 AND kind = ?2 AND id = ?3")?
-        .query_row(params![key.face, key.kind, key.id], |row| row.get(0))
-        .optional()?;
+    let created_at: Option<i64> = transaction.query_row(
+        "SELECT created_at FROM records WHERE face = ?1 AND kind = ?2 AND id = ?3",
+        params![key.face, key.kind, key.id],
+        |row| row.get(0),
+    )?;
     let created_at = match (write, created_at) {
         (RecordWrite::Insert, Some(_)) => {
             return Err(Error::Exists {
@@ -80,14 +80,13 @@ pub(super) fn put_record(
         }
         (_, created_at) => created_at.unwrap_or(batch.now),
     };
-    transaction
-        .prepare_cached(
-            "INSERT OR REPLACE INTO records (face, kind, id, body, created_at, modified_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![
-            key.face, key.kind, key.id, body, created_at, batch.now
-        ])?;
+    transaction.execute(
+        "INSERT INTO records (face, kind, id, body, created_at, modified_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (face, kind, id) DO UPDATE SET \
+             body = excluded.body, created_at = excluded.created_at, \
+             modified_at = excluded.modified_at",
+        params![key.face, key.kind, key.id, body, created_at, batch.now],
+    )?;
     Ok(RecordRow {
         id: key.id.clone(),
         body: body.to_string(),
@@ -97,32 +96,32 @@ pub(super) fn put_record(
 }
 
 /// True when there was one to delete.
-pub(super) fn delete_record(transaction: &Transaction<'_>, key: &RecordKey) -> Result<bool> {
-    Ok(transaction
-        .prepare_cached("DELETE FROM records WHERE face = ?1 AND kind = ?2 AND id = ?3")?
-        .execute(params![key.face, key.kind, key.id])?
-        > 0)
+pub(super) fn delete_record(transaction: &Sql<'_>, key: &RecordKey) -> Result<bool> {
+    Ok(transaction.execute(
+        "DELETE FROM records WHERE face = ?1 AND kind = ?2 AND id = ?3",
+        params![key.face, key.kind, key.id],
+    )? > 0)
 }
 
 /// Stores a face's answer under an idempotency key, unless the key has one:
 /// then answers the fingerprint and body stored first.
 pub(super) fn remember_key(
-    transaction: &Transaction<'_>,
+    transaction: &Sql<'_>,
     batch: &Batch,
     record: &IdempotencyRecord,
     body: &str,
 ) -> Result<Option<(String, String)>> {
-    let seen: Option<(String, String)> = transaction
-        .prepare_cached("SELECT fingerprint, body FROM idempotency_keys WHERE key = ?1")?
-        .query_row([&record.key], |row| Ok((row.get(0)?, row.get(1)?)))
-        .optional()?;
+    let seen: Option<(String, String)> = transaction.query_row(
+        "SELECT fingerprint, body FROM idempotency_keys WHERE key = ?1",
+        params![&record.key],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
     if seen.is_none() {
-        transaction
-            .prepare_cached(
-                "INSERT INTO idempotency_keys (key, fingerprint, body, created_at) \
+        transaction.execute(
+            "INSERT INTO idempotency_keys (key, fingerprint, body, created_at) \
                  VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![record.key, record.fingerprint, body, batch.now])?;
+            params![record.key, record.fingerprint, body, batch.now],
+        )?;
     }
     Ok(seen)
 }

@@ -45,17 +45,15 @@ pub enum ScheduleChange {
 }
 
 pub(super) fn create_schedule(
-    transaction: &Transaction<'_>,
+    transaction: &Sql<'_>,
     batch: &mut Batch,
     schedule: NewSchedule,
 ) -> Result<ScheduleRow> {
     let template = serde_json::to_string(&schedule.template)?;
-    transaction
-        .prepare_cached(
-            "INSERT INTO schedules (id, spec, template, processor, state, next_at, created_at, \
+    transaction.execute(
+        "INSERT INTO schedules (id, spec, template, processor, state, next_at, created_at, \
              modified_at) VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6, ?7)",
-        )?
-        .execute(params![
+        params![
             schedule.id,
             schedule.spec,
             template,
@@ -63,7 +61,8 @@ pub(super) fn create_schedule(
             schedule.next_at,
             schedule.created_at,
             batch.now
-        ])?;
+        ],
+    )?;
     if let Some(index) = &schedule.index {
         super::record::insert_index(transaction, batch, index, &schedule.id)?;
     }
@@ -71,7 +70,7 @@ pub(super) fn create_schedule(
 }
 
 pub(super) fn change_schedule(
-    transaction: &Transaction<'_>,
+    transaction: &Sql<'_>,
     batch: &mut Batch,
     id: &str,
     change: ScheduleChange,
@@ -93,11 +92,10 @@ pub(super) fn change_schedule(
             None,
         ),
     };
-    let mut statement = transaction.prepare_cached(sql)?;
     if sql.contains("?3") {
-        statement.execute(params![id, batch.now, next_at])?;
+        transaction.execute(sql, params![id, batch.now, next_at])?;
     } else {
-        statement.execute(params![id, batch.now])?;
+        transaction.execute(sql, params![id, batch.now])?;
     }
     schedule_by_id(transaction, id)
 }
@@ -106,23 +104,19 @@ pub(super) fn change_schedule(
 /// inserts its run and moves the time on, or does nothing (another fire or
 /// a change came first). Answers the seqs of the runs made.
 pub(super) fn fire_schedules(
-    transaction: &Transaction<'_>,
+    transaction: &Sql<'_>,
     batch: &mut Batch,
     fires: Vec<Fire>,
 ) -> Result<Vec<i64>> {
     let mut made = Vec::new();
     for fire in fires {
-        let moved = transaction
-            .prepare_cached(
-                "UPDATE schedules SET next_at = ?3, fires = fires + 1, modified_at = ?4, \
+        let moved = transaction.query_row(
+            "UPDATE schedules SET next_at = ?3, fires = fires + 1, modified_at = ?4, \
                  state = CASE WHEN ?3 IS NULL THEN 'done' ELSE state END \
                  WHERE seq = ?1 AND state = 'active' AND next_at = ?2 RETURNING template",
-            )?
-            .query_row(
-                params![fire.seq, fire.expected, fire.next_at, batch.now],
-                |row| row.get::<_, String>(0),
-            )
-            .optional()?;
+            params![fire.seq, fire.expected, fire.next_at, batch.now],
+            |row| row.get::<String>(0),
+        )?;
         let Some(template) = moved else {
             continue;
         };
@@ -133,27 +127,27 @@ pub(super) fn fire_schedules(
             // interaction of its own, keyed by the prefix and its run's id
             // (a Handinger schedule makes a new task per fire).
             let interaction = format!("{prefix}{}", run.id);
-            transaction
-                .prepare_cached(
-                    "INSERT INTO interaction_turns (interaction, turn, run_id) VALUES (?1, 1, ?2)",
-                )?
-                .execute(params![interaction, run.id])?;
+            transaction.execute(
+                "INSERT INTO interaction_turns (interaction, turn, run_id) VALUES (?1, 1, ?2)",
+                params![interaction, run.id],
+            )?;
             run.interaction = Some(interaction);
         }
         let overlapping = run.skip_while_active
             && transaction
-                .prepare_cached(
+                .query_row(
                     "SELECT 1 FROM schedule_runs s JOIN runs r ON r.seq = s.run_seq \
                      WHERE s.schedule_seq = ?1 AND r.status IN ('queued', 'running', 'cancelling') \
                      LIMIT 1",
+                    params![fire.seq],
+                    |_| Ok(()),
                 )?
-                .query_row([fire.seq], |_| Ok(()))
-                .optional()?
                 .is_some();
         let (run_seq, _) = insert_run(transaction, batch, &run, None)?;
-        transaction
-            .prepare_cached("INSERT INTO schedule_runs (schedule_seq, run_seq) VALUES (?1, ?2)")?
-            .execute(params![fire.seq, run_seq])?;
+        transaction.execute(
+            "INSERT INTO schedule_runs (schedule_seq, run_seq) VALUES (?1, ?2)",
+            params![fire.seq, run_seq],
+        )?;
         batch.run_counts.num_runs += 1;
         batch.run_counts.add(RunStatus::Queued, 1);
         if overlapping {
@@ -180,13 +174,13 @@ pub(super) fn fire_schedules(
     Ok(made)
 }
 
-fn schedule_by_id(transaction: &Transaction<'_>, id: &str) -> Result<ScheduleRow> {
+fn schedule_by_id(transaction: &Sql<'_>, id: &str) -> Result<ScheduleRow> {
     transaction
-        .prepare_cached(&format!(
-            "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = ?1"
-        ))?
-        .query_row([id], ScheduleRow::from_row)
-        .optional()?
+        .query_row(
+            &format!("SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = ?1"),
+            params![id],
+            ScheduleRow::from_row,
+        )?
         .ok_or_else(|| Error::NotFound {
             kind: "schedule",
             id: id.to_string(),

@@ -50,14 +50,14 @@ fn routine_runs(base: &str, routine: &str) -> Vec<Value> {
 
 /// The engine runs of a session's turns, in order, read from the database.
 fn session_runs(dir: &TestDir, session: &str) -> Vec<String> {
-    let db = support::sqlite(dir);
-    let mut statement = db
-        .prepare("SELECT run_id FROM interaction_turns WHERE interaction = ?1 ORDER BY turn")
-        .expect("a query");
-    let rows = statement
-        .query_map([format!("archastro:{session}")], |row| row.get(0))
-        .expect("rows");
-    rows.collect::<Result<_, _>>().expect("run ids")
+    support::stored(dir)
+        .rows(
+            "SELECT run_id FROM interaction_turns WHERE interaction = ?1 ORDER BY turn",
+            &[&format!("archastro:{session}")],
+        )
+        .into_iter()
+        .map(|row| row[0].clone().expect("a run id"))
+        .collect()
 }
 
 #[test]

@@ -142,9 +142,7 @@ fn an_idempotency_key_creates_once_and_replays_byte_for_byte() {
         matches!(other, Err(Error::IdempotencyConflict)),
         "{other:?}"
     );
-    let runs: i64 = sqlite(&dir)
-        .query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
-        .expect("count");
+    let runs = stored(&dir).int("SELECT count(*) FROM runs", &[]);
     assert_eq!(runs, 1, "one run for one key");
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&body).expect("json")["run_id"],

@@ -64,6 +64,7 @@ impl From<store::Error> for Error {
             store::Error::Busy(_)
             | store::Error::Full(_)
             | store::Error::Closed
+            | store::Error::Unreachable(_)
             | store::Error::ReadersBusy { .. } => Error::Unavailable(error),
             store::Error::Open { .. }
             | store::Error::Sqlite(_)

@@ -215,13 +215,15 @@ pub(super) fn submit_finish(
         finish,
         reply: Box::new(move |result| {
             let message = match result {
-                Err(crate::store::Error::Busy(_) | crate::store::Error::Full(_)) => {
-                    Control::RetryFinish {
-                        run_seq,
-                        finish: retry,
-                        due: Instant::now() + FINISH_RETRY_AFTER,
-                    }
-                }
+                Err(
+                    crate::store::Error::Busy(_)
+                    | crate::store::Error::Full(_)
+                    | crate::store::Error::Unreachable(_),
+                ) => Control::RetryFinish {
+                    run_seq,
+                    finish: retry,
+                    due: Instant::now() + FINISH_RETRY_AFTER,
+                },
                 _ => Control::Done { run_seq },
             };
             let _ = control_reply.send(message);

@@ -94,10 +94,13 @@ pub enum Error {
     /// past the `supported` one, and reading it could misread its rows.
     #[error("database schema version {version} is newer than this taskyard ({supported})")]
     SchemaNewer { version: i64, supported: i64 },
-    /// Any PostgreSQL failure (the PostgreSQL backend, issue 17; not yet
-    /// reachable from the engine).
+    /// Any other PostgreSQL failure, with the server's SQLSTATE.
     #[error("PostgreSQL error: {0}")]
     Postgres(String),
+    /// The database server cannot be reached or dropped the connection
+    /// (PostgreSQL restarting, a network fault): worth a retry later.
+    #[error("database unreachable: {0}")]
+    Unreachable(String),
 }
 
 impl Error {
@@ -334,7 +337,7 @@ impl Store {
         for _ in 0..options.read_connections.max(1) {
             idle.push(postgres::Connection::open(&config).map_err(open_error)?);
         }
-        let writer = Writer::start(writer.into_write(), None, on_commit)?;
+        let writer = Writer::start(WriteConnection::Postgres(writer), None, on_commit)?;
         Ok(Store {
             writer,
             readers: Readers::Postgres(ReadPool::new(idle)),

@@ -269,16 +269,23 @@ impl Store {
     /// turn.
     pub fn turns(&self, previous_id: &str, max: usize) -> Result<Vec<Turn>> {
         let rows: Vec<(String, String, String, Option<String>)> = self.read(|connection| {
+            // The casts give PostgreSQL the types (and the collation of
+            // `runs.id`) that SQLite does not need.
+            let collate = match connection.dialect() {
+                Dialect::Sqlite => "",
+                Dialect::Postgres => " COLLATE \"C\"",
+            };
             connection.query_map(
                 // No cycle is possible (a run follows only a run made
                 // before it); the depth bounds the walk all the same.
-                // The casts give PostgreSQL the types SQLite does not need.
-                "WITH RECURSIVE chain(id, depth) AS \
-                     (SELECT CAST(?1 AS TEXT), CAST(1 AS BIGINT) UNION ALL \
+                &format!(
+                    "WITH RECURSIVE chain(id, depth) AS \
+                     (SELECT CAST(?1 AS TEXT){collate}, CAST(1 AS BIGINT) UNION ALL \
                      SELECT r.previous_id, c.depth + 1 FROM chain c JOIN runs r ON r.id = c.id \
                      WHERE r.previous_id IS NOT NULL AND c.depth < ?2) \
                      SELECT r.id, r.input, r.status, r.output FROM chain c \
-                     JOIN runs r ON r.id = c.id ORDER BY c.depth DESC",
+                     JOIN runs r ON r.id = c.id ORDER BY c.depth DESC"
+                ),
                 params![previous_id, max as i64],
                 |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
             )
@@ -391,7 +398,7 @@ impl Store {
                          CASE WHEN ?4 AND r.status = 'completed' THEN r.output END \
                          FROM runs r LEFT JOIN groups g ON g.seq = r.group_seq \
                          WHERE r.group_seq = ?1 AND r.cursor > ?2 \
-                         AND (?5 IS NULL OR r.status = ?5) ORDER BY r.cursor"
+                         AND (CAST(?5 AS TEXT) IS NULL OR r.status = ?5) ORDER BY r.cursor"
                     ),
                     params![
                         group_seq,

@@ -129,6 +129,96 @@ pub fn sqlite(dir: &TestDir) -> rusqlite::Connection {
         .expect("database opens")
 }
 
+/// The test's database opened with a plain client of its backend, to check
+/// what is stored whichever backend the suite runs on.
+pub fn stored(dir: &TestDir) -> Stored {
+    match &dir.database {
+        Some(url) => Stored::Postgres(std::cell::RefCell::new(
+            postgres::Client::connect(url, postgres::NoTls).expect("database connects"),
+        )),
+        None => Stored::Sqlite(sqlite(dir)),
+    }
+}
+
+/// A plain connection to the test's database. Values come back as text
+/// (NULL as `None`): every check compares them so, on either backend.
+pub enum Stored {
+    Sqlite(rusqlite::Connection),
+    Postgres(std::cell::RefCell<postgres::Client>),
+}
+
+impl Stored {
+    /// Every row of `sql`, whose `?N` placeholders take `params`.
+    pub fn rows(&self, sql: &str, params: &[&str]) -> Vec<Vec<Option<String>>> {
+        match self {
+            Stored::Sqlite(connection) => {
+                let mut statement = connection.prepare(sql).expect("statement prepares");
+                let columns = statement.column_count();
+                let mut rows = statement
+                    .query(rusqlite::params_from_iter(params))
+                    .expect("query runs");
+                let mut answer = Vec::new();
+                while let Some(row) = rows.next().expect("row reads") {
+                    answer.push(
+                        (0..columns)
+                            .map(|i| {
+                                match row.get::<_, rusqlite::types::Value>(i).expect("value") {
+                                    rusqlite::types::Value::Null => None,
+                                    rusqlite::types::Value::Integer(n) => Some(n.to_string()),
+                                    rusqlite::types::Value::Real(x) => Some(x.to_string()),
+                                    rusqlite::types::Value::Text(text) => Some(text),
+                                    rusqlite::types::Value::Blob(bytes) => {
+                                        Some(String::from_utf8_lossy(&bytes).into_owned())
+                                    }
+                                }
+                            })
+                            .collect(),
+                    );
+                }
+                answer
+            }
+            Stored::Postgres(client) => {
+                // The simple protocol answers every value as text, as the
+                // SQLite side gives them; parameters go in as literals.
+                let mut text = sql.to_string();
+                for (i, param) in params.iter().enumerate().rev() {
+                    let literal = format!("'{}'", param.replace('\'', "''"));
+                    text = text.replace(&format!("?{}", i + 1), &literal);
+                }
+                client
+                    .borrow_mut()
+                    .simple_query(&text)
+                    .unwrap_or_else(|error| panic!("{text}: {error:?}"))
+                    .into_iter()
+                    .filter_map(|message| match message {
+                        postgres::SimpleQueryMessage::Row(row) => Some(
+                            (0..row.len())
+                                .map(|i| row.get(i).map(str::to_string))
+                                .collect(),
+                        ),
+                        _ => None,
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// The first column of the first row, as an integer.
+    pub fn int(&self, sql: &str, params: &[&str]) -> i64 {
+        self.text(sql, params)
+            .and_then(|text| text.parse().ok())
+            .unwrap_or_else(|| panic!("{sql}: no integer answered"))
+    }
+
+    /// The first column of the first row.
+    pub fn text(&self, sql: &str, params: &[&str]) -> Option<String> {
+        self.rows(sql, params)
+            .into_iter()
+            .next()
+            .and_then(|row| row.into_iter().next().flatten())
+    }
+}
+
 /// Every event of a group's events stream after `after`, to its end (the
 /// group inactive); panics if the stream fails or outlives a minute.
 pub fn drain_group(engine: &Api, group_id: &str, after: u64) -> Vec<Event> {

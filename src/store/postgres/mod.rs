@@ -18,7 +18,6 @@ use postgres::{Config, NoTls};
 use r2d2_postgres::PostgresConnectionManager;
 
 use super::sql::{Sql, Statements};
-use super::writer::WriteConnection;
 use super::{Error, Result, SCHEMA_VERSION};
 
 /// The schema, applied to a new database.
@@ -182,10 +181,14 @@ pub(crate) fn config(url: &str, options: &super::Options) -> Result<Config> {
 }
 
 /// One connection of the store's own (the writer's, or a reader's), with
-/// its prepared statements.
+/// its prepared statements. A connection the server dropped (a restart, a
+/// failover) is opened again at its next use, so the node recovers
+/// without a restart of its own; until the server answers, each use fails
+/// `Unreachable`.
 pub(crate) struct Connection {
     client: Client,
     statements: RefCell<Statements>,
+    config: Config,
 }
 
 impl Connection {
@@ -193,12 +196,24 @@ impl Connection {
         Ok(Connection {
             client: config.connect(NoTls)?,
             statements: RefCell::new(Statements::new()),
+            config: config.clone(),
         })
+    }
+
+    /// Opens the connection again if the server dropped it; prepared
+    /// statements die with their connection.
+    fn ensure_open(&mut self) -> Result<()> {
+        if self.client.is_closed() {
+            self.client = self.config.connect(NoTls)?;
+            self.statements.borrow_mut().clear();
+        }
+        Ok(())
     }
 
     /// Runs `read` in one read-only REPEATABLE READ transaction: one
     /// snapshot for all its statements, as a SQLite read transaction.
     pub(crate) fn read<T>(&mut self, read: impl FnOnce(&Sql<'_>) -> Result<T>) -> Result<T> {
+        self.ensure_open()?;
         let transaction = self
             .client
             .build_transaction()
@@ -211,12 +226,12 @@ impl Connection {
         Ok(answer)
     }
 
-    /// The connection as the writer's.
-    pub(crate) fn into_write(self) -> WriteConnection {
-        WriteConnection::Postgres {
-            client: self.client,
-            statements: self.statements,
-        }
+    /// A READ COMMITTED transaction for the writer (schema.postgres.sql
+    /// says why not REPEATABLE READ).
+    pub(crate) fn begin(&mut self) -> Result<Sql<'_>> {
+        self.ensure_open()?;
+        let transaction = self.client.transaction()?;
+        Ok(Sql::postgres(transaction, &self.statements))
     }
 }
 
@@ -254,10 +269,38 @@ fn version(transaction: &mut postgres::Transaction<'_>) -> Result<Option<i64>> {
 }
 
 impl From<postgres::Error> for Error {
+    /// A lost or refused connection is `Unreachable` (the server restarts,
+    /// a failover): the engine answers 503 with `retry-after` and the
+    /// connection is opened again at its next use. A lock or serialisation
+    /// failure is `Busy`. Anything else is reported whole, with the
+    /// server's SQLSTATE, message and detail (the client's own text for a
+    /// server error is only "db error").
     fn from(error: postgres::Error) -> Error {
-        // Which of these are `Busy` or `Closed` (the server gone, a
-        // serialisation failure to retry) is decided with the writer, the
-        // first code that can act on it; until then each is reported whole.
-        Error::Postgres(error.to_string())
+        use postgres::error::SqlState;
+        let Some(db) = error.as_db_error() else {
+            if error.is_closed() || error.to_string().contains("connection") {
+                return Error::Unreachable(error.to_string());
+            }
+            return Error::Postgres(error.to_string());
+        };
+        let mut text = format!("{}: {}", db.code().code(), db.message());
+        if let Some(detail) = db.detail() {
+            text.push_str(&format!(" ({detail})"));
+        }
+        let code = db.code();
+        if code.code().starts_with("08")
+            || *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CRASH_SHUTDOWN
+            || *code == SqlState::CANNOT_CONNECT_NOW
+        {
+            Error::Unreachable(text)
+        } else if *code == SqlState::T_R_SERIALIZATION_FAILURE
+            || *code == SqlState::T_R_DEADLOCK_DETECTED
+            || *code == SqlState::LOCK_NOT_AVAILABLE
+        {
+            Error::Busy(text)
+        } else {
+            Error::Postgres(text)
+        }
     }
 }

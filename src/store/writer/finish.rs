@@ -50,12 +50,20 @@ pub(in crate::store) fn transition(
         )?;
         // The outbox (issue 12): the delivery that tells of this status is
         // written with it, or not at all. Its id is random, and the same on
-        // every attempt.
+        // every attempt: 32 hex digits made by the database, so that a
+        // run with no webhook costs no id.
+        let random_id = match transaction.dialect() {
+            Dialect::Sqlite => "lower(hex(randomblob(16)))",
+            Dialect::Postgres => "replace(gen_random_uuid()::text, '-', '')",
+        };
         let added = transaction.execute(
-            "INSERT INTO webhook_deliveries (id, run_seq, event_id, url, face, state, \
+            &format!(
+                "INSERT INTO webhook_deliveries (id, run_seq, event_id, url, face, state, \
                  next_at, expires_at, created_at, modified_at) \
-                 SELECT lower(hex(randomblob(16))), run_seq, ?2, url, face, 'pending', ?3, ?4, \
-                 ?3, ?3 FROM run_webhooks WHERE run_seq = ?1",
+                 SELECT {random_id}, run_seq, CAST(?2 AS BIGINT), url, face, 'pending', \
+                 CAST(?3 AS BIGINT), CAST(?4 AS BIGINT), CAST(?3 AS BIGINT), CAST(?3 AS BIGINT) \
+                 FROM run_webhooks WHERE run_seq = ?1"
+            ),
             params![
                 run.seq,
                 event_id as i64,
@@ -152,7 +160,8 @@ pub(super) fn finish_run(
                 &mut changes,
             )?;
             transaction.execute(
-                "UPDATE runs SET attempts = max(attempts - 1, 0) WHERE seq = ?1",
+                "UPDATE runs SET attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END \
+                 WHERE seq = ?1",
                 params![run_seq],
             )?;
         }
@@ -182,10 +191,30 @@ pub(super) fn warn(
     run_seq: i64,
     warning: &Warning,
 ) -> Result<()> {
+    // Appended as text, in both backends alike (SQLite's json_insert has
+    // no PostgreSQL twin that keeps the bytes): the stored array is
+    // compact JSON that this code wrote.
+    let stored: Option<Option<String>> = transaction.query_row(
+        "SELECT warnings FROM runs WHERE seq = ?1",
+        params![run_seq],
+        |row| row.get(0),
+    )?;
+    let Some(stored) = stored else {
+        return Ok(());
+    };
+    let warning = to_json(warning);
+    let warnings = match stored.as_deref().map(str::trim_end) {
+        None | Some("[]") | Some("") => format!("[{warning}]"),
+        Some(array) => {
+            let head = array.strip_suffix(']').ok_or_else(|| {
+                Error::Sqlite(format!("run {run_seq} has warnings that are not an array"))
+            })?;
+            format!("{head},{warning}]")
+        }
+    };
     transaction.execute(
-        "UPDATE runs SET warnings = json_insert(coalesce(warnings, '[]'), '$[#]', json(?2)) \
-             WHERE seq = ?1",
-        params![run_seq, to_json(warning)],
+        "UPDATE runs SET warnings = ?2 WHERE seq = ?1",
+        params![run_seq, warnings],
     )?;
     Ok(())
 }

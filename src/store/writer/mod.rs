@@ -28,7 +28,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use parking_lot::Mutex;
 use rusqlite::TransactionBehavior;
 
-use super::sql::{params, Dialect, Param, Sql, Statements};
+use super::sql::{params, Dialect, Param, Sql};
 
 use super::{
     Error, GroupRow, Result, RunRow, ScheduleRow, GROUP_COLUMNS, RUN_COLUMNS, RUN_COLUMNS_COUNT,
@@ -414,7 +414,7 @@ impl Writer {
             }
             // Read again under its row lock by every batch (see
             // `commit_postgres`): other nodes assign ids too.
-            WriteConnection::Postgres { .. } => 0,
+            WriteConnection::Postgres(_) => 0,
         };
         let (sender, receiver) = bounded(WRITER_QUEUE_MAX);
         let on_full = FullHook::default();
@@ -499,11 +499,7 @@ type Completion = Box<dyn FnOnce(Option<&Error>) + Send>;
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum WriteConnection {
     Sqlite(rusqlite::Connection),
-    Postgres {
-        client: postgres::Client,
-        /// Its prepared statements (see `Sql`).
-        statements: std::cell::RefCell<Statements>,
-    },
+    Postgres(super::postgres::Connection),
 }
 
 struct WriterThread {
@@ -573,8 +569,8 @@ impl WriterThread {
             WriteConnection::Sqlite(connection) => {
                 commit_sqlite(connection, &mut batch, ops, &noticed)
             }
-            WriteConnection::Postgres { client, statements } => {
-                commit_postgres(client, statements, &mut batch, ops, &noticed)
+            WriteConnection::Postgres(connection) => {
+                commit_postgres(connection, &mut batch, ops, &noticed)
             }
         };
         let Some(completions) = committed else {
@@ -636,24 +632,19 @@ fn commit_sqlite(
 /// row lock, taken first and held to the commit, so that ids become
 /// visible in id order across every node (schema.postgres.sql's header).
 fn commit_postgres(
-    client: &mut postgres::Client,
-    statements: &std::cell::RefCell<Statements>,
+    connection: &mut super::postgres::Connection,
     batch: &mut Batch,
     ops: Vec<Op>,
     noticed: &dyn Fn(&Error),
 ) -> Option<Vec<Completion>> {
-    let begun = client
-        .transaction()
-        .map_err(Error::from)
-        .and_then(|transaction| {
-            let sql = Sql::postgres(transaction, statements);
-            let last_id: i64 = sql.query_one(
-                "SELECT last_id FROM event_ids WHERE id = 1 FOR UPDATE",
-                params![],
-                |row| row.get(0),
-            )?;
-            Ok((sql, last_id as u64))
-        });
+    let begun = connection.begin().and_then(|sql| {
+        let last_id: i64 = sql.query_one(
+            "SELECT last_id FROM event_ids WHERE id = 1 FOR UPDATE",
+            params![],
+            |row| row.get(0),
+        )?;
+        Ok((sql, last_id as u64))
+    });
     let (sql, last_id) = match begun {
         Ok(begun) => begun,
         Err(error) => {

@@ -82,7 +82,7 @@ pub(super) fn change_schedule(
             None,
         ),
         ScheduleChange::Resume { next_at } => (
-            "UPDATE schedules SET state = CASE WHEN ?3 IS NULL THEN 'done' ELSE 'active' END, \
+            "UPDATE schedules SET state = CASE WHEN CAST(?3 AS BIGINT) IS NULL THEN 'done' ELSE 'active' END, \
              next_at = ?3, modified_at = ?2 WHERE id = ?1 AND state = 'paused'",
             next_at,
         ),
@@ -112,7 +112,7 @@ pub(super) fn fire_schedules(
     for fire in fires {
         let moved = transaction.query_row(
             "UPDATE schedules SET next_at = ?3, fires = fires + 1, modified_at = ?4, \
-                 state = CASE WHEN ?3 IS NULL THEN 'done' ELSE state END \
+                 state = CASE WHEN CAST(?3 AS BIGINT) IS NULL THEN 'done' ELSE state END \
                  WHERE seq = ?1 AND state = 'active' AND next_at = ?2 RETURNING template",
             params![fire.seq, fire.expected, fire.next_at, batch.now],
             |row| row.get::<String>(0),

@@ -278,3 +278,9 @@ CREATE TABLE records (
     modified_at    BIGINT  NOT NULL,
     PRIMARY KEY (face, kind, id)
 );
+
+CREATE TABLE run_leases (
+    run_seq        BIGINT  PRIMARY KEY,
+    node           TEXT    COLLATE "C" NOT NULL,
+    expires_at     BIGINT  NOT NULL
+);

@@ -259,3 +259,13 @@ CREATE TABLE records (
     modified_at    INTEGER NOT NULL,
     PRIMARY KEY (face, kind, id)
 ) WITHOUT ROWID;
+
+-- PostgreSQL, several nodes (issue 17): which node runs a claimed run, and
+-- until when its claim holds unless renewed; a run whose lease ran out is
+-- another node's to take back, as an interrupted attempt. SQLite has one
+-- process per file and keeps this table empty.
+CREATE TABLE run_leases (
+    run_seq        INTEGER PRIMARY KEY,
+    node           TEXT    NOT NULL,
+    expires_at     INTEGER NOT NULL
+);

@@ -10,7 +10,9 @@
 //! commit to client). A follower that is behind the window (resuming from
 //! an old cursor, or too slow) reads the store, as before, until it
 //! reaches the window. The hub must not touch SQLite or know the wire
-//! format: rows are opaque bytes here.
+//! format: rows are opaque bytes here. With several nodes on one
+//! PostgreSQL database, a notice may say that other nodes' events came
+//! first (`CommitNotice::others_upto`): the windows restart above them.
 
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
@@ -112,11 +114,34 @@ impl Hub {
     /// created after starts its window above them.
     pub fn publish(&self, notice: &CommitNotice) {
         let mut state = self.state.lock();
-        debug_assert!(notice.last_event_id >= state.last_event_id);
-        state.last_event_id = notice.last_event_id;
+        if let Some(upto) = notice
+            .others_upto
+            .filter(|upto| *upto > state.last_event_id)
+        {
+            // Other nodes committed events up to `upto` that no window
+            // holds: every window restarts above them, and every follower
+            // wakes to read them from the store. Ids at or below the last
+            // published are covered already (the writer that published
+            // them saw these ids taken, and said so).
+            for watch in state.watches.values() {
+                let mut watch_state = watch.state.write();
+                watch_state.recent.clear();
+                watch_state.floor = upto;
+                drop(watch_state);
+                watch.bump();
+            }
+            state.last_event_id = upto;
+        }
+        // Another node's notice can arrive after a later local one.
+        state.last_event_id = state.last_event_id.max(notice.last_event_id);
         for event in &notice.events {
             if let Some(watch) = state.watches.get(&event.key) {
                 let mut watch = watch.state.write();
+                if event.id <= watch.floor {
+                    // Published late, after a reset above it: the store
+                    // has it for whoever needs it.
+                    continue;
+                }
                 debug_assert!(watch.recent.back().is_none_or(|last| last.id < event.id));
                 watch.recent.push_back(event.clone());
                 if watch.recent.len() > WINDOW_EVENTS_MAX {

@@ -185,3 +185,15 @@ pub const INTERACTION_KEY_BYTES_MAX: usize = 512;
 /// Seconds one move of the test clock (`taskyard serve --test-clock`) may
 /// cover: a year, as the longest schedule delay.
 pub const TEST_CLOCK_ADVANCE_S_MAX: u64 = 31_536_000;
+
+/// PostgreSQL, several nodes: how often each node reads the last event id
+/// when no notification came, so a lost `NOTIFY` (a dropped listener
+/// connection) makes another node's events reach its streams at most this
+/// late.
+pub const EVENT_POLL_MS_MAX: u64 = 200;
+
+/// PostgreSQL, several nodes: how long a claimed run's lease lasts. Its
+/// node renews it every third of this; a node that stops (killed, cut off)
+/// loses its runs to the others this long after its last renewal, as an
+/// interrupted attempt.
+pub const LEASE_MS: u64 = 3_000;

@@ -151,7 +151,7 @@ struct Rows {
 /// a read-only view of its database.
 struct Target {
     server: TestServer,
-    db: rusqlite::Connection,
+    db: support::Stored,
     _dir: TestDir,
     group_id: String,
     /// Bodies sent so far.
@@ -181,7 +181,7 @@ impl Target {
             .as_str()
             .expect("taskgroup_id")
             .to_string();
-        let db = support::sqlite(&dir);
+        let db = support::stored(&dir);
         Target {
             server,
             db,
@@ -192,23 +192,26 @@ impl Target {
     }
 
     fn rows(&self) -> Rows {
-        self.db
-            .query_row(
-                "SELECT (SELECT count(*) FROM runs), (SELECT count(*) FROM groups), \
-                 (SELECT count(*) FROM events), (SELECT count(*) FROM idempotency_keys), \
-                 (SELECT num_runs FROM groups WHERE id = ?1)",
-                [support::stored_id(&self.group_id)],
-                |row| {
-                    Ok(Rows {
-                        runs: row.get(0)?,
-                        groups: row.get(1)?,
-                        events: row.get(2)?,
-                        idempotency_keys: row.get(3)?,
-                        group_runs: row.get(4)?,
-                    })
-                },
-            )
-            .expect("row counts")
+        let row = self.db.rows(
+            "SELECT (SELECT count(*) FROM runs), (SELECT count(*) FROM groups), \
+             (SELECT count(*) FROM events), (SELECT count(*) FROM idempotency_keys), \
+             (SELECT num_runs FROM groups WHERE id = ?1)",
+            &[&support::stored_id(&self.group_id)],
+        );
+        let number = |i: usize| -> i64 {
+            row[0][i]
+                .as_deref()
+                .expect("a count")
+                .parse()
+                .expect("an integer")
+        };
+        Rows {
+            runs: number(0),
+            groups: number(1),
+            events: number(2),
+            idempotency_keys: number(3),
+            group_runs: number(4),
+        }
     }
 
     fn path(&self, endpoint: Endpoint, beta: bool) -> String {
@@ -430,14 +433,16 @@ impl Target {
         }) {
             return Err(format!("unknown field '{unknown}' was stored"));
         }
-        let max_attempts: i64 = self
+        let max_attempts = self
             .db
-            .query_row(
+            .try_rows(
                 "SELECT max_attempts FROM runs WHERE id = ?1",
-                [support::stored_id(run_id)],
-                |row| row.get(0),
+                &[&support::stored_id(run_id)],
             )
-            .map_err(|e| format!("run row: {e}"))?;
+            .map_err(|e| format!("run row: {e}"))?
+            .first()
+            .and_then(|row| row[0].as_deref().and_then(|n| n.parse::<i64>().ok()))
+            .ok_or_else(|| format!("run row of {run_id} not found"))?;
         if max_attempts != 3 {
             return Err(format!(
                 "max_attempts {max_attempts}: a request set processor configuration"

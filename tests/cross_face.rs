@@ -12,7 +12,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{serve_child, sqlite, wait_for, TestDir};
+use support::{serve_child, wait_for, TestDir};
 
 const NC: &str = "/ocs/v2.php/taskprocessing";
 
@@ -152,17 +152,24 @@ fn tasks_of_every_face_are_parallel_runs_on_its_list_and_streams_in_one_log() {
     // One event log: both runs' events, in one sequence of ids.
     let _ = child.kill();
     let _ = child.wait();
-    let db = sqlite(&dir);
-    let runs: Vec<(String, i64, i64)> = db
-        .prepare(
+    let runs: Vec<(String, i64, i64)> = support::stored(&dir)
+        .rows(
             "SELECT r.id, min(e.id), max(e.id) FROM events e JOIN runs r ON r.seq = e.run_seq \
              GROUP BY r.id ORDER BY min(e.id)",
+            &[],
         )
-        .expect("query")
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-        .expect("rows")
-        .collect::<Result<_, _>>()
-        .expect("rows read");
+        .into_iter()
+        .map(|row| {
+            let number = |i: usize| -> i64 {
+                row[i]
+                    .as_deref()
+                    .expect("an id")
+                    .parse()
+                    .expect("an integer")
+            };
+            (row[0].clone().expect("a run id"), number(1), number(2))
+        })
+        .collect();
     assert_eq!(runs.len(), 2, "{runs:?}");
     assert!(
         runs[0].1 < runs[1].1 && runs[1].2 > runs[0].1,

@@ -95,13 +95,10 @@ fn a_queued_run_cancelled_before_any_worker_is_free_never_runs() {
         RunStatus::Cancelled,
         "queued runs cancel at once"
     );
-    let attempts: i64 = sqlite(&dir)
-        .query_row(
-            "SELECT attempts FROM runs WHERE id = ?1",
-            [stored_id(&victim.run_id)],
-            |row| row.get(0),
-        )
-        .expect("attempts");
+    let attempts: i64 = stored(&dir).int(
+        "SELECT attempts FROM runs WHERE id = ?1",
+        &[&(stored_id(&victim.run_id)).to_string()],
+    );
     assert_eq!(attempts, 0, "the cancelled run was never attempted");
     for blocker in blockers {
         engine.cancel_run(&blocker.run_id).expect("cancel");
@@ -222,13 +219,10 @@ fn transient_failures_are_retried_up_to_the_limit() {
     };
     assert_eq!(error.message, "no such thing");
     assert_eq!(error.detail, None);
-    let attempts: i64 = sqlite(&dir)
-        .query_row(
-            "SELECT attempts FROM runs WHERE id = ?1",
-            [stored_id(&permanent.run_id)],
-            |row| row.get(0),
-        )
-        .expect("attempts");
+    let attempts: i64 = stored(&dir).int(
+        "SELECT attempts FROM runs WHERE id = ?1",
+        &[&(stored_id(&permanent.run_id)).to_string()],
+    );
     assert_eq!(attempts, 1);
 }
 
@@ -361,22 +355,13 @@ fn shutdown_leaves_nothing_running() {
         status.task_run_status_counts.get("running").is_some()
     });
     engine.shutdown(Duration::from_millis(200));
-    let db = sqlite(&dir);
-    let running: i64 = db
-        .query_row(
-            "SELECT count(*) FROM runs WHERE status IN ('running', 'cancelling')",
-            [],
-            |row| row.get(0),
-        )
-        .expect("count");
+    let db = stored(&dir);
+    let running: i64 = db.int(
+        "SELECT count(*) FROM runs WHERE status IN ('running', 'cancelling')",
+        &[],
+    );
     assert_eq!(running, 0, "shutdown left runs running");
-    let queued: i64 = db
-        .query_row(
-            "SELECT count(*) FROM runs WHERE status = 'queued'",
-            [],
-            |row| row.get(0),
-        )
-        .expect("count");
+    let queued: i64 = db.int("SELECT count(*) FROM runs WHERE status = 'queued'", &[]);
     assert!(
         queued > 0,
         "interrupted and unstarted runs wait in the queue"
@@ -435,8 +420,8 @@ fn shutdown_does_not_wait_out_the_grace_period_for_a_run_in_backoff() {
         "shutdown waited {:?} for a run in backoff",
         started.elapsed()
     );
-    let status: String = sqlite(&dir)
-        .query_row("SELECT status FROM runs", [], |row| row.get(0))
+    let status: String = stored(&dir)
+        .text("SELECT status FROM runs", &[])
         .expect("status");
     assert_eq!(
         status, "queued",
@@ -465,7 +450,7 @@ fn recovery_requeues_interrupted_runs_or_fails_them_when_out_of_attempts() {
     drop(engine);
     // Forge what a crash leaves: runs marked running, one out of attempts,
     // one cancelling (counts adjusted as the writer would have).
-    let db = rusqlite::Connection::open(dir.db()).expect("connection");
+    let db = stored(&dir);
     db.execute_batch(&format!(
         "UPDATE runs SET status = 'running', attempts = 1 WHERE id = '{0}';
          UPDATE runs SET status = 'running', attempts = 3 WHERE id = '{1}';
@@ -474,8 +459,7 @@ fn recovery_requeues_interrupted_runs_or_fails_them_when_out_of_attempts() {
         stored_id(&added.run_ids[0]),
         stored_id(&added.run_ids[1]),
         stored_id(&added.run_ids[2])
-    ))
-    .expect("forge");
+    ));
     drop(db);
     let engine = open_with(&dir, with_workers(1));
     let recovered = engine.recovered();

@@ -209,24 +209,25 @@ fn schedule_child_entry() {
 /// Fires and the runs they made, as stored: (fires, runs, run creation
 /// times in order).
 fn stored_fires(dir: &TestDir) -> (i64, i64, Vec<i64>) {
-    let db = support::sqlite(dir);
-    let fires: i64 = db
-        .query_row("SELECT coalesce(sum(fires), 0) FROM schedules", [], |row| {
-            row.get(0)
-        })
-        .unwrap_or(0);
+    let db = support::stored(dir);
     // Before the child's first commit the tables are not there yet.
-    let Ok(mut statement) = db.prepare(
+    let fires = match db.try_rows("SELECT coalesce(sum(fires), 0) FROM schedules", &[]) {
+        Ok(rows) => rows[0][0]
+            .as_deref()
+            .map_or(0, |n| n.parse().expect("a count")),
+        Err(_) => return (0, 0, Vec::new()),
+    };
+    let Ok(rows) = db.try_rows(
         "SELECT r.created_at FROM schedule_runs s JOIN runs r ON r.seq = s.run_seq \
          ORDER BY r.seq",
+        &[],
     ) else {
         return (0, 0, Vec::new());
     };
-    let times: Vec<i64> = statement
-        .query_map([], |row| row.get(0))
-        .expect("rows")
-        .collect::<Result<_, _>>()
-        .expect("times");
+    let times: Vec<i64> = rows
+        .into_iter()
+        .map(|row| row[0].as_deref().expect("a time").parse().expect("micros"))
+        .collect();
     (fires, times.len() as i64, times)
 }
 

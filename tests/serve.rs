@@ -318,22 +318,13 @@ fn sigterm_and_sigint_shut_down_cleanly() {
             String::from_utf8_lossy(&rest).ends_with("0\r\n\r\n"),
             "SIG{name}: stream not ended cleanly"
         );
-        let db = sqlite(&dir);
-        let running: i64 = db
-            .query_row(
-                "SELECT count(*) FROM runs WHERE status IN ('running', 'cancelling')",
-                [],
-                |r| r.get(0),
-            )
-            .expect("count");
+        let db = stored(&dir);
+        let running: i64 = db.int(
+            "SELECT count(*) FROM runs WHERE status IN ('running', 'cancelling')",
+            &[],
+        );
         assert_eq!(running, 0, "SIG{name}: nothing left running");
-        let queued: i64 = db
-            .query_row(
-                "SELECT count(*) FROM runs WHERE status = 'queued'",
-                [],
-                |r| r.get(0),
-            )
-            .expect("count");
+        let queued: i64 = db.int("SELECT count(*) FROM runs WHERE status = 'queued'", &[]);
         assert_eq!(
             queued, 1,
             "SIG{name}: the interrupted run waits in the queue"

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use receiver::Receiver;
 use serde_json::Value;
-use support::{open_with, serve_child, sqlite, stored_id, wait_for, TestDir};
+use support::{open_with, serve_child, stored, stored_id, wait_for, TestDir};
 use taskyard::faces::parallel::wire::RunInput;
 use taskyard::model::DeliveryState;
 
@@ -161,15 +161,13 @@ fn a_delivery_written_with_its_status_survives_kill_9() {
     });
     server.kill().expect("kill -9");
     server.wait().expect("reaped");
-    let pending: (String, i64) = sqlite(&dir)
-        .query_row(
-            "SELECT d.state, d.attempts FROM webhook_deliveries d \
-             JOIN runs r ON r.seq = d.run_seq WHERE r.id = ?1",
-            [stored_id(&run_id)],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .expect("the delivery row");
-    assert_eq!(pending.0, "pending", "{pending:?}");
+    let pending = stored(&dir).rows(
+        "SELECT d.state, d.attempts FROM webhook_deliveries d \
+         JOIN runs r ON r.seq = d.run_seq WHERE r.id = ?1",
+        &[&stored_id(&run_id)],
+    );
+    assert_eq!(pending.len(), 1, "the delivery row: {pending:?}");
+    assert_eq!(pending[0][0].as_deref(), Some("pending"), "{pending:?}");
 
     receiver.accept();
     let (mut server, _addr) = serve_child(&dir, &config);
@@ -193,14 +191,11 @@ fn a_delivery_written_with_its_status_survives_kill_9() {
         assert_eq!(request["signature_valid"], Value::Bool(true));
         assert_eq!(request["body"]["data"]["status"], "completed");
     }
-    let terminal: i64 = sqlite(&dir)
-        .query_row(
-            "SELECT count(*) FROM events e JOIN runs r ON r.seq = e.run_seq \
+    let terminal: i64 = stored(&dir).int(
+        "SELECT count(*) FROM events e JOIN runs r ON r.seq = e.run_seq \
              WHERE r.id = ?1 AND e.status IN ('completed', 'failed', 'cancelled')",
-            [stored_id(&run_id)],
-            |row| row.get(0),
-        )
-        .expect("terminal events");
+        &[&(stored_id(&run_id)).to_string()],
+    );
     assert_eq!(terminal, 1, "exactly one terminal status");
     let _ = server.kill();
     let _ = server.wait();

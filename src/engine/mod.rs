@@ -168,6 +168,11 @@ impl Engine {
         let publisher = hub.clone();
         let wake = Arc::new(Wake::default());
         let deliveries_written = wake.clone();
+        // Set once the scheduler and timer run: what wakes them when other
+        // nodes commit (PostgreSQL), since their own commits wake them
+        // in-process.
+        let others_committed: Arc<OnceLock<Box<dyn Fn() + Send + Sync>>> = Arc::default();
+        let on_others = others_committed.clone();
         let options = store::Options {
             synchronous: config.synchronous,
             busy_timeout: config.busy_timeout,
@@ -182,6 +187,11 @@ impl Engine {
                 if notice.deliveries {
                     deliveries_written.wake();
                 }
+                if notice.others_upto.is_some() || notice.runs_queued {
+                    if let Some(wake) = on_others.get() {
+                        wake();
+                    }
+                }
             }),
         )
         .map_err(|error| match error {
@@ -194,6 +204,8 @@ impl Engine {
             keys: Vec::new(),
             events: Vec::new(),
             deliveries: false,
+            others_upto: None,
+            runs_queued: false,
         });
         let registry = Arc::new(config.registry);
         let schemas = Arc::new(SchemaCache::default());
@@ -222,6 +234,12 @@ impl Engine {
             scheduler_wake()
         })
         .map_err(|e| Error::Internal(format!("cannot start the schedule timer: {e}")))?;
+        let (scheduler_wake, clock) = (scheduler.waker(), config.clock.clone());
+        let _ = others_committed.set(Box::new(move || {
+            // Runs queued and schedules made by other nodes.
+            scheduler_wake();
+            clock.notify();
+        }));
         let pruner = if config.retention.is_set() {
             Some(
                 retention::Pruner::start(

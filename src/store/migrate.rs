@@ -70,6 +70,14 @@ CREATE INDEX events_by_run ON events(run_seq, id);",
     // 11: webhook targets a face lists by, and each delivery attempt
     // (issue 14).
     Migration::Code(webhook_attempts),
+    // 12: run leases, for several nodes on PostgreSQL (issue 17).
+    Migration::Sql(
+        "CREATE TABLE run_leases (
+    run_seq        INTEGER PRIMARY KEY,
+    node           TEXT    NOT NULL,
+    expires_at     INTEGER NOT NULL
+);",
+    ),
 ];
 
 /// Version a database has once every migration is applied.
@@ -666,6 +674,7 @@ mod tests {
         migrate(&mut old).expect("schema applies");
         old.execute_batch(
             "DROP TABLE webhook_attempts;
+             DROP TABLE run_leases;
              DROP TABLE run_webhooks;
              CREATE TABLE run_webhooks (
                  run_seq        INTEGER PRIMARY KEY,
@@ -676,7 +685,7 @@ mod tests {
              PRAGMA user_version = 10;",
         )
         .expect("back to version 10");
-        migrate(&mut old).expect("migration 11 applies");
+        migrate(&mut old).expect("migrations 11 and 12 apply");
         assert_eq!(user_version(&old), SCHEMA_VERSION);
         assert_eq!(schema_of(&old), schema_of(&new));
         let kept: (i64, String, String, Option<String>) = old

@@ -247,6 +247,8 @@ pub struct Store {
     /// SQLite's; dropped after the writer (fields drop in order), so that
     /// it can copy the writer's last frames.
     _checkpointer: Option<checkpoint::Checkpointer>,
+    /// PostgreSQL's: other nodes' commits, heard.
+    _listener: Option<postgres::Listener>,
 }
 
 /// The read connections of either backend.
@@ -259,12 +261,13 @@ impl Store {
     /// Opens the database at `location` (creating a SQLite file if
     /// needed), applies the schema and migrations, starts the writer
     /// thread and recovers runs a crash left running, as the writer's
-    /// first op. `on_commit` runs on the writer thread after each commit,
+    /// first op. `on_commit` runs on the writer thread after each commit
+    /// (on PostgreSQL also on the listener's, for other nodes' commits),
     /// before any caller is answered.
     pub fn open(
         location: &Location,
         options: &Options,
-        on_commit: Box<dyn Fn(&CommitNotice) + Send>,
+        on_commit: Box<dyn Fn(&CommitNotice) + Send + Sync>,
     ) -> Result<(Store, Recovered)> {
         let store = match location {
             Location::Sqlite(path) => Store::open_sqlite(path, options, on_commit)?,
@@ -277,7 +280,7 @@ impl Store {
     fn open_sqlite(
         path: &Path,
         options: &Options,
-        on_commit: Box<dyn Fn(&CommitNotice) + Send>,
+        on_commit: Box<dyn Fn(&CommitNotice) + Send + Sync>,
     ) -> Result<Store> {
         let open_error = |message: String| Error::Open {
             path: path.to_path_buf(),
@@ -315,6 +318,7 @@ impl Store {
             readers: Readers::Sqlite(readers),
             location: Location::Sqlite(path.to_path_buf()),
             _checkpointer: Some(checkpointer),
+            _listener: None,
         })
     }
 
@@ -323,7 +327,7 @@ impl Store {
     fn open_postgres(
         url: &str,
         options: &Options,
-        on_commit: Box<dyn Fn(&CommitNotice) + Send>,
+        on_commit: Box<dyn Fn(&CommitNotice) + Send + Sync>,
     ) -> Result<Store> {
         let location = Location::Postgres(url.to_string());
         let open_error = |error: Error| Error::Open {
@@ -332,17 +336,28 @@ impl Store {
         };
         let config = postgres::config(url, options).map_err(open_error)?;
         postgres::migrate_with(&config).map_err(open_error)?;
-        let writer = postgres::Connection::open(&config).map_err(open_error)?;
+        let writer =
+            postgres::Connection::open(&config, options.busy_timeout).map_err(open_error)?;
         let mut idle = Vec::new();
         for _ in 0..options.read_connections.max(1) {
-            idle.push(postgres::Connection::open(&config).map_err(open_error)?);
+            idle.push(
+                postgres::Connection::open(&config, options.busy_timeout).map_err(open_error)?,
+            );
         }
-        let writer = Writer::start(WriteConnection::Postgres(writer), None, on_commit)?;
+        let on_commit: postgres::Publish = Arc::from(on_commit);
+        let listener = postgres::Listener::start(config, on_commit.clone())
+            .map_err(|e| Error::Postgres(format!("cannot start the listener thread: {e}")))?;
+        let writer = Writer::start(
+            WriteConnection::Postgres(writer),
+            None,
+            Box::new(move |notice: &CommitNotice| on_commit(notice)),
+        )?;
         Ok(Store {
             writer,
             readers: Readers::Postgres(ReadPool::new(idle)),
             location,
             _checkpointer: None,
+            _listener: Some(listener),
         })
     }
 

@@ -136,7 +136,8 @@ pub fn stored(dir: &TestDir) -> Stored {
         Some(url) => Stored::Postgres(std::cell::RefCell::new(
             postgres::Client::connect(url, postgres::NoTls).expect("database connects"),
         )),
-        None => Stored::Sqlite(sqlite(dir)),
+        // Read-write: a test may forge a state (what a crash leaves).
+        None => Stored::Sqlite(rusqlite::Connection::open(dir.db()).expect("database opens")),
     }
 }
 
@@ -150,15 +151,32 @@ pub enum Stored {
 impl Stored {
     /// Every row of `sql`, whose `?N` placeholders take `params`.
     pub fn rows(&self, sql: &str, params: &[&str]) -> Vec<Vec<Option<String>>> {
+        self.try_rows(sql, params)
+            .unwrap_or_else(|error| panic!("{sql}: {error}"))
+    }
+
+    /// Runs statements that answer no rows (a test forging a state).
+    pub fn execute_batch(&self, sql: &str) {
+        match self {
+            Stored::Sqlite(connection) => connection.execute_batch(sql).expect("statements run"),
+            Stored::Postgres(client) => client
+                .borrow_mut()
+                .batch_execute(sql)
+                .expect("statements run"),
+        }
+    }
+
+    /// [`Stored::rows`], or the database's error (a table not made yet).
+    pub fn try_rows(&self, sql: &str, params: &[&str]) -> Result<Vec<Vec<Option<String>>>, String> {
         match self {
             Stored::Sqlite(connection) => {
-                let mut statement = connection.prepare(sql).expect("statement prepares");
+                let mut statement = connection.prepare(sql).map_err(|e| e.to_string())?;
                 let columns = statement.column_count();
                 let mut rows = statement
                     .query(rusqlite::params_from_iter(params))
-                    .expect("query runs");
+                    .map_err(|e| e.to_string())?;
                 let mut answer = Vec::new();
-                while let Some(row) = rows.next().expect("row reads") {
+                while let Some(row) = rows.next().map_err(|e| e.to_string())? {
                     answer.push(
                         (0..columns)
                             .map(|i| {
@@ -175,7 +193,7 @@ impl Stored {
                             .collect(),
                     );
                 }
-                answer
+                Ok(answer)
             }
             Stored::Postgres(client) => {
                 // The simple protocol answers every value as text, as the
@@ -185,10 +203,10 @@ impl Stored {
                     let literal = format!("'{}'", param.replace('\'', "''"));
                     text = text.replace(&format!("?{}", i + 1), &literal);
                 }
-                client
+                Ok(client
                     .borrow_mut()
                     .simple_query(&text)
-                    .unwrap_or_else(|error| panic!("{text}: {error:?}"))
+                    .map_err(|error| format!("{text}: {error:?}"))?
                     .into_iter()
                     .filter_map(|message| match message {
                         postgres::SimpleQueryMessage::Row(row) => Some(
@@ -198,7 +216,7 @@ impl Stored {
                         ),
                         _ => None,
                     })
-                    .collect()
+                    .collect())
             }
         }
     }
@@ -216,6 +234,46 @@ impl Stored {
             .into_iter()
             .next()
             .and_then(|row| row.into_iter().next().flatten())
+    }
+}
+
+/// The writer's lock, held by another connection until released: SQLite's
+/// write lock (`BEGIN IMMEDIATE`), or PostgreSQL's `event_ids` row, which
+/// every writer batch locks first. A write then waits its busy timeout
+/// (`lock_timeout` on PostgreSQL) and fails.
+pub struct WriteLock(Stored);
+
+impl WriteLock {
+    pub fn take(dir: &TestDir) -> WriteLock {
+        let lock = match &dir.database {
+            Some(_) => stored(dir),
+            None => Stored::Sqlite(rusqlite::Connection::open(dir.db()).expect("connection")),
+        };
+        match &lock {
+            Stored::Sqlite(connection) => connection
+                .execute_batch("BEGIN IMMEDIATE")
+                .expect("write lock"),
+            Stored::Postgres(client) => client
+                .borrow_mut()
+                .batch_execute("BEGIN; SELECT last_id FROM event_ids WHERE id = 1 FOR UPDATE")
+                .expect("event_ids locked"),
+        }
+        WriteLock(lock)
+    }
+
+    /// The connection that holds the lock, to write in its transaction.
+    pub fn stored(&self) -> &Stored {
+        &self.0
+    }
+
+    pub fn release(self) {
+        match &self.0 {
+            Stored::Sqlite(connection) => connection.execute_batch("ROLLBACK").expect("release"),
+            Stored::Postgres(client) => client
+                .borrow_mut()
+                .batch_execute("ROLLBACK")
+                .expect("release"),
+        }
     }
 }
 
@@ -285,21 +343,21 @@ pub fn start_line_addr(line: &str) -> Option<&str> {
 /// A group's events stream as stored, in id order, rendered as Parallel's
 /// face renders it: (id, type, data). `group_id` is the wire id.
 pub fn stored_group_stream(dir: &TestDir, group_id: &str) -> Vec<(u64, String, String)> {
-    let db = sqlite(dir);
-    let mut statement = db
-        .prepare(
+    let id = engine_id(GROUP_ID_PREFIX, group_id).expect("a group id");
+    stored(dir)
+        .rows(
             "SELECT e.id, e.data FROM events e JOIN groups g ON g.seq = e.group_seq \
              WHERE g.id = ?1 AND e.stream = 1 ORDER BY e.id",
+            &[id],
         )
-        .expect("query");
-    let id = engine_id(GROUP_ID_PREFIX, group_id).expect("a group id");
-    let rows: Vec<(u64, String)> = statement
-        .query_map([id], |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?)))
-        .expect("rows")
-        .collect::<Result<Vec<_>, _>>()
-        .expect("rows read");
-    rows.into_iter()
-        .map(|(id, data)| {
+        .into_iter()
+        .map(|row| {
+            let id: u64 = row[0]
+                .as_deref()
+                .expect("an id")
+                .parse()
+                .expect("an integer");
+            let data = row[1].clone().expect("data");
             let data: taskyard::model::EventData =
                 serde_json::from_str(&data).expect("a stored event");
             let event = taskyard::faces::parallel::render::to_wire(&taskyard::model::Event::new(

@@ -9,6 +9,8 @@
 //! SQLite file. Like the rest of `store`, it must not know the engine, the
 //! scheduler, the server or any face.
 
+mod listen;
+
 use std::cell::RefCell;
 use std::time::Duration;
 
@@ -16,6 +18,8 @@ use postgres::{Client, IsolationLevel};
 
 use postgres::{Config, NoTls};
 use r2d2_postgres::PostgresConnectionManager;
+
+pub(crate) use listen::{Listener, Publish};
 
 use super::sql::{Sql, Statements};
 use super::{Error, Result, SCHEMA_VERSION};
@@ -31,7 +35,14 @@ const FIRST_VERSION: i64 = 11;
 /// Migrations after [`FIRST_VERSION`], in order: `POSTGRES_MIGRATIONS[i]`
 /// makes version `FIRST_VERSION + 1 + i`, the same number the SQLite
 /// migration of the same change has (issue 17: one numbering).
-const POSTGRES_MIGRATIONS: &[&str] = &[];
+const POSTGRES_MIGRATIONS: &[&str] = &[
+    // 12: run leases (issue 17), as SQLite's migration 12.
+    "CREATE TABLE run_leases (
+    run_seq        BIGINT  PRIMARY KEY,
+    node           TEXT    COLLATE \"C\" NOT NULL,
+    expires_at     BIGINT  NOT NULL
+);",
+];
 
 // A migration added to one backend and not the other fails the build here,
 // so the two numberings cannot drift apart.
@@ -189,14 +200,19 @@ pub(crate) struct Connection {
     client: Client,
     statements: RefCell<Statements>,
     config: Config,
+    lock_timeout: Duration,
 }
 
 impl Connection {
-    pub(crate) fn open(config: &Config) -> Result<Connection> {
+    /// A connection whose statements wait at most `lock_timeout` for a
+    /// lock another transaction holds, then fail `Busy`: the store's
+    /// `busy_timeout`, as on SQLite.
+    pub(crate) fn open(config: &Config, lock_timeout: Duration) -> Result<Connection> {
         Ok(Connection {
-            client: config.connect(NoTls)?,
+            client: connect_client(config, lock_timeout)?,
             statements: RefCell::new(Statements::new()),
             config: config.clone(),
+            lock_timeout,
         })
     }
 
@@ -204,7 +220,7 @@ impl Connection {
     /// statements die with their connection.
     fn ensure_open(&mut self) -> Result<()> {
         if self.client.is_closed() {
-            self.client = self.config.connect(NoTls)?;
+            self.client = connect_client(&self.config, self.lock_timeout)?;
             self.statements.borrow_mut().clear();
         }
         Ok(())
@@ -233,6 +249,15 @@ impl Connection {
         let transaction = self.client.transaction()?;
         Ok(Sql::postgres(transaction, &self.statements))
     }
+}
+
+fn connect_client(config: &Config, lock_timeout: Duration) -> Result<Client> {
+    let mut client = config.connect(NoTls)?;
+    client.batch_execute(&format!(
+        "SET lock_timeout = {}",
+        lock_timeout.as_millis().max(1)
+    ))?;
+    Ok(client)
 }
 
 /// The recorded schema version; `None` when the database has no

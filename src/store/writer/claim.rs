@@ -5,6 +5,7 @@
 //! Runs on the writer thread inside the batch's transaction.
 
 use super::*;
+use crate::limits::LEASE_MS;
 
 pub(super) fn claim(
     transaction: &Sql<'_>,
@@ -56,6 +57,11 @@ pub(super) fn claim(
         // rather than wait and then find them running.
         sql.push_str(" FOR UPDATE SKIP LOCKED");
     }
+    if transaction.dialect() == Dialect::Postgres {
+        // Runs of a node that stopped come back to the queue first, to be
+        // claimed with the rest below.
+        super::super::recovery::reclaim_expired(transaction, batch)?;
+    }
     let exclude: Vec<&dyn Param> = exclude.iter().map(|name| *name as &dyn Param).collect();
     let rows = transaction.query_map(&sql, &exclude, |row| {
         Ok((
@@ -90,6 +96,18 @@ pub(super) fn claim(
             "UPDATE runs SET status = 'running', attempts = ?2, modified_at = ?3 WHERE seq = ?1",
             params![run.seq, i64::from(run.attempt), batch.now],
         )?;
+        if let Some(node) = &batch.node {
+            transaction.execute(
+                "INSERT INTO run_leases (run_seq, node, expires_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (run_seq) DO UPDATE SET node = excluded.node, \
+                 expires_at = excluded.expires_at",
+                params![
+                    run.seq,
+                    node.as_ref(),
+                    batch.now + (LEASE_MS * 1_000) as i64
+                ],
+            )?;
+        }
         batch.append_event(
             transaction,
             EventKind::RunStatus,

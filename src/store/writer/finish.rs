@@ -94,6 +94,18 @@ pub(super) fn finish_run(
     run_seq: i64,
     finish: Finish,
 ) -> Result<bool> {
+    if let Some(node) = &batch.node {
+        // PostgreSQL: only the node that holds the run's lease finishes
+        // it. One whose lease ran out lost the run to another node, and
+        // its finish is ignored as a late second finish is (invariant 5).
+        let held = transaction.execute(
+            "DELETE FROM run_leases WHERE run_seq = ?1 AND node = ?2",
+            params![run_seq, node.as_ref()],
+        )?;
+        if held == 0 {
+            return Ok(false);
+        }
+    }
     // The run and its enable_events in one lookup: a second query per
     // finish showed in the writer's profile.
     let (mut run, enable_events) = transaction

@@ -23,6 +23,7 @@ mod schedule;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use parking_lot::Mutex;
@@ -34,7 +35,7 @@ use super::{
     Error, GroupRow, Result, RunRow, ScheduleRow, GROUP_COLUMNS, RUN_COLUMNS, RUN_COLUMNS_COUNT,
     SCHEDULE_COLUMNS,
 };
-use crate::limits::{WRITER_BATCH_OPS_MAX, WRITER_QUEUE_MAX};
+use crate::limits::{LEASE_MS, WRITER_BATCH_OPS_MAX, WRITER_QUEUE_MAX};
 use crate::model::{
     to_json, Event, EventData, EventKind, ProgressKind, RunCounts as Counts, RunError, RunStatus,
     Timestamp, Warning,
@@ -76,6 +77,13 @@ pub struct CommitNotice {
     pub events: Vec<CommittedEvent>,
     /// True when the commit wrote webhook deliveries (the deliverer wakes).
     pub deliveries: bool,
+    /// PostgreSQL, several nodes: the ids up to this one may hold events
+    /// other nodes committed, which `events` does not carry, so a follower
+    /// must read them from the store (the hub resets its windows).
+    pub others_upto: Option<u64>,
+    /// Runs went back to the queue without a create (leases taken back):
+    /// the scheduler should claim.
+    pub runs_queued: bool,
 }
 
 /// A committed group or run stream row, as the hub keeps it.
@@ -422,8 +430,18 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("taskyard-writer".into())
             .spawn(move || {
+                let lease = match &connection {
+                    WriteConnection::Sqlite(_) => None,
+                    WriteConnection::Postgres(_) => Some(Lease {
+                        node: Arc::from(ulid::Ulid::new().to_string()),
+                        // The first op, `Op::Recover`, takes back what
+                        // stopped nodes left; renewal starts a period on.
+                        renewed_at: Instant::now(),
+                    }),
+                };
                 let mut thread = WriterThread {
                     connection,
+                    lease,
                     last_event_id,
                     page_cap,
                     on_commit,
@@ -502,8 +520,21 @@ pub(crate) enum WriteConnection {
     Postgres(super::postgres::Connection),
 }
 
+/// A PostgreSQL writer's leases: its node's name and when it last renewed
+/// them.
+struct Lease {
+    node: Arc<str>,
+    renewed_at: Instant,
+}
+
+/// How often leases are renewed (and expired ones taken back): a third
+/// of a lease, so two renewals can be missed before it runs out.
+const LEASE_RENEW_EVERY: Duration = Duration::from_millis(LEASE_MS / 3);
+
 struct WriterThread {
     connection: WriteConnection,
+    /// PostgreSQL's; `None` on SQLite.
+    lease: Option<Lease>,
     last_event_id: u64,
     /// `PRAGMA max_page_count` as configured (`database_bytes_max`).
     page_cap: Option<u64>,
@@ -519,9 +550,25 @@ impl WriterThread {
     fn run(&mut self, receiver: Receiver<Message>) {
         let mut stopping = false;
         while !stopping {
-            let first = match receiver.recv() {
-                Ok(Message::Op(op)) => op,
-                Ok(Message::Stop) | Err(_) => break,
+            let received = match &self.lease {
+                // A quiet PostgreSQL writer still renews its leases.
+                Some(_) => match receiver.recv_timeout(LEASE_RENEW_EVERY) {
+                    Ok(message) => Some(message),
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                },
+                None => match receiver.recv() {
+                    Ok(message) => Some(message),
+                    Err(_) => break,
+                },
+            };
+            let first = match received {
+                Some(Message::Op(op)) => op,
+                Some(Message::Stop) => break,
+                None => {
+                    self.commit_batch(Vec::new());
+                    continue;
+                }
             };
             let mut ops = vec![first];
             while ops.len() < WRITER_BATCH_OPS_MAX {
@@ -564,13 +611,16 @@ impl WriterThread {
             pending: CountChanges::default(),
             run_counts: Counts::default(),
             deliveries: false,
+            others_upto: None,
+            node: self.lease.as_ref().map(|lease| lease.node.clone()),
+            runs_queued: false,
         };
         let committed = match &mut self.connection {
             WriteConnection::Sqlite(connection) => {
                 commit_sqlite(connection, &mut batch, ops, &noticed)
             }
             WriteConnection::Postgres(connection) => {
-                commit_postgres(connection, &mut batch, ops, &noticed)
+                commit_postgres(connection, self.lease.as_mut(), &mut batch, ops, &noticed)
             }
         };
         let Some(completions) = committed else {
@@ -593,6 +643,8 @@ impl WriterThread {
             keys,
             events: batch.events,
             deliveries: batch.deliveries,
+            others_upto: batch.others_upto,
+            runs_queued: batch.runs_queued,
         });
         for completion in completions {
             completion(None);
@@ -633,6 +685,7 @@ fn commit_sqlite(
 /// visible in id order across every node (schema.postgres.sql's header).
 fn commit_postgres(
     connection: &mut super::postgres::Connection,
+    lease: Option<&mut Lease>,
     batch: &mut Batch,
     ops: Vec<Op>,
     noticed: &dyn Fn(&Error),
@@ -655,7 +708,26 @@ fn commit_postgres(
             return None;
         }
     };
+    // Ids this writer did not assign came between its last batch and
+    // this one: other nodes' events, which the hub's windows lack.
+    if last_id + 1 != batch.next_event_id {
+        batch.others_upto = Some(last_id);
+    }
     batch.next_event_id = last_id + 1;
+    if let Some(lease) = lease.filter(|lease| lease.renewed_at.elapsed() >= LEASE_RENEW_EVERY) {
+        // Renewed first, so this node's own leases never look expired to
+        // the take-back after.
+        let renewed = super::recovery::renew_leases(&sql, batch)
+            .and_then(|()| super::recovery::reclaim_expired(&sql, batch).map(|_| ()));
+        if let Err(error) = renewed {
+            noticed(&error);
+            for op in ops {
+                fail_op(op, error.clone());
+            }
+            return None;
+        }
+        lease.renewed_at = Instant::now();
+    }
     let completions = apply_batch(&sql, batch, ops, noticed)?;
     let last_event_id = batch.next_event_id - 1;
     let written = if last_event_id > last_id {
@@ -841,6 +913,14 @@ pub(super) struct Batch {
     pub(super) deliveries: bool,
     /// The configured page cap, which pruning lifts for its batch.
     pub(super) page_cap: Option<u64>,
+    /// Set when the ids before this batch's were not all this writer's
+    /// (another node wrote events since): see `CommitNotice::others_upto`.
+    pub(super) others_upto: Option<u64>,
+    /// PostgreSQL: this node's name in `run_leases`; `None` on SQLite,
+    /// where one process owns the file and needs no lease.
+    pub(super) node: Option<Arc<str>>,
+    /// Leases taken back requeued runs (see `CommitNotice::runs_queued`).
+    pub(super) runs_queued: bool,
 }
 
 /// Where an event row shows (the `stream` column).

@@ -93,27 +93,7 @@ impl Postgres {
             cluster.port = free_port();
             // The last try's log would end this try's wait at once.
             let _ = std::fs::remove_file(cluster.log_path());
-            let output = cluster
-                .command("pg_ctl")
-                .arg("start")
-                .arg("--pgdata")
-                .arg(cluster.data_dir())
-                .arg("--log")
-                .arg(cluster.log_path())
-                // -W: do not wait here; `wait_ready` below waits with a
-                // deadline of its own and says what it waited for.
-                .arg("-W")
-                .arg("-o")
-                .arg(format!(
-                    // fsync off: the data is thrown away with the test.
-                    "-c listen_addresses=127.0.0.1 -c port={} \
-                     -c unix_socket_directories='{}' -c fsync=off",
-                    cluster.port,
-                    cluster.dir.path().display()
-                ))
-                .output()
-                .expect("pg_ctl start runs");
-            check("pg_ctl start", &output);
+            cluster.pg_ctl_start();
             match cluster.wait_ready() {
                 Ok(()) => return cluster,
                 Err(error) if tries < START_TRIES_MAX && error.contains(PORT_TAKEN_LOG) => {
@@ -129,6 +109,41 @@ impl Postgres {
                 ),
             }
         }
+    }
+
+    /// `pg_ctl start` on the cluster's port, without waiting.
+    fn pg_ctl_start(&self) {
+        let output = self
+            .command("pg_ctl")
+            .arg("start")
+            .arg("--pgdata")
+            .arg(self.data_dir())
+            .arg("--log")
+            .arg(self.log_path())
+            // -W: do not wait here; `wait_ready` waits with a deadline of
+            // its own and says what it waited for.
+            .arg("-W")
+            .arg("-o")
+            .arg(format!(
+                // fsync off: the data is thrown away with the test.
+                "-c listen_addresses=127.0.0.1 -c port={} \
+                 -c unix_socket_directories='{}' -c fsync=off",
+                self.port,
+                self.dir.path().display()
+            ))
+            .output()
+            .expect("pg_ctl start runs");
+        check("pg_ctl start", &output);
+    }
+
+    /// Starts the server again after [`Postgres::stop`], on the same port
+    /// and data: a restart that clients live through.
+    pub fn start_again(&self) {
+        let _ = std::fs::remove_file(self.log_path());
+        self.pg_ctl_start();
+        self.wait_ready().unwrap_or_else(|error| {
+            panic!("postgres did not start again: {error}\n{}", self.log())
+        });
     }
 
     /// A URL of the cluster's `postgres` database.

@@ -230,25 +230,52 @@ impl Connection {
     /// snapshot for all its statements, as a SQLite read transaction.
     pub(crate) fn read<T>(&mut self, read: impl FnOnce(&Sql<'_>) -> Result<T>) -> Result<T> {
         self.ensure_open()?;
-        let transaction = self
-            .client
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()?;
-        let sql = Sql::postgres(transaction, &self.statements);
-        let answer = read(&sql)?;
-        sql.commit()?;
-        Ok(answer)
+        let error = match read_transaction(&mut self.client) {
+            Ok(transaction) => return finish_read(transaction, &self.statements, read),
+            Err(error) => error,
+        };
+        if !self.client.is_closed() {
+            return Err(error.into());
+        }
+        // A connection the server dropped while it sat in the pool is found
+        // so only at its next use: open another and begin once more.
+        self.ensure_open()?;
+        let transaction = read_transaction(&mut self.client)?;
+        finish_read(transaction, &self.statements, read)
     }
 
     /// A READ COMMITTED transaction for the writer (schema.postgres.sql
     /// says why not REPEATABLE READ).
     pub(crate) fn begin(&mut self) -> Result<Sql<'_>> {
+        // A connection the server dropped fails the first batch that uses
+        // it (a 503 to retry) and is opened again for the next one.
         self.ensure_open()?;
         let transaction = self.client.transaction()?;
         Ok(Sql::postgres(transaction, &self.statements))
     }
+}
+
+/// A read-only REPEATABLE READ transaction: one snapshot for a read.
+fn read_transaction(
+    client: &mut Client,
+) -> std::result::Result<postgres::Transaction<'_>, postgres::Error> {
+    client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+}
+
+/// Runs `read` in `transaction` and commits it.
+fn finish_read<T>(
+    transaction: postgres::Transaction<'_>,
+    statements: &RefCell<Statements>,
+    read: impl FnOnce(&Sql<'_>) -> Result<T>,
+) -> Result<T> {
+    let sql = Sql::postgres(transaction, statements);
+    let answer = read(&sql)?;
+    sql.commit()?;
+    Ok(answer)
 }
 
 fn connect_client(config: &Config, lock_timeout: Duration) -> Result<Client> {
@@ -303,10 +330,14 @@ impl From<postgres::Error> for Error {
     fn from(error: postgres::Error) -> Error {
         use postgres::error::SqlState;
         let Some(db) = error.as_db_error() else {
-            if error.is_closed() || error.to_string().contains("connection") {
-                return Error::Unreachable(error.to_string());
+            // The client's own errors: a connection refused ("error
+            // connecting to server"), broken ("error communicating with the
+            // server") or closed. Anything else (a bad parameter) stays.
+            let text = error.to_string();
+            if error.is_closed() || text.contains("connect") || text.contains("communicat") {
+                return Error::Unreachable(text);
             }
-            return Error::Postgres(error.to_string());
+            return Error::Postgres(text);
         };
         let mut text = format!("{}: {}", db.code().code(), db.message());
         if let Some(detail) = db.detail() {

@@ -1,0 +1,311 @@
+//! Several taskyard nodes on one PostgreSQL database (issue 17), each a
+//! whole engine with its own writer, readers, listener and scheduler,
+//! against a throw-away cluster of the test's own: runs made on one node
+//! execute on both and end once; a stream on one node sees every event of
+//! both, in order, across reconnects; a restart of PostgreSQL itself is a
+//! 503 with `retry-after` while it lasts, and the nodes carry on after it
+//! without a restart of their own.
+//!
+//! Nodes here share the test's process (so a processor can record which
+//! node ran what, and whether a run ever ran twice at once); what they
+//! share beyond that is only the database, as separate processes would.
+
+#[path = "support/http.rs"]
+mod client;
+mod support;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use support::postgres_cluster::Postgres;
+use support::wait_for;
+use taskyard::faces::parallel::wire::{engine_id, AddRuns, RunInput, GROUP_ID_PREFIX};
+use taskyard::faces::parallel::Api;
+use taskyard::processors::{ProcessorConfig, ProcessorError, RunContext};
+use taskyard::{Config, Engine, StreamKind};
+
+/// What the nodes' processors saw, shared by every node of a test.
+#[derive(Default)]
+struct Seen {
+    /// Runs executing now, on any node.
+    running: Mutex<HashSet<String>>,
+    /// Times a run started while it was already executing somewhere.
+    overlaps: AtomicUsize,
+    /// Attempts by node.
+    by_node: Mutex<BTreeMap<&'static str, usize>>,
+}
+
+/// Records the node that runs each attempt, and any run executing twice
+/// at once; answers the node's name.
+struct Marked {
+    node: &'static str,
+    seen: Arc<Seen>,
+    work: Duration,
+}
+
+impl taskyard::processors::Processor for Marked {
+    fn run(&self, ctx: &RunContext<'_>) -> Result<taskyard::model::Output, ProcessorError> {
+        if !self
+            .seen
+            .running
+            .lock()
+            .expect("lock")
+            .insert(ctx.run_id.to_string())
+        {
+            self.seen.overlaps.fetch_add(1, Ordering::SeqCst);
+        }
+        std::thread::sleep(self.work);
+        self.seen.running.lock().expect("lock").remove(ctx.run_id);
+        *self
+            .seen
+            .by_node
+            .lock()
+            .expect("lock")
+            .entry(self.node)
+            .or_default() += 1;
+        Ok(taskyard::model::Output::text(self.node, Vec::new()))
+    }
+}
+
+/// A node on `url` whose `marked` processor records into `seen`.
+fn node(url: &str, name: &'static str, seen: &Arc<Seen>, work: Duration) -> Api {
+    let mut registry = taskyard::faces::default_registry();
+    registry.insert(ProcessorConfig::new(
+        "marked",
+        "test",
+        Arc::new(Marked {
+            node: name,
+            seen: seen.clone(),
+            work,
+        }),
+    ));
+    let config = Config {
+        registry,
+        workers: 2,
+        ..taskyard::faces::default_config()
+    };
+    Api::new(Engine::open(url, config).expect("node opens"))
+}
+
+fn marked_runs(count: usize, tag: &str) -> AddRuns {
+    AddRuns {
+        inputs: (0..count)
+            .map(|i| RunInput::new(format!("{tag} {i}"), "marked"))
+            .collect(),
+        default_task_spec: None,
+    }
+}
+
+/// The group's group-stream event ids as stored, in order.
+fn stored_stream(url: &str, group_id: &str) -> Vec<u64> {
+    let mut client = postgres::Client::connect(url, postgres::NoTls).expect("connects");
+    let id = engine_id(GROUP_ID_PREFIX, group_id).expect("a group id");
+    client
+        .query(
+            "SELECT e.id FROM events e JOIN groups g ON g.seq = e.group_seq \
+             WHERE g.id = $1 AND e.stream = 1 ORDER BY e.id",
+            &[&id],
+        )
+        .expect("events read")
+        .iter()
+        .map(|row| row.get::<_, i64>(0) as u64)
+        .collect()
+}
+
+/// Runs of the group with more or fewer than one terminal event row.
+fn runs_without_one_end(url: &str) -> i64 {
+    let mut client = postgres::Client::connect(url, postgres::NoTls).expect("connects");
+    client
+        .query_one(
+            "SELECT count(*) FROM runs r WHERE (SELECT count(*) FROM events e \
+             WHERE e.run_seq = r.seq AND e.status IN ('completed', 'failed', 'cancelled')) <> 1",
+            &[],
+        )
+        .expect("count")
+        .get(0)
+}
+
+#[test]
+fn runs_made_on_one_node_execute_on_both_once_and_a_stream_on_the_other_sees_every_event() {
+    let cluster = Postgres::start();
+    let url = cluster.create_database("two_nodes");
+    let seen = Arc::new(Seen::default());
+    let a = node(&url, "A", &seen, Duration::from_millis(5));
+    let b = node(&url, "B", &seen, Duration::from_millis(5));
+
+    let group = a.create_group(None).expect("group on A");
+    for batch in 0..4 {
+        a.add_runs(
+            &group.taskgroup_id,
+            marked_runs(100, &format!("batch {batch}")),
+        )
+        .expect("runs added on A");
+    }
+    // Followed on B to its end: the group is inactive once all 400 ended.
+    let events = support::drain_group(&b, &group.taskgroup_id, 0);
+    let ids: Vec<u64> = events.iter().map(|e| e.id.expect("an id")).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "in id order: {ids:?}");
+    assert_eq!(
+        ids,
+        stored_stream(&url, &group.taskgroup_id),
+        "B's stream is the stored group stream, whole"
+    );
+    let status = b.get_group(&group.taskgroup_id).expect("group on B").status;
+    assert_eq!(status.num_task_runs, 400);
+    assert_eq!(
+        status.task_run_status_counts.get("completed"),
+        Some(&json!(400)),
+        "{status:?}"
+    );
+    assert_eq!(
+        seen.overlaps.load(Ordering::SeqCst),
+        0,
+        "no run ran twice at once"
+    );
+    assert_eq!(runs_without_one_end(&url), 0, "each run ended exactly once");
+    let by_node = seen.by_node.lock().expect("lock").clone();
+    assert_eq!(
+        by_node.values().sum::<usize>(),
+        400,
+        "one attempt each: {by_node:?}"
+    );
+    assert!(
+        by_node.get("A").is_some_and(|n| *n > 0) && by_node.get("B").is_some_and(|n| *n > 0),
+        "both nodes ran runs made on A: {by_node:?}"
+    );
+}
+
+/// Invariant 3 with two writers: 20,000 runs added half on each node at
+/// once, executed by both, and a reader on A that drops its stream every
+/// 500 events and resumes from its cursor. It gets exactly the stored
+/// group stream: no gap, no duplicate.
+#[test]
+fn a_resuming_reader_misses_nothing_while_two_nodes_write() {
+    let cluster = Postgres::start();
+    let url = cluster.create_database("cursors");
+    let seen = Arc::new(Seen::default());
+    let a = node(&url, "A", &seen, Duration::ZERO);
+    let b = node(&url, "B", &seen, Duration::ZERO);
+    let group = a.create_group(None).expect("group");
+    let adders: Vec<_> = [a.clone(), b.clone()]
+        .into_iter()
+        .enumerate()
+        .map(|(index, node)| {
+            let group_id = group.taskgroup_id.clone();
+            std::thread::spawn(move || {
+                for batch in 0..10 {
+                    node.add_runs(&group_id, marked_runs(1_000, &format!("{index}/{batch}")))
+                        .expect("runs added");
+                }
+            })
+        })
+        .collect();
+    let mut cursor = 0;
+    let mut read = Vec::new();
+    let mut reconnects = 0;
+    loop {
+        let mut stream = a
+            .subscribe(
+                StreamKind::GroupEvents(group.taskgroup_id.clone()),
+                cursor,
+                Duration::from_secs(60),
+            )
+            .expect("subscribed");
+        let mut taken = 0;
+        let mut ended = true;
+        for event in stream.by_ref() {
+            let id = event.expect("an event").id.expect("an id");
+            read.push(id);
+            cursor = id;
+            taken += 1;
+            if taken == 500 {
+                ended = false;
+                break;
+            }
+        }
+        drop(stream);
+        reconnects += 1;
+        // The stream ends whenever the group is idle between adds: only the
+        // end after the last add is the end.
+        if ended && adders.iter().all(|adder| adder.is_finished()) {
+            let status = a.get_group(&group.taskgroup_id).expect("group").status;
+            if !status.is_active && status.num_task_runs == 20_000 {
+                break;
+            }
+        }
+    }
+    for adder in adders {
+        adder.join().expect("adder");
+    }
+    // A last resume after the end: nothing new.
+    let tail = support::drain_group(&a, &group.taskgroup_id, cursor);
+    read.extend(tail.iter().map(|e| e.id.expect("an id")));
+    let stored = stored_stream(&url, &group.taskgroup_id);
+    let unique: HashSet<u64> = read.iter().copied().collect();
+    assert_eq!(unique.len(), read.len(), "no duplicate");
+    assert_eq!(read.len(), stored.len(), "no gap: {reconnects} reconnects");
+    assert_eq!(read, stored, "exactly the stored stream, in order");
+    assert_eq!(runs_without_one_end(&url), 0, "each run ended exactly once");
+}
+
+/// PostgreSQL stops mid-run: the node answers 503 with `retry-after`
+/// (never a 500, never a hang), and once the server is back it carries on
+/// by itself: new requests succeed and the runs complete.
+#[test]
+fn a_postgres_restart_is_a_503_with_retry_after_and_the_node_recovers_alone() {
+    let cluster = Postgres::start();
+    let url = cluster.create_database("restart");
+    let seen = Arc::new(Seen::default());
+    let a = node(&url, "A", &seen, Duration::from_millis(20));
+    let server = client::TestServer::start_on_engine(a.clone(), |_| {});
+    let group = a.create_group(None).expect("group");
+    a.add_runs(&group.taskgroup_id, marked_runs(50, "before"))
+        .expect("runs added");
+
+    cluster.stop();
+    let mut answer = server.post_json(
+        "/v1/tasks/runs",
+        &json!({"input": "x", "processor": "marked"}),
+    );
+    // The first use of a dropped connection is what finds it dropped.
+    if answer.status != 503 {
+        answer = server.post_json(
+            "/v1/tasks/runs",
+            &json!({"input": "x", "processor": "marked"}),
+        );
+    }
+    assert_eq!(answer.status, 503, "{}", answer.text());
+    assert!(answer.header("retry-after").is_some(), "{answer:?}");
+    let read = server.get(&format!("/v1/tasks/groups/{}", group.taskgroup_id));
+    assert_eq!(read.status, 503, "{}", read.text());
+
+    cluster.start_again();
+    wait_for(
+        "a create after the restart",
+        Duration::from_secs(30),
+        || {
+            let answer = server.post_json(
+                "/v1/tasks/runs",
+                &json!({"input": "after", "processor": "marked"}),
+            );
+            answer.status == 202
+        },
+    );
+    wait_for(
+        "every run of the group completed",
+        Duration::from_secs(60),
+        || {
+            let status = a.get_group(&group.taskgroup_id).expect("group").status;
+            !status.is_active
+        },
+    );
+    let status = a.get_group(&group.taskgroup_id).expect("group").status;
+    assert_eq!(
+        status.task_run_status_counts.get("completed"),
+        Some(&json!(50))
+    );
+    assert_eq!(runs_without_one_end(&url), 0);
+}

@@ -72,7 +72,8 @@
 -- Advisory lock keys, each a 64-bit ASCII tag: 'migrate!'
 -- 7883946363647714593 serialises schema application between nodes
 -- starting at once (src/store/postgres/mod.rs); 'retentn!'
--- 8243122671965204001 will let one node prune at a time.
+-- 8243122671965204001 lets one node prune at a time
+-- (src/store/writer/prune.rs).
 
 -- The schema version, as SQLite's PRAGMA user_version: one row, written
 -- in the transaction that applies the schema or a migration.

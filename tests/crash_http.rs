@@ -825,6 +825,11 @@ struct Kill {
 
 #[test]
 fn crash_loop_over_http_loses_nothing_acknowledged_and_streams_every_event_once() {
+    if !support::sqlite_only(
+        "crash_loop_over_http_loses_nothing_acknowledged_and_streams_every_event_once",
+    ) {
+        return;
+    }
     let started = Instant::now();
     let plan = Plan::from_env();
     eprintln!(
@@ -1677,6 +1682,9 @@ fn stored_run_counts(dir: &TestDir) -> (i64, BTreeMap<String, i64>) {
 /// and again once recovery has requeued what was running.
 #[test]
 fn runs_by_status_gauge_equals_a_full_count_after_kill_9() {
+    if !support::sqlite_only("runs_by_status_gauge_equals_a_full_count_after_kill_9") {
+        return;
+    }
     let dir = TestDir::new();
     let config = dir.dir.path().join("taskyard.toml");
     std::fs::write(&config, "").expect("config written");

@@ -36,6 +36,8 @@ struct Seen {
     overlaps: AtomicUsize,
     /// Attempts by node.
     by_node: Mutex<BTreeMap<&'static str, usize>>,
+    /// The most runs executing at once, on all nodes together.
+    peak: AtomicUsize,
 }
 
 /// Records the node that runs each attempt, and any run executing twice
@@ -72,16 +74,30 @@ impl taskyard::processors::Processor for Marked {
 
 /// A node on `url` whose `marked` processor records into `seen`.
 fn node(url: &str, name: &'static str, seen: &Arc<Seen>, work: Duration) -> Api {
+    node_limited(url, name, seen, work, 64)
+}
+
+/// [`node`] with `marked` limited to `limit` runs at once.
+fn node_limited(
+    url: &str,
+    name: &'static str,
+    seen: &Arc<Seen>,
+    work: Duration,
+    limit: usize,
+) -> Api {
     let mut registry = taskyard::faces::default_registry();
-    registry.insert(ProcessorConfig::new(
-        "marked",
-        "test",
-        Arc::new(Marked {
-            node: name,
-            seen: seen.clone(),
-            work,
-        }),
-    ));
+    registry.insert(ProcessorConfig {
+        max_concurrency: limit,
+        ..ProcessorConfig::new(
+            "marked",
+            "test",
+            Arc::new(Marked {
+                node: name,
+                seen: seen.clone(),
+                work,
+            }),
+        )
+    });
     let config = Config {
         registry,
         workers: 2,
@@ -115,13 +131,14 @@ fn stored_stream(url: &str, group_id: &str) -> Vec<u64> {
         .collect()
 }
 
-/// Runs of the group with more or fewer than one terminal event row.
+/// Ended runs with more or fewer than one terminal event row.
 fn runs_without_one_end(url: &str) -> i64 {
     let mut client = postgres::Client::connect(url, postgres::NoTls).expect("connects");
     client
         .query_one(
-            "SELECT count(*) FROM runs r WHERE (SELECT count(*) FROM events e \
-             WHERE e.run_seq = r.seq AND e.status IN ('completed', 'failed', 'cancelled')) <> 1",
+            "SELECT count(*) FROM runs r WHERE r.status IN ('completed', 'failed', 'cancelled') \
+             AND (SELECT count(*) FROM events e WHERE e.run_seq = r.seq \
+             AND e.status IN ('completed', 'failed', 'cancelled')) <> 1",
             &[],
         )
         .expect("count")
@@ -175,6 +192,33 @@ fn runs_made_on_one_node_execute_on_both_once_and_a_stream_on_the_other_sees_eve
     assert!(
         by_node.get("A").is_some_and(|n| *n > 0) && by_node.get("B").is_some_and(|n| *n > 0),
         "both nodes ran runs made on A: {by_node:?}"
+    );
+}
+
+/// A processor's `max_concurrency` holds across nodes: two nodes of two
+/// workers each (four in all) never run more than the limit of 2 at once.
+#[test]
+fn a_concurrency_limit_holds_across_nodes() {
+    let cluster = Postgres::start();
+    let url = cluster.create_database("limits");
+    let seen = Arc::new(Seen::default());
+    let a = node_limited(&url, "A", &seen, Duration::from_millis(30), 2);
+    let b = node_limited(&url, "B", &seen, Duration::from_millis(30), 2);
+    let group = a.create_group(None).expect("group");
+    a.add_runs(&group.taskgroup_id, marked_runs(40, "limited"))
+        .expect("runs added");
+    support::drain_group(&b, &group.taskgroup_id, 0);
+    let status = a.get_group(&group.taskgroup_id).expect("group").status;
+    assert_eq!(
+        status.task_run_status_counts.get("completed"),
+        Some(&json!(40))
+    );
+    let by_node = seen.by_node.lock().expect("lock").clone();
+    assert!(by_node.len() == 2, "both nodes ran some: {by_node:?}");
+    assert!(
+        seen.peak.load(Ordering::SeqCst) <= 2,
+        "at most 2 at once across the nodes, saw {}",
+        seen.peak.load(Ordering::SeqCst)
     );
 }
 

@@ -149,6 +149,9 @@ fn finished_big_run(engine: &taskyard::faces::parallel::Api) -> Result<String, E
 /// not hang on how fast this machine runs them.
 #[test]
 fn a_full_database_prunes_what_the_policy_allows_before_it_answers() {
+    if !support::sqlite_only("a_full_database_prunes_what_the_policy_allows_before_it_answers") {
+        return;
+    }
     let dir = TestDir::new();
     let budget: u64 = 2 * 1024 * 1024;
     let mut config = prune_all();
@@ -177,6 +180,9 @@ fn a_full_database_prunes_what_the_policy_allows_before_it_answers() {
 /// a full database still answers `Full` (503 over HTTP), at once.
 #[test]
 fn a_full_database_with_nothing_old_enough_answers_full() {
+    if !support::sqlite_only("a_full_database_with_nothing_old_enough_answers_full") {
+        return;
+    }
     let dir = TestDir::new();
     let mut config = prune_all();
     config.database_bytes_max = Some(2 * 1024 * 1024);
@@ -202,6 +208,9 @@ fn a_full_database_with_nothing_old_enough_answers_full() {
 /// once a policy prunes them.
 #[test]
 fn pruning_shrinks_the_database_file() {
+    if !support::sqlite_only("pruning_shrinks_the_database_file") {
+        return;
+    }
     let dir = TestDir::new();
     let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
     let engine = open_with(&dir, taskyard::faces::default_config());

@@ -43,6 +43,11 @@ fn runs_in(dir: &TestDir) -> i64 {
 
 #[test]
 fn a_database_that_cannot_grow_refuses_writes_with_503_and_keeps_reading() {
+    if !support::sqlite_only(
+        "a_database_that_cannot_grow_refuses_writes_with_503_and_keeps_reading",
+    ) {
+        return;
+    }
     let dir = TestDir::new();
     let config = Config {
         database_bytes_max: Some(400 * 1024),
@@ -117,6 +122,11 @@ fn a_database_that_cannot_grow_refuses_writes_with_503_and_keeps_reading() {
 
 #[test]
 fn a_write_lock_held_elsewhere_gives_503_after_the_busy_timeout_not_a_hang() {
+    if !support::sqlite_only(
+        "a_write_lock_held_elsewhere_gives_503_after_the_busy_timeout_not_a_hang",
+    ) {
+        return;
+    }
     let dir = TestDir::new();
     let config = Config {
         busy_timeout: Duration::from_millis(200),
@@ -192,6 +202,11 @@ fn is_root() -> bool {
 
 #[test]
 fn a_full_filesystem_refuses_writes_and_recovers_without_a_restart_when_space_returns() {
+    if !support::sqlite_only(
+        "a_full_filesystem_refuses_writes_and_recovers_without_a_restart_when_space_returns",
+    ) {
+        return;
+    }
     let Some(fs) = SmallFilesystem::mount(16) else {
         eprintln!("not run: mounting a tmpfs needs root");
         return;
@@ -279,6 +294,9 @@ fn a_full_filesystem_refuses_writes_and_recovers_without_a_restart_when_space_re
 /// and opening such a database does not trip recovery.
 #[test]
 fn unknown_stored_status_is_an_error_naming_the_row() {
+    if !support::sqlite_only("unknown_stored_status_is_an_error_naming_the_row") {
+        return;
+    }
     let dir = TestDir::new();
     let (run_id, run_seq) = {
         let engine = open(&dir);

@@ -291,9 +291,15 @@ impl Dispatcher {
                 })
                 .filter(|(_, headroom)| *headroom < max)
                 .collect();
+            let limits: HashMap<String, usize> = self
+                .registry
+                .iter()
+                .map(|config| (config.name.clone(), config.max_concurrency))
+                .collect();
             let claimed = match self.store.writer.call(|reply| Op::Claim {
                 max,
                 budgets,
+                limits,
                 reply,
             }) {
                 Ok(claimed) => claimed,

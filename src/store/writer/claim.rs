@@ -12,7 +12,28 @@ pub(super) fn claim(
     batch: &mut Batch,
     max: usize,
     mut budgets: HashMap<String, usize>,
+    limits: &HashMap<String, usize>,
 ) -> Result<Vec<ClaimedRun>> {
+    if transaction.dialect() == Dialect::Postgres {
+        // Runs of a node that stopped come back to the queue first, to be
+        // claimed with the rest below.
+        super::super::recovery::reclaim_expired(transaction, batch)?;
+        // Limits are global: what every node runs of a processor counts.
+        // No other node claims meanwhile (each batch holds `event_ids`).
+        let active: Vec<(String, i64)> = transaction.query_map(
+            "SELECT processor, count(*) FROM runs \
+             WHERE status IN ('running', 'cancelling') GROUP BY processor",
+            params![],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        for (processor, running) in active {
+            if let Some(limit) = limits.get(&processor) {
+                let headroom = limit.saturating_sub(running.max(0) as usize);
+                let budget = budgets.entry(processor).or_insert(headroom);
+                *budget = (*budget).min(headroom);
+            }
+        }
+    }
     // Processors with no headroom are left out in SQL; the others are
     // counted down below, so one batch never exceeds a limit.
     let exclude: Vec<&String> = budgets
@@ -56,11 +77,6 @@ pub(super) fn claim(
         // Another node's claim holds its rows to its commit; skip them
         // rather than wait and then find them running.
         sql.push_str(" FOR UPDATE SKIP LOCKED");
-    }
-    if transaction.dialect() == Dialect::Postgres {
-        // Runs of a node that stopped come back to the queue first, to be
-        // claimed with the rest below.
-        super::super::recovery::reclaim_expired(transaction, batch)?;
     }
     let exclude: Vec<&dyn Param> = exclude.iter().map(|name| *name as &dyn Param).collect();
     let rows = transaction.query_map(&sql, &exclude, |row| {

@@ -267,6 +267,12 @@ pub enum Op {
     Claim {
         max: usize,
         budgets: HashMap<String, usize>,
+        /// Each processor's `max_concurrency`. On PostgreSQL the claim
+        /// holds it against the runs every node has running (claims of all
+        /// nodes are serialised by the `event_ids` row each batch locks
+        /// first), so a limit is global; SQLite's one process needs only
+        /// `budgets`.
+        limits: HashMap<String, usize>,
         reply: Reply<Vec<ClaimedRun>>,
     },
     /// Ends an attempt. Answers false when the run was no longer running
@@ -1055,8 +1061,9 @@ fn apply(transaction: &Sql<'_>, batch: &mut Batch, op: Op) -> (Option<Error>, Co
         Op::Claim {
             max,
             budgets,
+            limits,
             reply,
-        } => done(claim(transaction, batch, max, budgets), reply),
+        } => done(claim(transaction, batch, max, budgets, &limits), reply),
         Op::Finish {
             run_seq,
             finish,

@@ -39,6 +39,10 @@ impl Pruned {
     }
 }
 
+/// PostgreSQL's transaction-scoped advisory lock that lets one node prune
+/// at a time ('retentn!' in ASCII, as schema.postgres.sql records).
+const RETENTION_LOCK: i64 = 0x7265_7465_6e74_6e21;
+
 pub(super) fn prune(
     transaction: &Sql<'_>,
     batch: &mut Batch,
@@ -46,6 +50,18 @@ pub(super) fn prune(
     rows_max: usize,
     pages_max: usize,
 ) -> Result<Pruned> {
+    if transaction.dialect() == Dialect::Postgres {
+        // Several nodes, one retention: a node whose neighbour is pruning
+        // prunes nothing this time, rather than both deleting the same rows.
+        let mine: bool = transaction.query_one(
+            "SELECT pg_try_advisory_xact_lock(?1)",
+            params![RETENTION_LOCK],
+            |row| row.get(0),
+        )?;
+        if !mine {
+            return Ok(Pruned::default());
+        }
+    }
     // Deleting can itself take a page (a tombstone's new leaf, a b-tree
     // rebalance): a database full to its cap must still be able to prune,
     // or it stays full for good. The cap is lifted by a few pages for the

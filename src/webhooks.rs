@@ -162,6 +162,7 @@ impl Deliverer {
             .proxy(None)
             .build()
             .into();
+        let attempt_timeout = config.attempt_timeout;
         let config = Arc::new(config);
         let mut threads = Vec::new();
         for index in 0..WEBHOOK_DELIVERIES_CONCURRENT_MAX {
@@ -213,7 +214,7 @@ impl Deliverer {
                     while engine.get().is_none() && !stopping.load(Ordering::SeqCst) {
                         std::thread::park_timeout(IDLE_PARK_MAX);
                     }
-                    look(&store, &stopping, jobs, finished)
+                    look(&store, &stopping, jobs, finished, attempt_timeout)
                 })?
         };
         *wake.thread.lock() = Some(looker.thread().clone());
@@ -244,15 +245,24 @@ impl Deliverer {
 /// The looking thread: hands due deliveries to the senders, one attempt
 /// in flight per delivery, and sleeps until the next falls due or a commit
 /// writes new ones.
-fn look(store: &Store, stopping: &AtomicBool, jobs: Sender<DueDelivery>, finished: Receiver<i64>) {
+fn look(
+    store: &Store,
+    stopping: &AtomicBool,
+    jobs: Sender<DueDelivery>,
+    finished: Receiver<i64>,
+    attempt_timeout: Duration,
+) {
     let mut in_flight: HashSet<i64> = HashSet::new();
     while !stopping.load(Ordering::SeqCst) {
         for seq in finished.try_iter() {
             in_flight.remove(&seq);
         }
         let now = Timestamp::now().micros();
+        // Held past an attempt's timeout: on PostgreSQL no other node
+        // attempts these meanwhile; SQLite's one process needs no hold.
+        let hold_until = now + (attempt_timeout.as_micros() as i64) * 2;
         let due = store
-            .due_deliveries(now, WEBHOOK_DELIVERIES_PER_LOOK_MAX)
+            .claim_due_deliveries(now, WEBHOOK_DELIVERIES_PER_LOOK_MAX, hold_until)
             .unwrap_or_default();
         for delivery in due {
             if stopping.load(Ordering::SeqCst) {

@@ -12,6 +12,8 @@
 
 #[path = "support/http.rs"]
 mod client;
+#[path = "support/receiver.rs"]
+mod receiver;
 mod support;
 
 use std::collections::{BTreeMap, HashSet};
@@ -193,6 +195,51 @@ fn runs_made_on_one_node_execute_on_both_once_and_a_stream_on_the_other_sees_eve
         by_node.get("A").is_some_and(|n| *n > 0) && by_node.get("B").is_some_and(|n| *n > 0),
         "both nodes ran runs made on A: {by_node:?}"
     );
+}
+
+/// A webhook delivery is claimed by one node: with two nodes whose
+/// deliverers both wake on every commit, each of 40 terminal runs is sent
+/// once (the receiver answers 204 at once, so any second send would be a
+/// duplicate, not a retry).
+#[test]
+fn each_delivery_is_sent_by_one_node() {
+    let cluster = Postgres::start();
+    let url = cluster.create_database("deliveries");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let receiver = receiver::Receiver::start(dir.path(), 0, &["the-secret"]);
+    let config = || {
+        let mut config = taskyard::faces::default_config();
+        config.webhooks.secrets = vec!["the-secret".into()];
+        config
+    };
+    let a = Api::new(Engine::open(url.as_str(), config()).expect("node A"));
+    let b = Api::new(Engine::open(url.as_str(), config()).expect("node B"));
+    let mut runs = Vec::new();
+    for index in 0..40 {
+        let node = if index % 2 == 0 { &a } else { &b };
+        let mut input = RunInput::new(format!("hook {index}"), "echo");
+        input.webhook = Some(json!({ "url": receiver.url() }));
+        runs.push(node.create_run(input).expect("a run").run_id);
+    }
+    wait_for("every delivery made", Duration::from_secs(60), || {
+        runs.iter().all(|run| {
+            a.webhook_deliveries(run)
+                .expect("deliveries")
+                .data
+                .first()
+                .is_some_and(|d| d.status == taskyard::model::DeliveryState::Delivered)
+        })
+    });
+    let requests = receiver.requests();
+    let mut ids: Vec<&str> = requests
+        .iter()
+        .map(|request| request["webhook_id"].as_str().expect("an id"))
+        .collect();
+    ids.sort_unstable();
+    let sent = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), 40, "one delivery per run");
+    assert_eq!(sent, 40, "each sent once, by one node");
 }
 
 /// A processor's `max_concurrency` holds across nodes: two nodes of two

@@ -251,7 +251,8 @@ pub struct Store {
     _listener: Option<postgres::Listener>,
 }
 
-/// The read connections of either backend.
+/// The read connections of either backend (which also says which backend
+/// a store is).
 enum Readers {
     Sqlite(ReadPool<rusqlite::Connection>),
     Postgres(ReadPool<postgres::Connection>),

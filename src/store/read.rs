@@ -622,6 +622,58 @@ type DueRow = (
     Option<String>,
 );
 
+/// Pending deliveries due at `now`, the earliest first; on PostgreSQL, rows
+/// another transaction holds are skipped and those answered stay locked to
+/// this transaction's end (the claim's, `Op::ClaimDeliveries`).
+pub(crate) fn due_deliveries(
+    connection: &Sql<'_>,
+    now: i64,
+    limit: usize,
+) -> Result<Vec<DueDelivery>> {
+    let lock = match connection.dialect() {
+        Dialect::Sqlite => "",
+        Dialect::Postgres => " FOR UPDATE OF d SKIP LOCKED",
+    };
+    let rows: Vec<DueRow> = connection.query_map(
+        &format!(
+            "SELECT d.seq, d.id, d.url, d.face, d.attempts, d.expires_at, e.data, w.owner \
+             FROM webhook_deliveries d JOIN events e ON e.id = d.event_id \
+             LEFT JOIN run_webhooks w ON w.run_seq = d.run_seq \
+             WHERE d.state = 'pending' AND d.next_at <= ?1 ORDER BY d.next_at LIMIT ?2{lock}"
+        ),
+        params![now, limit as i64],
+        |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+                row.get(5)?,
+                row.get(6)?,
+                row.get(7)?,
+            ))
+        },
+    )?;
+    rows.into_iter()
+        .map(|(seq, id, url, face, attempts, expires_at, data, owner)| {
+            let data = data.ok_or_else(|| {
+                Error::Sqlite(format!("delivery {seq} tells of an event with no data"))
+            })?;
+            Ok(DueDelivery {
+                seq,
+                id,
+                url,
+                face,
+                owner,
+                attempts,
+                expires_at,
+                event: serde_json::from_str(&data)?,
+            })
+        })
+        .collect()
+}
+
 /// A webhook delivery that is due, with the event it tells of.
 #[derive(Debug, Clone)]
 pub struct DueDelivery {
@@ -642,44 +694,33 @@ pub struct DueDelivery {
 impl Store {
     /// Pending deliveries due at `now`, the earliest first.
     pub fn due_deliveries(&self, now: i64, limit: usize) -> Result<Vec<DueDelivery>> {
-        self.read(|connection| {
-            let rows: Vec<DueRow> = connection.query_map(
-                "SELECT d.seq, d.id, d.url, d.face, d.attempts, d.expires_at, e.data, w.owner \
-                     FROM webhook_deliveries d JOIN events e ON e.id = d.event_id \
-                     LEFT JOIN run_webhooks w ON w.run_seq = d.run_seq \
-                     WHERE d.state = 'pending' AND d.next_at <= ?1 ORDER BY d.next_at LIMIT ?2",
-                params![now, limit as i64],
-                |row| {
-                    Ok((
-                        row.get(0)?,
-                        row.get(1)?,
-                        row.get(2)?,
-                        row.get(3)?,
-                        row.get(4)?,
-                        row.get(5)?,
-                        row.get(6)?,
-                        row.get(7)?,
-                    ))
-                },
-            )?;
-            rows.into_iter()
-                .map(|(seq, id, url, face, attempts, expires_at, data, owner)| {
-                    let data = data.ok_or_else(|| {
-                        Error::Sqlite(format!("delivery {seq} tells of an event with no data"))
-                    })?;
-                    Ok(DueDelivery {
-                        seq,
-                        id,
-                        url,
-                        face,
-                        owner,
-                        attempts,
-                        expires_at,
-                        event: serde_json::from_str(&data)?,
-                    })
-                })
-                .collect()
-        })
+        self.read(|connection| due_deliveries(connection, now, limit))
+    }
+
+    /// Due deliveries for this process to attempt, the earliest first. On
+    /// SQLite, the due ones (one process, which keeps its own attempts in
+    /// flight apart). On PostgreSQL they are claimed in the writer: each is
+    /// held until `hold_until` (past the attempt's timeout), so that no
+    /// other node attempts it meanwhile, and a node that stops mid-attempt
+    /// only delays the retry.
+    pub fn claim_due_deliveries(
+        &self,
+        now: i64,
+        limit: usize,
+        hold_until: i64,
+    ) -> Result<Vec<DueDelivery>> {
+        match self.readers {
+            super::Readers::Sqlite(_) => self.due_deliveries(now, limit),
+            // No more than the senders take at once: a claimed delivery
+            // waits in their queue at most one attempt, well inside its
+            // hold, and the rest stay for other nodes.
+            super::Readers::Postgres(_) => self.writer.call(|reply| super::Op::ClaimDeliveries {
+                now,
+                limit: limit.min(crate::limits::WEBHOOK_DELIVERIES_CONCURRENT_MAX),
+                hold_until,
+                reply,
+            }),
+        }
     }
 
     /// When the earliest pending delivery falls due.

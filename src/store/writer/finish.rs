@@ -256,6 +256,25 @@ pub(super) fn progress(
     Ok(())
 }
 
+/// Claims due deliveries: each one answered is held until `hold_until`,
+/// in the transaction that read it under its row lock, so another node
+/// neither reads it meanwhile nor attempts it until the hold runs out.
+pub(super) fn claim_deliveries(
+    transaction: &Sql<'_>,
+    now: i64,
+    limit: usize,
+    hold_until: i64,
+) -> Result<Vec<super::super::DueDelivery>> {
+    let due = super::super::read::due_deliveries(transaction, now, limit)?;
+    for delivery in &due {
+        transaction.execute(
+            "UPDATE webhook_deliveries SET next_at = ?2 WHERE seq = ?1",
+            params![delivery.seq, hold_until],
+        )?;
+    }
+    Ok(due)
+}
+
 /// Records how one delivery attempt ended. A delivery already delivered or
 /// expired stays so (a late outcome of a duplicate attempt is ignored).
 pub(super) fn record_delivery(

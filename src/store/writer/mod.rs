@@ -46,7 +46,7 @@ pub(in crate::store) use counts::CountChanges;
 use counts::{apply_counts, merge_counts};
 use create::{add_runs, create_group, create_run, group_by_id, insert_run, keyed};
 pub(in crate::store) use finish::transition;
-use finish::{finish_run, progress, record_delivery, warn};
+use finish::{claim_deliveries, finish_run, progress, record_delivery, warn};
 pub use prune::{PrunePolicy, Pruned};
 use record::{delete_record, put_record, remember_key};
 pub use record::{RecordKey, RecordRow, RecordWrite};
@@ -328,6 +328,14 @@ pub enum Op {
         fires: Vec<Fire>,
         reply: Reply<Vec<i64>>,
     },
+    /// PostgreSQL: claims due deliveries for this node, each held until
+    /// `hold_until` (see `Store::claim_due_deliveries`).
+    ClaimDeliveries {
+        now: i64,
+        limit: usize,
+        hold_until: i64,
+        reply: Reply<Vec<super::DueDelivery>>,
+    },
     /// Records one delivery attempt's outcome (see `webhooks.rs`).
     RecordDelivery {
         seq: i64,
@@ -386,6 +394,7 @@ impl Op {
             | Op::CancelRun { .. }
             | Op::CancelGroup { .. } => true,
             Op::RecordDelivery { .. }
+            | Op::ClaimDeliveries { .. }
             | Op::PutRecord { .. }
             | Op::RememberKey { .. }
             | Op::DeleteRecord { .. }
@@ -887,6 +896,7 @@ fn fail_op(op: Op, error: Error) {
         Op::CancelRun { reply, .. } => reply(Err(error)),
         Op::CancelGroup { reply, .. } => reply(Err(error)),
         Op::RecordDelivery { reply, .. } => reply(Err(error)),
+        Op::ClaimDeliveries { reply, .. } => reply(Err(error)),
         Op::CreateSchedule { reply, .. } => reply(Err(error)),
         Op::ChangeSchedule { reply, .. } => reply(Err(error)),
         Op::FireSchedules { reply, .. } => reply(Err(error)),
@@ -1090,6 +1100,12 @@ fn apply(transaction: &Sql<'_>, batch: &mut Batch, op: Op) -> (Option<Error>, Co
             outcome,
             reply,
         } => done(record_delivery(transaction, batch, seq, &outcome), reply),
+        Op::ClaimDeliveries {
+            now,
+            limit,
+            hold_until,
+            reply,
+        } => done(claim_deliveries(transaction, now, limit, hold_until), reply),
         Op::CreateSchedule { schedule, reply } => {
             done(create_schedule(transaction, batch, schedule), reply)
         }

@@ -207,6 +207,7 @@ fn each_delivery_is_sent_by_one_node() {
     let url = cluster.create_database("deliveries");
     let dir = tempfile::tempdir().expect("temporary directory");
     let receiver = receiver::Receiver::start(dir.path(), 0, &["the-secret"]);
+    receiver.accept();
     let config = || {
         let mut config = taskyard::faces::default_config();
         config.webhooks.secrets = vec!["the-secret".into()];

@@ -12,6 +12,8 @@
 
 #[path = "support/http.rs"]
 mod client;
+#[path = "support/node.rs"]
+mod process;
 #[path = "support/receiver.rs"]
 mod receiver;
 mod support;
@@ -400,4 +402,110 @@ fn a_postgres_restart_is_a_503_with_retry_after_and_the_node_recovers_alone() {
         Some(&json!(50))
     );
     assert_eq!(runs_without_one_end(&url), 0);
+}
+
+/// `kill -9` of one of two nodes, 20 times, while a 5,000-run group runs
+/// and a reader follows it on the other node: nothing acknowledged is lost,
+/// every run ends exactly once, the reader gets exactly the stored stream,
+/// and each kill's runs come back as interrupted attempts (a run ends
+/// `failed` only when a kill took its last attempt, and says so).
+#[test]
+fn killing_one_of_two_nodes_20_times_loses_nothing() {
+    let cluster = Postgres::start();
+    let url = cluster.create_database("kills");
+    let dir = support::TestDir::new();
+    let toml = "[processors.slow]\nkind = \"mock\"\nlatency_ms = 20\n";
+    let config_path = support::config_file(&dir, toml);
+    let mut config = support::config_from_toml(&dir, "b.toml", toml).expect("config");
+    config.workers = 4;
+    let b = Api::new(Engine::open(url.as_str(), config).expect("node B"));
+    let args = [
+        "--config",
+        config_path.to_str().expect("a path"),
+        "--workers",
+        "4",
+    ];
+    let (mut a, _) = process::start_server(std::path::Path::new(&url), &args);
+
+    let group = b.create_group(None).expect("group");
+    for batch in 0..5 {
+        b.add_runs(
+            &group.taskgroup_id,
+            AddRuns {
+                inputs: (0..1_000)
+                    .map(|i| RunInput::new(format!("{batch}/{i}"), "slow"))
+                    .collect(),
+                default_task_spec: None,
+            },
+        )
+        .expect("runs acknowledged");
+    }
+    let reader = {
+        let (b, group_id) = (b.clone(), group.taskgroup_id.clone());
+        std::thread::spawn(move || {
+            // From cursor 0: the group's whole life. Started once the
+            // group has runs: a group with none is inactive, and its
+            // stream would end at once.
+            let events = b
+                .subscribe(
+                    StreamKind::GroupEvents(group_id),
+                    0,
+                    Duration::from_secs(300),
+                )
+                .expect("subscribed on B")
+                .collect::<Result<Vec<_>, _>>()
+                .expect("the stream reads to its end");
+            events
+                .into_iter()
+                .map(|e| e.id.expect("an id"))
+                .collect::<Vec<u64>>()
+        })
+    };
+    let mut kills = 0;
+    while kills < 20 {
+        // Let the node claim and run a little, then kill it mid-work.
+        std::thread::sleep(Duration::from_millis(150 + 37 * (kills % 5)));
+        a.child.kill().expect("kill -9");
+        a.child.wait().expect("reaped");
+        kills += 1;
+        a = process::start_server(std::path::Path::new(&url), &args).0;
+    }
+    let read = reader.join().expect("reader");
+    let _ = a.child.kill();
+    let _ = a.child.wait();
+
+    let status = b.get_group(&group.taskgroup_id).expect("group").status;
+    assert_eq!(
+        status.num_task_runs, 5_000,
+        "every acknowledged run is there"
+    );
+    assert!(!status.is_active, "{status:?}");
+    assert_eq!(
+        read,
+        stored_stream(&url, &group.taskgroup_id),
+        "the reader missed nothing"
+    );
+    assert_eq!(runs_without_one_end(&url), 0, "each run ended exactly once");
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connects");
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE status = 'completed'), \
+             count(*) FILTER (WHERE status = 'failed'), \
+             count(*) FILTER (WHERE status = 'failed' \
+                 AND error LIKE '%the process stopped during attempt%'), \
+             coalesce(sum(attempts - 1), 0)::BIGINT FROM runs",
+            &[],
+        )
+        .expect("counts");
+    let (completed, failed, stopped, retried): (i64, i64, i64, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!(completed + failed, 5_000);
+    assert_eq!(
+        failed, stopped,
+        "a run fails only when a kill took its last attempt"
+    );
+    println!(
+        "20 kills: {completed} completed, {failed} failed after their last attempt was \
+         killed, {retried} attempts interrupted and retried"
+    );
 }

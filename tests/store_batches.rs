@@ -79,6 +79,11 @@ fn hold_writer(store: &Store) -> impl FnOnce() {
 
 #[test]
 fn a_failing_finish_fails_its_whole_batch_and_nothing_of_it_commits() {
+    // SQLite's batch semantics: on PostgreSQL a finish of a run this node
+    // holds no lease on is ignored, not an error.
+    if !support::sqlite_only("a_failing_finish_fails_its_whole_batch_and_nothing_of_it_commits") {
+        return;
+    }
     let dir = TestDir::new();
     let (store, _) = Store::open(
         &dir.db().into(),
@@ -146,6 +151,11 @@ fn a_failing_finish_fails_its_whole_batch_and_nothing_of_it_commits() {
 
 #[test]
 fn an_op_with_a_savepoint_fails_alone() {
+    // SQLite's batch semantics: on PostgreSQL a finish of a run this node
+    // holds no lease on is ignored, not an error.
+    if !support::sqlite_only("an_op_with_a_savepoint_fails_alone") {
+        return;
+    }
     let dir = TestDir::new();
     let (store, _) = Store::open(
         &dir.db().into(),

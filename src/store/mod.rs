@@ -728,6 +728,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_location_is_a_path_a_sqlite_url_or_a_postgres_url_shown_without_its_password() {
+        assert_eq!(
+            Location::parse("data/t.db"),
+            Location::Sqlite(PathBuf::from("data/t.db"))
+        );
+        assert_eq!(
+            Location::parse("sqlite:data/t.db"),
+            Location::Sqlite(PathBuf::from("data/t.db"))
+        );
+        assert_eq!(
+            Location::parse("sqlite:///var/t.db"),
+            Location::Sqlite(PathBuf::from("/var/t.db"))
+        );
+        let url = "postgres://taskyard:s3cret@db.example:5432/taskyard";
+        let location = Location::parse(url);
+        assert_eq!(location, Location::Postgres(url.to_string()));
+        assert_eq!(
+            location.to_string(),
+            "postgres://taskyard:***@db.example:5432/taskyard"
+        );
+        assert_eq!(
+            Location::parse("postgresql://u@h/d").to_string(),
+            "postgresql://u@h/d"
+        );
+        // A path given where a path is taken, as the tests and the library do.
+        assert_eq!(
+            Location::from(std::path::Path::new("x.db")),
+            Location::Sqlite(PathBuf::from("x.db"))
+        );
+    }
+
+    #[test]
     fn schema_applies_to_an_in_memory_database() {
         let mut connection = Connection::open_in_memory().expect("in-memory database");
         migrate::migrate(&mut connection).expect("schema applies");

@@ -192,7 +192,11 @@ pub fn update(engine: &Engine, id: &str, body: &Map<String, Value>) -> Result<Va
 }
 
 fn active(status: RunStatus) -> bool {
-    !status.is_terminal()
+    // A cancelling turn shows as `cancelled` (wire::session_status) and
+    // needs no second cancel: the session is ended for cancel and delete
+    // alike, whenever the processor's stop commits (later on PostgreSQL,
+    // where the commit is a round trip away).
+    !status.is_terminal() && status != RunStatus::Cancelling
 }
 
 /// `POST /api/v1/agent_sessions/{id}/cancel`: cancels every turn still

@@ -63,6 +63,9 @@ pub struct Config {
     pub schedule_interval_s_min: u64,
     /// What is pruned, by age; the default keeps everything.
     pub retention: Retention,
+    /// How event ids are numbered on PostgreSQL: leave it at the default
+    /// ([`store::EventIds`] says why the other exists).
+    pub event_ids: store::EventIds,
 }
 
 /// How old each kind of row may grow before it is pruned; `None` keeps it
@@ -104,6 +107,7 @@ impl Default for Config {
             clock: Arc::new(SystemClock::default()),
             schedule_interval_s_min: crate::limits::SCHEDULE_INTERVAL_S_MIN,
             retention: Retention::default(),
+            event_ids: store.event_ids,
         }
     }
 }
@@ -178,6 +182,7 @@ impl Engine {
             busy_timeout: config.busy_timeout,
             read_connections: config.read_connections,
             database_bytes_max: config.database_bytes_max,
+            event_ids: config.event_ids,
         };
         let (store, recovered) = Store::open(
             &location,

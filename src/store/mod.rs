@@ -162,6 +162,9 @@ pub struct Options {
     /// Largest size the database file may grow to, in bytes (an edge
     /// device's budget); past it writes fail with `Full`. `None`: no cap.
     pub database_bytes_max: Option<u64>,
+    /// How event ids are assigned on PostgreSQL; SQLite has one writer and
+    /// ignores it.
+    pub event_ids: EventIds,
 }
 
 impl Default for Options {
@@ -171,8 +174,25 @@ impl Default for Options {
             busy_timeout: Duration::from_secs(5),
             read_connections: 4,
             database_bytes_max: None,
+            event_ids: EventIds::Serialised,
         }
     }
+}
+
+/// How a PostgreSQL writer numbers the events it writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EventIds {
+    /// Under the `event_ids` row lock, held to the commit, so that ids
+    /// become visible in id order across nodes (schema.postgres.sql says
+    /// why). The default and the only correct choice.
+    #[default]
+    Serialised,
+    /// From a plain sequence, taken outside the lock, as a `BIGSERIAL`
+    /// would: transactions then commit out of id order and a reader that
+    /// resumes from its cursor can skip an event. Wrong on purpose: it
+    /// exists so that `tests/pg_nodes.rs` can show its cursor test fails
+    /// without the serialised scheme. Never use it for data you keep.
+    PlainSequence,
 }
 
 /// Where the database is: a SQLite file (the embedded default) or a
@@ -307,6 +327,7 @@ impl Store {
         let checkpointer = checkpoint::Checkpointer::start(path, options.busy_timeout)?;
         let notify = checkpointer.notify();
         let writer = Writer::start(
+            EventIds::Serialised,
             WriteConnection::Sqlite(connection),
             page_cap,
             Box::new(move |notice: &CommitNotice| {
@@ -337,6 +358,9 @@ impl Store {
         };
         let config = postgres::config(url, options).map_err(open_error)?;
         postgres::migrate_with(&config).map_err(open_error)?;
+        if options.event_ids == EventIds::PlainSequence {
+            postgres::create_plain_sequence(&config).map_err(open_error)?;
+        }
         let writer =
             postgres::Connection::open(&config, options.busy_timeout).map_err(open_error)?;
         let mut idle = Vec::new();
@@ -349,6 +373,7 @@ impl Store {
         let listener = postgres::Listener::start(config, on_commit.clone())
             .map_err(|e| Error::Postgres(format!("cannot start the listener thread: {e}")))?;
         let writer = Writer::start(
+            options.event_ids,
             WriteConnection::Postgres(writer),
             None,
             Box::new(move |notice: &CommitNotice| on_commit(notice)),

@@ -123,6 +123,21 @@ pub(crate) fn migrate_with(config: &Config) -> Result<Migrated> {
     migrate_client(&mut config.connect(NoTls)?)
 }
 
+/// The sequence [`super::EventIds::PlainSequence`] numbers event blocks
+/// from, made if missing (under the migration lock, as nodes may open at
+/// once).
+pub(crate) fn create_plain_sequence(config: &Config) -> Result<()> {
+    let mut client = config.connect(NoTls)?;
+    let mut transaction = client.transaction()?;
+    transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    transaction.batch_execute(&format!("CREATE SEQUENCE IF NOT EXISTS {PLAIN_SEQUENCE}"))?;
+    transaction.commit()?;
+    Ok(())
+}
+
+/// See [`create_plain_sequence`].
+pub(crate) const PLAIN_SEQUENCE: &str = "taskyard_plain_event_blocks";
+
 fn migrate_client(client: &mut Client) -> Result<Migrated> {
     let mut transaction = client.transaction()?;
     transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;

@@ -32,8 +32,8 @@ use rusqlite::TransactionBehavior;
 use super::sql::{params, Dialect, Param, Sql};
 
 use super::{
-    Error, GroupRow, Result, RunRow, ScheduleRow, GROUP_COLUMNS, RUN_COLUMNS, RUN_COLUMNS_COUNT,
-    SCHEDULE_COLUMNS,
+    Error, EventIds, GroupRow, Result, RunRow, ScheduleRow, GROUP_COLUMNS, RUN_COLUMNS,
+    RUN_COLUMNS_COUNT, SCHEDULE_COLUMNS,
 };
 use crate::limits::{LEASE_MS, WRITER_BATCH_OPS_MAX, WRITER_QUEUE_MAX};
 use crate::model::{
@@ -427,6 +427,7 @@ pub struct Writer {
 
 impl Writer {
     pub(super) fn start(
+        event_ids: EventIds,
         connection: WriteConnection,
         page_cap: Option<u64>,
         on_commit: Box<dyn Fn(&CommitNotice) + Send>,
@@ -455,6 +456,7 @@ impl Writer {
                     }),
                 };
                 let mut thread = WriterThread {
+                    event_ids,
                     connection,
                     lease,
                     last_event_id,
@@ -547,6 +549,7 @@ struct Lease {
 const LEASE_RENEW_EVERY: Duration = Duration::from_millis(LEASE_MS / 3);
 
 struct WriterThread {
+    event_ids: EventIds,
     connection: WriteConnection,
     /// PostgreSQL's; `None` on SQLite.
     lease: Option<Lease>,
@@ -635,7 +638,8 @@ impl WriterThread {
                 commit_sqlite(connection, &mut batch, ops, &noticed)
             }
             WriteConnection::Postgres(connection) => {
-                commit_postgres(connection, self.lease.as_mut(), &mut batch, ops, &noticed)
+                let lease = self.lease.as_mut();
+                commit_postgres(connection, self.event_ids, lease, &mut batch, ops, &noticed)
             }
         };
         let Some(completions) = committed else {
@@ -700,17 +704,30 @@ fn commit_sqlite(
 /// visible in id order across every node (schema.postgres.sql's header).
 fn commit_postgres(
     connection: &mut super::postgres::Connection,
+    event_ids: EventIds,
     lease: Option<&mut Lease>,
     batch: &mut Batch,
     ops: Vec<Op>,
     noticed: &dyn Fn(&Error),
 ) -> Option<Vec<Completion>> {
     let begun = connection.begin().and_then(|sql| {
-        let last_id: i64 = sql.query_one(
-            "SELECT last_id FROM event_ids WHERE id = 1 FOR UPDATE",
-            params![],
-            |row| row.get(0),
-        )?;
+        let last_id: i64 = match event_ids {
+            EventIds::Serialised => sql.query_one(
+                "SELECT last_id FROM event_ids WHERE id = 1 FOR UPDATE",
+                params![],
+                |row| row.get(0),
+            )?,
+            // A block of ids per batch, numbered outside any lock: what a
+            // `BIGSERIAL` does, shown wrong by `tests/pg_nodes.rs`.
+            EventIds::PlainSequence => {
+                let block: i64 = sql.query_one(
+                    &format!("SELECT nextval('{}')", super::postgres::PLAIN_SEQUENCE),
+                    params![],
+                    |row| row.get(0),
+                )?;
+                block * PLAIN_SEQUENCE_BLOCK
+            }
+        };
         Ok((sql, last_id as u64))
     });
     let (sql, last_id) = match begun {
@@ -747,7 +764,9 @@ fn commit_postgres(
     let last_event_id = batch.next_event_id - 1;
     let written = if last_event_id > last_id {
         sql.execute(
-            "UPDATE event_ids SET last_id = ?1 WHERE id = 1",
+            // GREATEST only matters to `PlainSequence`, whose blocks
+            // commit out of order.
+            "UPDATE event_ids SET last_id = GREATEST(last_id, ?1) WHERE id = 1",
             params![last_event_id as i64],
         )
         .and_then(|_| {
@@ -765,6 +784,10 @@ fn commit_postgres(
     };
     finish_commit(written.and_then(|()| sql.commit()), completions, noticed)
 }
+
+/// Ids in one block of [`EventIds::PlainSequence`]: more than any batch
+/// writes.
+const PLAIN_SEQUENCE_BLOCK: i64 = 1 << 24;
 
 /// The PostgreSQL channel each commit that wrote events notifies, with
 /// its last event id as the payload.

@@ -533,7 +533,11 @@ pub struct RunTemplate {
     pub processor: String,
     pub input: String,
     pub task_spec: String,
+    /// The output's text (what PostgreSQL stores).
     pub output: String,
+    /// The output as SQLite stored it: packed in a BLOB when that is
+    /// smaller (src/store/packed.rs), so the floor writes the same bytes.
+    pub stored_output: rusqlite::types::Value,
     pub max_attempts: i64,
 }
 
@@ -566,11 +570,21 @@ impl RunTemplate {
                 "SELECT processor, input, task_spec, output, max_attempts FROM runs",
                 [],
                 |row| {
+                    let stored_output: rusqlite::types::Value = row.get(3)?;
+                    let output = match &stored_output {
+                        rusqlite::types::Value::Text(text) => text.clone(),
+                        rusqlite::types::Value::Blob(bytes) => String::from_utf8(
+                            lz4_flex::decompress_size_prepended(bytes).expect("unpacks"),
+                        )
+                        .expect("UTF-8"),
+                        other => panic!("an output of {other:?}"),
+                    };
                     Ok(RunTemplate {
                         processor: row.get(0)?,
                         input: row.get(1)?,
                         task_spec: row.get(2)?,
-                        output: row.get(3)?,
+                        output,
+                        stored_output,
                         max_attempts: row.get(4)?,
                     })
                 },
@@ -807,7 +821,7 @@ pub fn raw_sqlite(dir: &Path, runs: usize, template: &RunTemplate) -> Floor {
                         run_seq,
                         now,
                         Option::<String>::None,
-                        template.output
+                        template.stored_output
                     ])
                     .expect("finish");
                 let run_id = floor_id(0x01a2_0000_0000_0000, done + offset);

@@ -11,6 +11,7 @@
 
 mod checkpoint;
 mod migrate;
+mod packed;
 pub mod postgres;
 mod read;
 mod recovery;

@@ -175,7 +175,7 @@ impl Store {
                      LEFT JOIN groups g ON g.seq = r.group_seq WHERE r.id = ?1"
                 ),
                 params![run_id],
-                |row| Ok((RunRow::from_row(row)?, row.get(14)?)),
+                |row| Ok((RunRow::from_row(row)?, row.output(14)?)),
             )
         })
     }
@@ -256,7 +256,7 @@ impl Store {
                         turn: row.get(RUN_COLUMNS_COUNT + 1)?,
                         run: RunRow::from_row(row)?,
                         input: row.get(RUN_COLUMNS_COUNT + 2)?,
-                        output: row.get(RUN_COLUMNS_COUNT)?,
+                        output: row.output(RUN_COLUMNS_COUNT)?,
                     })
                 },
             )
@@ -287,7 +287,7 @@ impl Store {
                      JOIN runs r ON r.id = c.id ORDER BY c.depth DESC"
                 ),
                 params![previous_id, max as i64],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.output(3)?)),
             )
         })?;
         rows.into_iter()
@@ -368,7 +368,7 @@ impl Store {
                          LEFT JOIN groups g ON g.seq = r.group_seq WHERE r.seq = ?1"
                     ),
                     params![run_seq],
-                    |row| Ok((RunRow::from_row(row)?, row.get(14)?)),
+                    |row| Ok((RunRow::from_row(row)?, row.output(14)?)),
                 )?;
                 Ok((events, run, output))
             })
@@ -413,7 +413,7 @@ impl Store {
                             document: row.get(14)?,
                             input: row.get(15)?,
                             default_task_spec: row.get(16)?,
-                            output: row.get(17)?,
+                            output: row.output(17)?,
                         }))
                     },
                 )

@@ -175,6 +175,14 @@ impl Row<'_> {
             Row::Postgres(row) => T::postgres(row, index),
         }
     }
+
+    /// An output column, packed or not (`packed.rs`).
+    pub(crate) fn output(&self, index: usize) -> Result<Option<String>> {
+        match self {
+            Row::Sqlite(row) => super::packed::unpack(row.get_ref(index)?, index),
+            Row::Postgres(row) => Ok(row.try_get(index)?),
+        }
+    }
 }
 
 /// A connection or transaction of either backend, for the length of one

@@ -20,6 +20,7 @@ pub(in crate::store) fn transition(
 ) -> Result<()> {
     let from = run.status;
     let error_json = error.map(to_json);
+    let output = output.map(|text| super::super::packed::Packed::new(transaction.dialect(), text));
     transaction.execute(
         "UPDATE runs SET status = ?2, modified_at = ?3, error = coalesce(?4, error), \
              output = coalesce(?5, output) WHERE seq = ?1",

@@ -1181,7 +1181,7 @@ fn run_rows(db: &rusqlite::Connection, filter: &str, param: &str) -> Vec<RunRow>
                 row.get::<_, u32>(6)?,
                 row.get::<_, Option<String>>(7)?,
                 row.get::<_, Option<String>>(8)?,
-                row.get::<_, Option<String>>(9)?,
+                support::stored_output(row.get(9)?),
                 row.get::<_, i64>(10)?,
                 row.get::<_, Option<String>>(11)?,
             ))

@@ -84,6 +84,20 @@ pub fn config_from_toml(dir: &TestDir, name: &str, toml: &str) -> Result<Config,
     })
 }
 
+/// An output as SQLite stores it in `runs.output`: text, or an LZ4
+/// block (its length first) in a BLOB (src/store/packed.rs).
+pub fn stored_output(value: rusqlite::types::Value) -> Option<String> {
+    match value {
+        rusqlite::types::Value::Null => None,
+        rusqlite::types::Value::Text(text) => Some(text),
+        rusqlite::types::Value::Blob(bytes) => Some(
+            String::from_utf8(lz4_flex::decompress_size_prepended(&bytes).expect("unpacks"))
+                .expect("UTF-8"),
+        ),
+        other => panic!("an output of {other:?}"),
+    }
+}
+
 /// A config file `taskyard.toml` in the test's directory, holding `toml`.
 pub fn config_file(dir: &TestDir, toml: &str) -> PathBuf {
     let path = dir.dir.path().join("taskyard.toml");

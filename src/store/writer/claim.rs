@@ -113,6 +113,7 @@ pub(super) fn claim(
             params![run.seq, i64::from(run.attempt), batch.now],
         )?;
         if let Some(node) = &batch.node {
+            batch.claimed.push(run.seq);
             transaction.execute(
                 "INSERT INTO run_leases (run_seq, node, expires_at) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (run_seq) DO UPDATE SET node = excluded.node, \

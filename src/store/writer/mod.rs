@@ -457,6 +457,7 @@ impl Writer {
                 };
                 let mut thread = WriterThread {
                     event_ids,
+                    in_doubt: Vec::new(),
                     connection,
                     lease,
                     last_event_id,
@@ -550,6 +551,14 @@ const LEASE_RENEW_EVERY: Duration = Duration::from_millis(LEASE_MS / 3);
 
 struct WriterThread {
     event_ids: EventIds,
+    /// PostgreSQL: runs claimed by batches whose commit failed. A commit
+    /// that fails as the connection drops may have been made all the same,
+    /// leaving runs `running` under this node's lease that no worker runs;
+    /// renewal would keep them so for ever. The next batch to commit ends
+    /// their leases first, before any claim of its own, so that they are
+    /// taken back as interrupted attempts (a lease row that was never
+    /// written is simply not found).
+    in_doubt: Vec<i64>,
     connection: WriteConnection,
     /// PostgreSQL's; `None` on SQLite.
     lease: Option<Lease>,
@@ -632,6 +641,7 @@ impl WriterThread {
             others_upto: None,
             node: self.lease.as_ref().map(|lease| lease.node.clone()),
             runs_queued: false,
+            claimed: Vec::new(),
         };
         let committed = match &mut self.connection {
             WriteConnection::Sqlite(connection) => {
@@ -639,7 +649,21 @@ impl WriterThread {
             }
             WriteConnection::Postgres(connection) => {
                 let lease = self.lease.as_mut();
-                commit_postgres(connection, self.event_ids, lease, &mut batch, ops, &noticed)
+                let committed = commit_postgres(
+                    connection,
+                    self.event_ids,
+                    lease,
+                    &self.in_doubt,
+                    &mut batch,
+                    ops,
+                    &noticed,
+                );
+                if committed.is_some() {
+                    self.in_doubt.clear();
+                } else {
+                    self.in_doubt.append(&mut batch.claimed);
+                }
+                committed
             }
         };
         let Some(completions) = committed else {
@@ -702,10 +726,12 @@ fn commit_sqlite(
 /// One batch on PostgreSQL. Event ids are assigned under the `event_ids`
 /// row lock, taken first and held to the commit, so that ids become
 /// visible in id order across every node (schema.postgres.sql's header).
+#[allow(clippy::too_many_arguments)]
 fn commit_postgres(
     connection: &mut super::postgres::Connection,
     event_ids: EventIds,
     lease: Option<&mut Lease>,
+    in_doubt: &[i64],
     batch: &mut Batch,
     ops: Vec<Op>,
     noticed: &dyn Fn(&Error),
@@ -760,6 +786,16 @@ fn commit_postgres(
         }
         lease.renewed_at = Instant::now();
     }
+    if !in_doubt.is_empty() {
+        let ended = end_leases_in_doubt(&sql, batch, in_doubt);
+        if let Err(error) = ended {
+            noticed(&error);
+            for op in ops {
+                fail_op(op, error.clone());
+            }
+            return None;
+        }
+    }
     let completions = apply_batch(&sql, batch, ops, noticed)?;
     let last_event_id = batch.next_event_id - 1;
     let written = if last_event_id > last_id {
@@ -783,6 +819,21 @@ fn commit_postgres(
         Ok(())
     };
     finish_commit(written.and_then(|()| sql.commit()), completions, noticed)
+}
+
+/// Ends this node's leases of `runs` and takes them back (see
+/// `WriterThread::in_doubt`).
+fn end_leases_in_doubt(sql: &Sql<'_>, batch: &mut Batch, runs: &[i64]) -> Result<()> {
+    if let Some(node) = batch.node.clone() {
+        for seq in runs {
+            sql.execute(
+                "UPDATE run_leases SET expires_at = 0 WHERE run_seq = ?1 AND node = ?2",
+                params![*seq, node.as_ref()],
+            )?;
+        }
+        super::recovery::reclaim_expired(sql, batch)?;
+    }
+    Ok(())
 }
 
 /// Ids in one block of [`EventIds::PlainSequence`]: more than any batch
@@ -960,6 +1011,9 @@ pub(super) struct Batch {
     pub(super) node: Option<Arc<str>>,
     /// Leases taken back requeued runs (see `CommitNotice::runs_queued`).
     pub(super) runs_queued: bool,
+    /// PostgreSQL: the runs this batch's claims took, which are in doubt
+    /// if its commit fails (see `WriterThread::in_doubt`).
+    pub(super) claimed: Vec<i64>,
 }
 
 /// Where an event row shows (the `stream` column).

@@ -464,22 +464,24 @@ fn follow(
         // Read the flag before the query: a stop seen here means the writer
         // is gone, so an empty read afterwards is the end of the stream.
         let stopping = stop.load(Ordering::SeqCst);
-        let rows = connection
-            .prepare_cached(
-                "SELECT id, type, data FROM events WHERE group_seq = ?1 AND stream = 1 \
-                 AND id > ?2 ORDER BY id LIMIT 500",
-            )
-            .and_then(|mut select| {
-                select
-                    .query_map(rusqlite::params![group_seq, last as i64], |row| {
-                        // Compared with what the engine's subscribers get:
-                        // the stored row as Parallel's face renders it.
-                        let id = row.get::<_, i64>(0)? as u64;
-                        let stored: String = row.get(2)?;
-                        let (kind, data) = support::rendered_event(id, &stored);
-                        Ok(Seen { id, kind, data })
-                    })?
-                    .collect::<rusqlite::Result<Vec<_>>>()
+        // Read as the engine's streams read the log (a run's terminal event
+        // is made from its row), and compared with what the engine's
+        // subscribers got: each event as Parallel's face renders it.
+        let rows =
+            taskyard::store::sqlite_group_events(connection, group_seq, last, 500).map(|events| {
+                events
+                    .into_iter()
+                    .map(|(id, data)| {
+                        let event = taskyard::faces::parallel::render::to_wire(
+                            &taskyard::model::Event::new(Some(id), data),
+                        );
+                        Seen {
+                            id,
+                            kind: event.kind.as_str().to_string(),
+                            data: event.data,
+                        }
+                    })
+                    .collect::<Vec<_>>()
             });
         let rows = match rows {
             Ok(rows) => {

@@ -1073,27 +1073,10 @@ fn crash_loop_over_http_loses_nothing_acknowledged_and_streams_every_event_once(
 
 /// The group events stream as stored: the rows the stream shows, in order.
 fn group_stream_in_db(dir: &TestDir, group: &str) -> Vec<Seen> {
-    let db = sqlite(dir);
-    db.busy_timeout(Duration::from_secs(5))
-        .expect("busy timeout");
-    let mut select = db
-        .prepare(
-            "SELECT e.id, e.type, e.data FROM events e JOIN groups g ON g.seq = e.group_seq \
-             WHERE g.id = ?1 AND e.stream = 1 ORDER BY e.id",
-        )
-        .expect("query");
-    let rows = select
-        .query_map([support::stored_id(group)], |row| {
-            // As Parallel's face renders the stored row.
-            let id = row.get::<_, i64>(0)? as u64;
-            let stored: String = row.get(2)?;
-            let (kind, data) = support::rendered_event(id, &stored);
-            Ok(Seen { id, kind, data })
-        })
-        .expect("rows")
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .expect("rows");
-    rows
+    support::stored_group_stream(dir, group)
+        .into_iter()
+        .map(|(id, kind, data)| Seen { id, kind, data })
+        .collect()
 }
 
 /// The stored stream itself: ids increase, each event carries its id and

@@ -687,27 +687,14 @@ fn a_thousand_subscribers_and_32_writers_lose_no_event_in_bounded_memory() {
     let database = served.sqlite();
     let mut expected_groups = HashMap::new();
     for (group, group_id) in group_ids.iter().enumerate() {
-        let mut statement = database
-            .prepare(
-                "SELECT e.id, e.data FROM events e JOIN groups g ON g.seq = e.group_seq \
-                 WHERE g.id = ?1 AND e.stream = 1 ORDER BY e.id",
-            )
-            .expect("prepare");
         let mut digest = Digest::new();
         let mut count = 0u64;
         let mut last_id = 0u64;
-        let rows = statement
-            .query_map([support::stored_id(group_id)], |row| {
-                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
-            })
-            .expect("query");
-        for row in rows {
-            let (id, stored) = row.expect("row");
-            // As Parallel's face renders the stored row.
-            let data = support::rendered_event_data(id as u64, &stored);
-            digest.add_event(id as u64, &data);
+        // As the engine's streams read the log, and Parallel's face renders it.
+        for (id, _kind, data) in support::sqlite_group_stream(&database, group_id) {
+            digest.add_event(id, &data);
             count += 1;
-            last_id = id as u64;
+            last_id = id;
         }
         expected_groups.insert(group, (count, last_id, digest));
     }

@@ -30,8 +30,8 @@ pub use sql::{Dialect, Value};
 use writer::WriteConnection;
 
 pub use read::{
-    list_groups_query, list_runs_query, DueDelivery, EventRow, GroupRunRow, ListFilter, ListPage,
-    StoredTurn,
+    list_groups_query, list_runs_query, sqlite_group_events, DueDelivery, EventRow, GroupRunRow,
+    ListFilter, ListPage, StoredTurn,
 };
 pub use recovery::Recovered;
 pub use writer::{

@@ -100,12 +100,67 @@ fn event_rows(
     })?;
     rows.into_iter()
         .filter_map(|(id, _kind, data)| Some((id, data?)))
-        .map(|(id, data)| {
-            let data: EventData = serde_json::from_str(&data)
-                .map_err(|error| Error::Sqlite(format!("event {id} does not decode: {error}")))?;
-            Ok((id as u64, data))
-        })
+        .map(|(id, data)| Ok((id as u64, decode_event(id, &data)?)))
         .collect()
+}
+
+/// A group stream's events after `after`, at most `limit`: each as
+/// stored, but a run's terminal event, which is stored without its data,
+/// made from its run's row (see `Batch::append_run_end`).
+fn group_event_rows(
+    connection: &Sql<'_>,
+    group_seq: i64,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<EventRow>> {
+    let rows = connection.query_map(
+        &format!(
+            "SELECT {RUN_COLUMNS}, e.id, e.data FROM events e \
+             LEFT JOIN runs r ON e.data IS NULL AND e.type = 'run.status' AND r.seq = e.run_seq \
+             LEFT JOIN groups g ON g.seq = r.group_seq \
+             WHERE e.group_seq = ?1 AND e.stream = 1 AND e.id > ?2 ORDER BY e.id LIMIT ?3"
+        ),
+        params![group_seq, after as i64, limit as i64],
+        |row| {
+            let id: i64 = row.get(RUN_COLUMNS_COUNT)?;
+            let data: Option<String> = row.get(RUN_COLUMNS_COUNT + 1)?;
+            let ended_run: Option<i64> = row.get(0)?;
+            let event = match (data, ended_run) {
+                (Some(text), _) => Some(decode_event(id, &text)?),
+                (None, Some(_)) => Some(run_end_event(RunRow::from_row(row)?)?),
+                (None, None) => None,
+            };
+            Ok(event.map(|event| (id as u64, event)))
+        },
+    )?;
+    Ok(rows.into_iter().flatten().collect())
+}
+
+fn decode_event(id: i64, text: &str) -> Result<EventData> {
+    serde_json::from_str(text)
+        .map_err(|error| Error::Sqlite(format!("event {id} does not decode: {error}")))
+}
+
+/// A run's terminal status event, made from its row: what the writer
+/// held in memory when it wrote the event, since a terminal run's row
+/// does not change again.
+fn run_end_event(run: RunRow) -> Result<EventData> {
+    Ok(EventData::RunStatus {
+        run: run.to_model()?,
+        output: None,
+    })
+}
+
+/// A group stream's events read on a plain SQLite connection, as the
+/// engine's streams read them: for tests that read a database a killed
+/// process left, without opening an engine on it.
+pub fn sqlite_group_events(
+    connection: &rusqlite::Connection,
+    group_seq: i64,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<EventRow>> {
+    group_event_rows(&Sql::sqlite(connection), group_seq, after, limit)
 }
 
 /// A turn of an interaction as stored: its number, run row, and the
@@ -326,14 +381,7 @@ impl Store {
     ) -> Result<(Vec<EventRow>, bool)> {
         self.read(|connection| {
             snapshot(connection, |transaction| {
-                let events = event_rows(
-                    transaction,
-                    "SELECT id, type, data FROM events WHERE group_seq = ?1 AND stream = 1 \
-                     AND id > ?2 ORDER BY id LIMIT ?3",
-                    group_seq,
-                    after,
-                    limit,
-                )?;
+                let events = group_event_rows(transaction, group_seq, after, limit)?;
                 let active: bool = transaction.query_one(
                     "SELECT n_queued + n_running + n_cancelling > 0 FROM groups WHERE seq = ?1",
                     params![group_seq],
@@ -609,19 +657,6 @@ fn where_clause(terms: &[String]) -> String {
     }
 }
 
-/// A due delivery's columns as read: seq, id, url, face, attempts,
-/// expires_at, the event's data, the target's owner.
-type DueRow = (
-    i64,
-    String,
-    String,
-    String,
-    u32,
-    i64,
-    Option<String>,
-    Option<String>,
-);
-
 /// Pending deliveries due at `now`, the earliest first; on PostgreSQL, rows
 /// another transaction holds are skipped and those answered stay locked to
 /// this transaction's end (the claim's, `Op::ClaimDeliveries`).
@@ -634,44 +669,47 @@ pub(crate) fn due_deliveries(
         Dialect::Sqlite => "",
         Dialect::Postgres => " FOR UPDATE OF d SKIP LOCKED",
     };
-    let rows: Vec<DueRow> = connection.query_map(
+    let rows: Vec<DueDelivery> = connection.query_map(
         &format!(
-            "SELECT d.seq, d.id, d.url, d.face, d.attempts, d.expires_at, e.data, w.owner \
+            "SELECT {RUN_COLUMNS}, d.seq, d.id, d.url, d.face, d.attempts, d.expires_at, \
+             e.id, e.data, w.owner \
              FROM webhook_deliveries d JOIN events e ON e.id = d.event_id \
+             LEFT JOIN runs r ON e.data IS NULL AND r.seq = e.run_seq \
+             LEFT JOIN groups g ON g.seq = r.group_seq \
              LEFT JOIN run_webhooks w ON w.run_seq = d.run_seq \
              WHERE d.state = 'pending' AND d.next_at <= ?1 ORDER BY d.next_at LIMIT ?2{lock}"
         ),
         params![now, limit as i64],
         |row| {
-            Ok((
-                row.get(0)?,
-                row.get(1)?,
-                row.get(2)?,
-                row.get(3)?,
-                row.get(4)?,
-                row.get(5)?,
-                row.get(6)?,
-                row.get(7)?,
-            ))
-        },
-    )?;
-    rows.into_iter()
-        .map(|(seq, id, url, face, attempts, expires_at, data, owner)| {
-            let data = data.ok_or_else(|| {
-                Error::Sqlite(format!("delivery {seq} tells of an event with no data"))
-            })?;
+            let at = RUN_COLUMNS_COUNT;
+            let seq: i64 = row.get(at)?;
+            let event_id: i64 = row.get(at + 6)?;
+            let data: Option<String> = row.get(at + 7)?;
+            let ended_run: Option<i64> = row.get(0)?;
+            // The terminal event a delivery tells of is stored without its
+            // data (`Batch::append_run_end`); rows from before, with it.
+            let event = match (data, ended_run) {
+                (Some(text), _) => decode_event(event_id, &text)?,
+                (None, Some(_)) => run_end_event(RunRow::from_row(row)?)?,
+                (None, None) => {
+                    return Err(Error::Sqlite(format!(
+                        "delivery {seq} tells of event {event_id}, which has no data and no run"
+                    )))
+                }
+            };
             Ok(DueDelivery {
                 seq,
-                id,
-                url,
-                face,
-                owner,
-                attempts,
-                expires_at,
-                event: serde_json::from_str(&data)?,
+                id: row.get(at + 1)?,
+                url: row.get(at + 2)?,
+                face: row.get(at + 3)?,
+                owner: row.get(at + 8)?,
+                attempts: row.get(at + 4)?,
+                expires_at: row.get(at + 5)?,
+                event,
             })
-        })
-        .collect()
+        },
+    )?;
+    Ok(rows)
 }
 
 /// A webhook delivery that is due, with the event it tells of.

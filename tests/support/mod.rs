@@ -355,25 +355,32 @@ pub fn start_line_addr(line: &str) -> Option<&str> {
 }
 
 /// A group's events stream as stored, in id order, rendered as Parallel's
-/// face renders it: (id, type, data). `group_id` is the wire id.
+/// face renders it: (id, type, data). `group_id` is the wire id. A run's
+/// terminal event is stored without data; it is made here from the run's
+/// row, independently of the store's own code for it.
 pub fn stored_group_stream(dir: &TestDir, group_id: &str) -> Vec<(u64, String, String)> {
     let id = engine_id(GROUP_ID_PREFIX, group_id).expect("a group id");
     stored(dir)
         .rows(
-            "SELECT e.id, e.data FROM events e JOIN groups g ON g.seq = e.group_seq \
+            "SELECT e.id, e.data, r.id, g.id, r.status, r.processor, r.metadata, r.error, \
+             r.warnings, r.created_at, r.modified_at FROM events e \
+             JOIN groups g ON g.seq = e.group_seq \
+             LEFT JOIN runs r ON e.data IS NULL AND r.seq = e.run_seq \
              WHERE g.id = ?1 AND e.stream = 1 ORDER BY e.id",
             &[id],
         )
         .into_iter()
+        .filter(|row| row[1].is_some() || row[2].is_some())
         .map(|row| {
             let id: u64 = row[0]
                 .as_deref()
                 .expect("an id")
                 .parse()
                 .expect("an integer");
-            let data = row[1].clone().expect("data");
-            let data: taskyard::model::EventData =
-                serde_json::from_str(&data).expect("a stored event");
+            let data: taskyard::model::EventData = match &row[1] {
+                Some(data) => serde_json::from_str(data).expect("a stored event"),
+                None => run_end_from_row(&row[2..]),
+            };
             let event = taskyard::faces::parallel::render::to_wire(&taskyard::model::Event::new(
                 Some(id),
                 data,
@@ -381,6 +388,40 @@ pub fn stored_group_stream(dir: &TestDir, group_id: &str) -> Vec<(u64, String, S
             (id, event.kind.as_str().to_string(), event.data)
         })
         .collect()
+}
+
+fn json_column<T: serde::de::DeserializeOwned>(column: &Option<String>) -> Option<T> {
+    column
+        .as_deref()
+        .map(|text| serde_json::from_str(text).expect("a JSON column"))
+}
+
+/// A run's terminal event from its row's columns: id, group id, status,
+/// processor, metadata, error, warnings, created_at, modified_at.
+fn run_end_from_row(columns: &[Option<String>]) -> taskyard::model::EventData {
+    let text = |index: usize| columns[index].clone();
+    let micros = |index: usize| -> i64 {
+        columns[index]
+            .as_deref()
+            .expect("a time")
+            .parse()
+            .expect("an integer")
+    };
+    taskyard::model::EventData::RunStatus {
+        run: taskyard::model::Run {
+            id: text(0).expect("a run id"),
+            group_id: text(1),
+            status: taskyard::RunStatus::parse(columns[2].as_deref().expect("a status"))
+                .expect("a known status"),
+            processor: text(3).expect("a processor"),
+            metadata: json_column(&columns[4]),
+            error: json_column(&columns[5]),
+            warnings: json_column(&columns[6]),
+            created_at: taskyard::Timestamp(micros(7)),
+            modified_at: taskyard::Timestamp(micros(8)),
+        },
+        output: None,
+    }
 }
 
 /// The id the database stores for a wire id (`trun_…`, `tgrp_…`): the
@@ -397,6 +438,39 @@ pub fn stored_id(wire: &str) -> String {
 /// compare with what a subscriber received.
 pub fn rendered_event_data(id: u64, stored: &str) -> String {
     rendered_event(id, stored).1
+}
+
+/// A group's stream as stored in a SQLite file, read as the engine's
+/// streams read it (a run's terminal event is made from its row), each
+/// event as Parallel's face renders it: (id, type, data).
+pub fn sqlite_group_stream(
+    db: &rusqlite::Connection,
+    group_id: &str,
+) -> Vec<(u64, String, String)> {
+    let group_seq: i64 = db
+        .query_row(
+            "SELECT seq FROM groups WHERE id = ?1",
+            [stored_id(group_id)],
+            |row| row.get(0),
+        )
+        .expect("the group's row");
+    let mut stream = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = taskyard::store::sqlite_group_events(db, group_seq, after, 1_000)
+            .expect("the group's events");
+        let Some(last) = page.last() else {
+            return stream;
+        };
+        after = last.0;
+        for (id, data) in page {
+            let event = taskyard::faces::parallel::render::to_wire(&taskyard::model::Event::new(
+                Some(id),
+                data,
+            ));
+            stream.push((id, event.kind.as_str().to_string(), event.data));
+        }
+    }
 }
 
 /// A stored event row rendered as Parallel's face sends it: (type, data).

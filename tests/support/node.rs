@@ -162,25 +162,37 @@ pub fn start_server(db: &Path, args: &[&str]) -> (ChildGuard, String) {
 /// Moves a `--test-clock` server's clock on by `advance_s` seconds;
 /// answers the status (no key configured, none sent).
 pub fn post_clock(base_url: &str, advance_s: u64) -> u16 {
+    post_json(
+        base_url,
+        "/taskyard/clock",
+        &format!("{{\"advance_s\": {advance_s}}}"),
+    )
+    .0
+}
+
+/// POSTs `body` (JSON) to `path` of a child server, on a connection of its
+/// own, no key sent; answers the status (0 when none came) and the whole
+/// answer as text.
+pub fn post_json(base_url: &str, path: &str, body: &str) -> (u16, String) {
     use std::io::{Read as _, Write as _};
     let addr = base_url.trim_start_matches("http://");
-    let body = format!("{{\"advance_s\": {advance_s}}}");
     let mut stream = std::net::TcpStream::connect(addr).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(15)))
         .expect("timeout");
     write!(
         stream,
-        "POST /taskyard/clock HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .expect("write");
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
-    answer
+    let status = answer
         .split_whitespace()
         .nth(1)
         .and_then(|code| code.parse().ok())
-        .unwrap_or(0)
+        .unwrap_or(0);
+    (status, answer)
 }

@@ -32,23 +32,12 @@ pub(in crate::store) fn transition(
         run.error = error_json;
     }
     if to.is_terminal() {
-        let model = run.to_model()?;
         let stream = if run.group_seq.is_some() {
             Stream::Group
         } else {
             Stream::History
         };
-        let event_id = batch.append_event(
-            transaction,
-            EventKind::RunStatus,
-            (run.group_seq, Some(run.seq)),
-            stream,
-            Some(to),
-            Some(EventData::RunStatus {
-                run: model,
-                output: None,
-            }),
-        )?;
+        let event_id = batch.append_run_end(transaction, run, stream)?;
         // The outbox (issue 12): the delivery that tells of this status is
         // written with it, or not at all. Its id is random, and the same on
         // every attempt: 32 hex digits made by the database, so that a
@@ -207,8 +196,11 @@ pub(super) fn warn(
     // Appended as text, in both backends alike (SQLite's json_insert has
     // no PostgreSQL twin that keeps the bytes): the stored array is
     // compact JSON that this code wrote.
+    // Not once the run has ended (a stale attempt's late word): its
+    // terminal event is made from the row as it is (`append_run_end`).
     let stored: Option<Option<String>> = transaction.query_row(
-        "SELECT warnings FROM runs WHERE seq = ?1",
+        "SELECT warnings FROM runs WHERE seq = ?1 \
+         AND status NOT IN ('completed', 'failed', 'cancelled')",
         params![run_seq],
         |row| row.get(0),
     )?;

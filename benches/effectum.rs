@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use common::{Row, RunTemplate};
 use serde_json::{json, Value};
-use taskyard::{Config, Engine};
+use taskyard::Engine;
 
 fn build_peer() -> std::path::PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

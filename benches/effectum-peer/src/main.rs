@@ -2,6 +2,8 @@
 //! `engine` bench times its runs: jobs added in batches of 1,000, one worker
 //! with taskyard's default concurrency (16), the clock stopped when effectum
 //! reports no active job left, that is once every completion is committed.
+//! The file is put in WAL mode first, as taskyard's is (effectum 0.7 would
+//! run in rollback-journal mode: its journal pragma is misspelt).
 //!
 //! `effectum-peer JOBS DATABASE` prints one JSON line:
 //! `{"jobs": N, "seconds": S, "jobs_per_s": R}`.
@@ -29,6 +31,13 @@ async fn main() {
         .and_then(|n| n.parse().ok())
         .expect("usage: effectum-peer JOBS DATABASE");
     let path = PathBuf::from(args.next().expect("usage: effectum-peer JOBS DATABASE"));
+    // WAL is a setting of the file, kept once set: effectum's own open
+    // (whose journal pragma is misspelt) leaves it so.
+    let mode: String = rusqlite::Connection::open(&path)
+        .expect("the database file")
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .expect("journal_mode");
+    assert_eq!(mode.to_lowercase(), "wal", "WAL mode");
     let queue = Queue::new(&path).await.expect("queue");
     let runner = JobRunner::builder("no_op", no_op).build();
     let worker = Worker::builder(&queue, ())

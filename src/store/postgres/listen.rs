@@ -18,7 +18,7 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Config, NoTls};
 
 use super::super::sql::{params, Sql};
-use super::super::writer::EVENTS_CHANNEL;
+use super::super::writer::postgres::EVENTS_CHANNEL;
 use super::super::CommitNotice;
 use crate::limits::EVENT_POLL_MS_MAX;
 

@@ -7,6 +7,7 @@
 mod backend;
 mod enrich;
 mod inspect;
+mod memory;
 mod serve;
 mod table;
 

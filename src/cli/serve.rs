@@ -85,6 +85,7 @@ pub struct ServeArgs {
 
 /// Serves until a signal asks to stop.
 pub fn run(args: ServeArgs) -> Result<(), Failure> {
+    super::memory::cap_malloc_arenas();
     let file = match &args.config {
         Some(path) => FileConfig::load(path).map_err(Failure::usage)?,
         None => FileConfig::default(),

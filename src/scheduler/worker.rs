@@ -155,7 +155,7 @@ impl Worker {
         match outcome {
             Ok(Ok(output)) => match self.check_output(&output, &task_spec) {
                 Ok(()) => Attempt::Finished(Finish::Completed {
-                    output: to_json(&output),
+                    output: to_json(&output).into(),
                 }),
                 Err(message) => failed(message, None),
             },

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use rusqlite::{Connection, OpenFlags};
 
+pub use packed::FinishOutput;
 use sql::{params, Row, Sql};
 pub use sql::{Dialect, Value};
 use writer::WriteConnection;

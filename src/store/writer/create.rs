@@ -101,6 +101,7 @@ pub(super) fn insert_run(
             "INSERT INTO run_webhooks (run_seq, url, face, owner) VALUES (?1, ?2, ?3, ?4)",
             params![run_seq, webhook.url, webhook.face, webhook.owner],
         )?;
+        batch.webhooks = Some(true);
     }
     let id = batch.append_event(
         transaction,

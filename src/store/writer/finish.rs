@@ -6,6 +6,20 @@
 
 use super::*;
 use crate::limits::WEBHOOK_DELIVERY_S_MAX;
+use crate::store::packed::Packed;
+
+/// The delivery of a run's terminal event to each of its webhooks, one
+/// statement per dialect for the id the database makes.
+const DELIVERY_INSERT_SQLITE: &str = "INSERT INTO webhook_deliveries (id, run_seq, event_id, \
+     url, face, state, next_at, expires_at, created_at, modified_at) \
+     SELECT lower(hex(randomblob(16))), run_seq, CAST(?2 AS BIGINT), url, face, 'pending', \
+     CAST(?3 AS BIGINT), CAST(?4 AS BIGINT), CAST(?3 AS BIGINT), CAST(?3 AS BIGINT) \
+     FROM run_webhooks WHERE run_seq = ?1";
+const DELIVERY_INSERT_POSTGRES: &str = "INSERT INTO webhook_deliveries (id, run_seq, event_id, \
+     url, face, state, next_at, expires_at, created_at, modified_at) \
+     SELECT replace(gen_random_uuid()::text, '-', ''), run_seq, CAST(?2 AS BIGINT), url, face, \
+     'pending', CAST(?3 AS BIGINT), CAST(?4 AS BIGINT), CAST(?3 AS BIGINT), CAST(?3 AS BIGINT) \
+     FROM run_webhooks WHERE run_seq = ?1";
 
 /// Moves a run to `to`, writing its event; a terminal move also records the
 /// run as the group events stream shows it (spec 4.6: "as recorded").
@@ -15,12 +29,11 @@ pub(in crate::store) fn transition(
     run: &mut RunRow,
     to: RunStatus,
     error: Option<&RunError>,
-    output: Option<&str>,
+    output: Option<Packed<'_>>,
     changes: &mut CountChanges,
 ) -> Result<()> {
     let from = run.status;
     let error_json = error.map(to_json);
-    let output = output.map(|text| super::super::packed::Packed::new(transaction.dialect(), text));
     transaction.execute(
         "UPDATE runs SET status = ?2, modified_at = ?3, error = coalesce(?4, error), \
              output = coalesce(?5, output) WHERE seq = ?1",
@@ -42,26 +55,22 @@ pub(in crate::store) fn transition(
         // written with it, or not at all. Its id is random, and the same on
         // every attempt: 32 hex digits made by the database, so that a
         // run with no webhook costs no id.
-        let random_id = match transaction.dialect() {
-            Dialect::Sqlite => "lower(hex(randomblob(16)))",
-            Dialect::Postgres => "replace(gen_random_uuid()::text, '-', '')",
-        };
-        let added = transaction.execute(
-            &format!(
-                "INSERT INTO webhook_deliveries (id, run_seq, event_id, url, face, state, \
-                 next_at, expires_at, created_at, modified_at) \
-                 SELECT {random_id}, run_seq, CAST(?2 AS BIGINT), url, face, 'pending', \
-                 CAST(?3 AS BIGINT), CAST(?4 AS BIGINT), CAST(?3 AS BIGINT), CAST(?3 AS BIGINT) \
-                 FROM run_webhooks WHERE run_seq = ?1"
-            ),
-            params![
-                run.seq,
-                event_id as i64,
-                batch.now,
-                batch.now + (WEBHOOK_DELIVERY_S_MAX * 1_000_000) as i64
-            ],
-        )?;
-        batch.deliveries |= added > 0;
+        if batch.any_webhooks(transaction)? {
+            let insert = match transaction.dialect() {
+                Dialect::Sqlite => DELIVERY_INSERT_SQLITE,
+                Dialect::Postgres => DELIVERY_INSERT_POSTGRES,
+            };
+            let added = transaction.execute(
+                insert,
+                params![
+                    run.seq,
+                    event_id as i64,
+                    batch.now,
+                    batch.now + (WEBHOOK_DELIVERY_S_MAX * 1_000_000) as i64
+                ],
+            )?;
+            batch.deliveries |= added > 0;
+        }
         // wait_for_result and run streams wait on this key.
         batch.keys.push(StreamKey::Run(run.seq));
     } else {
@@ -129,7 +138,7 @@ pub(super) fn finish_run(
                     }),
                 )?;
             }
-            let output = Some(output.as_str());
+            let output = Some(output.packed(transaction.dialect()));
             transition(
                 transaction,
                 batch,

@@ -163,7 +163,7 @@ pub struct ClaimedRun {
 pub enum Finish {
     /// `output` is the model's Output as JSON.
     Completed {
-        output: String,
+        output: super::packed::FinishOutput,
     },
     Failed {
         error: RunError,
@@ -425,6 +425,7 @@ pub struct Writer {
     sender: Sender<Message>,
     thread: Mutex<Option<JoinHandle<()>>>,
     on_full: FullHook,
+    dialect: Dialect,
 }
 
 impl Writer {
@@ -441,6 +442,10 @@ impl Writer {
             // Read again under its row lock by every batch (see
             // `commit_postgres`): other nodes assign ids too.
             WriteConnection::Postgres(_) => 0,
+        };
+        let dialect = match &connection {
+            WriteConnection::Sqlite(_) => Dialect::Sqlite,
+            WriteConnection::Postgres(_) => Dialect::Postgres,
         };
         let (sender, receiver) = bounded(WRITER_QUEUE_MAX);
         let on_full = FullHook::default();
@@ -474,6 +479,7 @@ impl Writer {
             sender,
             thread: Mutex::new(Some(thread)),
             on_full,
+            dialect,
         })
     }
 
@@ -486,7 +492,15 @@ impl Writer {
 
     /// Queues an op; its reply is called after its transaction commits.
     /// Blocks while the queue is full (back-pressure).
-    pub fn submit(&self, op: Op) -> Result<()> {
+    pub fn submit(&self, mut op: Op) -> Result<()> {
+        // Off the serial path: the sender's thread packs the output.
+        if let Op::Finish {
+            finish: Finish::Completed { output },
+            ..
+        } = &mut op
+        {
+            output.prepack(self.dialect);
+        }
         self.sender.send(Message::Op(op)).map_err(|_| Error::Closed)
     }
 
@@ -629,6 +643,7 @@ impl WriterThread {
             pending: CountChanges::default(),
             run_counts: Counts::default(),
             deliveries: false,
+            webhooks: None,
             others_upto: None,
             node: self.lease.as_ref().map(|lease| lease.node.clone()),
             runs_queued: false,
@@ -871,6 +886,10 @@ pub(super) struct Batch {
     pub(super) run_counts: Counts,
     /// A terminal status change wrote a webhook delivery.
     pub(super) deliveries: bool,
+    /// Whether any run has a webhook, asked once per batch at the first
+    /// terminal change (`None` until then): without one, a terminal change
+    /// skips the outbox insert, a statement per run in the profile.
+    pub(super) webhooks: Option<bool>,
     /// The configured page cap, which pruning lifts for its batch.
     pub(super) page_cap: Option<u64>,
     /// Set when the ids before this batch's were not all this writer's
@@ -895,6 +914,23 @@ enum Stream {
 }
 
 impl Batch {
+    /// Whether any run has a webhook (see `webhooks`). A run this batch
+    /// creates with one sets it (`create::insert_run`); rows another node
+    /// commits meanwhile cannot matter, since a run of another node that
+    /// this batch ends was created in a commit before the batch began.
+    fn any_webhooks(&mut self, transaction: &Sql<'_>) -> Result<bool> {
+        if let Some(known) = self.webhooks {
+            return Ok(known);
+        }
+        let rows: i64 = transaction.query_one(
+            "SELECT count(*) FROM (SELECT 1 FROM run_webhooks LIMIT 1) AS w",
+            params![],
+            |row| row.get(0),
+        )?;
+        self.webhooks = Some(rows > 0);
+        Ok(rows > 0)
+    }
+
     /// Applies the deferred count changes (see `pending`).
     fn flush_counts(&mut self, transaction: &Sql<'_>) -> Result<()> {
         std::mem::take(&mut self.pending).apply(transaction, self)

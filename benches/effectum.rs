@@ -13,6 +13,11 @@
 //! no-op jobs (`TASKYARD_BENCH_RUNS`, 100,000). Medians, and each one's
 //! ratio to the floor. Writes `target/bench/effectum.json`.
 //!
+//! effectum's worker runs 16 jobs at a time (taskyard's default worker
+//! count) with `{"item": N}` payloads; `TASKYARD_BENCH_EFFECTUM=128,256,102`
+//! gives it issue 18's configuration instead: min and max concurrency and
+//! payload bytes.
+//!
 //! ```text
 //! cargo bench --features bench-effectum --bench effectum
 //! ```
@@ -42,11 +47,12 @@ fn build_peer() -> std::path::PathBuf {
     target.join("release/effectum-peer")
 }
 
-fn effectum_pass(peer: &Path, jobs: usize) -> f64 {
+fn effectum_pass(peer: &Path, jobs: usize, config: &[String]) -> f64 {
     let dir = tempfile::tempdir().expect("temporary directory");
     let output = Command::new(peer)
         .arg(jobs.to_string())
         .arg(dir.path().join("effectum.db"))
+        .args(config)
         .output()
         .expect("run effectum-peer");
     assert!(
@@ -78,13 +84,21 @@ fn main() {
     let runs = common::env_usize("TASKYARD_BENCH_RUNS", 100_000, 1_000);
     let repeat = common::env_usize("TASKYARD_BENCH_REPEAT", 3, 1).max(1);
     let peer = build_peer();
+    let config: Vec<String> = match std::env::var("TASKYARD_BENCH_EFFECTUM") {
+        Ok(given) => given.split(',').map(|n| n.trim().to_string()).collect(),
+        Err(_) => Vec::new(),
+    };
+    assert!(
+        config.is_empty() || config.len() == 3,
+        "TASKYARD_BENCH_EFFECTUM is MIN,MAX,PAYLOAD_BYTES"
+    );
     let floor_dir = tempfile::tempdir().expect("temporary directory");
     let template = RunTemplate::sample(floor_dir.path(), runs / 2);
     let (mut floor, mut taskyard, mut effectum) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..repeat {
         floor.push(common::raw_sqlite(floor_dir.path(), runs, &template).runs_per_s);
         taskyard.push(engine_pass(runs));
-        effectum.push(effectum_pass(&peer, runs));
+        effectum.push(effectum_pass(&peer, runs, &config));
     }
     let (floor_median, taskyard_median, effectum_median) = (
         common::median(&floor),
@@ -101,10 +115,21 @@ fn main() {
     ];
     common::report(
         "effectum",
-        &format!("{runs} runs or jobs, batches of 1,000, medians of {repeat}"),
+        &format!(
+            "{runs} runs or jobs, batches of 1,000, medians of {repeat}; effectum {}",
+            if config.is_empty() {
+                "at concurrency 16, {\"item\": N} payloads".to_string()
+            } else {
+                format!(
+                    "at concurrency {} to {}, {}-byte payloads",
+                    config[0], config[1], config[2]
+                )
+            }
+        ),
         &rows,
         json!({
             "runs": runs,
+            "effectum_config": config,
             "floor_passes": floor,
             "taskyard_passes": taskyard,
             "effectum_passes": effectum,

@@ -5,15 +5,18 @@
 //! The file is put in WAL mode first, as taskyard's is (effectum 0.7 would
 //! run in rollback-journal mode: its journal pragma is misspelt).
 //!
-//! `effectum-peer JOBS DATABASE` prints one JSON line:
-//! `{"jobs": N, "seconds": S, "jobs_per_s": R}`.
+//! `effectum-peer JOBS DATABASE [MIN_CONCURRENCY MAX_CONCURRENCY PAYLOAD_BYTES]`
+//! prints one JSON line: `{"jobs": N, "seconds": S, "jobs_per_s": R}`. The
+//! optional three are issue 18's configuration (128, 256 and 102-byte
+//! payloads); without them the worker runs 16 at a time with a payload of
+//! `{"item": N}`.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use effectum::{Job, JobRunner, Queue, RunningJob, Worker};
 
-/// Worker concurrency: taskyard's default worker count.
+/// Worker concurrency by default: taskyard's default worker count.
 const CONCURRENCY: u16 = 16;
 
 /// Longest the bench waits for the queue to drain.
@@ -31,6 +34,14 @@ async fn main() {
         .and_then(|n| n.parse().ok())
         .expect("usage: effectum-peer JOBS DATABASE");
     let path = PathBuf::from(args.next().expect("usage: effectum-peer JOBS DATABASE"));
+    let mut number = |default: usize| {
+        args.next()
+            .map(|n| n.parse::<usize>().expect("a number"))
+            .unwrap_or(default)
+    };
+    let min_concurrency = number(usize::from(CONCURRENCY)) as u16;
+    let max_concurrency = number(usize::from(CONCURRENCY)) as u16;
+    let payload_bytes = number(0);
     // WAL is a setting of the file, kept once set: effectum's own open
     // (whose journal pragma is misspelt) leaves it so.
     let mode: String = rusqlite::Connection::open(&path)
@@ -41,7 +52,8 @@ async fn main() {
     let queue = Queue::new(&path).await.expect("queue");
     let runner = JobRunner::builder("no_op", no_op).build();
     let worker = Worker::builder(&queue, ())
-        .max_concurrency(CONCURRENCY)
+        .min_concurrency(min_concurrency)
+        .max_concurrency(max_concurrency)
         .jobs([runner])
         .build()
         .await
@@ -52,8 +64,14 @@ async fn main() {
         let batch = (jobs - added).min(1_000);
         let batch_jobs = (added..added + batch)
             .map(|item| {
+                // Padded to `payload_bytes` of JSON when asked.
+                let mut payload = serde_json::json!({ "item": item });
+                let bare = payload.to_string().len() + ",\"pad\":\"\"".len();
+                if payload_bytes > bare {
+                    payload["pad"] = "x".repeat(payload_bytes - bare).into();
+                }
                 Job::builder("no_op")
-                    .json_payload(&serde_json::json!({ "item": item }))
+                    .json_payload(&payload)
                     .expect("payload")
                     .build()
             })

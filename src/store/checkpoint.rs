@@ -27,7 +27,7 @@ use super::{Error, Result};
 /// that little of the WAL is left unsynced when the writer crosses its far
 /// mark: the writer's own checkpoint then syncs the WAL and the file inside
 /// a commit, and with 100 ms here those commits took 10 to 25 ms and set
-/// the p99 of `POST /v1/tasks/runs` at 32 clients (11.3 to 14.3 ms against
+/// the p99 of a run created over HTTP at 32 clients (11.3 to 14.3 ms against
 /// 8.0 and 8.1 ms at 10 ms, alternating runs of `cargo bench --bench
 /// http`, issue 18). The engine bench did not slow (22,968 / 22,807 runs/s
 /// at 100 ms, 23,936 / 24,350 at 10 ms). An idle store is not checkpointed

@@ -55,7 +55,7 @@ pub(in crate::store) fn transition(
         // written with it, or not at all. Its id is random, and the same on
         // every attempt: 32 hex digits made by the database, so that a
         // run with no webhook costs no id.
-        if batch.any_webhooks(transaction)? {
+        if any_webhooks(transaction, batch)? {
             let insert = match transaction.dialect() {
                 Dialect::Sqlite => DELIVERY_INSERT_SQLITE,
                 Dialect::Postgres => DELIVERY_INSERT_POSTGRES,
@@ -85,6 +85,23 @@ pub(in crate::store) fn transition(
     }
     changes.moved(run.group_seq, from, to);
     Ok(())
+}
+
+/// Whether any run has a webhook (see `Batch::webhooks`). A run this batch
+/// creates with one sets it (`create::insert_run`); rows another node
+/// commits meanwhile cannot matter, since a run of another node that this
+/// batch ends was created in a commit before the batch began.
+fn any_webhooks(transaction: &Sql<'_>, batch: &mut Batch) -> Result<bool> {
+    if let Some(known) = batch.webhooks {
+        return Ok(known);
+    }
+    let rows: i64 = transaction.query_one(
+        "SELECT count(*) FROM (SELECT 1 FROM run_webhooks LIMIT 1) AS w",
+        params![],
+        |row| row.get(0),
+    )?;
+    batch.webhooks = Some(rows > 0);
+    Ok(rows > 0)
 }
 
 pub(super) fn finish_run(

@@ -914,23 +914,6 @@ enum Stream {
 }
 
 impl Batch {
-    /// Whether any run has a webhook (see `webhooks`). A run this batch
-    /// creates with one sets it (`create::insert_run`); rows another node
-    /// commits meanwhile cannot matter, since a run of another node that
-    /// this batch ends was created in a commit before the batch began.
-    fn any_webhooks(&mut self, transaction: &Sql<'_>) -> Result<bool> {
-        if let Some(known) = self.webhooks {
-            return Ok(known);
-        }
-        let rows: i64 = transaction.query_one(
-            "SELECT count(*) FROM (SELECT 1 FROM run_webhooks LIMIT 1) AS w",
-            params![],
-            |row| row.get(0),
-        )?;
-        self.webhooks = Some(rows > 0);
-        Ok(rows > 0)
-    }
-
     /// Applies the deferred count changes (see `pending`).
     fn flush_counts(&mut self, transaction: &Sql<'_>) -> Result<()> {
         std::mem::take(&mut self.pending).apply(transaction, self)

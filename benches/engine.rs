@@ -8,8 +8,9 @@
 //! databases; the ratio is of the medians (target >= 0.85). Every engine
 //! pass is checked against the floor: the same events per run and text
 //! columns of the same sizes. `TASKYARD_BENCH_PROCESSOR` picks another
-//! processor (the shape check then applies only to `mock`). Writes
-//! `target/bench/engine.json`.
+//! processor (the shape check then applies only to `mock`), and
+//! `TASKYARD_BENCH_FLOOR_BATCH` the floor's runs per transaction (1,000).
+//! Writes `target/bench/engine.json`.
 
 mod common;
 

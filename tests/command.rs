@@ -307,3 +307,57 @@ fn a_json_schema_wants_a_json_object_on_stdout() {
     let message = failure(&engine, &run.id);
     assert!(message.contains("not JSON"), "{message}");
 }
+
+/// The worker checks a JSON output against the output schema in place
+/// (no copy): what it checked is what the run stores, every field intact,
+/// and an output that breaks the schema fails the run with the rule.
+#[test]
+fn a_json_output_is_checked_against_the_schema_and_stored_whole() {
+    let dir = TestDir::new();
+    let good = script(
+        &dir,
+        "good.sh",
+        "cat > /dev/null\necho '{\"answer\": \"forty-two\", \"score\": 7, \"tags\": [\"a\", \"b\"]}'",
+    );
+    let bad = script(&dir, "bad.sh", "cat > /dev/null\necho '{\"answer\": 42}'");
+    let engine = engine_with(
+        &dir,
+        &format!(
+            "[processors.good]\nkind = \"command\"\nargv = [{}]\n\n\
+             [processors.bad]\nkind = \"command\"\nargv = [{}]\n",
+            toml_string(&good),
+            toml_string(&bad)
+        ),
+    );
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "answer": {"type": "string"},
+            "score": {"type": "integer"},
+            "tags": {"type": "array", "items": {"type": "string"}}
+        },
+        "required": ["answer"]
+    });
+    let mut request = RunRequest::new("x", "good");
+    request.task_spec = Some(json_spec(schema.clone()));
+    let run = engine.create_run(request).expect("run");
+    let (_, output) = engine
+        .wait_for_result(&run.id, Duration::from_secs(30))
+        .expect("completed");
+    let Content::Json(content) = output.content else {
+        panic!("{output:?}")
+    };
+    assert_eq!(
+        Value::Object(content),
+        json!({"answer": "forty-two", "score": 7, "tags": ["a", "b"]})
+    );
+
+    let mut request = RunRequest::new("x", "bad");
+    request.task_spec = Some(json_spec(schema));
+    let run = engine.create_run(request).expect("run");
+    let message = failure(&engine, &run.id);
+    assert!(
+        message.contains("does not match the output schema") && message.contains("/answer"),
+        "{message}"
+    );
+}

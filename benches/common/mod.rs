@@ -619,7 +619,9 @@ fn group_status_json(runs: i64, queued: i64, completed: i64, at: i64) -> String 
 
 /// The floor of the work: the rows taskyard writes over a run's life,
 /// written with plain rusqlite on taskyard's own schema and pragmas (WAL,
-/// `synchronous=NORMAL`, foreign keys on), 1,000 runs per transaction.
+/// `synchronous=NORMAL`, foreign keys on), 1,000 runs per transaction
+/// (`TASKYARD_BENCH_FLOOR_BATCH` sets another count: at 32, the floor
+/// commits about as often per run as the engine does).
 ///
 /// Each batch of 1,000 runs is three commits, the three moments of a run's
 /// life that are durable on their own in taskyard:
@@ -669,8 +671,12 @@ pub fn raw_sqlite(dir: &Path, runs: usize, template: &RunTemplate) -> Floor {
     let mut next_event_id: i64 = 1;
     let mut done = 0usize;
     let mut run_seq_next: i64 = 1;
+    // Runs per transaction: 1,000 unless `TASKYARD_BENCH_FLOOR_BATCH`
+    // says otherwise, to see what committing as often as the engine does
+    // costs the same rows.
+    let floor_batch = env_usize("TASKYARD_BENCH_FLOOR_BATCH", 1_000, 1_000).max(1);
     while done < runs {
-        let batch = (runs - done).min(1_000);
+        let batch = (runs - done).min(floor_batch);
         let first_seq = run_seq_next;
         // 1. add
         let now = now_micros();

@@ -153,8 +153,8 @@ impl Worker {
             }
         }
         match outcome {
-            Ok(Ok(output)) => match self.check_output(&output, &task_spec) {
-                Ok(()) => Attempt::Finished(Finish::Completed {
+            Ok(Ok(output)) => match self.check_output(output, &task_spec) {
+                Ok(output) => Attempt::Finished(Finish::Completed {
                     output: to_json(&output).into(),
                 }),
                 Err(message) => failed(message, None),
@@ -169,16 +169,27 @@ impl Worker {
         }
     }
 
-    /// Output must fit the task spec before a run is marked completed.
-    fn check_output(&self, output: &Output, task_spec: &TaskSpec) -> Result<(), String> {
-        match (SchemaKind::of(&task_spec.output_schema), &output.content) {
+    /// Output must fit the task spec before a run is marked completed;
+    /// answers it back when it does. Taken by value so that the content is
+    /// checked where it lies: a copy of every JSON output, made only to
+    /// be checked, showed in the workers' profile.
+    fn check_output(&self, mut output: Output, task_spec: &TaskSpec) -> Result<Output, String> {
+        match (
+            SchemaKind::of(&task_spec.output_schema),
+            &mut output.content,
+        ) {
             (SchemaKind::Json(json_schema), Content::Json(content)) => {
                 let validator = self
                     .schemas
                     .compile(json_schema)
                     .map_err(|message| format!("output schema does not compile: {message}"))?;
-                match first_violation(&validator, &Value::Object(content.clone())) {
-                    None => Ok(()),
+                let instance = Value::Object(std::mem::take(content));
+                let violation = first_violation(&validator, &instance);
+                if let Value::Object(checked) = instance {
+                    *content = checked;
+                }
+                match violation {
+                    None => Ok(output),
                     Some(violation) => Err(format!(
                         "output does not match the output schema: {violation}"
                     )),
@@ -190,7 +201,7 @@ impl Worker {
             (SchemaKind::Text(_), Content::Json(_)) => {
                 Err("processor returned json where the output schema is text".into())
             }
-            _ => Ok(()),
+            _ => Ok(output),
         }
     }
 }

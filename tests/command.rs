@@ -46,6 +46,32 @@ fn failure(engine: &Engine, run_id: &str) -> String {
     }
 }
 
+/// An engine whose processors run the given scripts, one `command`
+/// processor per (name, program).
+fn engine_running(dir: &TestDir, programs: &[(&str, &Path)]) -> Engine {
+    let toml: Vec<String> = programs
+        .iter()
+        .map(|(name, program)| {
+            format!(
+                "[processors.{name}]\nkind = \"command\"\nargv = [{}]\n",
+                toml_string(program)
+            )
+        })
+        .collect();
+    engine_with(dir, &toml.join("\n"))
+}
+
+/// The JSON content of a run that must complete.
+fn completed_json(engine: &Engine, run_id: &str) -> serde_json::Map<String, Value> {
+    let (_, output) = engine
+        .wait_for_result(run_id, Duration::from_secs(30))
+        .expect("completed");
+    let Content::Json(content) = output.content else {
+        panic!("{output:?}")
+    };
+    content
+}
+
 /// True while a process with this pid runs (a zombie is not running).
 fn running(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -86,22 +112,11 @@ fn the_run_goes_in_on_stdin_and_stdout_is_the_output() {
         // The whole run back, as the output's `run` field.
         r#"printf '{"run": %s}' "$(cat)""#,
     );
-    let engine = engine_with(
-        &dir,
-        &format!(
-            "[processors.answer]\nkind = \"command\"\nargv = [{}]\n",
-            toml_string(&program)
-        ),
-    );
+    let engine = engine_running(&dir, &[("answer", &program)]);
     let mut request = RunRequest::new(json!({"company": "Globex"}), "answer");
     request.metadata = Some(json!({"team": "a"}).as_object().cloned().expect("object"));
     let run = engine.create_run(request).expect("run");
-    let (_, output) = engine
-        .wait_for_result(&run.id, Duration::from_secs(30))
-        .expect("completed");
-    let Content::Json(content) = output.content else {
-        panic!("{output:?}")
-    };
+    let content = completed_json(&engine, &run.id);
     let sent = &content["run"];
     assert_eq!(sent["run_id"], json!(run.id));
     assert_eq!(sent["processor"], "answer");
@@ -320,15 +335,7 @@ fn a_json_output_is_checked_against_the_schema_and_stored_whole() {
         "cat > /dev/null\necho '{\"answer\": \"forty-two\", \"score\": 7, \"tags\": [\"a\", \"b\"]}'",
     );
     let bad = script(&dir, "bad.sh", "cat > /dev/null\necho '{\"answer\": 42}'");
-    let engine = engine_with(
-        &dir,
-        &format!(
-            "[processors.good]\nkind = \"command\"\nargv = [{}]\n\n\
-             [processors.bad]\nkind = \"command\"\nargv = [{}]\n",
-            toml_string(&good),
-            toml_string(&bad)
-        ),
-    );
+    let engine = engine_running(&dir, &[("good", &good), ("bad", &bad)]);
     let schema = json!({
         "type": "object",
         "properties": {
@@ -341,14 +348,8 @@ fn a_json_output_is_checked_against_the_schema_and_stored_whole() {
     let mut request = RunRequest::new("x", "good");
     request.task_spec = Some(json_spec(schema.clone()));
     let run = engine.create_run(request).expect("run");
-    let (_, output) = engine
-        .wait_for_result(&run.id, Duration::from_secs(30))
-        .expect("completed");
-    let Content::Json(content) = output.content else {
-        panic!("{output:?}")
-    };
     assert_eq!(
-        Value::Object(content),
+        Value::Object(completed_json(&engine, &run.id)),
         json!({"answer": "forty-two", "score": 7, "tags": ["a", "b"]})
     );
 
